@@ -1,0 +1,118 @@
+"""Architecture configuration of the U-Net.
+
+`UNetConfig` holds every architecture knob. Its defaults reproduce the classic
+Keras "start_neurons" U-Net described in DESIGN.md exactly (2,158,417 parameters
+for one input channel and one output). It has no dependency on Keras, so it can
+be created, validated and serialised without importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+MAX_DEPTH = 6
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Every architecture knob of the U-Net.
+
+    Attributes
+    ----------
+    start_neurons : int
+        Filters of the first encoder level; level ``k`` has ``start_neurons * 2**k``.
+    depth : int
+        Number of pooling steps (1..6). Input height and width must be multiples
+        of ``2**depth``.
+    dropout_first : float
+        Dropout after the first max-pooling, in [0, 1).
+    dropout : float
+        Dropout after every other pooling and after each decoder concatenation.
+    batch_norm : bool
+        Add BatchNormalization after each convolution (before its ReLU).
+    in_channels : int
+        Channels of the input image (1 for grey, 3 for RGB, ...).
+    n_classes : int
+        1 gives a single sigmoid foreground output; >= 2 gives a softmax over
+        ``n_classes`` classes (class 0 is background).
+    kernel_size : int
+        Odd size of the square convolution kernels.
+    """
+
+    start_neurons: int = 16
+    depth: int = 4
+    dropout_first: float = 0.25
+    dropout: float = 0.5
+    batch_norm: bool = False
+    in_channels: int = 1
+    n_classes: int = 1
+    kernel_size: int = 3
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first invalid value and what is allowed."""
+        _check_int("start_neurons", self.start_neurons, 1, 1024)
+        _check_int("depth", self.depth, 1, MAX_DEPTH)
+        _check_int("in_channels", self.in_channels, 1, 64)
+        _check_int("n_classes", self.n_classes, 1, 255)
+        _check_int("kernel_size", self.kernel_size, 1, 15)
+        if self.kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd (1, 3, 5, ...) so 'same' padding is "
+                f"symmetric; got {self.kernel_size}."
+            )
+        for name in ("dropout_first", "dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"{name} must be a number in [0, 1); got {value!r}.")
+            if not 0.0 <= float(value) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1); got {value}.")
+        if not isinstance(self.batch_norm, bool):
+            raise ValueError(f"batch_norm must be True or False; got {self.batch_norm!r}.")
+
+    @property
+    def size_multiple(self) -> int:
+        """Input height and width must be multiples of this (``2**depth``)."""
+        return 2**self.depth
+
+    def filters(self, level: int) -> int:
+        """Filters of encoder/decoder ``level`` (0 = full resolution, depth = bottleneck)."""
+        return self.start_neurons * 2**level
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> UNetConfig:
+        """Create a config from a dict; unknown keys raise ``ValueError``."""
+        if not isinstance(data, dict):
+            raise ValueError(f"A U-Net config must be a JSON object; got {type(data).__name__}.")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"Unknown U-Net config keys {unknown}; allowed keys are {sorted(known)}."
+            )
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> UNetConfig:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"U-Net config is not valid JSON: {err}") from err
+        return cls.from_dict(data)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number in {low}..{high}; got {value!r}.")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be in {low}..{high}; got {value}.")

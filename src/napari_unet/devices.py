@@ -1,0 +1,74 @@
+"""Backend-specific set-up and plain-language device descriptions.
+
+Everything that depends on which Keras backend runs (TensorFlow memory growth,
+out-of-memory exceptions, device listing) lives here, so the rest of the code
+uses only the public Keras 3 API.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def backend_name() -> str:
+    """The Keras backend that will be used (without importing Keras)."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+def configure_backend() -> None:
+    """Quiet TensorFlow's start-up chatter and let GPU memory grow as needed.
+
+    Safe to call many times: memory growth can only be set before TensorFlow
+    initialises its GPUs, and the "already initialised" error is ignored.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if backend_name() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # already initialised
+            pass
+
+
+def describe_device() -> str:
+    """Say in plain words where the network runs, e.g. ``"CPU — no GPU visible to TensorFlow"``."""
+    backend = backend_name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus:
+            return "CPU — no GPU visible to TensorFlow"
+        names = []
+        for gpu in gpus:
+            try:
+                names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
+            except Exception:  # noqa: BLE001 - details are best effort
+                names.append(gpu.name)
+        return "GPU — " + ", ".join(names)
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        if devices[0].platform == "cpu":
+            return "CPU — no GPU visible to JAX"
+        return "GPU — " + ", ".join(d.device_kind for d in devices)
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return "GPU — " + torch.cuda.get_device_name(0)
+        return "CPU — no GPU visible to PyTorch"
+    return f"{backend} backend"
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """True if ``error`` means the backend ran out of (GPU or host) memory."""
+    if isinstance(error, MemoryError):
+        return True
+    name = type(error).__name__
+    text = str(error).lower()
+    return name == "ResourceExhaustedError" or "out of memory" in text or "resource_exhausted" in text

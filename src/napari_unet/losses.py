@@ -1,0 +1,127 @@
+"""Masked losses and metrics: pixels whose target is ``IGNORE`` (-1) do not count.
+
+Targets are float ``(B, H, W, 1)`` class indices (0 = background) or -1.
+Predictions are sigmoid ``(B, H, W, 1)`` (binary) or softmax ``(B, H, W, K)``.
+Importing this module imports Keras; it is only imported when training starts.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+_EPS = 1e-7
+LOSSES = ("bce", "bce_dice")
+
+
+def _mask_and_onehot(y_true, y_pred):
+    """Return (mask (B,H,W,1), one-hot/binary target shaped like y_pred)."""
+    mask = ops.cast(ops.greater_equal(y_true, 0.0), "float32")
+    labels = ops.maximum(y_true, 0.0)
+    n = y_pred.shape[-1]
+    if n == 1:
+        return mask, labels
+    onehot = ops.one_hot(ops.cast(labels[..., 0], "int32"), n)
+    return mask, onehot
+
+
+def _per_sample(value, mask):
+    """Repeat a batch-level value per sample, so Keras' mean over the batch returns it.
+
+    The loss is a mean over all annotated pixels of the batch (not a mean of
+    per-image means), so images with few scribbled pixels do not dominate.
+    """
+    return ops.ones_like(ops.sum(mask, axis=(1, 2, 3))) * value
+
+
+@keras.saving.register_keras_serializable(package="napari_unet")
+class MaskedCrossentropy(keras.losses.Loss):
+    """Binary (sigmoid) or categorical (softmax) cross-entropy over annotated pixels only."""
+
+    def __init__(self, name="masked_crossentropy", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        mask, target = _mask_and_onehot(y_true, y_pred)
+        p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
+        if y_pred.shape[-1] == 1:
+            ce = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
+        else:
+            ce = -ops.sum(target * ops.log(p), axis=-1, keepdims=True)
+        total = ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
+        return _per_sample(total, mask)
+
+
+@keras.saving.register_keras_serializable(package="napari_unet")
+class MaskedDice(keras.losses.Loss):
+    """1 - soft Dice of the foreground (mean over foreground classes), annotated pixels only."""
+
+    def __init__(self, name="masked_dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        mask, target = _mask_and_onehot(y_true, y_pred)
+        if y_pred.shape[-1] > 1:
+            target, y_pred = target[..., 1:], y_pred[..., 1:]
+        inter = ops.sum(target * y_pred * mask, axis=(0, 1, 2))
+        denom = ops.sum((target + y_pred) * mask, axis=(0, 1, 2))
+        dice = ops.mean((2.0 * inter + 1.0) / (denom + 1.0))
+        return _per_sample(1.0 - dice, mask)
+
+
+@keras.saving.register_keras_serializable(package="napari_unet")
+class MaskedCrossentropyDice(keras.losses.Loss):
+    """Masked cross-entropy plus masked soft Dice."""
+
+    def __init__(self, name="masked_crossentropy_dice", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self._ce = MaskedCrossentropy()
+        self._dice = MaskedDice()
+
+    def call(self, y_true, y_pred):
+        return self._ce.call(y_true, y_pred) + self._dice.call(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="napari_unet")
+class MaskedIoU(keras.metrics.Metric):
+    """Foreground intersection-over-union over annotated pixels, accumulated over an epoch.
+
+    Binary: prediction > ``threshold``. Multi-class: argmax, mean IoU of classes 1..K-1.
+    """
+
+    def __init__(self, threshold: float = 0.5, name="iou", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.threshold = threshold
+        self.intersection = self.add_variable(shape=(), initializer="zeros", name="intersection")
+        self.union = self.add_variable(shape=(), initializer="zeros", name="union")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        mask, target = _mask_and_onehot(y_true, y_pred)
+        if y_pred.shape[-1] == 1:
+            pred = ops.cast(ops.greater(y_pred, self.threshold), "float32")
+        else:
+            pred = ops.one_hot(ops.argmax(y_pred, axis=-1), y_pred.shape[-1])[..., 1:]
+            target = target[..., 1:]
+        inter = ops.sum(pred * target * mask)
+        union = ops.sum(ops.maximum(pred, target) * mask)
+        self.intersection.assign_add(ops.cast(inter, self.dtype))
+        self.union.assign_add(ops.cast(union, self.dtype))
+
+    def result(self):
+        return ops.where(self.union > 0, self.intersection / ops.maximum(self.union, 1.0), 1.0)
+
+    def reset_state(self):
+        self.intersection.assign(0.0)
+        self.union.assign(0.0)
+
+    def get_config(self):
+        return {**super().get_config(), "threshold": self.threshold}
+
+
+def make_loss(name: str) -> keras.losses.Loss:
+    """``"bce"`` -> masked cross-entropy; ``"bce_dice"`` -> cross-entropy + Dice."""
+    if name == "bce":
+        return MaskedCrossentropy()
+    if name == "bce_dice":
+        return MaskedCrossentropyDice()
+    raise ValueError(f"loss must be one of {LOSSES}; got {name!r}.")

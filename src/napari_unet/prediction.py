@@ -1,0 +1,266 @@
+"""Headless prediction: tiled with a halo, any size, 2D and stacks, batched planes.
+
+`iter_predict` is the engine: it yields `PredictProgress` after every batch of
+tiles and returns the probabilities. `predict` and `segment` drain it. Tiles
+have one fixed shape (no retracing); their halo comes from the receptive field
+(see `napari_unet.tiling`), so the result equals a whole-image pass.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, Generator
+
+import numpy as np
+
+from . import data as D
+from .model import UNetModel
+from .tiling import plan_tiles, round_up
+
+__all__ = ["PredictProgress", "iter_predict", "predict", "segment", "inference_bytes_per_pixel",
+           "auto_tile_size"]
+
+# Measured peak bytes per window pixel of the default U-Net on CPU (TensorFlow),
+# divided by its channel sum below; see docs/benchmarks.md.
+_BYTES_PER_CHANNEL_PIXEL = 12.0
+
+
+@dataclass
+class PredictProgress:
+    """Tiles done out of total; ``message`` is set when something noteworthy happened."""
+
+    done: int
+    total: int
+    message: str = ""
+
+
+def inference_bytes_per_pixel(config) -> float:
+    """Estimated peak memory in bytes per input pixel of one window during inference."""
+    channels = config.in_channels + max(1, config.n_classes)
+    for level in range(config.depth + 1):
+        channels += 5 * config.filters(level) / 4**level
+    return _BYTES_PER_CHANNEL_PIXEL * channels
+
+
+def available_memory() -> int:
+    """Bytes of memory available to this process now."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except Exception:  # noqa: BLE001 - psutil missing or unsupported platform
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def auto_tile_size(model: UNetModel, memory_budget: int | None = None) -> int:
+    """Largest window side (a multiple of ``2**depth``) whose inference fits the budget.
+
+    The default budget is a quarter of the available memory, at most 1 GiB.
+    """
+    if memory_budget is None:
+        memory_budget = min(available_memory() // 4, 1 << 30)
+    m, halo = model.config.size_multiple, model.halo
+    side = int(math.sqrt(memory_budget / inference_bytes_per_pixel(model.config)))
+    side = max(side // m * m, round_up(4 * halo, m))
+    return side
+
+
+def _resolve_model(model: Any) -> UNetModel:
+    if isinstance(model, UNetModel):
+        return model
+    if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):
+        from .io import load_model
+
+        return load_model(model)
+    raise ValueError(
+        f"model must be a UNetModel (from train() or load_model()) or a path to a "
+        f".keras model file; got {type(model).__name__}."
+    )
+
+
+def _spatial_shape(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
+    return tuple(s for s, a in zip(shape, axes) if a != "C")
+
+
+def iter_predict(
+    model: Any,
+    image: Any,
+    *,
+    axes: str | None = None,
+    tile_size: int | None = None,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
+) -> Generator[PredictProgress, None, np.ndarray]:
+    """Predict probabilities, yielding `PredictProgress`; returns the probability array.
+
+    Parameters
+    ----------
+    model : a `UNetModel` or a path to a ``.keras`` file saved by `save_model`.
+    image : array with axes YX, ZYX, TYX or TZYX, optionally with a channel
+        axis (``axes`` names it, e.g. ``"YXC"`` for RGB or ``"CZYX"``); any size.
+    axes : axes string; guessed from the shape and the model's channels if None.
+    tile_size : side in pixels of the square windows fed to the network
+        (including the halo); chosen from ``memory_budget`` if None.
+    batch_size : windows per network call; chosen from the budget if None.
+    memory_budget : bytes the network's activations may use (default: a quarter
+        of available memory, at most 1 GiB).
+
+    Returns float32 probabilities with the image's spatial shape and axis order
+    (channel axis dropped) for a binary model, or with a trailing class axis of
+    length ``n_classes`` for a multi-class model. The input is not modified.
+    If the backend runs out of memory, tiles and batches are halved and the
+    prediction restarts, with a `PredictProgress` message saying so.
+    """
+    from .devices import configure_backend, is_out_of_memory
+
+    unet = _resolve_model(model)
+    config = unet.config
+    image = D.check_image(image)
+    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, config.in_channels)
+    planes, lead = D.to_planes(image, axes)
+    if planes.shape[-1] != config.in_channels:
+        raise ValueError(
+            f"The image has {planes.shape[-1]} channel(s) (axes {axes}, shape {image.shape}) "
+            f"but the model expects {config.in_channels}; choose a matching image or model."
+        )
+    configure_backend()
+    m, halo = config.size_multiple, unet.halo
+    n, h, w, _ = planes.shape
+    hp, wp = round_up(h, m), round_up(w, m)
+    if memory_budget is None:
+        memory_budget = min(available_memory() // 4, 1 << 30)
+    if tile_size is None:
+        tile_size = auto_tile_size(unet, memory_budget)
+    if not isinstance(tile_size, int) or tile_size % m or tile_size <= 2 * halo:
+        raise ValueError(
+            f"tile_size must be a multiple of {m} larger than {2 * halo} (twice the "
+            f"halo of this model); got {tile_size!r}."
+        )
+    stats = unet.normalization.statistics(planes)
+    n_out = max(1, config.n_classes)
+
+    while True:
+        (wh, ww), tiles = plan_tiles((hp, wp), tile_size, halo, m)
+        per_window = inference_bytes_per_pixel(config) * wh * ww
+        batch = batch_size or int(max(1, min(32, memory_budget // per_window)))
+        try:
+            result = yield from _run_tiles(unet, planes, stats, (hp, wp), tiles, batch, n_out)
+            break
+        except Exception as err:  # noqa: BLE001 - only out-of-memory is retried
+            if not is_out_of_memory(err):
+                raise
+            if batch > 1:
+                batch_size = max(1, batch // 2)
+            elif tile_size // 2 > 2 * halo:
+                tile_size = max(round_up(tile_size // 2, m), round_up(2 * halo + m, m))
+            else:
+                raise MemoryError(
+                    "Prediction ran out of memory even with one smallest tile; close other "
+                    "programs or use a smaller model."
+                ) from err
+            message = (f"Out of memory: retrying with tiles of {tile_size} px and "
+                       f"batches of {batch_size or 1}.")
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            yield PredictProgress(0, len(tiles) * n, message)
+
+    probs = result[:, :h, :w]
+    probs = D.from_planes(probs, lead)
+    if n_out == 1:
+        probs = probs[..., 0]
+    return probs
+
+
+def _run_tiles(unet, planes, stats, padded_shape, tiles, batch, n_out):
+    """Run all (plane, tile) windows in batches; yields progress, returns (N, Hp, Wp, K)."""
+    n, h, w, c = planes.shape
+    hp, wp = padded_shape
+    out = np.empty((n, hp, wp, n_out), np.float32)
+    jobs = [(i, t) for i in range(n) for t in tiles]
+    wh = tiles[0].window[0].stop - tiles[0].window[0].start
+    ww = tiles[0].window[1].stop - tiles[0].window[1].start
+    cached_plane, cached_index = None, -1
+    km = unet.keras_model
+    for start in range(0, len(jobs), batch):
+        chunk = jobs[start:start + batch]
+        x = np.empty((len(chunk), wh, ww, c), np.float32)
+        for k, (i, tile) in enumerate(chunk):
+            if i != cached_index:
+                plane = unet.normalization.apply(planes[i:i + 1], stats)[0]
+                cached_plane = np.pad(plane, ((0, hp - h), (0, wp - w), (0, 0)), mode="symmetric")
+                cached_index = i
+            x[k] = cached_plane[tile.window]
+        y = np.asarray(km.predict_on_batch(x))
+        for k, (i, tile) in enumerate(chunk):
+            out[(i, *tile.core)] = y[(k, *tile.core_in_window)]
+        yield PredictProgress(start + len(chunk), len(jobs))
+    return out
+
+
+def _drain(gen: Generator, callback: Callable | None = None):
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as done:
+            return done.value
+        if callback is not None:
+            callback(event)
+
+
+def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], None] | None = None,
+            **kwargs: Any) -> np.ndarray:
+    """Foreground (or class) probabilities of ``image``; see `iter_predict` for arguments.
+
+    A dask array input gives a lazy dask array output (see `napari_unet.lazy`).
+    """
+    if _is_dask(image):
+        from .lazy import predict_dask
+
+        return predict_dask(_resolve_model(model), image, **kwargs)
+    return _drain(iter_predict(model, image, **kwargs), callback)
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+def segment(
+    model: Any,
+    image: Any,
+    *,
+    threshold: float | None = None,
+    instances: bool = True,
+    min_size: int = 0,
+    split_touching: bool = False,
+    link_planes: bool = False,
+    axes: str | None = None,
+    callback: Callable[[PredictProgress], None] | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Label image of ``image``: the spatial shape of the input, smallest integer dtype.
+
+    Binary models: pixels with probability > ``threshold`` (default: the
+    model's, usually 0.5) are foreground; with ``instances`` each connected
+    object gets its own id (objects under ``min_size`` pixels are removed;
+    ``split_touching`` separates touching objects by a distance-transform
+    watershed; ``link_planes`` connects objects across Z instead of labelling
+    each plane alone). Without ``instances`` the result is a 0/1 mask.
+    Multi-class models: the class index of each pixel (argmax).
+    """
+    from .postprocess import labels_from_probabilities
+
+    unet = _resolve_model(model)
+    threshold = unet.threshold if threshold is None else threshold
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
+    probs = predict(unet, image, axes=axes, callback=callback, **kwargs)
+    arr = np.asarray(image) if not _is_dask(image) else image
+    axes = D.check_axes(axes, arr.shape) if axes else D.default_axes(arr.shape, unet.config.in_channels)
+    spatial_axes = axes.replace("C", "")
+    return labels_from_probabilities(
+        probs, spatial_axes, n_classes=unet.config.n_classes, threshold=threshold,
+        instances=instances, min_size=min_size, split_touching=split_touching,
+        link_planes=link_planes,
+    )

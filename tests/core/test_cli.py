@@ -1,0 +1,69 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from napari_unet.cli import main
+from napari_unet.imageio_utils import read_image, write_image
+from napari_unet.io import save_model
+from napari_unet.sample_data import make_nuclei
+
+
+def test_quick_demo_writes_all_outputs(tmp_path, capsys):
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    for name in ("model.keras", "labels.tif", "overlay.png", "metrics.json"):
+        assert (tmp_path / name).is_file(), name
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert 0.0 <= metrics["foreground_iou"] <= 1.0
+    assert "foreground IoU" in capsys.readouterr().out
+    overlay = read_image(tmp_path / "overlay.png")
+    assert overlay.ndim == 3 and overlay.shape[-1] == 3
+
+
+def test_train_predict_evaluate_on_files(tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for s in range(2):
+        image, labels = make_nuclei((64, 64), seed=s)
+        write_image(images / f"cell{s}.tif", image)
+        write_image(masks / f"cell{s}.png", labels.astype(np.uint8))
+    model = tmp_path / "model.keras"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
+                 "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "2",
+                 "--patch-size", "32", "--batch-size", "2"]) == 0
+    assert model.is_file()
+    out, probs = tmp_path / "labels.tif", tmp_path / "probs.tif"
+    assert main(["predict", str(model), str(images / "cell0.tif"), str(out),
+                 "--probabilities", str(probs), "--min-size", "3"]) == 0
+    labels = read_image(out)
+    assert labels.shape == (64, 64) and labels.dtype.kind == "u"
+    assert read_image(probs).dtype == np.float32
+    assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
+    assert main(["info", str(model)]) == 0
+    report = capsys.readouterr().out
+    assert "mean_foreground_iou" in report and '"parameters"' in report
+
+
+def test_errors_exit_2_with_a_message(tmp_path, capsys, trained_tiny):
+    assert main(["predict", str(tmp_path / "missing.keras"), "a.tif", "b.tif"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    write_image(tmp_path / "images" / "a.tif", np.zeros((8, 8), np.uint8))
+    assert main(["train", "--images", str(tmp_path / "images"), "--masks",
+                 str(tmp_path / "masks"), "--out", str(tmp_path / "m.keras")]) == 2
+    assert "No mask for image" in capsys.readouterr().err
+    model = save_model(trained_tiny, tmp_path / "m.keras")
+    (tmp_path / "x.jpg").write_bytes(b"")
+    assert main(["predict", str(model), str(tmp_path / "x.jpg"), str(tmp_path / "o.tif")]) == 2
+    assert "only TIFF" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "napari_unet.cli", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for command in ("demo", "train", "predict", "evaluate"):
+        assert command in out

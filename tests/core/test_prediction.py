@@ -1,0 +1,133 @@
+import numpy as np
+import pytest
+
+from napari_unet.config import UNetConfig
+from napari_unet.metrics import foreground_iou
+from napari_unet.model import UNetModel
+from napari_unet.prediction import PredictProgress, auto_tile_size, iter_predict, predict, segment
+from napari_unet.tiling import plan_tiles
+
+from .conftest import assert_unchanged
+
+
+def test_trained_model_segments_held_out_nuclei(trained_tiny, nuclei):
+    image, truth = nuclei
+    labels = segment(trained_tiny, image, min_size=5)
+    assert labels.shape == image.shape and labels.dtype == np.uint8
+    assert foreground_iou(labels, truth) > 0.6
+    assert labels.max() > 3
+
+
+@pytest.fixture(scope="module")
+def depth3():
+    return UNetModel.new(UNetConfig(depth=3, start_neurons=4))
+
+
+@pytest.mark.parametrize("shape", [(101, 77), (37, 200), (13, 9), (150, 150)])
+@pytest.mark.parametrize("tile", [152, 208])
+def test_tiled_equals_whole_image(depth3, shape, tile):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    whole = predict(depth3, image, tile_size=1024)
+    tiled = predict(depth3, image, tile_size=tile)
+    assert tiled.shape == shape
+    assert np.abs(tiled - whole).max() <= 1e-4
+
+
+def test_tile_plan_covers_every_pixel_once():
+    _, tiles = plan_tiles((208, 304), 112, 32, 16)
+    cover = np.zeros((208, 304), int)
+    for t in tiles:
+        cover[t.core] += 1
+        ys, xs = t.window
+        assert ys.start % 16 == 0 and xs.start % 16 == 0
+        assert ys.stop - ys.start == 112 and xs.stop - xs.start == 112
+    assert np.all(cover == 1)
+    with pytest.raises(ValueError, match="larger than twice the halo"):
+        plan_tiles((64, 64), 64, 32, 16)
+
+
+def test_progress_events_and_input_untouched(random_tiny):
+    image = np.random.default_rng(1).random((70, 90)).astype(np.float32)
+    before = image.copy()
+    gen = iter_predict(random_tiny, image, tile_size=80)
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as done:
+            probs = done.value
+            break
+    assert all(isinstance(e, PredictProgress) for e in events)
+    assert events[-1].done == events[-1].total > 1
+    assert probs.shape == image.shape and probs.dtype == np.float32
+    assert_unchanged(before, image)
+
+
+@pytest.mark.parametrize("shape, axes, out", [
+    ((3, 40, 36), "ZYX", (3, 40, 36)),
+    ((2, 40, 36), "TYX", (2, 40, 36)),
+    ((2, 3, 40, 36), "TZYX", (2, 3, 40, 36)),
+    ((40, 36, 3), "YXC", (40, 36)),
+    ((3, 2, 40, 36), "CZYX", (2, 40, 36)),
+])
+def test_axis_layouts(shape, axes, out):
+    channels = shape[axes.index("C")] if "C" in axes else 1
+    model = UNetModel.new(UNetConfig(depth=2, start_neurons=4, in_channels=channels))
+    image = np.random.default_rng(2).random(shape).astype(np.float32)
+    probs = predict(model, image, axes=axes)
+    assert probs.shape == out
+    labels = segment(model, image, axes=axes, threshold=0.5)
+    assert labels.shape == out
+    if axes == "ZYX":  # identical planes are predicted identically, and like the plane alone
+        same = np.stack([image[1]] * 3)
+        stacked = predict(model, same)
+        np.testing.assert_allclose(stacked[0], stacked[2], atol=1e-6)
+        np.testing.assert_allclose(stacked[1], predict(model, image[1]), atol=2e-4)
+
+
+def test_multiclass_outputs(nuclei):
+    model = UNetModel.new(UNetConfig(depth=2, start_neurons=4, n_classes=3))
+    image = nuclei[0]
+    probs = predict(model, image)
+    assert probs.shape == image.shape + (3,)
+    classes = segment(model, image)
+    assert classes.shape == image.shape and classes.max() <= 2 and classes.dtype == np.uint8
+
+
+def test_bad_prediction_input(random_tiny):
+    with pytest.raises(ValueError, match="channel"):
+        predict(random_tiny, np.zeros((32, 32, 3)), axes="YXC")
+    with pytest.raises(ValueError, match="tile_size must be a multiple of 4"):
+        predict(random_tiny, np.zeros((32, 32)), tile_size=50)
+    with pytest.raises(ValueError, match="UNetModel"):
+        predict(object(), np.zeros((32, 32)))
+    with pytest.raises(ValueError, match="NaN"):
+        predict(random_tiny, np.full((32, 32), np.nan))
+    with pytest.raises(ValueError, match="threshold"):
+        segment(random_tiny, np.zeros((32, 32)), threshold=1.5)
+
+
+def test_auto_tile_size_follows_the_memory_budget():
+    model = UNetModel.new()
+    small = auto_tile_size(model, 64 << 20)
+    large = auto_tile_size(model, 1 << 30)
+    assert small % 16 == 0 and large % 16 == 0 and small < large
+    assert small > 2 * model.halo
+
+
+def test_out_of_memory_retries_with_smaller_batches(random_tiny, monkeypatch):
+    km = random_tiny.keras_model
+    real = km.predict_on_batch
+    calls = []
+
+    def flaky(x):
+        calls.append(len(x))
+        if len(x) > 1:
+            raise MemoryError("out of memory")
+        return real(x)
+
+    monkeypatch.setattr(km, "predict_on_batch", flaky)
+    image = np.random.default_rng(3).random((4, 32, 32)).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="Out of memory"):
+        probs = predict(random_tiny, image, batch_size=4)
+    assert probs.shape == image.shape and calls[0] == 4 and calls[-1] == 1

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+from napari_unet.config import UNetConfig
+from napari_unet.model import UNetModel
+from napari_unet.sample_data import make_nuclei
+from napari_unet.training import TrainProgress, iter_train, train
+
+from .conftest import TINY, assert_unchanged
+
+FAST = dict(patch_size=32, batch_size=2, epochs=2, steps_per_epoch=3, seed=0)
+
+
+def test_training_learns_and_reports_progress(trained_tiny):
+    h = trained_tiny.history
+    assert set(h) == {"loss", "iou", "val_loss", "val_iou"} and len(h["loss"]) == 6
+    assert h["loss"][-1] < h["loss"][0]
+    assert trained_tiny.info["best_epoch"] == int(np.argmin(h["val_loss"])) + 1
+    assert trained_tiny.info["stopped_early"] is False
+
+
+def test_generator_yields_batches_then_epochs_and_returns_result(nuclei):
+    image, labels = nuclei
+    gen = iter_train(image, labels, TINY, **FAST)
+    events = []
+    while True:
+        try:
+            events.append(next(gen))
+        except StopIteration as done:
+            result = done.value
+            break
+    assert all(isinstance(e, TrainProgress) for e in events)
+    phases = [(e.epoch, e.batch, e.phase) for e in events]
+    assert phases == [(1, 1, "batch"), (1, 2, "batch"), (1, 3, "batch"), (1, 3, "epoch"),
+                      (2, 1, "batch"), (2, 2, "batch"), (2, 3, "batch"), (2, 3, "epoch")]
+    assert "val_loss" in events[3].logs
+    model, history = result
+    assert isinstance(model, UNetModel) and len(history["loss"]) == 2
+
+
+def test_stop_ends_after_the_current_batch_and_keeps_best_weights(nuclei):
+    image, labels = nuclei
+    calls = []
+
+    def should_stop():
+        calls.append(1)
+        return len(calls) >= 4  # stop during epoch 2
+
+    seen = []
+    result = train(image, labels, TINY, should_stop=should_stop, callback=seen.append,
+                   **{**FAST, "epochs": 5})
+    assert result.model.info["stopped_early"] is True
+    assert len(result.history["loss"]) == 2
+    assert [e.phase for e in seen].count("batch") == 4
+    # the restored weights are those of the best epoch: re-evaluating gives its val loss
+    probs = result.model.keras_model.predict_on_batch(np.zeros((1, 32, 32, 1), np.float32))
+    assert np.isfinite(probs).all()
+
+
+def test_inputs_are_not_modified(nuclei):
+    image, labels = nuclei
+    image = image.astype(np.float32)
+    before_i, before_l = image.copy(), labels.copy()
+    train([image], [labels], TINY, **FAST)
+    assert_unchanged(before_i, image)
+    assert_unchanged(before_l, labels)
+
+
+def test_sparse_scribbles_and_multiclass_train():
+    image, truth = make_nuclei((64, 64), seed=5)
+    scribbles = np.zeros_like(truth)
+    scribbles[2:6, :] = 1  # a background stroke
+    scribbles[truth > 0] = np.where(np.arange(truth[truth > 0].size) % 7 == 0, 2, 0)
+    result = train(image, scribbles, TINY, label_mode="sparse", **FAST)
+    assert np.isfinite(result.history["loss"]).all()
+
+    classes = np.where(truth > 0, 1 + (truth % 2), 0)
+    three = UNetConfig(depth=2, start_neurons=4, n_classes=3)
+    result = train(image, classes, three, **FAST)
+    assert result.model.keras_model.output_shape[-1] == 3
+
+
+def test_stack_with_a_few_labelled_planes():
+    stack = np.stack([make_nuclei((64, 64), seed=s)[0] for s in range(3)])
+    labels = np.zeros(stack.shape, np.uint16)
+    labels[1] = make_nuclei((64, 64), seed=1)[1]
+    result = train(stack, labels, TINY, **FAST)
+    assert result.model.info["epochs_run"] == 2
+
+
+def test_continue_training_a_model(trained_tiny, nuclei):
+    model = UNetModel.new(trained_tiny.config)
+    model.keras_model.set_weights(trained_tiny.keras_model.get_weights())
+    image, labels = nuclei
+    result = train(image, labels, model, **FAST)
+    assert result.model is model
+    assert not np.array_equal(model.keras_model.get_weights()[0],
+                              trained_tiny.keras_model.get_weights()[0])
+
+
+@pytest.mark.parametrize(
+    "images, labels, kwargs, fragment",
+    [
+        (np.zeros((64, 64)), np.zeros((64, 64), int), {}, "labels are empty"),
+        (np.zeros((64, 64)), np.ones((64, 64), int), {}, "every pixel is foreground"),
+        (np.zeros((64, 64)), np.ones((60, 64), int), {}, "same size"),
+        (np.full((64, 64), np.nan), np.eye(64, dtype=int), {}, "NaN"),
+        (np.zeros((64, 64, 3)), np.eye(64, dtype=int), {"axes": "YXC"}, "expects 1"),
+        ([np.zeros((64, 64))], [], {}, "1 images but 0 label"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"patch_size": 30}, "multiple of 2\\*\\*depth = 4"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"loss": "mse"}, "loss must be"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"validation_fraction": 1.0}, "validation_fraction"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"label_mode": "scribble"}, "label_mode"),
+    ],
+)
+def test_bad_training_input_raises_clear_errors(images, labels, kwargs, fragment):
+    settings = {**FAST, **kwargs}
+    with pytest.raises(ValueError, match=fragment):
+        train(images, labels, TINY, **settings)
