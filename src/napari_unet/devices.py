@@ -8,6 +8,33 @@ uses only the public Keras 3 API.
 from __future__ import annotations
 
 import os
+import sys
+from types import ModuleType
+
+
+def load_keras() -> ModuleType:
+    """Import and return ``keras``, first importing its backend safely and configuring it.
+
+    Every Keras import in napari-unet goes through here. On Linux TensorFlow is
+    imported with ``RTLD_DEEPBIND``: once napari has created an OpenGL context,
+    Mesa's driver has put its own ``libLLVM`` into the process with global
+    symbols, and TensorFlow's bundled LLVM would bind to it and crash. With
+    DEEPBIND TensorFlow's libraries use their own symbols first.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if backend_name() == "tensorflow" and "tensorflow" not in sys.modules:
+        flags = sys.getdlopenflags()
+        deepbind = getattr(os, "RTLD_DEEPBIND", 0)
+        if sys.platform.startswith("linux") and deepbind:
+            sys.setdlopenflags(os.RTLD_NOW | deepbind)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            sys.setdlopenflags(flags)
+        configure_backend()
+    import keras
+
+    return keras
 
 
 def backend_name() -> str:
@@ -36,6 +63,7 @@ def configure_backend() -> None:
 def describe_device() -> str:
     """Say in plain words where the network runs, e.g. ``"CPU — no GPU visible to TensorFlow"``."""
     backend = backend_name()
+    load_keras()
     if backend == "tensorflow":
         import tensorflow as tf
 

@@ -103,7 +103,9 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 def load_model(path: str | os.PathLike) -> UNetModel:
     """Load a model file written by `save_model`; raises `ModelFileError` (a ``ValueError``)."""
-    import keras
+    from .devices import load_keras
+
+    keras = load_keras()
 
     meta = read_metadata(path)
     try:

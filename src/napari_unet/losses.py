@@ -7,8 +7,10 @@ Importing this module imports Keras; it is only imported when training starts.
 
 from __future__ import annotations
 
-import keras
-from keras import ops
+from .devices import load_keras
+
+keras = load_keras()
+ops = keras.ops
 
 _EPS = 1e-7
 LOSSES = ("bce", "bce_dice")

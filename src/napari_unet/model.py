@@ -41,9 +41,10 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet") -> keras.Mo
     k = 1..depth, ``bottleneck_conv{1,2}``, then ``dec{k}_up``, ``dec{k}_concat``,
     ``dec{k}_drop``, ``dec{k}_conv{1,2}`` for k = depth..1, and ``output``.
     """
-    import keras
-    from keras import layers
+    from .devices import load_keras
 
+    keras = load_keras()
+    layers = keras.layers
     config = config or UNetConfig()
     ks = config.kernel_size
 

@@ -114,7 +114,7 @@ def iter_predict(
     If the backend runs out of memory, tiles and batches are halved and the
     prediction restarts, with a `PredictProgress` message saying so.
     """
-    from .devices import configure_backend, is_out_of_memory
+    from .devices import is_out_of_memory, load_keras
 
     unet = _resolve_model(model)
     config = unet.config
@@ -126,7 +126,7 @@ def iter_predict(
             f"The image has {planes.shape[-1]} channel(s) (axes {axes}, shape {image.shape}) "
             f"but the model expects {config.in_channels}; choose a matching image or model."
         )
-    configure_backend()
+    load_keras()
     m, halo = config.size_multiple, unet.halo
     n, h, w, _ = planes.shape
     hp, wp = round_up(h, m), round_up(w, m)

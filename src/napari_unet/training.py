@@ -160,12 +160,11 @@ def iter_train(
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     """
-    import keras
+    from .devices import load_keras
 
-    from .devices import configure_backend
+    keras = load_keras()
     from .losses import MaskedIoU, make_loss
 
-    configure_backend()
     if isinstance(model, UNetModel):
         unet = model
     else:

@@ -1,0 +1,50 @@
+"""A small live plot of training curves (matplotlib in Qt), for the Train widget."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from magicgui.widgets import Container
+
+
+class LossPlot(Container):
+    """Loss (left) and IoU (right) per epoch, training solid and validation dashed."""
+
+    def __init__(self) -> None:
+        super().__init__(labels=False, name="plot")
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4.0, 2.2), dpi=80, tight_layout=True)
+        self.loss_ax, self.iou_ax = self.figure.subplots(1, 2)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(170)
+        self.canvas.setToolTip("Loss and IoU after every epoch: training (solid), validation (dashed).")
+        self.native.layout().addWidget(self.canvas)
+        self.tooltip = "Loss and IoU after every epoch: training (solid), validation (dashed)."
+        self.history: dict[str, list[float]] = {}
+        self.draw()
+
+    def clear(self) -> None:
+        self.history = {}
+        self.draw()
+
+    def add_epoch(self, logs: dict[str, Any]) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        self.draw()
+
+    def draw(self) -> None:
+        for ax, metric in ((self.loss_ax, "loss"), (self.iou_ax, "iou")):
+            ax.clear()
+            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                values = self.history.get(key)
+                if values:
+                    ax.plot(range(1, len(values) + 1), values, style, marker="o", ms=3,
+                            label="validation" if key.startswith("val") else "training")
+            ax.set_title(metric, fontsize=9)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.tick_params(labelsize=7)
+            if self.history.get(metric):
+                ax.legend(fontsize=7)
+        self.canvas.draw_idle()

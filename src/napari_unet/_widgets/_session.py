@@ -1,0 +1,66 @@
+"""The model shared by the Build, Train and Run widgets of one viewer.
+
+Each viewer has one `ModelSession`; widgets get it with `session_for(viewer)`.
+The registry is keyed by the viewer's hash (its identity, also through napari's
+plugin proxies) and an entry is dropped when the last widget using it is destroyed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psygnal import Signal
+
+from ..engine import EngineProcess
+
+
+class ModelSession:
+    """The engine process holding a viewer's model, a summary of that model, and
+    whether a worker is using it.
+
+    The model itself lives in the engine process (see `napari_unet.engine`);
+    the GUI keeps only ``summary`` (config, history, info) to show it.
+    Signals: ``changed(str)`` with a one-line description when the model is
+    replaced; ``busy_changed(bool)`` when a job starts or ends.
+    """
+
+    changed = Signal(str)
+    busy_changed = Signal(bool)
+
+    def __init__(self) -> None:
+        self.engine = EngineProcess()
+        self.summary: dict | None = None  # set from the GUI thread only
+        self.description = "no model yet: build or load one"
+        self.busy = False
+
+    @property
+    def has_model(self) -> bool:
+        return self.summary is not None
+
+    def set_summary(self, summary: dict | None, description: str) -> None:
+        self.summary = summary
+        self.description = description
+        self.changed.emit(description)
+
+    def set_busy(self, busy: bool) -> None:
+        self.busy = busy
+        self.busy_changed.emit(busy)
+
+
+_sessions: dict[int, tuple[ModelSession, set[int]]] = {}
+
+
+def session_for(viewer: Any, widget: Any) -> ModelSession:
+    """The session of ``viewer``; ``widget`` (a magicgui widget) holds it until destroyed."""
+    key = hash(viewer)
+    session, users = _sessions.setdefault(key, (ModelSession(), set()))
+    users.add(id(widget))
+
+    def release(*_: Any) -> None:
+        users.discard(id(widget))
+        if not users:
+            _sessions.pop(key, None)
+            session.engine.close()
+
+    widget.native.destroyed.connect(release)
+    return session

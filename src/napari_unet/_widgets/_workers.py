@@ -1,0 +1,63 @@
+"""Start napari workers and report their errors as notifications (no ML here)."""
+
+from __future__ import annotations
+
+import napari.layers
+
+from typing import Any, Callable
+
+from napari.utils.notifications import show_error, show_info
+
+
+def start_worker(job: Callable, *args: Any, on_yield: Callable | None = None,
+                 on_return: Callable | None = None, on_error: Callable | None = None,
+                 on_finish: Callable | None = None, **kwargs: Any):
+    """Run ``job(*args, **kwargs)`` (a function or generator) in a napari thread worker.
+
+    Callbacks run in the GUI thread. An exception in the job is passed to
+    ``on_error`` (never swallowed) and ``on_finish`` always runs afterwards.
+    """
+    from napari.qt.threading import create_worker
+
+    connect = {name: callback for name, callback in (
+        ("yielded", on_yield), ("returned", on_return), ("errored", on_error),
+        ("finished", on_finish)) if callback is not None}
+    # giving "errored" here replaces superqt's default handler, which re-raises in the GUI
+    worker = create_worker(job, *args, _start_thread=False, _connect=connect, **kwargs)
+    worker.start()
+    return worker
+
+
+def report_error(widget: Any, title: str, err: BaseException) -> None:
+    """Show ``err`` as a napari error notification and remember it on ``widget.last_error``."""
+    message = f"{title}: {err}" if isinstance(err, ValueError) else f"{title}: {type(err).__name__}: {err}"
+    widget.last_error = message
+    widget.status.value = message
+    show_error(message)
+
+
+def report_info(widget: Any, message: str) -> None:
+    widget.status.value = message
+    show_info(message)
+
+
+def apply_layer_tuples(viewer: Any, tuples: list[tuple]) -> list[Any]:
+    """Add LayerDataTuples to ``viewer``, updating layers of the same name and kind in place.
+
+    Returns the layers. Must run in the GUI thread.
+    """
+    layers = []
+    for data, meta, kind in tuples:
+        meta = dict(meta)
+        name = meta.get("name")
+        existing = viewer.layers[name] if name in viewer.layers else None
+        layer_class = {"labels": napari.layers.Labels, "image": napari.layers.Image}[kind]
+        if existing is not None and isinstance(existing, layer_class):
+            existing.data = data
+            for key in ("scale", "translate"):
+                if key in meta:
+                    setattr(existing, key, meta[key])
+            layers.append(existing)
+        else:
+            layers.append(getattr(viewer, f"add_{kind}")(data, **meta))
+    return layers

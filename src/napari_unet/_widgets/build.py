@@ -1,0 +1,164 @@
+"""U-Net: Build — choose the architecture, see its cost, build / load / save a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label,
+                              PushButton, SpinBox)
+
+from ..config import UNetConfig
+from ..model import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
+from ._session import session_for
+from ._settings import PersistedValues
+from ._workers import report_error, report_info, start_worker
+
+
+def engine_job(engine: Any, method: str, *args: Any):
+    """Worker body: run one engine call, passing its progress on; returns its result."""
+    return (yield from engine.call(method, *args))
+
+
+class BuildWidget(Container):
+    """Every `UNetConfig` knob, the resulting size/cost, and Build / Load / Save."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer, self)
+        self.last_error = ""
+        self.worker = None
+        d = UNetConfig()
+        self.start_neurons = SpinBox(value=d.start_neurons, min=1, max=256, label="start filters",
+                                     name="start_neurons",
+                                     tooltip="Filters of the first level; doubled at every level (classic U-Net: 16).")
+        self.depth = SpinBox(value=d.depth, min=1, max=6, name="depth", label="depth",
+                             tooltip="Number of 2x2 poolings (classic: 4). Deeper sees more context; tiles are multiples of 2**depth.")
+        self.dropout_first = FloatSpinBox(value=d.dropout_first, min=0.0, max=0.95, step=0.05,
+                                          name="dropout_first", label="dropout (first)",
+                                          tooltip="Dropout after the first pooling (classic: 0.25).")
+        self.dropout = FloatSpinBox(value=d.dropout, min=0.0, max=0.95, step=0.05, name="dropout",
+                                    label="dropout", tooltip="Dropout after later poolings and in the decoder (classic: 0.5).")
+        self.batch_norm = CheckBox(value=d.batch_norm, name="batch_norm", label="batch norm",
+                                   tooltip="BatchNormalization after each convolution (off in the classic U-Net).")
+        self.in_channels = SpinBox(value=d.in_channels, min=1, max=16, name="in_channels",
+                                   label="input channels", tooltip="1 for grey images, 3 for RGB.")
+        self.n_classes = SpinBox(value=d.n_classes, min=1, max=32, name="n_classes", label="classes",
+                                 tooltip="1 = objects vs background (sigmoid). 2 or more = semantic classes (softmax), 0 = background.")
+        self.kernel_size = ComboBox(value=d.kernel_size, choices=[1, 3, 5, 7], name="kernel_size",
+                                    label="kernel size", tooltip="Size of the square convolution kernels (classic: 3).")
+        self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size",
+                                  label="patch (for estimate)", tooltip="Training patch size used for the memory estimate.")
+        self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch (for estimate)",
+                                  tooltip="Training batch size used for the memory estimate.")
+        self.summary = Label(value="", name="summary", tooltip="Size and cost of the network with these settings.")
+        self.build_button = PushButton(text="Build new model", name="build",
+                                       tooltip="Create a fresh, untrained U-Net with these settings for Train and Run.")
+        self.load_path = FileEdit(mode="r", filter="*.keras", name="load_path", label="model file",
+                                  tooltip="A .keras model saved by napari-unet.")
+        self.load_button = PushButton(text="Load model", name="load", tooltip="Load the model file above for Train and Run.")
+        self.save_path = FileEdit(mode="w", filter="*.keras", name="save_path", label="save as",
+                                  tooltip="Where to save the current model (.keras).")
+        self.save_button = PushButton(text="Save model", name="save", tooltip="Save the current model, its settings and training history.")
+        self.status = Label(value=self.session.description, name="status",
+                            tooltip="The model that Train and Run use in this viewer.")
+        self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
+                     self.in_channels, self.n_classes, self.kernel_size, self.patch_size,
+                     self.batch_size, self.summary, self.build_button, self.load_path,
+                     self.load_button, self.save_path, self.save_button, self.status])
+        knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
+                 self.in_channels, self.n_classes, self.kernel_size, self.patch_size, self.batch_size]
+        self._persist = PersistedValues("build", knobs + [self.load_path, self.save_path])
+        self._persist.restore()
+        self._persist.connect()
+        for knob in knobs:
+            knob.changed.connect(self.update_summary)
+        self.build_button.changed.connect(self.build)
+        self.load_button.changed.connect(self.load)
+        self.save_button.changed.connect(self.save)
+        self.session.changed.connect(self._on_model_changed)
+        self.session.busy_changed.connect(self._on_busy)
+        self.update_summary()
+
+    def config(self) -> UNetConfig:
+        """The `UNetConfig` of the current settings (raises ValueError if invalid)."""
+        return UNetConfig(start_neurons=self.start_neurons.value, depth=self.depth.value,
+                          dropout_first=float(self.dropout_first.value), dropout=float(self.dropout.value),
+                          batch_norm=bool(self.batch_norm.value), in_channels=self.in_channels.value,
+                          n_classes=self.n_classes.value, kernel_size=int(self.kernel_size.value))
+
+    def update_summary(self, *_: Any) -> None:
+        try:
+            c = self.config()
+        except ValueError as err:
+            self.summary.value = f"invalid: {err}"
+            return
+        mem = training_memory_bytes(c, self.patch_size.value, self.batch_size.value) / 2**30
+        self.summary.value = (
+            f"{count_parameters(c):,} parameters\n"
+            f"{flops_per_megapixel(c) / 1e9:.1f} GFLOP per megapixel\n"
+            f"receptive field {receptive_field(c)} px (tile halo {halo(c)} px)\n"
+            f"training memory ~{mem:.2f} GiB for {self.batch_size.value}x{self.patch_size.value}² px"
+        )
+
+    def build(self, *_: Any) -> None:
+        try:
+            config = self.config()
+        except ValueError as err:
+            report_error(self, "Build", err)
+            return
+        self._start("build", config.to_dict(), done=lambda summary: self.session.set_summary(
+            summary, f"new untrained U-Net ({count_parameters(config):,} parameters)"), title="Build")
+
+    def load(self, *_: Any) -> None:
+        path = str(self.load_path.value or "")
+        if not path or not Path(path).is_file():
+            report_error(self, "Load", ValueError(f"choose an existing .keras file (got {path!r})"))
+            return
+        self._start("load", path, done=lambda summary: self._loaded(summary, path), title="Load")
+
+    def _loaded(self, summary: dict, path: str) -> None:
+        self._show_config(UNetConfig.from_dict(summary["config"]))
+        epochs = len(summary["history"].get("loss", []))
+        self.session.set_summary(summary, f"loaded {Path(path).name} ({epochs} epochs trained)")
+
+    def save(self, *_: Any) -> None:
+        if not self.session.has_model:
+            report_error(self, "Save", ValueError("there is no model yet: build, load or train one first"))
+            return
+        path = str(self.save_path.value or "")
+        if not path.endswith(".keras"):
+            report_error(self, "Save", ValueError(f"choose a file name ending in .keras (got {path!r})"))
+            return
+        self._start("save", path, done=lambda p: report_info(self, f"saved {p}"), title="Save")
+
+    def _show_config(self, config: UNetConfig) -> None:
+        for key, value in config.to_dict().items():
+            getattr(self, key).value = value
+
+    def _start(self, method: str, *args, done, title: str) -> None:
+        if self.session.busy:
+            report_error(self, title, ValueError("the model is busy; wait for the running job"))
+            return
+        self.last_error = ""
+        self._set_enabled(False)
+        self.session.set_busy(True)
+        self.status.value = f"{title}… (the first time also starts TensorFlow)"
+        self.worker = start_worker(engine_job, self.session.engine, method, *args, on_return=done,
+                     on_error=lambda err: report_error(self, title, err),
+                     on_finish=self._on_finish)
+
+    def _on_finish(self) -> None:
+        self.worker = None
+        self.session.set_busy(False)
+
+    def _set_enabled(self, enabled: bool) -> None:
+        for button in (self.build_button, self.load_button, self.save_button):
+            button.enabled = enabled
+
+    def _on_model_changed(self, description: str) -> None:
+        self.status.value = description
+
+    def _on_busy(self, busy: bool) -> None:
+        self._set_enabled(not busy)

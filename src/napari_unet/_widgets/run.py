@@ -1,0 +1,146 @@
+"""U-Net: Run — segment an image layer with the viewer's model or a model file."""
+
+from __future__ import annotations
+
+import napari.layers
+
+from pathlib import Path
+from typing import Any
+
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label,
+                              LineEdit, ProgressBar, PushButton, SpinBox)
+
+from ._layers import layer_array, layer_axes, spatial_placement
+from ._session import session_for
+from ._settings import PersistedValues
+from ._workers import apply_layer_tuples, report_error, start_worker
+
+CURRENT, FROM_FILE = "current model", "model file"
+INSTANCES, SEMANTIC = "instance labels", "semantic mask"
+
+
+def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
+            options: dict, model_path: str | None):
+    """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
+    the labels and, if asked, the probabilities, placed like the input layer."""
+    labels, probs, axes = yield from engine.call("predict", image, axes, options, model_path)
+    out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
+    if probs is not None:
+        meta = {"name": f"{name} U-Net probability", "colormap": "magma",
+                "contrast_limits": (0.0, 1.0), "blending": "additive"}
+        if probs.ndim == labels.ndim:
+            meta.update(placement)
+        out.append((probs, meta, "image"))
+    return out
+
+
+class RunWidget(Container):
+    """Predict labels for an image layer; a second run updates the same layer."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer, self)
+        self.last_error = ""
+        self.worker = None
+        self.image = ComboBox(choices=self._image_layers, name="image", label="image",
+                              tooltip="Image layer to segment (2D, stack or time-lapse; RGB allowed).")
+        self.source = ComboBox(choices=[CURRENT, FROM_FILE], value=CURRENT, name="source", label="model",
+                               tooltip="The model built/trained/loaded in this viewer, or a .keras file.")
+        self.model_file = FileEdit(mode="r", filter="*.keras", name="model_file", label="model file",
+                                   tooltip="A .keras model saved by napari-unet (used when model = model file).")
+        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=0.99, step=0.05, name="threshold",
+                                      label="threshold", tooltip="Foreground probability above which a pixel is an object.")
+        self.output = ComboBox(choices=[INSTANCES, SEMANTIC], value=INSTANCES, name="output", label="output",
+                               tooltip="Instance labels: one id per object. Semantic mask: 1 = object, 0 = background.")
+        self.min_size = SpinBox(value=0, min=0, max=1_000_000, name="min_size", label="min object size",
+                                tooltip="Remove objects smaller than this many pixels (0 = keep all).")
+        self.split_touching = CheckBox(value=False, name="split_touching", label="split touching",
+                                       tooltip="Separate touching objects with a watershed on the distance transform.")
+        self.link_planes = CheckBox(value=False, name="link_planes", label="link objects in 3D",
+                                    tooltip="For stacks: connect objects across Z (3D labels) instead of labelling each plane.")
+        self.axes = LineEdit(value="", name="axes", label="axes",
+                             tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
+        self.tile_size = SpinBox(value=0, min=0, max=16384, step=16, name="tile_size", label="tile size",
+                                 tooltip="Side of the tiles sent to the network (incl. halo), a multiple of 2**depth. 0 = from free memory.")
+        self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
+                                      tooltip="Also add the foreground probability as an Image layer.")
+        self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
+        self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
+                                    tooltip="Tiles (or planes) done.")
+        self.status = Label(value="", name="status", tooltip="What is happening.")
+        self.extend([self.image, self.source, self.model_file, self.threshold, self.output,
+                     self.min_size, self.split_touching, self.link_planes, self.axes,
+                     self.tile_size, self.probabilities, self.run_button, self.progress, self.status])
+        self._persist = PersistedValues("run", [self.source, self.model_file, self.threshold,
+                                                self.output, self.min_size, self.split_touching,
+                                                self.link_planes, self.tile_size, self.probabilities])
+        self._persist.restore()
+        self._persist.connect()
+        self.run_button.changed.connect(self.start)
+        self.session.busy_changed.connect(lambda busy: setattr(self.run_button, "enabled", not busy))
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
+
+    def _image_layers(self, *_: Any) -> list:
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image) and not layer.name.endswith("U-Net probability")]
+
+    def options(self) -> dict:
+        return {"threshold": float(self.threshold.value), "instances": self.output.value == INSTANCES,
+                "min_size": self.min_size.value, "split_touching": bool(self.split_touching.value),
+                "link_planes": bool(self.link_planes.value), "probabilities": bool(self.probabilities.value),
+                "tile_size": self.tile_size.value or None}
+
+    def start(self, *_: Any) -> None:
+        """Read the layer and model (GUI thread), then predict in a worker."""
+        self.last_error = ""
+        if self.session.busy:
+            report_error(self, "Run", ValueError("the model is busy training; wait or press Stop"))
+            return
+        layer = self.image.value
+        if layer is None:
+            report_error(self, "Run", ValueError("choose an image layer to segment"))
+            return
+        if self.source.value == CURRENT:
+            if not self.session.has_model:
+                report_error(self, "Run", ValueError(
+                    "there is no model in this viewer yet: build and train one, or choose 'model file'"))
+                return
+            model_path, channels = None, self.session.summary["config"]["in_channels"]
+        else:
+            model_path = str(self.model_file.value or "")
+            if not model_path.endswith(".keras") or not Path(model_path).is_file():
+                report_error(self, "Run", ValueError(
+                    f"choose an existing .keras model file (got {model_path!r})"))
+                return
+            channels = None
+        axes = self.axes.value.strip().upper() or layer_axes(layer, channels)
+        if channels is not None and channels == 1 and axes.endswith("C") and layer.rgb:
+            report_error(self, "Run", ValueError(
+                f"'{layer.name}' is an RGB image but the model takes 1 channel: build a model with "
+                "3 input channels, or convert the image to grey"))
+            return
+        self.session.set_busy(True)
+        self.progress.value = 0
+        self.status.value = f"segmenting {layer.name}…"
+        self.worker = start_worker(run_job, self.session.engine, layer_array(layer), axes,
+                                   layer.name, spatial_placement(layer), self.options(), model_path,
+                                   on_yield=self._on_progress, on_return=self._on_done,
+                                   on_error=lambda err: report_error(self, "Run failed", err),
+                                   on_finish=self._on_finish)
+
+    def _on_progress(self, event: Any) -> None:
+        self.progress.max = max(1, event.total)
+        self.progress.value = event.done
+        if event.message:
+            self.status.value = event.message
+
+    def _on_done(self, tuples: list) -> None:
+        layers = apply_layer_tuples(self.viewer, tuples)
+        labels = layers[0]
+        self.status.value = f"{labels.name}: {int(labels.data.max())} objects/classes"
+
+    def _on_finish(self) -> None:
+        self.session.set_busy(False)
+        self.worker = None

@@ -1,0 +1,207 @@
+"""U-Net: Train — pick image/labels layer pairs and train in a worker with live progress."""
+
+from __future__ import annotations
+
+import napari.layers
+
+from typing import Any
+
+from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar,
+                              PushButton, SpinBox)
+
+from ._layers import labels_snapshot, layer_array, layer_axes
+from ._plot import LossPlot
+from ._session import session_for
+from ._settings import PersistedValues
+from ._workers import report_error, start_worker
+
+LABEL_MODES = {"dense labels (0 = background)": "dense",
+               "scribbles (1 = background, 2.. = classes)": "sparse"}
+
+
+def train_job(engine, images, labels, axes, settings: dict, new_config: dict | None):
+    """Worker body: ask the engine which device runs, then train there, passing progress
+    on; returns the trained model's summary."""
+    device = yield from engine.call("device")
+    yield ("device", device)
+    return (yield from engine.call("train", images, labels, axes, settings, new_config))
+
+
+class TrainWidget(Container):
+    """Train the viewer's model on one or more (image, labels) layer pairs."""
+
+    def __init__(self, napari_viewer: Any):
+        super().__init__(labels=True)
+        self.viewer = napari_viewer
+        self.session = session_for(napari_viewer, self)
+        self.last_error = ""
+        self.worker = None
+        self._stopping = False
+        self.pairs: list[tuple[str, str]] = []
+        self.image = ComboBox(choices=self._image_layers, name="image", label="image",
+                              tooltip="Image layer to train on.")
+        self.labels = ComboBox(choices=self._labels_layers, name="labels", label="labels",
+                               tooltip="Labels layer painted on that image (same size).")
+        self.add_pair = PushButton(text="Add pair", name="add_pair",
+                                   tooltip="Add this image/labels pair to the list; training uses all listed pairs.")
+        self.clear_pairs = PushButton(text="Clear pairs", name="clear_pairs", tooltip="Empty the list of pairs.")
+        self.pairs_label = Label(value="pairs: the image/labels above", name="pairs_label",
+                                 tooltip="Pairs used for training.")
+        self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
+                                   tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
+        self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
+                                  tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
+        self.epochs = SpinBox(value=20, min=1, max=10000, name="epochs", label="epochs", tooltip="Number of epochs.")
+        self.steps = SpinBox(value=0, min=0, max=100000, name="steps", label="batches per epoch",
+                             tooltip="0 = automatic (about two passes over the labelled pixels, at least 10).")
+        self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch size",
+                                  tooltip="Patches per training step; lower it if memory runs out.")
+        self.learning_rate = FloatSpinBox(value=1e-3, min=1e-6, max=1.0, step=1e-4, name="learning_rate",
+                                          label="learning rate", tooltip="Adam learning rate.")
+        self.learning_rate.native.setDecimals(6)
+        self.validation = FloatSpinBox(value=0.15, min=0.0, max=0.5, step=0.05, name="validation",
+                                       label="validation fraction",
+                                       tooltip="Share of labelled blocks held out to measure validation loss (best weights are kept).")
+        self.augment = CheckBox(value=True, name="augment", label="augment",
+                                tooltip="Random flips and 90° rotations of each patch.")
+        self.loss = ComboBox(choices=["bce", "bce_dice"], value="bce", name="loss", label="loss",
+                             tooltip="bce: cross-entropy. bce_dice: cross-entropy + soft Dice (helps small objects).")
+        self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
+        self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
+                                      tooltip="Stop after the current batch; the best weights so far are kept.")
+        self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
+                                    tooltip="Batches done in this training run.")
+        self.device = Label(value="device: shown when training starts", name="device",
+                            tooltip="Where the network runs.")
+        self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
+        self.plot = LossPlot()
+        self.extend([self.image, self.labels, self.add_pair, self.clear_pairs, self.pairs_label,
+                     self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
+                     self.learning_rate, self.validation, self.augment, self.loss,
+                     self.train_button, self.stop_button, self.progress, self.device, self.status,
+                     self.plot])
+        self._persist = PersistedValues("train", [self.label_mode, self.patch_size, self.epochs,
+                                                  self.steps, self.batch_size, self.learning_rate,
+                                                  self.validation, self.augment, self.loss])
+        self._persist.restore()
+        self._persist.connect()
+        self.add_pair.changed.connect(self._add_pair)
+        self.clear_pairs.changed.connect(self._clear_pairs)
+        self.train_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.session.changed.connect(lambda text: setattr(self.status, "value", text))
+        self.session.busy_changed.connect(self._on_busy)
+        for event in ("inserted", "removed", "reordered"):
+            getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
+
+    def _image_layers(self, *_: Any) -> list:
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Image)]
+
+    def _labels_layers(self, *_: Any) -> list:
+        return [(layer.name, layer) for layer in self.viewer.layers
+                if isinstance(layer, napari.layers.Labels)]
+
+    def _add_pair(self, *_: Any) -> None:
+        if self.image.value is None or self.labels.value is None:
+            report_error(self, "Train", ValueError("choose an image and a labels layer first"))
+            return
+        pair = (self.image.value.name, self.labels.value.name)
+        if pair not in self.pairs:
+            self.pairs.append(pair)
+        self.pairs_label.value = "pairs: " + "; ".join(f"{i} + {lab}" for i, lab in self.pairs)
+
+    def _clear_pairs(self, *_: Any) -> None:
+        self.pairs = []
+        self.pairs_label.value = "pairs: the image/labels above"
+
+    def _selected_pairs(self) -> list[tuple[Any, Any]]:
+        if self.pairs:
+            missing = [n for pair in self.pairs for n in pair if n not in self.viewer.layers]
+            if missing:
+                raise ValueError(f"layers {missing} are no longer in the viewer; clear the pairs")
+            return [(self.viewer.layers[i], self.viewer.layers[lab]) for i, lab in self.pairs]
+        if self.image.value is None or self.labels.value is None:
+            raise ValueError("choose an image layer and the labels layer painted on it")
+        return [(self.image.value, self.labels.value)]
+
+    def settings(self) -> dict:
+        return {
+            "patch_size": self.patch_size.value,
+            "batch_size": self.batch_size.value,
+            "epochs": self.epochs.value,
+            "steps_per_epoch": self.steps.value or None,
+            "learning_rate": float(self.learning_rate.value),
+            "validation_fraction": float(self.validation.value),
+            "augment": bool(self.augment.value),
+            "loss": self.loss.value,
+            "label_mode": LABEL_MODES[self.label_mode.value],
+        }
+
+    def start(self, *_: Any) -> None:
+        """Read the layers (GUI thread), then train in a worker."""
+        self.last_error = ""
+        if self.session.busy:
+            report_error(self, "Train", ValueError("the model is busy; wait for the running job"))
+            return
+        try:
+            pairs = self._selected_pairs()
+            images = [layer_array(img) for img, _ in pairs]
+            labels = [labels_snapshot(lab) for _, lab in pairs]
+            summary = self.session.summary
+            channels = summary["config"]["in_channels"] if summary else None
+            axes = [layer_axes(img, channels) for img, _ in pairs]
+            new_config = None
+            if summary is None:
+                new_config = {"in_channels": 3 if axes[0].endswith("C") else 1}
+        except ValueError as err:
+            report_error(self, "Train", err)
+            return
+        self._stopping = False
+        self.plot.clear()
+        self.progress.value = 0
+        self.session.set_busy(True)
+        self.stop_button.enabled = True
+        self.status.value = ("starting training…" if new_config is None else
+                             "no model yet: training a new default U-Net…")
+        self.worker = start_worker(train_job, self.session.engine, images, labels, axes,
+                                   self.settings(), new_config,
+                                   on_yield=self._on_progress, on_return=self._on_done,
+                                   on_error=lambda err: report_error(self, "Training failed", err),
+                                   on_finish=self._on_finish)
+
+    def stop(self, *_: Any) -> None:
+        self._stopping = True
+        self.session.engine.request_stop()
+        self.stop_button.enabled = False
+        self.status.value = "stopping after the current batch…"
+
+    def _on_progress(self, event: Any) -> None:
+        if isinstance(event, tuple):
+            self.device.value = f"device: {event[1]}"
+            return
+        self.progress.max = event.epochs * event.batches
+        self.progress.value = (event.epoch - 1) * event.batches + event.batch
+        if event.phase == "epoch":
+            self.plot.add_epoch(event.logs)
+            val = event.logs.get("val_loss")
+            self.status.value = (f"epoch {event.epoch}/{event.epochs}: loss {event.logs['loss']:.4f}"
+                                 + (f", val loss {val:.4f}" if val is not None else ""))
+        elif not self._stopping:
+            self.status.value = (f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/"
+                                 f"{event.batches}: loss {event.logs['loss']:.4f}")
+
+    def _on_done(self, summary: dict) -> None:
+        info, history = summary["info"], summary["history"]
+        how = "stopped" if info.get("stopped_early") else "trained"
+        self.session.set_summary(summary, f"{how}: {info['epochs_run']} epochs, best epoch "
+                                          f"{info['best_epoch']} ({info['monitor']} "
+                                          f"{min(history[info['monitor']]):.4f})")
+
+    def _on_finish(self) -> None:
+        self.stop_button.enabled = False
+        self.session.set_busy(False)
+        self.worker = None
+
+    def _on_busy(self, busy: bool) -> None:
+        self.train_button.enabled = not busy

@@ -1,0 +1,182 @@
+"""End to end through napari: build, train, stop, run, errors, responsiveness, persistence."""
+
+import time
+
+import numpy as np
+from napari.utils.notifications import notification_manager
+from qtpy.QtCore import QTimer
+
+from napari_unet._widgets import RunWidget, TrainWidget
+
+from .conftest import build_tiny, iou, set_fast_training, wait_for_worker
+
+
+def _run(qtbot, run, image="nuclei"):
+    run.image.value = run.viewer.layers[image]
+    run.min_size.value = 5
+    run.start()
+    wait_for_worker(qtbot, run)
+
+
+def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    assert w["train"].session is w["build"].session is w["run"].session
+    set_fast_training(w["train"], epochs=6, steps=10)
+    w["train"].start()
+    assert not w["train"].train_button.enabled and not w["run"].run_button.enabled
+    wait_for_worker(qtbot, w["train"])
+    assert w["train"].last_error == ""
+    summary = w["train"].session.summary
+    assert summary["info"]["epochs_run"] == 6
+    assert w["train"].device.value.startswith("device: CPU") or "GPU" in w["train"].device.value
+    assert len(w["train"].plot.history["loss"]) == 6
+    assert w["train"].progress.value == w["train"].progress.max == 60
+    assert w["run"].run_button.enabled
+
+    n_layers = len(viewer.layers)
+    _run(qtbot, w["run"])
+    assert w["run"].last_error == ""
+    labels = viewer.layers["nuclei U-Net"]
+    assert type(labels).__name__ == "Labels"
+    assert labels.data.shape == (128, 128) and np.issubdtype(labels.data.dtype, np.integer)
+    assert tuple(labels.scale) == (0.5, 0.5) and tuple(labels.translate) == (10.0, 20.0)
+    assert iou(labels.data, viewer.layers["truth"].data) > 0.6
+    assert len(viewer.layers) == n_layers + 1
+
+    w["run"].output.value = "semantic mask"
+    w["run"].probabilities.value = True
+    _run(qtbot, w["run"])
+    assert w["run"].last_error == "", w["run"].last_error
+    assert viewer.layers["nuclei U-Net"] is labels  # updated, not added
+    assert set(np.unique(labels.data)) <= {0, 1}
+    probs = viewer.layers["nuclei U-Net probability"]
+    assert probs.data.dtype == np.float32 and tuple(probs.scale) == (0.5, 0.5)
+    assert len(viewer.layers) == n_layers + 2
+
+
+def test_stop_keeps_a_usable_model(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    train = w["train"]
+    set_fast_training(train, epochs=200, steps=5)
+    seen = []
+
+    def stop_after_two_batches(event):
+        seen.append(event)
+        if len(seen) == 3:  # the device message, then two batches
+            train.stop()
+
+    train.start()
+    train.worker.yielded.connect(stop_after_two_batches)
+    wait_for_worker(qtbot, train)
+    info = train.session.summary["info"]
+    assert info["stopped_early"] is True and info["epochs_run"] == 1
+    assert "stopped" in train.status.value
+    _run(qtbot, w["run"])
+    assert w["run"].last_error == "" and "nuclei U-Net" in viewer.layers
+    assert train.train_button.enabled
+
+
+def test_event_loop_keeps_turning_while_training(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    set_fast_training(w["train"], epochs=3, steps=15)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start()
+    start = time.perf_counter()
+    w["train"].start()
+    wait_for_worker(qtbot, w["train"])
+    elapsed = time.perf_counter() - start
+    timer.stop()
+    assert w["train"].last_error == ""
+    gaps = np.diff(ticks)
+    # the timer fired at (close to) its rate for the whole run: no long freeze of the GUI
+    assert len(ticks) >= 0.5 * elapsed / 0.020
+    assert np.percentile(gaps, 99) < 0.5
+
+
+def _notifications():
+    return len(notification_manager.records)
+
+
+def test_bad_inputs_notify_and_change_nothing(viewer_with_widgets, qtbot, tmp_path):
+    viewer, w = viewer_with_widgets
+    train, run = w["train"], w["run"]
+    names = [layer.name for layer in viewer.layers]
+
+    run.image.value = viewer.layers["nuclei"]
+    before = _notifications()
+    run.start()  # no model yet
+    assert "no model" in run.last_error and _notifications() == before + 1
+
+    build_tiny(qtbot, w["build"])
+    viewer.add_labels(np.zeros((128, 128), np.uint8), name="empty")
+    viewer.add_labels(np.ones((64, 64), np.uint8), name="small")
+    train.reset_choices()
+    set_fast_training(train, epochs=1, steps=2)
+    for labels_name, fragment in (("empty", "labels are empty"), ("small", "same size")):
+        train.labels.value = viewer.layers[labels_name]
+        before = _notifications()
+        train.start()
+        wait_for_worker(qtbot, train)
+        assert fragment in train.last_error and _notifications() > before
+        assert train.train_button.enabled
+
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    viewer.add_image(rgb, name="rgb", rgb=True)
+    run.reset_choices()
+    run.image.value = viewer.layers["rgb"]
+    run.start()
+    assert "RGB image but the model takes 1 channel" in run.last_error
+
+    bad = tmp_path / "broken.keras"
+    bad.write_bytes(b"garbage")
+    run.source.value = "model file"
+    run.model_file.value = bad
+    run.image.value = viewer.layers["nuclei"]
+    before = _notifications()
+    run.start()
+    wait_for_worker(qtbot, run)
+    assert "corrupt" in run.last_error and _notifications() > before
+    assert run.run_button.enabled
+
+    w["build"].load_path.value = bad
+    w["build"].load()
+    qtbot.waitUntil(lambda: w["build"].load_button.enabled, timeout=60_000)
+    assert "corrupt" in w["build"].last_error
+
+    assert [layer.name for layer in viewer.layers] == names + ["empty", "small", "rgb"]
+    assert not any(name.endswith("U-Net") for name in [layer.name for layer in viewer.layers])
+
+
+def test_save_and_load_through_the_build_widget(viewer_with_widgets, qtbot, tmp_path):
+    viewer, w = viewer_with_widgets
+    build = w["build"]
+    build_tiny(qtbot, build)
+    first = build.session.summary
+    build.save_path.value = tmp_path / "tiny.keras"
+    build.save()
+    qtbot.waitUntil(lambda: (tmp_path / "tiny.keras").exists() and build.save_button.enabled,
+                    timeout=60_000)
+    build.depth.value = 3
+    build.load_path.value = tmp_path / "tiny.keras"
+    build.load()
+    qtbot.waitUntil(lambda: build.session.summary is not first, timeout=60_000)
+    assert build.depth.value == 2  # the controls show the loaded model's config
+    assert "loaded tiny.keras" in build.status.value
+
+
+def test_settings_are_remembered(make_napari_viewer):
+    viewer = make_napari_viewer()
+    train = TrainWidget(viewer)
+    train.epochs.value = 7
+    train.loss.value = "bce_dice"
+    run = RunWidget(viewer)
+    run.threshold.value = 0.3
+    again = TrainWidget(make_napari_viewer())
+    assert again.epochs.value == 7 and again.loss.value == "bce_dice"
+    assert abs(RunWidget(viewer).threshold.value - 0.3) < 1e-9
