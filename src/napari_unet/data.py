@@ -147,11 +147,15 @@ class PercentileNormalization:
                 f"got low={self.low}, high={self.high}."
             )
 
-    def statistics(self, planes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel (lo, hi) of planes ``(N, H, W, C)``; large inputs are subsampled."""
-        flat = planes.reshape(-1, planes.shape[-1])
-        step = max(1, flat.shape[0] // 4_000_000)
-        sample = flat[::step].astype(np.float32, copy=False)
+    def statistics(self, planes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (lo, hi) of planes ``(N, H, W, C)`` (numpy or dask).
+
+        Inputs over 4 Mpx are sampled on a regular grid (every s-th row and
+        column), the same way for in-memory and lazy arrays.
+        """
+        step = max(1, int(np.ceil(np.sqrt(np.prod(planes.shape[:3]) / 4_000_000))))
+        sample = planes[:, ::step, ::step, :]
+        sample = np.asarray(sample).reshape(-1, planes.shape[-1]).astype(np.float32, copy=False)
         lo, hi = np.percentile(sample, [self.low, self.high], axis=0)
         return lo.astype(np.float32), hi.astype(np.float32)
 

@@ -93,6 +93,7 @@ def iter_predict(
     tile_size: int | None = None,
     batch_size: int | None = None,
     memory_budget: int | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Generator[PredictProgress, None, np.ndarray]:
     """Predict probabilities, yielding `PredictProgress`; returns the probability array.
 
@@ -107,6 +108,8 @@ def iter_predict(
     batch_size : windows per network call; chosen from the budget if None.
     memory_budget : bytes the network's activations may use (default: a quarter
         of available memory, at most 1 GiB).
+    stats : per-channel normalisation (lo, hi) to use instead of this image's
+        own percentiles (the lazy path passes those of the whole array).
 
     Returns float32 probabilities with the image's spatial shape and axis order
     (channel axis dropped) for a binary model, or with a trailing class axis of
@@ -139,7 +142,8 @@ def iter_predict(
             f"tile_size must be a multiple of {m} larger than {2 * halo} (twice the "
             f"halo of this model); got {tile_size!r}."
         )
-    stats = unet.normalization.statistics(planes)
+    if stats is None:
+        stats = unet.normalization.statistics(planes)
     n_out = max(1, config.n_classes)
 
     while True:
@@ -189,7 +193,9 @@ def _run_tiles(unet, planes, stats, padded_shape, tiles, batch, n_out):
         for k, (i, tile) in enumerate(chunk):
             if i != cached_index:
                 plane = unet.normalization.apply(planes[i:i + 1], stats)[0]
-                cached_plane = np.pad(plane, ((0, hp - h), (0, wp - w), (0, 0)), mode="symmetric")
+                if (hp, wp) != (h, w):
+                    plane = np.pad(plane, ((0, hp - h), (0, wp - w), (0, 0)), mode="symmetric")
+                cached_plane = plane
                 cached_index = i
             x[k] = cached_plane[tile.window]
         y = np.asarray(km.predict_on_batch(x))
@@ -218,7 +224,7 @@ def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], Non
     if _is_dask(image):
         from .lazy import predict_dask
 
-        return predict_dask(_resolve_model(model), image, **kwargs)
+        return predict_dask(model, image, **kwargs)
     return _drain(iter_predict(model, image, **kwargs), callback)
 
 
@@ -255,9 +261,15 @@ def segment(
     threshold = unet.threshold if threshold is None else threshold
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
+    shape = tuple(image.shape)
+    axes = D.check_axes(axes, shape) if axes else D.default_axes(shape, unet.config.in_channels)
+    if _is_dask(image):
+        from .lazy import segment_dask
+
+        return segment_dask(unet, image, axes=axes, threshold=threshold, instances=instances,
+                            min_size=min_size, split_touching=split_touching,
+                            link_planes=link_planes, **kwargs)
     probs = predict(unet, image, axes=axes, callback=callback, **kwargs)
-    arr = np.asarray(image) if not _is_dask(image) else image
-    axes = D.check_axes(axes, arr.shape) if axes else D.default_axes(arr.shape, unet.config.in_channels)
     spatial_axes = axes.replace("C", "")
     return labels_from_probabilities(
         probs, spatial_axes, n_classes=unet.config.n_classes, threshold=threshold,

@@ -1,0 +1,218 @@
+"""Lazy prediction of dask arrays (napari lazy layers, zarr, data larger than memory).
+
+`predict_dask` returns a dask array of probabilities built block by block: each
+block is read with ``halo`` pixels of context from its neighbours
+(``dask.array.overlap`` with ``boundary="none"``, so image borders are treated
+exactly as in an in-memory pass), predicted with the tiled engine, and cropped
+back. Block edges lie on the ``2**depth`` pooling grid and the normalisation
+statistics are computed once for the whole array, so ``compute()`` equals the
+in-memory `napari_unet.predict` to float rounding. Any dask scheduler works,
+``dask.distributed`` included: the model travels as its ``.keras`` bytes and
+is loaded once per worker process (see `ModelHandle`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+
+from . import data as D
+from .model import UNetModel
+from .tiling import round_up
+
+# Models loaded in this process, by content hash: a dask worker process loads a
+# model once and reuses it for every block. Bounded to the two most recent.
+_LOADED: dict[str, UNetModel] = {}
+_LOAD_COUNT = {"loads": 0}
+_LOAD_LOCK = threading.Lock()
+
+
+def loads_in_this_process() -> int:
+    """How many models this process has loaded from bytes (for tests and diagnostics)."""
+    return _LOAD_COUNT["loads"]
+
+
+class ModelHandle:
+    """A picklable reference to a `UNetModel` for dask tasks.
+
+    In the process that made it, it holds the live model. Pickled (to a dask
+    worker process), it carries the model file's bytes and loads them once per
+    process, shared by all blocks. Calls to the network are serialised per
+    process: TensorFlow already uses every core for one call.
+    """
+
+    def __init__(self, model: UNetModel):
+        self._model = model
+        self._bytes: bytes | None = None
+        self.digest: str | None = None
+        self._lock = threading.Lock()
+
+    def _serialise(self) -> None:
+        if self._bytes is None:
+            from .io import save_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = save_model(self._model, os.path.join(tmp, "model.keras"))
+                self._bytes = path.read_bytes()
+            self.digest = hashlib.sha256(self._bytes).hexdigest()
+
+    def __getstate__(self) -> dict:
+        self._serialise()
+        return {"bytes": self._bytes, "digest": self.digest}
+
+    def __setstate__(self, state: dict) -> None:
+        self._model = None
+        self._bytes, self.digest = state["bytes"], state["digest"]
+        self._lock = threading.Lock()
+
+    def get(self) -> UNetModel:
+        if self._model is not None:
+            return self._model
+        with _LOAD_LOCK:
+            model = _LOADED.get(self.digest)
+            if model is None:
+                from .io import load_model
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = os.path.join(tmp, "model.keras")
+                    with open(path, "wb") as fh:
+                        fh.write(self._bytes)
+                    model = load_model(path)
+                _LOAD_COUNT["loads"] += 1
+                while len(_LOADED) >= 2:
+                    _LOADED.pop(next(iter(_LOADED)))
+                _LOADED[self.digest] = model
+        self._model = model
+        return model
+
+    @property
+    def lock(self) -> threading.Lock:
+        return _LOAD_LOCK if self._bytes is not None else self._lock
+
+
+def _prepare(model: Any, image: Any, axes: str | None, chunk: int | None):
+    """Resolve the model, put C last, and rechunk Y/X to multiples of 2**depth."""
+    import dask.array as da
+
+    from .prediction import _resolve_model
+
+    unet = _resolve_model(model)
+    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, unet.config.in_channels)
+    if "C" in axes:
+        image = da.moveaxis(image, axes.index("C"), -1)
+        axes = axes.replace("C", "") + "C"
+    m = unet.config.size_multiple
+    iy, ix = axes.index("Y"), axes.index("X")
+    chunks = {}
+    for i in (iy, ix):
+        size = image.shape[i]
+        side = round_up(chunk or max(max(image.chunks[i]), 4 * unet.halo), m)
+        blocks = [side] * (size // side)
+        rest = size - sum(blocks)
+        if rest and blocks and rest < unet.halo:  # a sliver could not lend a full halo
+            blocks[-1] += rest
+        elif rest:
+            blocks.append(rest)
+        chunks[i] = tuple(blocks)
+    if "C" in axes:
+        chunks[len(axes) - 1] = -1
+    image = image.rechunk(chunks)
+    return unet, image, axes
+
+
+def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: int | None = None,
+                 batch_size: int | None = None, memory_budget: int | None = None,
+                 chunk: int | None = None) -> Any:
+    """Lazy probabilities of a dask array (see the module docstring).
+
+    Returns a float32 dask array with the image's spatial axes (channel axis
+    dropped), plus a trailing class axis for multi-class models. ``chunk``
+    sets the Y/X block side (default: the input's chunks, at least 4 halos,
+    rounded up to a multiple of ``2**depth``).
+    """
+    import dask.array as da
+
+    unet, image, axes = _prepare(model, image, axes, chunk)
+    if image.shape[axes.index("Y")] == 0 or image.shape[axes.index("X")] == 0:
+        raise ValueError(f"The image is empty (shape {image.shape}).")
+    planes = image if "C" in axes else image[..., None]
+    planes = planes.reshape((-1,) + planes.shape[-3:]) if planes.ndim > 3 else planes[None]
+    stats = unet.normalization.statistics(planes)
+    halo = unet.halo
+    iy, ix = axes.index("Y"), axes.index("X")
+    depth = {i: 0 for i in range(image.ndim)}
+    depth[iy] = depth[ix] = halo
+    grown = da.overlap.overlap(image, depth=depth, boundary="none")
+    n_classes = unet.config.n_classes
+    handle = ModelHandle(unet)
+    out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
+    kwargs: dict[str, Any] = {}
+    if n_classes > 1:
+        if "C" in axes:
+            out_chunks = out_chunks + [(n_classes,)]
+        else:
+            out_chunks = out_chunks + [(n_classes,)]
+            kwargs["new_axis"] = image.ndim
+    elif "C" in axes:
+        kwargs["drop_axis"] = image.ndim - 1
+    options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
+    return grown.map_blocks(_predict_block, handle=handle, axes=axes, stats=stats, halo=halo,
+                            iy=iy, ix=ix, options=options, dtype=np.float32,
+                            chunks=tuple(out_chunks), meta=np.empty((0,) * len(out_chunks), np.float32),
+                            **kwargs)
+
+
+def _predict_block(block: np.ndarray, handle: ModelHandle, axes: str, stats, halo: int,
+                   iy: int, ix: int, options: dict, block_info=None) -> np.ndarray:
+    from .prediction import _drain, iter_predict
+
+    loc = block_info[0]["chunk-location"]
+    nchunks = block_info[0]["num-chunks"]
+    model = handle.get()
+    with handle.lock:
+        probs = _drain(iter_predict(model, block, axes=axes, stats=stats, **options))
+    crop = [slice(None)] * probs.ndim
+    for i in (iy, ix):
+        lo = halo if loc[i] > 0 else 0
+        hi = halo if loc[i] < nchunks[i] - 1 else 0
+        crop[i] = slice(lo, block.shape[i] - hi)
+    return np.ascontiguousarray(probs[tuple(crop)])
+
+
+def segment_dask(model: Any, image: Any, *, axes: str, threshold: float, instances: bool,
+                 min_size: int = 0, split_touching: bool = False, link_planes: bool = False,
+                 **kwargs: Any) -> Any:
+    """Lazy labels of a dask array.
+
+    Semantic masks and multi-class maps are computed block by block. Instance
+    labels need whole planes (or whole stacks with ``link_planes``): Y and X
+    (and Z) are merged into one chunk per plane first; ids are unique within
+    each plane (or stack), not across the whole array.
+    """
+    from .postprocess import labels_from_probabilities, smallest_label_dtype
+
+    unet = model if isinstance(model, UNetModel) else None
+    probs = predict_dask(model, image, axes=axes, **kwargs)
+    spatial = axes.replace("C", "")
+    n_classes = (unet.config.n_classes if unet is not None else 1)
+    if n_classes > 1:
+        return probs.map_blocks(lambda p: np.argmax(p, axis=-1).astype(smallest_label_dtype(n_classes - 1)),
+                                drop_axis=probs.ndim - 1, dtype=smallest_label_dtype(n_classes - 1))
+    if not instances:
+        return probs.map_blocks(lambda p: (p > threshold).astype(np.uint8), dtype=np.uint8)
+    whole = {spatial.index("Y"): -1, spatial.index("X"): -1}
+    if link_planes and "Z" in spatial:
+        whole[spatial.index("Z")] = -1
+    probs = probs.rechunk(whole)
+
+    def label_block(p: np.ndarray) -> np.ndarray:
+        return labels_from_probabilities(p, spatial, threshold=threshold, instances=True,
+                                         min_size=min_size, split_touching=split_touching,
+                                         link_planes=link_planes).astype(np.uint32)
+
+    return probs.map_blocks(label_block, dtype=np.uint32)
