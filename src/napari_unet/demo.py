@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from .config import UNetConfig
 from .sample_data import make_nuclei
 
@@ -45,7 +43,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
              on_progress: Callable[[object], None] | None = None) -> dict:
     """Train, predict the held-out image, and write the results to ``out_dir``.
 
-    Writes ``model.keras``, ``labels.tif``, ``overlay.png`` and ``metrics.json``;
+    Writes ``model.keras``, ``labels.tif``, ``overlay.png`` and ``metrics.json``
+    (and the held-out ``image.tif`` with its ``truth.tif``, for viewing);
     returns the metrics dict (foreground IoU, object F1, timings ...).
     """
     from .imageio_utils import overlay, write_image
@@ -82,12 +81,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     save_model(result.model, out / "model.keras")
     write_image(out / "labels.tif", labels)
     write_image(out / "image.tif", test_image)
+    write_image(out / "truth.tif", test_truth)
     write_image(out / "overlay.png", overlay(test_image, labels, test_truth))
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
 
-
-def truth_and_image(settings: DemoSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The held-out test image and its ground truth (for viewers of the demo output)."""
-    _, test = demo_data(settings or DemoSettings())
-    return test

@@ -23,9 +23,10 @@ from .tiling import plan_tiles, round_up
 __all__ = ["PredictProgress", "iter_predict", "predict", "segment", "inference_bytes_per_pixel",
            "auto_tile_size"]
 
-# Measured peak bytes per window pixel of the default U-Net on CPU (TensorFlow),
-# divided by its channel sum below; see docs/benchmarks.md.
-_BYTES_PER_CHANNEL_PIXEL = 12.0
+# Peak bytes per window pixel of the default U-Net on CPU (TensorFlow), divided by
+# its channel sum below: 374 B/px measured for a 2048x2048 pass (benchmarks/
+# bench_predict.py, docs/benchmarks.md), 157 channels -> 2.4, rounded up.
+_BYTES_PER_CHANNEL_PIXEL = 2.5
 
 
 @dataclass
@@ -55,17 +56,31 @@ def available_memory() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
-def auto_tile_size(model: UNetModel, memory_budget: int | None = None) -> int:
-    """Largest window side (a multiple of ``2**depth``) whose inference fits the budget.
+def auto_tile_size(model: UNetModel, memory_budget: int | None = None,
+                   shape: tuple[int, int] | None = None) -> int:
+    """Window side (a multiple of ``2**depth``) for tiled prediction.
 
-    The default budget is a quarter of the available memory, at most 1 GiB.
+    The window must fit the memory budget (default: a quarter of the available
+    memory, at most 1 GiB). Without ``shape`` it is the largest that fits; with
+    the (Y, X) ``shape`` of the image it is the one, among those that fit, that
+    computes the fewest pixels in total (halos included) for that image.
     """
     if memory_budget is None:
         memory_budget = min(available_memory() // 4, 1 << 30)
     m, halo = model.config.size_multiple, model.halo
-    side = int(math.sqrt(memory_budget / inference_bytes_per_pixel(model.config)))
-    side = max(side // m * m, round_up(4 * halo, m))
-    return side
+    smallest = round_up(4 * halo, m)
+    largest = int(math.sqrt(memory_budget / inference_bytes_per_pixel(model.config)))
+    largest = max(largest // m * m, smallest)
+    if shape is None:
+        return largest
+    hp, wp = round_up(shape[0], m), round_up(shape[1], m)
+
+    def cost(window: int) -> int:
+        n = [1 if side <= window else math.ceil(side / (window - 2 * halo)) for side in (hp, wp)]
+        return n[0] * n[1] * min(window, hp) * min(window, wp)
+
+    candidates = range(largest, smallest - 1, -m)
+    return min(candidates, key=lambda window: (cost(window), -window))
 
 
 def _resolve_model(model: Any) -> UNetModel:
@@ -136,7 +151,7 @@ def iter_predict(
     if memory_budget is None:
         memory_budget = min(available_memory() // 4, 1 << 30)
     if tile_size is None:
-        tile_size = auto_tile_size(unet, memory_budget)
+        tile_size = auto_tile_size(unet, memory_budget, (h, w))
     if not isinstance(tile_size, int) or tile_size % m or tile_size <= 2 * halo:
         raise ValueError(
             f"tile_size must be a multiple of {m} larger than {2 * halo} (twice the "

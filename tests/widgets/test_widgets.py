@@ -180,3 +180,20 @@ def test_settings_are_remembered(make_napari_viewer):
     again = TrainWidget(make_napari_viewer())
     assert again.epochs.value == 7 and again.loss.value == "bce_dice"
     assert abs(RunWidget(viewer).threshold.value - 0.3) < 1e-9
+
+
+def test_demo_gui_opens_results_widgets_and_the_trained_model(tmp_path, qtbot):
+    from napari_unet._widgets.launch import open_demo_viewer
+    from napari_unet.cli import main
+
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    viewer = open_demo_viewer(tmp_path, show=False)
+    try:
+        assert [layer.name for layer in viewer.layers] == [
+            "held-out nuclei", "ground truth", "held-out nuclei U-Net"]
+        build = next(w for w in viewer.window.dock_widgets.values() if hasattr(w, "build_button"))
+        qtbot.waitUntil(lambda: build.session.has_model, timeout=300_000)
+        assert "loaded model.keras" in build.status.value
+        assert len(viewer.window.dock_widgets) == 3
+    finally:
+        viewer.close()

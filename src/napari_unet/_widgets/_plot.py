@@ -11,7 +11,7 @@ class LossPlot(Container):
     """Loss (left) and IoU (right) per epoch, training solid and validation dashed."""
 
     def __init__(self) -> None:
-        super().__init__(labels=False, name="plot")
+        super().__init__(labels=False, name="plot", label="curves")
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 

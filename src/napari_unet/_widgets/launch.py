@@ -6,27 +6,26 @@ from pathlib import Path
 
 
 def open_demo_viewer(out_dir: Path, show: bool = True):
-    """Show the demo's held-out image, ground truth and prediction, with Build/Train/Run docked.
+    """Show the demo's held-out image, ground truth and prediction (files written by
+    ``napari-unet demo`` in ``out_dir``), with Build/Train/Run docked.
 
-    The trained model from ``out_dir/model.keras`` is loaded into the viewer's session.
+    The trained ``out_dir/model.keras`` is loaded into the viewer's session.
     Returns the viewer; with ``show`` the Qt event loop runs until the window is closed.
     """
     import napari
     import tifffile
 
-    from ..demo import truth_and_image
-
-    image, truth = truth_and_image()
+    out_dir = Path(out_dir)
     viewer = napari.Viewer(show=show, title="napari-unet demo")
-    viewer.add_image(image, name="held-out nuclei", colormap="gray")
-    viewer.add_labels(truth, name="ground truth", opacity=0.4, visible=False)
-    labels_path = Path(out_dir) / "labels.tif"
-    if labels_path.is_file():
-        viewer.add_labels(tifffile.imread(labels_path), name="held-out nuclei U-Net", opacity=0.6)
+    viewer.add_image(tifffile.imread(out_dir / "image.tif"), name="held-out nuclei", colormap="gray")
+    viewer.add_labels(tifffile.imread(out_dir / "truth.tif"), name="ground truth", opacity=0.4,
+                      visible=False)
+    viewer.add_labels(tifffile.imread(out_dir / "labels.tif"), name="held-out nuclei U-Net",
+                      opacity=0.6)
     widgets = {}
     for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
         _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name)
-    model_path = Path(out_dir) / "model.keras"
+    model_path = out_dir / "model.keras"
     build = widgets["U-Net: Build"]
     if model_path.is_file():
         build.load_path.value = model_path

@@ -45,7 +45,7 @@ class TrainWidget(Container):
         self.add_pair = PushButton(text="Add pair", name="add_pair",
                                    tooltip="Add this image/labels pair to the list; training uses all listed pairs.")
         self.clear_pairs = PushButton(text="Clear pairs", name="clear_pairs", tooltip="Empty the list of pairs.")
-        self.pairs_label = Label(value="pairs: the image/labels above", name="pairs_label",
+        self.pairs_label = Label(value="the image/labels above", name="pairs_label", label="pairs",
                                  tooltip="Pairs used for training.")
         self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
                                    tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
@@ -109,11 +109,11 @@ class TrainWidget(Container):
         pair = (self.image.value.name, self.labels.value.name)
         if pair not in self.pairs:
             self.pairs.append(pair)
-        self.pairs_label.value = "pairs: " + "; ".join(f"{i} + {lab}" for i, lab in self.pairs)
+        self.pairs_label.value = "; ".join(f"{i} + {lab}" for i, lab in self.pairs)
 
     def _clear_pairs(self, *_: Any) -> None:
         self.pairs = []
-        self.pairs_label.value = "pairs: the image/labels above"
+        self.pairs_label.value = "the image/labels above"
 
     def _selected_pairs(self) -> list[tuple[Any, Any]]:
         if self.pairs:
