@@ -101,28 +101,27 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .imageio_utils import read_image, write_image
     from .io import load_model
     from .prediction import iter_predict
-    from .postprocess import labels_from_probabilities
     from . import data as D
+    from .postprocess import labels_from_probabilities
+    from .progress import drain
 
     model = load_model(args.model)
     image = read_image(args.input)
     axes = D.check_axes(args.axes, image.shape) if args.axes else D.default_axes(image.shape, model.config.in_channels)
-    gen = iter_predict(model, image, axes=axes, tile_size=args.tile_size, batch_size=args.batch_size)
-    bar = None
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            probs = done.value
-            break
-        if bar is None:
-            bar = _progress_bar(event.total, "predicting")
-            bar.unit = "tile"
+    bars = []
+
+    def on_event(event) -> None:
+        if not bars:
+            bars.append(_progress_bar(event.total, "predicting"))
+            bars[0].unit = "tile"
         if event.message:
-            bar.write(event.message)
-        bar.n = event.done
-        bar.refresh()
-    if bar is not None:
+            bars[0].write(event.message)
+        bars[0].n = event.done
+        bars[0].refresh()
+
+    probs = drain(iter_predict(model, image, axes=axes, tile_size=args.tile_size,
+                               batch_size=args.batch_size), on_event)
+    for bar in bars:
         bar.close()
     threshold = model.threshold if args.threshold is None else args.threshold
     labels = labels_from_probabilities(

@@ -102,6 +102,8 @@ def _serve(conn: Any, stop_event: Any) -> None:
     """The engine process's loop: receive (method, args, kwargs), send progress and a result."""
     import inspect
 
+    from .progress import drain
+
     state = EngineState(stop_event)
     while True:
         try:
@@ -114,13 +116,7 @@ def _serve(conn: Any, stop_event: Any) -> None:
         try:
             result = getattr(state, method)(*args, **kwargs)
             if inspect.isgenerator(result):
-                gen = result
-                while True:
-                    try:
-                        conn.send(("progress", next(gen)))
-                    except StopIteration as done:
-                        result = done.value
-                        break
+                result = drain(result, lambda event: conn.send(("progress", event)))
             conn.send(("result", result))
         except BaseException as err:  # noqa: BLE001 - every failure goes back to the caller
             conn.send(("error", (type(err).__name__, isinstance(err, ValueError), str(err),
@@ -187,12 +183,9 @@ class EngineProcess:
 
     def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`call` without progress: returns the result."""
-        gen = self.call(method, *args, **kwargs)
-        while True:
-            try:
-                next(gen)
-            except StopIteration as done:
-                return done.value
+        from .progress import drain
+
+        return drain(self.call(method, *args, **kwargs))
 
     def request_stop(self) -> None:
         """Ask a running training to stop after its current batch."""

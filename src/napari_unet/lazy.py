@@ -169,13 +169,14 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
 
 def _predict_block(block: np.ndarray, handle: ModelHandle, axes: str, stats, halo: int,
                    iy: int, ix: int, options: dict, block_info=None) -> np.ndarray:
-    from .prediction import _drain, iter_predict
+    from .prediction import iter_predict
+    from .progress import drain
 
     loc = block_info[0]["chunk-location"]
     nchunks = block_info[0]["num-chunks"]
     model = handle.get()
     with handle.lock:
-        probs = _drain(iter_predict(model, block, axes=axes, stats=stats, **options))
+        probs = drain(iter_predict(model, block, axes=axes, stats=stats, **options))
     crop = [slice(None)] * probs.ndim
     for i in (iy, ix):
         lo = halo if loc[i] > 0 else 0

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import data as D
 from .model import UNetModel
+from .progress import drain
 from .tiling import plan_tiles, round_up
 
 __all__ = ["PredictProgress", "iter_predict", "predict", "segment", "inference_bytes_per_pixel",
@@ -220,16 +221,6 @@ def _run_tiles(unet, planes, stats, padded_shape, tiles, batch, n_out):
     return out
 
 
-def _drain(gen: Generator, callback: Callable | None = None):
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            return done.value
-        if callback is not None:
-            callback(event)
-
-
 def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], None] | None = None,
             **kwargs: Any) -> np.ndarray:
     """Foreground (or class) probabilities of ``image``; see `iter_predict` for arguments.
@@ -240,7 +231,7 @@ def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], Non
         from .lazy import predict_dask
 
         return predict_dask(model, image, **kwargs)
-    return _drain(iter_predict(model, image, **kwargs), callback)
+    return drain(iter_predict(model, image, **kwargs), callback)
 
 
 def _is_dask(x: Any) -> bool:

@@ -282,11 +282,6 @@ def train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None,
     ``callback`` (optional) receives every `TrainProgress` event; the other
     keyword arguments are those of `iter_train`.
     """
-    gen = iter_train(images, labels, model, **kwargs)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            return done.value
-        if callback is not None:
-            callback(event)
+    from .progress import drain
+
+    return drain(iter_train(images, labels, model, **kwargs), callback)

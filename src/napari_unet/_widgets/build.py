@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label,
-                              PushButton, SpinBox)
+from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..config import UNetConfig
 from ..model import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
-from ._session import session_for
+from ._base import SessionWidget
 from ._settings import PersistedValues
 from ._workers import report_error, report_info, start_worker
 
@@ -20,15 +19,11 @@ def engine_job(engine: Any, method: str, *args: Any):
     return (yield from engine.call(method, *args))
 
 
-class BuildWidget(Container):
+class BuildWidget(SessionWidget):
     """Every `UNetConfig` knob, the resulting size/cost, and Build / Load / Save."""
 
     def __init__(self, napari_viewer: Any):
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer, self)
-        self.last_error = ""
-        self.worker = None
+        super().__init__(napari_viewer)
         d = UNetConfig()
         self.start_neurons = SpinBox(value=d.start_neurons, min=1, max=256, label="start filters",
                                      name="start_neurons",

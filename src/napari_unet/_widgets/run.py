@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import napari.layers
 
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label,
-                              LineEdit, ProgressBar, PushButton, SpinBox)
+from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit,
+                              ProgressBar, PushButton, SpinBox)
 
 from ._layers import layer_array, layer_axes, spatial_placement
-from ._session import session_for
+from ._base import SessionWidget
 from ._settings import PersistedValues
 from ._workers import apply_layer_tuples, report_error, start_worker
 
@@ -34,15 +33,11 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
     return out
 
 
-class RunWidget(Container):
+class RunWidget(SessionWidget):
     """Predict labels for an image layer; a second run updates the same layer."""
 
     def __init__(self, napari_viewer: Any):
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer, self)
-        self.last_error = ""
-        self.worker = None
+        super().__init__(napari_viewer)
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to segment (2D, stack or time-lapse; RGB allowed).")
         self.source = ComboBox(choices=[CURRENT, FROM_FILE], value=CURRENT, name="source", label="model",
@@ -79,12 +74,6 @@ class RunWidget(Container):
         self._persist.connect()
         self.run_button.changed.connect(self.start)
         self.session.busy_changed.connect(lambda busy: setattr(self.run_button, "enabled", not busy))
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
-
-    def _image_layers(self, *_: Any) -> list:
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image) and not layer.name.endswith("U-Net probability")]
 
     def options(self) -> dict:
         return {"threshold": float(self.threshold.value), "instances": self.output.value == INSTANCES,

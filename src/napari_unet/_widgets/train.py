@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import napari.layers
 
 from typing import Any
 
-from magicgui.widgets import (CheckBox, ComboBox, Container, FloatSpinBox, Label, ProgressBar,
-                              PushButton, SpinBox)
+from magicgui.widgets import (CheckBox, ComboBox, FloatSpinBox, Label, ProgressBar, PushButton,
+                              SpinBox)
 
 from ._layers import labels_snapshot, layer_array, layer_axes
 from ._plot import LossPlot
-from ._session import session_for
+from ._base import SessionWidget
 from ._settings import PersistedValues
 from ._workers import report_error, start_worker
 
@@ -27,15 +26,11 @@ def train_job(engine, images, labels, axes, settings: dict, new_config: dict | N
     return (yield from engine.call("train", images, labels, axes, settings, new_config))
 
 
-class TrainWidget(Container):
+class TrainWidget(SessionWidget):
     """Train the viewer's model on one or more (image, labels) layer pairs."""
 
     def __init__(self, napari_viewer: Any):
-        super().__init__(labels=True)
-        self.viewer = napari_viewer
-        self.session = session_for(napari_viewer, self)
-        self.last_error = ""
-        self.worker = None
+        super().__init__(napari_viewer)
         self._stopping = False
         self.pairs: list[tuple[str, str]] = []
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
@@ -91,16 +86,6 @@ class TrainWidget(Container):
         self.stop_button.changed.connect(self.stop)
         self.session.changed.connect(lambda text: setattr(self.status, "value", text))
         self.session.busy_changed.connect(self._on_busy)
-        for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
-
-    def _image_layers(self, *_: Any) -> list:
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Image)]
-
-    def _labels_layers(self, *_: Any) -> list:
-        return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Labels)]
 
     def _add_pair(self, *_: Any) -> None:
         if self.image.value is None or self.labels.value is None:
