@@ -106,6 +106,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .progress import drain
 
     model = load_model(args.model)
+    if str(args.input).rstrip("/").endswith(".zarr"):
+        return _predict_zarr(model, args)
     image = read_image(args.input)
     axes = D.check_axes(args.axes, image.shape) if args.axes else D.default_axes(image.shape, model.config.in_channels)
     bars = []
@@ -133,6 +135,32 @@ def cmd_predict(args: argparse.Namespace) -> int:
         write_image(args.probabilities, probs.astype("float32"))
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
           f"{int(labels.max())} {'classes' if model.config.n_classes > 1 or args.semantic else 'objects'}")
+    return 0
+
+
+def _predict_zarr(model, args: argparse.Namespace) -> int:
+    """Larger-than-memory prediction: zarr in, zarr out, computed block by block."""
+    import dask.array as da
+    from dask.diagnostics import ProgressBar
+
+    from .prediction import predict, segment
+
+    if not str(args.output).rstrip("/").endswith(".zarr"):
+        raise ValueError("A .zarr input is predicted lazily; give a .zarr output too.")
+    if not Path(args.input).exists():
+        raise ValueError(f"Input {args.input!r} does not exist.")
+    image = da.from_zarr(args.input)
+    threshold = model.threshold if args.threshold is None else args.threshold
+    labels = segment(model, image, axes=args.axes, threshold=threshold,
+                     instances=not args.semantic, min_size=args.min_size,
+                     split_touching=args.split_touching, link_planes=args.link_planes,
+                     tile_size=args.tile_size, batch_size=args.batch_size)
+    with ProgressBar(out=sys.stderr):
+        labels.to_zarr(args.output, overwrite=True)
+        if args.probabilities:
+            predict(model, image, axes=args.axes, tile_size=args.tile_size).to_zarr(
+                args.probabilities, overwrite=True)
+    print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype} (zarr, lazy blocks)")
     return 0
 
 
@@ -214,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="segment an image file with a saved model")
     p.add_argument("model", help="a .keras file saved by napari-unet")
-    p.add_argument("input", help="image file (.tif or .png)")
-    p.add_argument("output", help="label image to write (.tif)")
+    p.add_argument("input", help="image file (.tif or .png), or a .zarr array (predicted lazily)")
+    p.add_argument("output", help="label image to write (.tif; .zarr for a .zarr input)")
     p.add_argument("--probabilities", help="also write the probability map here (.tif)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
     p.add_argument("--threshold", type=float, help="foreground threshold (default: the model's)")

@@ -67,3 +67,19 @@ def test_console_script_is_installed():
                          text=True, check=True).stdout
     for command in ("demo", "train", "predict", "evaluate"):
         assert command in out
+
+
+def test_predict_zarr_lazily_to_zarr(tmp_path, trained_tiny):
+    zarr = pytest.importorskip("zarr")
+    image, _ = make_nuclei((150, 130), seed=9)
+    src = str(tmp_path / "in.zarr")
+    z = zarr.open_array(src, mode="w", shape=image.shape, chunks=(64, 64), dtype=image.dtype)
+    z[:] = image
+    model = save_model(trained_tiny, tmp_path / "m.keras")
+    out = str(tmp_path / "out.zarr")
+    assert main(["predict", str(model), src, out, "--semantic"]) == 0
+    from napari_unet.prediction import segment
+
+    result = zarr.open_array(out, mode="r")[:]
+    np.testing.assert_array_equal(result, segment(trained_tiny, image, instances=False))
+    assert main(["predict", str(model), src, str(tmp_path / "out.tif")]) == 2
