@@ -30,6 +30,10 @@ def wait(predicate, app, limit_s=600.0):
 
 
 def main() -> None:
+    import os
+    import tempfile
+
+    os.environ["NAPARI_UNET_SETTINGS_DIR"] = tempfile.mkdtemp()  # defaults, not your settings
     OUT.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="napari-unet walkthrough")
     viewer.window.resize(1600, 1000)
@@ -41,7 +45,7 @@ def main() -> None:
     build, train, run = widgets.values()
     build.start_neurons.value = 8
     build.depth.value = 3
-    build.native.parent().raise_() if build.native.parent() else None
+    _raise_dock(build)
     app.processEvents()
     viewer.screenshot(str(OUT / "1_sample_and_build.png"), canvas_only=False)
     build.build()
@@ -74,12 +78,15 @@ def main() -> None:
 
 
 def _raise_dock(widget) -> None:
+    """Bring the tab holding ``widget`` to the front (tabs are QDockWidgets)."""
+    from qtpy.QtWidgets import QDockWidget
+
     parent = widget.native.parent()
-    while parent is not None and not hasattr(parent, "raise_"):
+    while parent is not None and not isinstance(parent, QDockWidget):
         parent = parent.parent()
     if parent is not None:
-        parent.raise_()
         parent.show()
+        parent.raise_()
 
 
 if __name__ == "__main__":
