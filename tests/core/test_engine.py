@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from napari_unet.progress import drain
 from napari_unet.engine import EngineProcess
 from napari_unet.sample_data import make_nuclei
 
@@ -21,12 +22,7 @@ def test_build_train_predict_save_load(engine, tmp_path):
     gen = engine.call("train", [image], [labels], None,
                       {"patch_size": 32, "batch_size": 2, "epochs": 2, "steps_per_epoch": 2})
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as done:
-            summary = done.value
-            break
+    summary = drain(gen, events.append)
     assert [e.phase for e in events].count("epoch") == 2
     assert len(summary["history"]["loss"]) == 2
     labels_out, probs, axes = engine.run("predict", image, None, {"probabilities": True})

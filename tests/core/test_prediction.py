@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from napari_unet.progress import drain
 from napari_unet.config import UNetConfig
 from napari_unet.metrics import foreground_iou
 from napari_unet.model import UNetModel
@@ -51,12 +52,7 @@ def test_progress_events_and_input_untouched(random_tiny):
     before = image.copy()
     gen = iter_predict(random_tiny, image, tile_size=80)
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as done:
-            probs = done.value
-            break
+    probs = drain(gen, events.append)
     assert all(isinstance(e, PredictProgress) for e in events)
     assert events[-1].done == events[-1].total > 1
     assert probs.shape == image.shape and probs.dtype == np.float32

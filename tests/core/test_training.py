@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from napari_unet.progress import drain
 from napari_unet.config import UNetConfig
 from napari_unet.model import UNetModel
 from napari_unet.sample_data import make_nuclei
@@ -23,12 +24,7 @@ def test_generator_yields_batches_then_epochs_and_returns_result(nuclei):
     image, labels = nuclei
     gen = iter_train(image, labels, TINY, **FAST)
     events = []
-    while True:
-        try:
-            events.append(next(gen))
-        except StopIteration as done:
-            result = done.value
-            break
+    result = drain(gen, events.append)
     assert all(isinstance(e, TrainProgress) for e in events)
     phases = [(e.epoch, e.batch, e.phase) for e in events]
     assert phases == [(1, 1, "batch"), (1, 2, "batch"), (1, 3, "batch"), (1, 3, "epoch"),
