@@ -16,6 +16,7 @@ raised again as ValueError with the same message.
 from __future__ import annotations
 
 import multiprocessing as mp
+import threading
 import traceback
 from typing import Any, Generator
 
@@ -33,7 +34,8 @@ class EngineState:
         if self.model is None:
             return None
         return {"config": self.model.config.to_dict(), "history": self.model.history,
-                "info": self.model.info, "threshold": self.model.threshold}
+                "info": self.model.info, "threshold": self.model.threshold,
+                "normalization": self.model.normalization.to_dict()}
 
     def device(self) -> str:
         from .devices import describe_device
@@ -72,20 +74,38 @@ class EngineState:
         self.model = result.model
         return self.summary()
 
+    def _model_for(self, model_path: str | None):
+        if model_path:
+            from .io import load_model
+
+            cached = getattr(self, "_file_model", None)
+            if cached is None or cached[0] != model_path:
+                self._file_model = (model_path, load_model(model_path))
+            return self._file_model[1]
+        if self.model is None:
+            raise ValueError("there is no model yet: build and train one, or choose a model file")
+        return self.model
+
+    def model_summary(self, model_path: str | None = None) -> dict:
+        """Summary of the current model, or of the model file at ``model_path``."""
+        model = self._model_for(model_path)
+        return {"config": model.config.to_dict(), "threshold": model.threshold,
+                "normalization": model.normalization.to_dict()}
+
+    def predict_block(self, block, axes: str, stats, model_path: str | None = None):
+        """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
+        from .prediction import iter_predict
+        from .progress import drain
+
+        return drain(iter_predict(self._model_for(model_path), block, axes=axes, stats=stats))
+
     def predict(self, image, axes: str | None, options: dict, model_path: str | None = None):
         """Returns ``(labels, probabilities or None, axes)``."""
         from . import data as D
         from .postprocess import labels_from_probabilities
         from .prediction import iter_predict
 
-        if model_path:
-            from .io import load_model
-
-            model = load_model(model_path)
-        elif self.model is None:
-            raise ValueError("there is no model yet: build and train one, or choose a model file")
-        else:
-            model = self.model
+        model = self._model_for(model_path)
         shape = tuple(image.shape)
         axes = D.check_axes(axes, shape) if axes else D.default_axes(shape, model.config.in_channels)
         probs = yield from iter_predict(model, image, axes=axes, tile_size=options.get("tile_size"))
@@ -131,6 +151,12 @@ class EngineProcess:
         self._proc = None
         self._conn = None
         self._stop = self._ctx.Event()
+        self._lock = threading.Lock()  # one call at a time through the pipe
+
+    @property
+    def busy(self) -> bool:
+        """True while a call is running."""
+        return self._lock.locked()
 
     @property
     def alive(self) -> bool:
@@ -148,8 +174,13 @@ class EngineProcess:
         """Run ``method`` in the engine; yields its progress, returns its result.
 
         If the engine died since the last call, raises RuntimeError once (its
-        model is lost); the next call starts a fresh engine.
+        model is lost); the next call starts a fresh engine. Calls from several
+        threads wait for each other.
         """
+        with self._lock:
+            return (yield from self._call(method, args, kwargs))
+
+    def _call(self, method: str, args: tuple, kwargs: dict):
         if self._proc is not None and not self._proc.is_alive():
             code = self._proc.exitcode
             self._proc = None

@@ -95,34 +95,63 @@ class ModelHandle:
         return _LOAD_LOCK if self._bytes is not None else self._lock
 
 
-def _prepare(model: Any, image: Any, axes: str | None, chunk: int | None):
-    """Resolve the model, put C last, and rechunk Y/X to multiples of 2**depth."""
+def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
+    """Put C last, one chunk; cut Y/X in blocks on the 2**depth grid, none thinner than the halo."""
     import dask.array as da
 
-    from .prediction import _resolve_model
-
-    unet = _resolve_model(model)
-    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, unet.config.in_channels)
     if "C" in axes:
         image = da.moveaxis(image, axes.index("C"), -1)
         axes = axes.replace("C", "") + "C"
-    m = unet.config.size_multiple
-    iy, ix = axes.index("Y"), axes.index("X")
+    m = config.size_multiple
     chunks = {}
-    for i in (iy, ix):
+    for i in (axes.index("Y"), axes.index("X")):
         size = image.shape[i]
-        side = round_up(chunk or max(max(image.chunks[i]), 4 * unet.halo), m)
+        side = round_up(chunk or max(max(image.chunks[i]), 4 * halo), m)
         blocks = [side] * (size // side)
         rest = size - sum(blocks)
-        if rest and blocks and rest < unet.halo:  # a sliver could not lend a full halo
+        if rest and blocks and rest < halo:  # a sliver could not lend a full halo
             blocks[-1] += rest
         elif rest:
             blocks.append(rest)
         chunks[i] = tuple(blocks)
     if "C" in axes:
         chunks[len(axes) - 1] = -1
-    image = image.rechunk(chunks)
-    return unet, image, axes
+    return image.rechunk(chunks), axes
+
+
+def lazy_probabilities(image: Any, axes: str, config: Any, normalization: D.PercentileNormalization,
+                       block_fn: Any, chunk: int | None = None) -> Any:
+    """Dask array of probabilities; ``block_fn(block, axes, stats)`` predicts one block.
+
+    ``image`` is a dask array with (validated) ``axes``; ``config`` the model's
+    `UNetConfig`. Computes the normalisation statistics of the whole array now
+    (one strided read) and returns the lazy result (see the module docstring).
+    """
+    import dask.array as da
+
+    from .model import halo as halo_of
+
+    halo = halo_of(config)
+    image, axes = _rechunk(image, axes, config, halo, chunk)
+    planes = image if "C" in axes else image[..., None]
+    planes = planes.reshape((-1,) + planes.shape[-3:]) if planes.ndim > 3 else planes[None]
+    stats = normalization.statistics(planes)
+    iy, ix = axes.index("Y"), axes.index("X")
+    depth = {i: 0 for i in range(image.ndim)}
+    depth[iy] = depth[ix] = halo
+    grown = da.overlap.overlap(image, depth=depth, boundary="none")
+    n_classes = config.n_classes
+    out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
+    kwargs: dict[str, Any] = {}
+    if n_classes > 1:
+        out_chunks = out_chunks + [(n_classes,)]
+        if "C" not in axes:
+            kwargs["new_axis"] = image.ndim
+    elif "C" in axes:
+        kwargs["drop_axis"] = image.ndim - 1
+    return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats, halo=halo,
+                            iy=iy, ix=ix, dtype=np.float32, chunks=tuple(out_chunks),
+                            meta=np.empty((0,) * len(out_chunks), np.float32), **kwargs)
 
 
 def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: int | None = None,
@@ -135,48 +164,32 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     sets the Y/X block side (default: the input's chunks, at least 4 halos,
     rounded up to a multiple of ``2**depth``).
     """
-    import dask.array as da
+    from functools import partial
 
-    unet, image, axes = _prepare(model, image, axes, chunk)
-    if image.shape[axes.index("Y")] == 0 or image.shape[axes.index("X")] == 0:
-        raise ValueError(f"The image is empty (shape {image.shape}).")
-    planes = image if "C" in axes else image[..., None]
-    planes = planes.reshape((-1,) + planes.shape[-3:]) if planes.ndim > 3 else planes[None]
-    stats = unet.normalization.statistics(planes)
-    halo = unet.halo
-    iy, ix = axes.index("Y"), axes.index("X")
-    depth = {i: 0 for i in range(image.ndim)}
-    depth[iy] = depth[ix] = halo
-    grown = da.overlap.overlap(image, depth=depth, boundary="none")
-    n_classes = unet.config.n_classes
-    handle = ModelHandle(unet)
-    out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
-    kwargs: dict[str, Any] = {}
-    if n_classes > 1:
-        if "C" in axes:
-            out_chunks = out_chunks + [(n_classes,)]
-        else:
-            out_chunks = out_chunks + [(n_classes,)]
-            kwargs["new_axis"] = image.ndim
-    elif "C" in axes:
-        kwargs["drop_axis"] = image.ndim - 1
+    from .prediction import _resolve_model
+
+    unet = _resolve_model(model)
+    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, unet.config.in_channels)
     options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
-    return grown.map_blocks(_predict_block, handle=handle, axes=axes, stats=stats, halo=halo,
-                            iy=iy, ix=ix, options=options, dtype=np.float32,
-                            chunks=tuple(out_chunks), meta=np.empty((0,) * len(out_chunks), np.float32),
-                            **kwargs)
+    block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
+    return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)
 
 
-def _predict_block(block: np.ndarray, handle: ModelHandle, axes: str, stats, halo: int,
-                   iy: int, ix: int, options: dict, block_info=None) -> np.ndarray:
+def _predict_with_handle(block: np.ndarray, axes: str, stats, handle: ModelHandle,
+                         options: dict) -> np.ndarray:
     from .prediction import iter_predict
     from .progress import drain
 
-    loc = block_info[0]["chunk-location"]
-    nchunks = block_info[0]["num-chunks"]
     model = handle.get()
     with handle.lock:
-        probs = drain(iter_predict(model, block, axes=axes, stats=stats, **options))
+        return drain(iter_predict(model, block, axes=axes, stats=stats, **options))
+
+
+def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int,
+                   iy: int, ix: int, block_info=None) -> np.ndarray:
+    loc = block_info[0]["chunk-location"]
+    nchunks = block_info[0]["num-chunks"]
+    probs = block_fn(block, axes, stats)
     crop = [slice(None)] * probs.ndim
     for i in (iy, ix):
         lo = halo if loc[i] > 0 else 0
@@ -188,31 +201,41 @@ def _predict_block(block: np.ndarray, handle: ModelHandle, axes: str, stats, hal
 def segment_dask(model: Any, image: Any, *, axes: str, threshold: float, instances: bool,
                  min_size: int = 0, split_touching: bool = False, link_planes: bool = False,
                  **kwargs: Any) -> Any:
-    """Lazy labels of a dask array.
+    """Lazy labels of a dask array (see `lazy_labels`)."""
+    from .prediction import _resolve_model
 
-    Semantic masks and multi-class maps are computed block by block. Instance
-    labels need whole planes (or whole stacks with ``link_planes``): Y and X
-    (and Z) are merged into one chunk per plane first; ids are unique within
-    each plane (or stack), not across the whole array.
+    unet = _resolve_model(model)
+    probs = predict_dask(unet, image, axes=axes, **kwargs)
+    return lazy_labels(probs, axes.replace("C", ""), n_classes=unet.config.n_classes,
+                       threshold=threshold, instances=instances, min_size=min_size,
+                       split_touching=split_touching, link_planes=link_planes)
+
+
+def lazy_labels(probs: Any, spatial_axes: str, *, n_classes: int, threshold: float,
+                instances: bool, min_size: int = 0, split_touching: bool = False,
+                link_planes: bool = False) -> Any:
+    """Labels from lazy probabilities, block by block.
+
+    Semantic masks and multi-class maps are computed per block. Instance labels
+    need whole planes (or whole stacks with ``link_planes``): Y and X (and Z)
+    are merged into one chunk per plane first; ids are unique within each plane
+    (or stack), not across the whole array.
     """
     from .postprocess import labels_from_probabilities, smallest_label_dtype
 
-    unet = model if isinstance(model, UNetModel) else None
-    probs = predict_dask(model, image, axes=axes, **kwargs)
-    spatial = axes.replace("C", "")
-    n_classes = (unet.config.n_classes if unet is not None else 1)
     if n_classes > 1:
-        return probs.map_blocks(lambda p: np.argmax(p, axis=-1).astype(smallest_label_dtype(n_classes - 1)),
-                                drop_axis=probs.ndim - 1, dtype=smallest_label_dtype(n_classes - 1))
+        dtype = smallest_label_dtype(n_classes - 1)
+        return probs.map_blocks(lambda p: np.argmax(p, axis=-1).astype(dtype),
+                                drop_axis=probs.ndim - 1, dtype=dtype)
     if not instances:
         return probs.map_blocks(lambda p: (p > threshold).astype(np.uint8), dtype=np.uint8)
-    whole = {spatial.index("Y"): -1, spatial.index("X"): -1}
-    if link_planes and "Z" in spatial:
-        whole[spatial.index("Z")] = -1
+    whole = {spatial_axes.index("Y"): -1, spatial_axes.index("X"): -1}
+    if link_planes and "Z" in spatial_axes:
+        whole[spatial_axes.index("Z")] = -1
     probs = probs.rechunk(whole)
 
     def label_block(p: np.ndarray) -> np.ndarray:
-        return labels_from_probabilities(p, spatial, threshold=threshold, instances=True,
+        return labels_from_probabilities(p, spatial_axes, threshold=threshold, instances=True,
                                          min_size=min_size, split_touching=split_touching,
                                          link_planes=link_planes).astype(np.uint32)
 

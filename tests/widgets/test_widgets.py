@@ -3,6 +3,7 @@
 import time
 
 import numpy as np
+import pytest
 from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
@@ -197,3 +198,46 @@ def test_demo_gui_opens_results_widgets_and_the_trained_model(tmp_path, qtbot):
         assert len(viewer.window.dock_widgets) == 3
     finally:
         viewer.close()
+
+
+def test_lazy_layer_gives_a_lazy_labels_layer_equal_to_the_eager_one(viewer_with_widgets, qtbot):
+    import dask.array as da
+
+    from napari_unet.sample_data import make_nuclei
+
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    stack = np.stack([make_nuclei((96, 112), seed=s)[0] for s in (20, 21)])
+    viewer.add_image(da.from_array(stack, chunks=(1, 48, 56)), name="lazy")
+    viewer.add_image(stack, name="eager")
+    run = w["run"]
+    run.reset_choices()
+    run.output.value = "semantic mask"
+    _run(qtbot, run, "lazy")
+    assert run.last_error == "", run.last_error
+    lazy_labels = viewer.layers["lazy U-Net"].data
+    assert isinstance(lazy_labels, da.Array) and "lazy" in run.status.value
+    _run(qtbot, run, "eager")
+    eager = viewer.layers["eager U-Net"].data
+    np.testing.assert_array_equal(np.asarray(lazy_labels), eager)
+
+    run.output.value = "instance labels"
+    _run(qtbot, run, "lazy")
+    instances = viewer.layers["lazy U-Net"].data
+    assert isinstance(instances, da.Array)
+    _run(qtbot, run, "eager")
+    eager_instances = viewer.layers["eager U-Net"].data
+    # the same objects; lazy ids restart in every plane, eager ids run over the stack
+    np.testing.assert_array_equal(np.asarray(instances) > 0, eager_instances > 0)
+    for plane in range(2):
+        assert len(np.unique(np.asarray(instances[plane]))) == len(np.unique(eager_instances[plane]))
+
+    from napari_unet._widgets.run import EngineBlockPredictor
+
+    predictor = EngineBlockPredictor(run.session.engine, run.session, None)
+    run.session.set_busy(True)  # e.g. training: blocks are refused at once, not waited for
+    try:
+        with pytest.raises(RuntimeError, match="busy"):
+            predictor(np.zeros((32, 32), np.float32), "YX", None)
+    finally:
+        run.session.set_busy(False)

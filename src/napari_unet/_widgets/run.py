@@ -33,6 +33,65 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
     return out
 
 
+class EngineBlockPredictor:
+    """Predict one block of a lazy layer in the engine process (called by dask, any thread).
+
+    Refuses while the session runs a job (e.g. training), so that napari never waits
+    minutes for a slice; that part is computed when it is viewed again.
+    """
+
+    def __init__(self, engine: Any, session: Any, model_path: str | None):
+        self.engine, self.session, self.model_path = engine, session, model_path
+
+    def __call__(self, block: Any, axes: str, stats: Any) -> Any:
+        if self.session.busy:
+            raise RuntimeError("the U-Net model is busy; this part of the lazy result will be "
+                               "computed when it is viewed again")
+        return self.engine.run("predict_block", block, axes, stats, self.model_path)
+
+
+def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: str,
+                 placement: dict, options: dict, model_path: str | None):
+    """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
+    probabilities); napari computes, through the engine, only the blocks it shows."""
+    from ..config import UNetConfig
+    from ..data import PercentileNormalization, check_axes, default_axes
+    from ..lazy import lazy_labels, lazy_probabilities
+
+    summary = yield from engine.call("model_summary", model_path)
+    config = UNetConfig.from_dict(summary["config"])
+    normalization = PercentileNormalization.from_dict(summary["normalization"])
+    shape = tuple(image.shape)
+    axes = check_axes(axes, shape) if axes else default_axes(shape, config.in_channels)
+    predictor = EngineBlockPredictor(engine, session, model_path)
+    probs = lazy_probabilities(image, axes, config, normalization, predictor,
+                               chunk=options.get("tile_size"))
+    labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
+                         threshold=options["threshold"], instances=options["instances"],
+                         min_size=options["min_size"], split_touching=options["split_touching"],
+                         link_planes=options["link_planes"])
+    out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
+    if options["probabilities"]:
+        meta = {"name": f"{name} U-Net probability", "colormap": "magma",
+                "contrast_limits": (0.0, 1.0), "blending": "additive"}
+        if probs.ndim == labels.ndim:
+            meta.update(placement)
+        out.append((probs, meta, "image"))
+    return out
+
+
+def as_lazy(data: Any) -> Any:
+    """A dask array for dask or zarr layer data, else None."""
+    module = type(data).__module__
+    if module.startswith("dask."):
+        return data
+    if module.startswith("zarr"):
+        import dask.array as da
+
+        return da.from_zarr(data)
+    return None
+
+
 class RunWidget(SessionWidget):
     """Predict labels for an image layer; a second run updates the same layer."""
 
@@ -112,8 +171,15 @@ class RunWidget(SessionWidget):
             return
         self.session.set_busy(True)
         self.progress.value = 0
-        self.status.value = f"segmenting {layer.name}…"
-        self.worker = start_worker(run_job, self.session.engine, layer_array(layer), axes,
+        data = layer_array(layer)
+        lazy = as_lazy(data)
+        if lazy is not None:
+            self.status.value = f"preparing a lazy result for {layer.name}…"
+            job_args = (lazy_run_job, self.session.engine, self.session, lazy)
+        else:
+            self.status.value = f"segmenting {layer.name}…"
+            job_args = (run_job, self.session.engine, data)
+        self.worker = start_worker(*job_args, axes,
                                    layer.name, spatial_placement(layer), self.options(), model_path,
                                    on_yield=self._on_progress, on_return=self._on_done,
                                    on_error=lambda err: report_error(self, "Run failed", err),
@@ -126,9 +192,13 @@ class RunWidget(SessionWidget):
             self.status.value = event.message
 
     def _on_done(self, tuples: list) -> None:
+        self.session.set_busy(False)  # the job is over; a lazy layer is sliced right away
         layers = apply_layer_tuples(self.viewer, tuples)
         labels = layers[0]
-        self.status.value = f"{labels.name}: {int(labels.data.max())} objects/classes"
+        if as_lazy(labels.data) is not None:
+            self.status.value = f"{labels.name}: lazy, computed as you view it"
+        else:
+            self.status.value = f"{labels.name}: {int(labels.data.max())} objects/classes"
 
     def _on_finish(self) -> None:
         self.session.set_busy(False)
