@@ -92,12 +92,14 @@ class EngineState:
         return {"config": model.config.to_dict(), "threshold": model.threshold,
                 "normalization": model.normalization.to_dict()}
 
-    def predict_block(self, block, axes: str, stats, model_path: str | None = None):
+    def predict_block(self, block, axes: str, stats, model_path: str | None = None,
+                      tile_size: int | None = None):
         """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
         from .prediction import iter_predict
         from .progress import drain
 
-        return drain(iter_predict(self._model_for(model_path), block, axes=axes, stats=stats))
+        return drain(iter_predict(self._model_for(model_path), block, axes=axes, stats=stats,
+                                  tile_size=tile_size))
 
     def predict(self, image, axes: str | None, options: dict, model_path: str | None = None):
         """Returns ``(labels, probabilities or None, axes)``."""

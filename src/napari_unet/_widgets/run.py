@@ -40,14 +40,16 @@ class EngineBlockPredictor:
     minutes for a slice; that part is computed when it is viewed again.
     """
 
-    def __init__(self, engine: Any, session: Any, model_path: str | None):
+    def __init__(self, engine: Any, session: Any, model_path: str | None,
+                 tile_size: int | None = None):
         self.engine, self.session, self.model_path = engine, session, model_path
+        self.tile_size = tile_size
 
     def __call__(self, block: Any, axes: str, stats: Any) -> Any:
         if self.session.busy:
             raise RuntimeError("the U-Net model is busy; this part of the lazy result will be "
                                "computed when it is viewed again")
-        return self.engine.run("predict_block", block, axes, stats, self.model_path)
+        return self.engine.run("predict_block", block, axes, stats, self.model_path, self.tile_size)
 
 
 def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: str,
@@ -63,9 +65,8 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     normalization = PercentileNormalization.from_dict(summary["normalization"])
     shape = tuple(image.shape)
     axes = check_axes(axes, shape) if axes else default_axes(shape, config.in_channels)
-    predictor = EngineBlockPredictor(engine, session, model_path)
-    probs = lazy_probabilities(image, axes, config, normalization, predictor,
-                               chunk=options.get("tile_size"))
+    predictor = EngineBlockPredictor(engine, session, model_path, options.get("tile_size"))
+    probs = lazy_probabilities(image, axes, config, normalization, predictor)
     labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
                          threshold=options["threshold"], instances=options["instances"],
                          min_size=options["min_size"], split_touching=options["split_touching"],
