@@ -18,11 +18,9 @@ CURRENT, FROM_FILE = "current model", "model file"
 INSTANCES, SEMANTIC = "instance labels", "semantic mask"
 
 
-def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
-            options: dict, model_path: str | None):
-    """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
-    the labels and, if asked, the probabilities, placed like the input layer."""
-    labels, probs, axes = yield from engine.call("predict", image, axes, options, model_path)
+def result_layers(labels: Any, probs: Any, name: str, placement: dict) -> list[tuple]:
+    """LayerDataTuples for the labels and (if not None) the probabilities of image ``name``,
+    placed like the input layer (probabilities of a multi-class model keep a class axis)."""
     out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
     if probs is not None:
         meta = {"name": f"{name} U-Net probability", "colormap": "magma",
@@ -31,6 +29,14 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
             meta.update(placement)
         out.append((probs, meta, "image"))
     return out
+
+
+def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
+            options: dict, model_path: str | None):
+    """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
+    the labels and, if asked, the probabilities, placed like the input layer."""
+    labels, probs, axes = yield from engine.call("predict", image, axes, options, model_path)
+    return result_layers(labels, probs, name, placement)
 
 
 class EngineBlockPredictor:
@@ -71,14 +77,7 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
                          threshold=options["threshold"], instances=options["instances"],
                          min_size=options["min_size"], split_touching=options["split_touching"],
                          link_planes=options["link_planes"])
-    out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
-    if options["probabilities"]:
-        meta = {"name": f"{name} U-Net probability", "colormap": "magma",
-                "contrast_limits": (0.0, 1.0), "blending": "additive"}
-        if probs.ndim == labels.ndim:
-            meta.update(placement)
-        out.append((probs, meta, "image"))
-    return out
+    return result_layers(labels, probs if options["probabilities"] else None, name, placement)
 
 
 def as_lazy(data: Any) -> Any:
