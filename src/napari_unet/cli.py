@@ -109,7 +109,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if str(args.input).rstrip("/").endswith(".zarr"):
         return _predict_zarr(model, args)
     image = read_image(args.input)
-    axes = D.check_axes(args.axes, image.shape) if args.axes else D.default_axes(image.shape, model.config.in_channels)
+    axes = D.resolve_axes(args.axes, image.shape, model.config.in_channels)
     bars = []
 
     def on_event(event) -> None:

@@ -108,6 +108,11 @@ def check_axes(axes: str, shape: tuple[int, ...]) -> str:
     return axes
 
 
+def resolve_axes(axes: str | None, shape: tuple[int, ...], in_channels: int) -> str:
+    """``axes`` validated for ``shape`` if given, else guessed with `default_axes`."""
+    return check_axes(axes, shape) if axes else default_axes(shape, in_channels)
+
+
 def to_planes(image: np.ndarray, axes: str) -> tuple[np.ndarray, tuple[int, ...]]:
     """Reshape an array with ``axes`` to planes ``(N, H, W, C)``.
 

@@ -108,8 +108,7 @@ class EngineState:
         from .prediction import iter_predict
 
         model = self._model_for(model_path)
-        shape = tuple(image.shape)
-        axes = D.check_axes(axes, shape) if axes else D.default_axes(shape, model.config.in_channels)
+        axes = D.resolve_axes(axes, image.shape, model.config.in_channels)
         probs = yield from iter_predict(model, image, axes=axes, tile_size=options.get("tile_size"))
         labels = labels_from_probabilities(
             probs, axes.replace("C", ""), n_classes=model.config.n_classes,

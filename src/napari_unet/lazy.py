@@ -133,8 +133,7 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: D.Perc
 
     halo = halo_of(config)
     image, axes = _rechunk(image, axes, config, halo, chunk)
-    planes = image if "C" in axes else image[..., None]
-    planes = planes.reshape((-1,) + planes.shape[-3:]) if planes.ndim > 3 else planes[None]
+    planes, _ = D.to_planes(image, axes)
     stats = normalization.statistics(planes)
     iy, ix = axes.index("Y"), axes.index("X")
     depth = {i: 0 for i in range(image.ndim)}
@@ -169,7 +168,7 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     from .prediction import _resolve_model
 
     unet = _resolve_model(model)
-    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, unet.config.in_channels)
+    axes = D.resolve_axes(axes, image.shape, unet.config.in_channels)
     options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
     block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
     return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)

@@ -57,6 +57,11 @@ def available_memory() -> int:
         return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
 
 
+def default_memory_budget() -> int:
+    """Bytes the network's activations may use: a quarter of available memory, at most 1 GiB."""
+    return min(available_memory() // 4, 1 << 30)
+
+
 def auto_tile_size(model: UNetModel, memory_budget: int | None = None,
                    shape: tuple[int, int] | None = None) -> int:
     """Window side (a multiple of ``2**depth``) for tiled prediction.
@@ -67,7 +72,7 @@ def auto_tile_size(model: UNetModel, memory_budget: int | None = None,
     computes the fewest pixels in total (halos included) for that image.
     """
     if memory_budget is None:
-        memory_budget = min(available_memory() // 4, 1 << 30)
+        memory_budget = default_memory_budget()
     m, halo = model.config.size_multiple, model.halo
     smallest = round_up(4 * halo, m)
     largest = int(math.sqrt(memory_budget / inference_bytes_per_pixel(model.config)))
@@ -138,7 +143,7 @@ def iter_predict(
     unet = _resolve_model(model)
     config = unet.config
     image = D.check_image(image)
-    axes = D.check_axes(axes, image.shape) if axes else D.default_axes(image.shape, config.in_channels)
+    axes = D.resolve_axes(axes, image.shape, config.in_channels)
     planes, lead = D.to_planes(image, axes)
     if planes.shape[-1] != config.in_channels:
         raise ValueError(
@@ -150,7 +155,7 @@ def iter_predict(
     n, h, w, _ = planes.shape
     hp, wp = round_up(h, m), round_up(w, m)
     if memory_budget is None:
-        memory_budget = min(available_memory() // 4, 1 << 30)
+        memory_budget = default_memory_budget()
     if tile_size is None:
         tile_size = auto_tile_size(unet, memory_budget, (h, w))
     if not isinstance(tile_size, int) or tile_size % m or tile_size <= 2 * halo:
@@ -267,8 +272,7 @@ def segment(
     threshold = unet.threshold if threshold is None else threshold
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
-    shape = tuple(image.shape)
-    axes = D.check_axes(axes, shape) if axes else D.default_axes(shape, unet.config.in_channels)
+    axes = D.resolve_axes(axes, np.shape(image), unet.config.in_channels)
     if _is_dask(image):
         from .lazy import segment_dask
 

@@ -76,7 +76,7 @@ def prepare_training_data(
     for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
         what = f"image {i + 1}" if len(images) > 1 else "image"
         image = D.check_image(image, what)
-        ax = D.check_axes(ax, image.shape) if ax else D.default_axes(image.shape, config.in_channels)
+        ax = D.resolve_axes(ax, image.shape, config.in_channels)
         planes, _ = D.to_planes(image, ax)
         if planes.shape[-1] != config.in_channels:
             raise ValueError(

@@ -63,14 +63,13 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
     probabilities); napari computes, through the engine, only the blocks it shows."""
     from ..config import UNetConfig
-    from ..data import PercentileNormalization, check_axes, default_axes
+    from ..data import PercentileNormalization, resolve_axes
     from ..lazy import lazy_labels, lazy_probabilities
 
     summary = yield from engine.call("model_summary", model_path)
     config = UNetConfig.from_dict(summary["config"])
     normalization = PercentileNormalization.from_dict(summary["normalization"])
-    shape = tuple(image.shape)
-    axes = check_axes(axes, shape) if axes else default_axes(shape, config.in_channels)
+    axes = resolve_axes(axes, image.shape, config.in_channels)
     predictor = EngineBlockPredictor(engine, session, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
     labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
