@@ -6,36 +6,63 @@ Run ``napari-unet COMMAND --help`` for the options of each command.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
 
-def _progress_bar(total: int, desc: str):
+def _progress_bar(total: int, desc: str, unit: str = "batch"):
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
 
 
-def _train_callback(bar_desc: str, epochs: int, steps: int):
-    bar = _progress_bar(epochs * steps, bar_desc)
+def _train_callback(bar_desc: str):
+    """A training callback drawing a progress bar sized from the first event."""
+    bars: list = []
 
     def on_event(event) -> None:
+        if not bars:
+            bars.append(_progress_bar(event.epochs * event.batches, bar_desc))
+        bar = bars[0]
         if event.phase == "batch":
             bar.update(1)
             bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.logs['loss']:.3f}")
-        else:
-            val = event.logs.get("val_loss")
-            bar.write(
-                f"epoch {event.epoch}/{event.epochs}: loss {event.logs['loss']:.4f} "
-                f"iou {event.logs['iou']:.3f}"
-                + (f" val_loss {val:.4f} val_iou {event.logs['val_iou']:.3f}" if val is not None else "")
-            )
-            if event.epoch == event.epochs:
-                bar.close()
+            return
+        bar.write(f"epoch {event.epoch}/{event.epochs}: "
+                  + " ".join(f"{k} {v:.4f}" for k, v in event.logs.items()))
 
+    on_event.close = lambda: [bar.close() for bar in bars]
     return on_event
+
+
+class _StopOnInterrupt:
+    """While active, a first Ctrl-C asks training to stop after the current batch (so the
+    best weights so far are kept and saved); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupted: stopping after this batch and saving the best weights so far "
+              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    def __enter__(self) -> "_StopOnInterrupt":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -49,8 +76,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"napari-unet demo: training a U-Net on {settings.n_train} synthetic images "
           f"({settings.epochs} epochs x {settings.steps_per_epoch} batches), results in {args.out}",
           file=sys.stderr)
-    metrics = run_demo(args.out, settings,
-                       _train_callback("training", settings.epochs, settings.steps_per_epoch))
+    callback = _train_callback("training")
+    metrics = run_demo(args.out, settings, callback)
+    callback.close()
     print(json.dumps({k: metrics[k] for k in ("foreground_iou", "object_f1", "train_seconds",
                                                "predict_seconds")}, indent=2))
     print(f"foreground IoU on the held-out image: {metrics['foreground_iou']:.3f}")
@@ -62,104 +90,171 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _read_config(args: argparse.Namespace, first_image, names: list[str]):
+    """The `UNetConfig` from ``--config`` or from the architecture options."""
     from .config import UNetConfig
+    from .data import check_axes
+
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"--config file {str(path)!r} does not exist.")
+        try:
+            return UNetConfig.from_json(path.read_text())
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--config file {str(path)!r}: {err}") from err
+    channels = 1
+    if args.axes:
+        try:
+            axes = check_axes(args.axes, first_image.shape)
+        except ValueError as err:
+            raise ValueError(f"--axes for image {names[0]!r}: {err}") from err
+        channels = first_image.shape[axes.index("C")] if "C" in axes else 1
+    return UNetConfig(start_neurons=args.start_neurons, depth=args.depth, n_classes=args.classes,
+                      in_channels=channels, batch_norm=args.batch_norm)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
     from .imageio_utils import list_pairs, read_image
     from .io import save_model
+    from .outputs import check_outputs
     from .training import train
 
-    if not str(args.out).endswith(".keras"):
+    if Path(args.out).suffix != ".keras":
         raise ValueError(f"--out must end in .keras; got {args.out!r}.")
+    check_outputs({"--out": args.out}, {"--config": args.config}, overwrite=args.overwrite)
     pairs = list_pairs(args.images, args.masks)
+    names = [p.name for p, _ in pairs]
     images = [read_image(i) for i, _ in pairs]
     masks = [read_image(m) for _, m in pairs]
-    if args.config:
-        config = UNetConfig.from_json(Path(args.config).read_text())
-    else:
-        channels = 1 if args.axes is None or "C" not in args.axes else images[0].shape[args.axes.index("C")]
-        config = UNetConfig(start_neurons=args.start_neurons, depth=args.depth,
-                            n_classes=args.classes, in_channels=channels,
-                            batch_norm=args.batch_norm)
+    config = _read_config(args, images[0], names)
     print(f"training on {len(pairs)} image(s) from {args.images}", file=sys.stderr)
-    steps = args.steps
-    if steps is None:
-        import math
-
-        px = sum(m.size for m in masks)
-        steps = max(10, math.ceil(2 * px / (args.patch_size**2 * args.batch_size)))
-    result = train(images, masks, config, patch_size=args.patch_size, batch_size=args.batch_size,
-                   epochs=args.epochs, steps_per_epoch=steps, learning_rate=args.lr,
-                   validation_fraction=args.validation, loss=args.loss,
-                   label_mode=args.label_mode, axes=args.axes, seed=args.seed,
-                   callback=_train_callback("training", args.epochs, steps))
+    callback = _train_callback("training")
+    with _StopOnInterrupt() as interrupt:
+        result = train(images, masks, config, patch_size=args.patch_size,
+                       batch_size=args.batch_size, epochs=args.epochs,
+                       steps_per_epoch=args.steps, learning_rate=args.lr,
+                       validation_fraction=args.validation, loss=args.loss,
+                       label_mode=args.label_mode, axes=args.axes, seed=args.seed,
+                       callback=callback, verbose=False, should_stop=interrupt, names=names)
+    callback.close()
     save_model(result.model, args.out)
-    print(f"saved {args.out} (best epoch {result.model.info['best_epoch']})")
+    info = result.model.info
+    if info.get("diverged"):
+        print(f"warning: training stopped because {info['diverged']}", file=sys.stderr)
+    if interrupt.requested:
+        print(f"interrupted: saved the best weights so far (epoch {info['best_epoch']} of "
+              f"{info['epochs_run']}) to {args.out}", file=sys.stderr)
+        return 130
+    print(f"saved {args.out} (best epoch {info['best_epoch']})")
     return 0
+
+
+def _label_options(args: argparse.Namespace):
+    from .postprocess import LabelOptions
+
+    return LabelOptions(args.threshold, not args.semantic, args.min_size, args.split_touching,
+                        args.link_planes)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .imageio_utils import read_image, write_image
+    from .imageio_utils import check_image_output, read_image, write_image
     from .io import load_model
-    from .prediction import iter_predict
-    from . import data as D
-    from .postprocess import labels_from_probabilities
-    from .progress import drain
+    from .outputs import check_outputs
+    from .prediction import probabilities_and_labels
 
-    model = load_model(args.model)
-    if str(args.input).rstrip("/").endswith(".zarr"):
-        return _predict_zarr(model, args)
+    options = _label_options(args)
+    if _is_zarr(args.input) or _is_zarr(args.output):
+        return _predict_zarr(args, options)
+    check_image_output(Path(args.output))
+    if args.probabilities and Path(args.probabilities).suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError("--probabilities must be a .tif file (probabilities are float32).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite)
     image = read_image(args.input)
-    axes = D.resolve_axes(args.axes, image.shape, model.config.in_channels)
-    bars = []
-
-    def on_event(event) -> None:
-        if not bars:
-            bars.append(_progress_bar(event.total, "predicting"))
-            bars[0].unit = "tile"
-        if event.message:
-            bars[0].write(event.message)
-        bars[0].n = event.done
-        bars[0].refresh()
-
-    probs = drain(iter_predict(model, image, axes=axes, tile_size=args.tile_size,
-                               batch_size=args.batch_size), on_event)
-    for bar in bars:
-        bar.close()
-    threshold = model.threshold if args.threshold is None else args.threshold
-    labels = labels_from_probabilities(
-        probs, axes.replace("C", ""), n_classes=model.config.n_classes, threshold=threshold,
-        instances=not args.semantic, min_size=args.min_size, split_touching=args.split_touching,
-        link_planes=args.link_planes)
+    model = load_model(args.model)
+    bar = _TileBar()
+    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+                                             tile_size=args.tile_size,
+                                             batch_size=args.batch_size, callback=bar)
+    bar.close()
     write_image(args.output, labels)
     if args.probabilities:
         write_image(args.probabilities, probs.astype("float32"))
+    count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
-          f"{int(labels.max())} {'classes' if model.config.n_classes > 1 or args.semantic else 'objects'}")
+          f"{int(labels.max())} {count}")
     return 0
 
 
-def _predict_zarr(model, args: argparse.Namespace) -> int:
-    """Larger-than-memory prediction: zarr in, zarr out, computed block by block."""
+class _TileBar:
+    """A prediction callback: a tile progress bar, with the engine's messages printed above it."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        if self.bar is None:
+            self.bar = _progress_bar(event.total, "predicting", unit="tile")
+        if event.message:
+            self.bar.write(f"note: {event.message}")
+        self.bar.total = event.total
+        self.bar.n = event.done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _is_zarr(path: str | None) -> bool:
+    return bool(path) and str(path).rstrip("/\\").lower().endswith(".zarr")
+
+
+def _predict_zarr(args: argparse.Namespace, options) -> int:
+    """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass."""
+    from .outputs import check_outputs
+
+    for name, path in (("input", args.input), ("output", args.output),
+                       ("--probabilities", args.probabilities)):
+        if path and not _is_zarr(path):
+            raise ValueError(f"A .zarr input is predicted lazily into .zarr folders; {name} "
+                             f"{str(path)!r} must end in .zarr too.")
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise ValueError("reading and writing .zarr needs the zarr package: "
+                         "pip install zarr") from None
+    if not Path(args.input).is_dir():
+        raise ValueError(f"Input {str(args.input)!r} does not exist (or is not a .zarr folder).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite,
+                  folders=("output", "--probabilities"))
+    return _write_zarr_outputs(args, options)
+
+
+def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
+    import dask
     import dask.array as da
     from dask.diagnostics import ProgressBar
 
-    from .prediction import predict, segment
+    from .io import load_model
+    from .outputs import atomic_path
+    from .prediction import probabilities_and_labels
 
-    if not str(args.output).rstrip("/").endswith(".zarr"):
-        raise ValueError("A .zarr input is predicted lazily; give a .zarr output too.")
-    if not Path(args.input).exists():
-        raise ValueError(f"Input {args.input!r} does not exist.")
-    image = da.from_zarr(args.input)
-    threshold = model.threshold if args.threshold is None else args.threshold
-    labels = segment(model, image, axes=args.axes, threshold=threshold,
-                     instances=not args.semantic, min_size=args.min_size,
-                     split_touching=args.split_touching, link_planes=args.link_planes,
-                     tile_size=args.tile_size, batch_size=args.batch_size)
-    with ProgressBar(out=sys.stderr):
-        labels.to_zarr(args.output, overwrite=True)
-        if args.probabilities:
-            predict(model, image, axes=args.axes, tile_size=args.tile_size).to_zarr(
-                args.probabilities, overwrite=True)
+    model = load_model(args.model)
+    try:
+        image = da.from_zarr(args.input)
+    except Exception as err:  # noqa: BLE001 - any zarr failure means an unreadable input
+        raise ValueError(f"Could not read {str(args.input)!r} as a zarr array: {err}") from err
+    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+                                             tile_size=args.tile_size, batch_size=args.batch_size)
+    targets = [(labels, args.output)] + ([(probs, args.probabilities)] if args.probabilities else [])
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(path)) for _, path in targets]
+        stores = [arr.to_zarr(str(tmp), compute=False) for (arr, _), tmp in zip(targets, tmps)]
+        with ProgressBar(out=sys.stderr):
+            dask.compute(*stores)
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype} (zarr, lazy blocks)")
     return 0
 
@@ -173,10 +268,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     rows = []
     for image_path, mask_path in list_pairs(args.images, args.masks):
-        labels = segment(model, read_image(image_path), min_size=args.min_size)
-        truth = read_image(mask_path)
-        rows.append({"image": image_path.name, "foreground_iou": foreground_iou(labels, truth),
-                     **matched_objects(labels, truth)})
+        try:
+            labels = segment(model, read_image(image_path), min_size=args.min_size)
+            truth = read_image(mask_path)
+            rows.append({"image": image_path.name, "foreground_iou": foreground_iou(labels, truth),
+                         **matched_objects(labels, truth)})
+        except ValueError as err:
+            raise ValueError(f"{image_path.name} / {mask_path.name}: {err}") from err
     mean = sum(r["foreground_iou"] for r in rows) / len(rows)
     print(json.dumps({"images": rows, "mean_foreground_iou": mean}, indent=2))
     return 0
@@ -205,73 +303,137 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _whole(minimum: int):
+    """An argparse type: a whole number >= ``minimum``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+    return parse
+
+
+def _number(low: float, high: float, *, high_open: bool = True, low_open: bool = False):
+    """An argparse type: a finite number in the interval ``low``..``high``."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):  # also refuses nan and inf
+            interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+            raise argparse.ArgumentTypeError(f"must be in {interval}, got {text}")
+        return value
+    return parse
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Adds "(default: X)" to options that have a real default and do not say it already."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+            text += f" (default: {action.default})"
+        return text
+
+
+def _subparser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_text, description=help_text,
+                          formatter_class=_DefaultsFormatter)
+
+
+def _add_train_parser(sub) -> None:
+    p = _subparser(sub, "train", "train a U-Net on image/mask files matched by name")
+    p.add_argument("--images", required=True, help="folder of .tif/.png images")
+    p.add_argument("--masks", required=True, help="folder of label images with the same names")
+    p.add_argument("--out", required=True, help="model file to write (.keras)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--config", help="UNetConfig as a JSON file (overrides the options below)")
+    p.add_argument("--start-neurons", type=_whole(1), default=16, help="filters of the first level")
+    p.add_argument("--depth", type=_whole(1), default=4, help="pooling steps")
+    p.add_argument("--classes", type=_whole(1), default=1,
+                   help="1 = foreground/background; >= 2 = classes")
+    p.add_argument("--batch-norm", action="store_true", help="batch normalisation after each conv")
+    p.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX (default: guessed)")
+    p.add_argument("--epochs", type=_whole(1), default=20, help="training epochs")
+    p.add_argument("--steps", type=_whole(1),
+                   help="batches per epoch (default: about two passes over the annotations)")
+    p.add_argument("--patch-size", type=_whole(1), default=128, help="training patch side (px)")
+    p.add_argument("--batch-size", type=_whole(1), default=8, help="patches per batch")
+    p.add_argument("--lr", type=_number(0, 1, low_open=True, high_open=False), default=1e-3,
+                   help="Adam learning rate")
+    p.add_argument("--validation", type=_number(0, 1), default=0.15, help="fraction held out")
+    p.add_argument("--loss", choices=("bce", "bce_dice"), default="bce", help="loss function")
+    p.add_argument("--label-mode", choices=("dense", "sparse"), default="dense",
+                   help="dense labels, or sparse scribbles (0 = unlabelled, 1 = background)")
+    p.add_argument("--seed", type=int, help="random seed for reproducible training")
+    p.set_defaults(func=cmd_train)
+
+
+def _add_predict_parser(sub) -> None:
+    p = _subparser(sub, "predict", "segment an image file with a saved model")
+    p.add_argument("model", help="a .keras file saved by napari-unet")
+    p.add_argument("input", help="image file (.tif or .png), or a .zarr array (predicted lazily)")
+    p.add_argument("output", help="label image to write (.tif/.png; .zarr for a .zarr input)")
+    p.add_argument("--probabilities", help="also write the probability map here (.tif, or .zarr)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
+    p.add_argument("--threshold", type=_number(0, 1, low_open=True),
+                   help="foreground threshold in (0, 1) (default: the model's)")
+    p.add_argument("--semantic", action="store_true", help="write a 0/1 mask instead of instance ids")
+    p.add_argument("--min-size", type=_whole(0), default=0,
+                   help="remove objects smaller than this (pixels)")
+    p.add_argument("--split-touching", action="store_true", help="watershed to separate touching objects")
+    p.add_argument("--link-planes", action="store_true", help="label objects in 3D across Z")
+    p.add_argument("--tile-size", type=_whole(1),
+                   help="tile side in pixels incl. halo (default: from memory)")
+    p.add_argument("--batch-size", type=_whole(1), help="tiles per batch (default: from memory)")
+    p.set_defaults(func=cmd_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="napari-unet", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="store_true", help="print the version and exit")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks and TensorFlow's own messages")
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("demo", help="train on built-in synthetic nuclei and segment a held-out image")
-    p.add_argument("--out", default="demo_output", help="output folder (default: demo_output)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
-    p.add_argument("--steps", type=int, default=30, help="batches per epoch (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p = _subparser(sub, "demo", "train on built-in synthetic nuclei and segment a held-out image")
+    p.add_argument("--out", default="demo_output", help="output folder (its files are replaced)")
+    p.add_argument("--epochs", type=_whole(1), default=12, help="training epochs")
+    p.add_argument("--steps", type=_whole(1), default=30, help="batches per epoch")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="a tiny network for a few seconds (smoke test)")
     p.add_argument("--gui", action="store_true", help="then open napari with the results and widgets")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("train", help="train a U-Net on image/mask files matched by name")
-    p.add_argument("--images", required=True, help="folder of .tif/.png images")
-    p.add_argument("--masks", required=True, help="folder of label images with the same names")
-    p.add_argument("--out", required=True, help="model file to write (.keras)")
-    p.add_argument("--config", help="UNetConfig as a JSON file (overrides the options below)")
-    p.add_argument("--start-neurons", type=int, default=16)
-    p.add_argument("--depth", type=int, default=4)
-    p.add_argument("--classes", type=int, default=1, help="1 = foreground/background; >= 2 = classes")
-    p.add_argument("--batch-norm", action="store_true")
-    p.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX (default: guessed)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--steps", type=int, help="batches per epoch (default: about two passes)")
-    p.add_argument("--patch-size", type=int, default=128)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
-    p.add_argument("--validation", type=float, default=0.15, help="fraction held out")
-    p.add_argument("--loss", choices=("bce", "bce_dice"), default="bce")
-    p.add_argument("--label-mode", choices=("dense", "sparse"), default="dense")
-    p.add_argument("--seed", type=int)
-    p.set_defaults(func=cmd_train)
+    _add_train_parser(sub)
+    _add_predict_parser(sub)
 
-    p = sub.add_parser("predict", help="segment an image file with a saved model")
+    p = _subparser(sub, "evaluate", "IoU and object F1 of a model on image/mask files")
     p.add_argument("model", help="a .keras file saved by napari-unet")
-    p.add_argument("input", help="image file (.tif or .png), or a .zarr array (predicted lazily)")
-    p.add_argument("output", help="label image to write (.tif; .zarr for a .zarr input)")
-    p.add_argument("--probabilities", help="also write the probability map here (.tif)")
-    p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
-    p.add_argument("--threshold", type=float, help="foreground threshold (default: the model's)")
-    p.add_argument("--semantic", action="store_true", help="write a 0/1 mask instead of instance ids")
-    p.add_argument("--min-size", type=int, default=0, help="remove objects smaller than this (pixels)")
-    p.add_argument("--split-touching", action="store_true", help="watershed to separate touching objects")
-    p.add_argument("--link-planes", action="store_true", help="label objects in 3D across Z")
-    p.add_argument("--tile-size", type=int, help="tile side in pixels incl. halo (default: from memory)")
-    p.add_argument("--batch-size", type=int, help="tiles per batch (default: from memory)")
-    p.set_defaults(func=cmd_predict)
-
-    p = sub.add_parser("evaluate", help="IoU and object F1 of a model on image/mask files")
-    p.add_argument("model")
-    p.add_argument("--images", required=True)
-    p.add_argument("--masks", required=True)
-    p.add_argument("--min-size", type=int, default=0)
+    p.add_argument("--images", required=True, help="folder of .tif/.png images")
+    p.add_argument("--masks", required=True, help="folder of ground-truth labels, same names")
+    p.add_argument("--min-size", type=_whole(0), default=0,
+                   help="remove objects smaller than this (pixels)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("info", help="describe a model file without loading TensorFlow")
-    p.add_argument("model")
+    p = _subparser(sub, "info", "describe a model file without loading TensorFlow")
+    p.add_argument("model", help="a .keras file saved by napari-unet")
     p.set_defaults(func=cmd_info)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
     if args.version:
         from . import __version__
 
@@ -282,9 +444,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except ValueError as err:
-        print(f"napari-unet {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        status, message = 130, "interrupted; nothing was written"
+    except (ValueError, OSError, MemoryError) as err:
+        status, message = 2, f"error: {err}" if not isinstance(err, MemoryError) else \
+            f"out of memory: {err or 'use a smaller --tile-size or model'}"
+    except Exception as err:  # noqa: BLE001 - an unexpected failure still ends in one line
+        status = 1
+        message = f"internal error ({type(err).__name__}: {err}); run with --debug for details"
+    if args.debug:
+        import traceback
+
+        traceback.print_exc()
+    print(f"napari-unet {args.command}: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ import json
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from .checks import check_switch, check_whole, is_real
+
 MAX_DEPTH = 6
 
 
@@ -52,14 +54,18 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         self.validate()
+        # numpy scalars (np.int64(4), np.float32(0.5), np.bool_) are stored as plain Python values
+        for f in fields(self):
+            kind = {"int": int, "float": float, "bool": bool}[f.type]
+            object.__setattr__(self, f.name, kind(getattr(self, f.name)))
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid value and what is allowed."""
-        _check_int("start_neurons", self.start_neurons, 1, 1024)
-        _check_int("depth", self.depth, 1, MAX_DEPTH)
-        _check_int("in_channels", self.in_channels, 1, 64)
-        _check_int("n_classes", self.n_classes, 1, 255)
-        _check_int("kernel_size", self.kernel_size, 1, 15)
+        check_whole("start_neurons", self.start_neurons, 1, 1024)
+        check_whole("depth", self.depth, 1, MAX_DEPTH)
+        check_whole("in_channels", self.in_channels, 1, 64)
+        check_whole("n_classes", self.n_classes, 1, 255)
+        check_whole("kernel_size", self.kernel_size, 1, 15)
         if self.kernel_size % 2 == 0:
             raise ValueError(
                 f"kernel_size must be odd (1, 3, 5, ...) so 'same' padding is "
@@ -67,12 +73,9 @@ class UNetConfig:
             )
         for name in ("dropout_first", "dropout"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not is_real(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1); got {value!r}.")
-            if not 0.0 <= float(value) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1); got {value}.")
-        if not isinstance(self.batch_norm, bool):
-            raise ValueError(f"batch_norm must be True or False; got {self.batch_norm!r}.")
+        check_switch("batch_norm", self.batch_norm)
 
     @property
     def size_multiple(self) -> int:
@@ -111,8 +114,3 @@ class UNetConfig:
         return cls.from_dict(data)
 
 
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number in {low}..{high}; got {value!r}.")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be in {low}..{high}; got {value}.")

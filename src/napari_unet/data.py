@@ -9,32 +9,51 @@ Nothing here modifies its inputs: every function returns new arrays.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
 IGNORE = -1.0
+MAX_LABEL = 2**31 - 1  # label ids and class numbers above this are not labels
 SPATIAL_LAYOUTS = ("YX", "ZYX", "TYX", "TZYX")
 LABEL_MODES = ("dense", "sparse")
 
 
 # ----------------------------------------------------------------------------- checks
+def check_array_type(arr: Any, what: str = "image") -> Any:
+    """Check the dtype and size of an array-like with ``dtype`` and ``shape`` (numpy or
+    dask, nothing is computed); returns it unchanged or raises ``ValueError``."""
+    dtype = np.dtype(getattr(arr, "dtype", object))
+    if dtype == object or not (np.issubdtype(dtype, np.number) or dtype == bool) \
+            or np.issubdtype(dtype, np.complexfloating):
+        raise ValueError(
+            f"The {what} has dtype {dtype}; convert it to an integer or float "
+            "array (for example uint8, uint16 or float32)."
+        )
+    if math.prod(arr.shape) == 0:
+        raise ValueError(f"The {what} is empty (shape {tuple(arr.shape)}).")
+    return arr
+
+
+def check_channels(axes: str, shape: tuple[int, ...], expected: int, what: str = "image") -> None:
+    """Raise ``ValueError`` unless an array of ``shape`` with ``axes`` has ``expected`` channels."""
+    found = shape[axes.index("C")] if "C" in axes else 1
+    if found != expected:
+        raise ValueError(
+            f"The {what} has {found} channel(s) (axes {axes}, shape {tuple(shape)}) but the "
+            f"model expects {expected}; build a model with in_channels={found}, or choose "
+            "another image or axes."
+        )
+
+
 def check_image(image: Any, what: str = "image") -> np.ndarray:
     """Return ``image`` as a numeric ndarray (no copy when possible) or raise ``ValueError``.
 
     Rejects non-numeric dtypes, empty arrays and NaN/inf values.
     """
-    arr = np.asarray(image)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or arr.dtype == bool
-    ) or np.issubdtype(arr.dtype, np.complexfloating):
-        raise ValueError(
-            f"The {what} has dtype {arr.dtype}; convert it to an integer or float "
-            "array (for example uint8, uint16 or float32)."
-        )
-    if arr.size == 0:
-        raise ValueError(f"The {what} is empty (shape {arr.shape}).")
+    arr = check_array_type(np.asarray(image), what)
     if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(
@@ -60,12 +79,18 @@ def check_labels(labels: Any, shape: tuple[int, ...], what: str = "labels") -> n
                 f"The {what} have non-integer values (dtype {arr.dtype}); labels must "
                 "be whole numbers: 0 = background, 1, 2, ... = objects or classes."
             )
-        return arr.astype(np.int64)
-    if not np.issubdtype(arr.dtype, np.integer):
+    elif not np.issubdtype(arr.dtype, np.integer):
         raise ValueError(f"The {what} have dtype {arr.dtype}; use an integer dtype.")
+    if arr.size == 0:
+        raise ValueError(f"The {what} are empty (shape {arr.shape}).")
     if arr.min() < 0:
         raise ValueError(f"The {what} contain negative values; labels must be >= 0.")
-    return arr
+    if arr.max() > MAX_LABEL:
+        raise ValueError(
+            f"The {what} contain the value {arr.max()!r}, more than {MAX_LABEL}; labels "
+            "must be ids or class numbers (0 = background, 1, 2, ...), not intensities."
+        )
+    return arr.astype(np.int64) if np.issubdtype(arr.dtype, np.floating) else arr
 
 
 # ----------------------------------------------------------------------------- axes
@@ -85,12 +110,21 @@ def default_axes(shape: tuple[int, ...], in_channels: int, rgb: bool | None = No
             f"Cannot interpret an array of shape {shape}: expected YX, ZYX, TYX or "
             "TZYX, optionally with a channel axis. Pass axes=... explicitly."
         )
+    if rgb is None and not has_channel and ndim == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
+        raise ValueError(
+            f"The image of shape {shape} looks like an RGB(A) picture (last axis {shape[-1]}) "
+            f"but the model takes {in_channels} channel(s). Pass axes='YXC' with a model "
+            f"built for in_channels={shape[-1]}, convert the image to grey, or pass "
+            "axes='ZYX' if it really is a stack of planes."
+        )
     layout = {2: "YX", 3: "ZYX", 4: "TZYX"}[n_spatial]
     return layout + ("C" if has_channel else "")
 
 
 def check_axes(axes: str, shape: tuple[int, ...]) -> str:
     """Validate an axes string such as ``"TZYX"`` or ``"CZYX"`` for an array of ``shape``."""
+    if not isinstance(axes, str):
+        raise ValueError(f"axes must be a string such as 'YX' or 'ZYXC'; got {axes!r}.")
     axes = axes.upper()
     if len(axes) != len(shape):
         raise ValueError(
@@ -160,19 +194,25 @@ class PercentileNormalization:
         """
         step = max(1, int(np.ceil(np.sqrt(np.prod(planes.shape[:3]) / 4_000_000))))
         sample = planes[:, ::step, ::step, :]
-        sample = np.asarray(sample).reshape(-1, planes.shape[-1]).astype(np.float32, copy=False)
-        lo, hi = np.percentile(sample, [self.low, self.high], axis=0)
-        return lo.astype(np.float32), hi.astype(np.float32)
+        sample = np.asarray(sample).reshape(-1, planes.shape[-1])
+        work = _work_dtype(sample.dtype)
+        lo, hi = np.percentile(sample.astype(work, copy=False), [self.low, self.high], axis=0)
+        return lo.astype(work), hi.astype(work)
 
     def apply(
         self, planes: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None
     ) -> np.ndarray:
         """Return a new float32 array ``(planes - lo) / (hi - lo)``; constant images give 0."""
         lo, hi = stats if stats is not None else self.statistics(planes)
-        scale = np.where(hi - lo > 1e-12, hi - lo, 1.0).astype(np.float32)
-        out = planes.astype(np.float32)  # always a copy: the caller's array stays untouched
+        work = _work_dtype(planes.dtype)
+        scale = np.asarray(np.where(hi - lo > 1e-12, hi - lo, 1.0), work)
+        lo = np.asarray(lo, work)
+        out = planes.astype(work)  # always a copy: the caller's array stays untouched
         out -= lo
         out /= scale
+        if work != np.float32:  # values beyond float32's range would become inf
+            np.clip(out, -_NORMALISED_LIMIT, _NORMALISED_LIMIT, out=out)
+            return out.astype(np.float32)
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -185,6 +225,14 @@ class PercentileNormalization:
         if kind != "percentile":
             raise ValueError(f"Unknown normalisation kind {kind!r}; only 'percentile' exists.")
         return cls(**data)
+
+
+_NORMALISED_LIMIT = 1e30
+
+
+def _work_dtype(dtype: np.dtype) -> type:
+    """float64 for inputs whose values may not fit float32 (float64, 64-bit ints), else float32."""
+    return np.float64 if np.dtype(dtype).itemsize == 8 else np.float32
 
 
 # ----------------------------------------------------------------------------- labels

@@ -63,6 +63,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
         [p[0] for p in pairs], [p[1] for p in pairs], config,
         patch_size=settings.patch_size, batch_size=settings.batch_size, epochs=settings.epochs,
         steps_per_epoch=settings.steps_per_epoch, seed=settings.seed, callback=on_progress,
+        verbose=on_progress is None,
     )
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()

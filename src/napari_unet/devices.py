@@ -7,9 +7,11 @@ uses only the public Keras 3 API.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from types import ModuleType
+from typing import Iterator
 
 
 def load_keras() -> ModuleType:
@@ -21,20 +23,45 @@ def load_keras() -> ModuleType:
     symbols, and TensorFlow's bundled LLVM would bind to it and crash. With
     DEEPBIND TensorFlow's libraries use their own symbols first.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend_name() == "tensorflow" and "tensorflow" not in sys.modules:
         flags = sys.getdlopenflags()
         deepbind = getattr(os, "RTLD_DEEPBIND", 0)
         if sys.platform.startswith("linux") and deepbind:
             sys.setdlopenflags(os.RTLD_NOW | deepbind)
         try:
-            import tensorflow  # noqa: F401
+            with _quiet_native_stderr():
+                import tensorflow  # noqa: F401
         finally:
             sys.setdlopenflags(flags)
         configure_backend()
     import keras
 
     return keras
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr() -> Iterator[None]:
+    """Hide what native code writes to standard error (TensorFlow's start-up notes on
+    oneDNN and CUDA) while ``TF_CPP_MIN_LOG_LEVEL`` is 3, the default here; set it
+    lower (``napari-unet --debug`` does) to see them."""
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, AttributeError, ValueError):  # no real file descriptor 2
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def backend_name() -> str:
@@ -48,7 +75,7 @@ def configure_backend() -> None:
     Safe to call many times: memory growth can only be set before TensorFlow
     initialises its GPUs, and the "already initialised" error is ignored.
     """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if backend_name() != "tensorflow":
         return
     import tensorflow as tf

@@ -6,44 +6,66 @@ from pathlib import Path
 
 import numpy as np
 
+from .outputs import atomic_path
+
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read a TIFF or PNG file into a numpy array; raises ``ValueError`` for other files."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give an image file (.tif or .png).")
     if not path.is_file():
         raise ValueError(f"Image file {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path.name!r}: only TIFF (.tif, .tiff) and PNG (.png) files are supported.")
     try:
-        if suffix in (".tif", ".tiff"):
-            import tifffile
-
-            return tifffile.imread(path)
         if suffix == ".png":
             import imageio.v3 as iio
 
-            return np.asarray(iio.imread(path))
+            array = np.asarray(iio.imread(path))
+        else:
+            import tifffile
+
+            array = tifffile.imread(path)
     except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
-        raise ValueError(f"Could not read {str(path)!r}: {err}") from err
-    raise ValueError(f"{path.name!r}: only TIFF (.tif, .tiff) and PNG (.png) files are supported.")
+        raise ValueError(f"Could not read {str(path)!r}: it is corrupt or not an image ({err}).") from err
+    if array.size == 0:
+        raise ValueError(f"Could not read any pixels from {str(path)!r}: the file is empty or corrupt.")
+    return array
 
 
 def write_image(path: str | Path, array: np.ndarray) -> Path:
     """Write ``array`` as TIFF (any dtype) or PNG (uint8/uint16 2D or RGB); returns the path."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".tif", ".tiff"):
-        import tifffile
+    check_image_output(path, array.dtype, array.ndim)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() == ".png":
+            import imageio.v3 as iio
 
-        tifffile.imwrite(path, array, compression="zlib")
-    elif suffix == ".png":
-        import imageio.v3 as iio
+            iio.imwrite(tmp, array, extension=".png")
+        else:
+            import tifffile
 
-        iio.imwrite(path, array)
-    else:
-        raise ValueError(f"{path.name!r}: write .tif, .tiff or .png files.")
+            tifffile.imwrite(tmp, array, compression="zlib")
     return path
+
+
+def check_image_output(path: Path, dtype: np.dtype | None = None, ndim: int | None = None) -> None:
+    """Raise ``ValueError`` unless an array of ``dtype``/``ndim`` (None: not known yet) can be
+    written to ``path`` (TIFF: anything; PNG: 2D or RGB(A) uint8/uint16)."""
+    suffix = path.suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:
+        raise ValueError(f"{path.name!r}: write .tif, .tiff or .png files.")
+    if suffix != ".png":
+        return
+    if dtype is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
+        raise ValueError(f"{path.name!r}: PNG holds only 8- or 16-bit whole numbers, not "
+                         f"{np.dtype(dtype)}; write a .tif file instead.")
+    if ndim is not None and ndim not in (2, 3):
+        raise ValueError(f"{path.name!r}: PNG holds only 2D images; write a .tif file instead.")
 
 
 def list_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path, Path]]:

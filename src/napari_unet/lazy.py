@@ -137,7 +137,8 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: D.Perc
     stats = normalization.statistics(planes)
     iy, ix = axes.index("Y"), axes.index("X")
     depth = {i: 0 for i in range(image.ndim)}
-    depth[iy] = depth[ix] = halo
+    for i in (iy, ix):  # an axis in one block has no neighbour to borrow context from
+        depth[i] = halo if len(image.chunks[i]) > 1 else 0
     grown = da.overlap.overlap(image, depth=depth, boundary="none")
     n_classes = config.n_classes
     out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
@@ -165,10 +166,15 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     """
     from functools import partial
 
-    from .prediction import _resolve_model
+    from .prediction import _resolve_model, check_run_options
 
     unet = _resolve_model(model)
+    D.check_array_type(image)
     axes = D.resolve_axes(axes, image.shape, unet.config.in_channels)
+    D.check_channels(axes, image.shape, unet.config.in_channels)
+    check_run_options(unet, tile_size, batch_size, memory_budget)
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        raise ValueError(f"chunk must be a whole number of pixels >= 1, or None; got {chunk!r}.")
     options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
     block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
     return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)
@@ -197,19 +203,6 @@ def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int
     return np.ascontiguousarray(probs[tuple(crop)])
 
 
-def segment_dask(model: Any, image: Any, *, axes: str, threshold: float, instances: bool,
-                 min_size: int = 0, split_touching: bool = False, link_planes: bool = False,
-                 **kwargs: Any) -> Any:
-    """Lazy labels of a dask array (see `lazy_labels`)."""
-    from .prediction import _resolve_model
-
-    unet = _resolve_model(model)
-    probs = predict_dask(unet, image, axes=axes, **kwargs)
-    return lazy_labels(probs, axes.replace("C", ""), n_classes=unet.config.n_classes,
-                       threshold=threshold, instances=instances, min_size=min_size,
-                       split_touching=split_touching, link_planes=link_planes)
-
-
 def lazy_labels(probs: Any, spatial_axes: str, *, n_classes: int, threshold: float,
                 instances: bool, min_size: int = 0, split_touching: bool = False,
                 link_planes: bool = False) -> Any:
@@ -220,8 +213,9 @@ def lazy_labels(probs: Any, spatial_axes: str, *, n_classes: int, threshold: flo
     are merged into one chunk per plane first; ids are unique within each plane
     (or stack), not across the whole array.
     """
-    from .postprocess import labels_from_probabilities, smallest_label_dtype
+    from .postprocess import LabelOptions, labels_from_probabilities, smallest_label_dtype
 
+    LabelOptions(threshold, instances, min_size, split_touching, link_planes)  # checks values now
     if n_classes > 1:
         dtype = smallest_label_dtype(n_classes - 1)
         return probs.map_blocks(lambda p: np.argmax(p, axis=-1).astype(dtype),

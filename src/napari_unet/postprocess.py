@@ -7,8 +7,47 @@ the smallest unsigned integer dtype that holds their largest id.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import ndimage as ndi
+
+from .checks import check_switch, check_whole, is_real
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How probabilities become labels; every value is checked when it is created.
+
+    ``threshold``: foreground probability above which a pixel is foreground, in
+    (0, 1), or None for the model's own. ``instances``: one id per object (else
+    a 0/1 mask). ``min_size``: objects under this many pixels are removed.
+    ``split_touching``: separate touching objects by a watershed.
+    ``link_planes``: label objects in 3D across Z instead of per plane.
+    """
+
+    threshold: float | None = None
+    instances: bool = True
+    min_size: int = 0
+    split_touching: bool = False
+    link_planes: bool = False
+
+    def __post_init__(self) -> None:
+        t = self.threshold
+        if t is not None:
+            if not is_real(t) or not 0.0 < t < 1.0:
+                raise ValueError(f"threshold must be a number between 0 and 1 (exclusive); got {t!r}.")
+            object.__setattr__(self, "threshold", float(t))
+        object.__setattr__(self, "min_size", check_whole("min_size", self.min_size, 0, unit=" of pixels"))
+        for name in ("instances", "split_touching", "link_planes"):
+            object.__setattr__(self, name, check_switch(name, getattr(self, name)))
+
+    def with_threshold(self, default: float) -> LabelOptions:
+        """These options with ``threshold`` filled in from ``default`` when it is None."""
+        if self.threshold is not None:
+            return self
+        return LabelOptions(float(default), self.instances, self.min_size, self.split_touching,
+                            self.link_planes)
 
 
 def smallest_label_dtype(max_label: int) -> np.dtype:
@@ -88,8 +127,11 @@ def labels_from_probabilities(
 
     Binary (``n_classes == 1``): threshold, then instance ids (unique over the
     whole array; per YX plane, or per Z stack when ``link_planes``) or a 0/1
-    mask. Multi-class: argmax over the trailing class axis.
+    mask. Multi-class: argmax over the trailing class axis. The options are
+    checked as `LabelOptions` (``ValueError`` for out-of-range values).
     """
+    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes)
+    threshold, min_size = options.threshold, options.min_size
     if n_classes > 1:
         classes = np.argmax(probs, axis=-1)
         return classes.astype(smallest_label_dtype(n_classes - 1))

@@ -17,12 +17,13 @@ from typing import Any, Callable, Generator
 import numpy as np
 
 from . import data as D
+from .checks import is_whole
 from .model import UNetModel
 from .progress import drain
 from .tiling import plan_tiles, round_up
 
-__all__ = ["PredictProgress", "iter_predict", "predict", "segment", "inference_bytes_per_pixel",
-           "auto_tile_size"]
+__all__ = ["PredictProgress", "iter_predict", "predict", "segment", "probabilities_and_labels",
+           "inference_bytes_per_pixel", "auto_tile_size", "check_run_options"]
 
 # Peak bytes per window pixel of the default U-Net on CPU (TensorFlow), divided by
 # its channel sum below: 374 B/px measured for a 2048x2048 pass (benchmarks/
@@ -89,6 +90,54 @@ def auto_tile_size(model: UNetModel, memory_budget: int | None = None,
     return min(candidates, key=lambda window: (cost(window), -window))
 
 
+def check_run_options(model: UNetModel, tile_size: Any, batch_size: Any,
+                      memory_budget: Any) -> tuple[int | None, int]:
+    """Check the prediction options of `iter_predict` before any work.
+
+    Returns ``(batch_size, memory_budget)`` as plain ints (the budget filled in
+    with `default_memory_budget` when None); raises ``ValueError`` naming the
+    argument and what is allowed.
+    """
+    m, halo = model.config.size_multiple, model.halo
+    if tile_size is not None and (not is_whole(tile_size) or tile_size % m
+                                  or tile_size <= 2 * halo):
+        raise ValueError(
+            f"tile_size must be a multiple of {m} larger than {2 * halo} (twice the "
+            f"halo of this model), or None to choose from memory; got {tile_size!r}."
+        )
+    if batch_size is not None and (not is_whole(batch_size) or batch_size < 1):
+        raise ValueError(
+            f"batch_size must be a whole number >= 1 (tiles per network call), or None "
+            f"to choose from memory; got {batch_size!r}."
+        )
+    if memory_budget is None:
+        memory_budget = default_memory_budget()
+    elif not is_whole(memory_budget) or memory_budget < 1:
+        raise ValueError(
+            f"memory_budget must be a whole number of bytes >= 1, or None for a quarter "
+            f"of the available memory; got {memory_budget!r}."
+        )
+    return (None if batch_size is None else int(batch_size)), int(memory_budget)
+
+
+def small_tile_warning(model: UNetModel, tile_size: int, shape: tuple[int, int]) -> str:
+    """A sentence when ``tile_size`` wastes most of each window on the halo, else ``""``.
+
+    ``shape`` is the (Y, X) size of the planes; a window that covers the whole
+    padded plane has no waste.
+    """
+    m, halo = model.config.size_multiple, model.halo
+    if tile_size >= max(round_up(shape[0], m), round_up(shape[1], m)):
+        return ""
+    useful = ((tile_size - 2 * halo) / tile_size) ** 2
+    if useful >= 0.25:
+        return ""
+    return (f"tile_size {tile_size} spends {1 - useful:.0%} of each window on the "
+            f"{halo}-pixel halo, so prediction is several times slower than it needs to be; "
+            f"use tiles of at least {round_up(4 * halo, m)} px, or tile_size=None to choose "
+            "from memory.")
+
+
 def _resolve_model(model: Any) -> UNetModel:
     if isinstance(model, UNetModel):
         return model
@@ -100,10 +149,6 @@ def _resolve_model(model: Any) -> UNetModel:
         f"model must be a UNetModel (from train() or load_model()) or a path to a "
         f".keras model file; got {type(model).__name__}."
     )
-
-
-def _spatial_shape(shape: tuple[int, ...], axes: str) -> tuple[int, ...]:
-    return tuple(s for s, a in zip(shape, axes) if a != "C")
 
 
 def iter_predict(
@@ -144,25 +189,21 @@ def iter_predict(
     config = unet.config
     image = D.check_image(image)
     axes = D.resolve_axes(axes, image.shape, config.in_channels)
+    D.check_channels(axes, image.shape, config.in_channels)
     planes, lead = D.to_planes(image, axes)
-    if planes.shape[-1] != config.in_channels:
-        raise ValueError(
-            f"The image has {planes.shape[-1]} channel(s) (axes {axes}, shape {image.shape}) "
-            f"but the model expects {config.in_channels}; choose a matching image or model."
-        )
+    batch_size, memory_budget = check_run_options(unet, tile_size, batch_size, memory_budget)
     load_keras()
     m, halo = config.size_multiple, unet.halo
     n, h, w, _ = planes.shape
     hp, wp = round_up(h, m), round_up(w, m)
-    if memory_budget is None:
-        memory_budget = default_memory_budget()
+    message = ""
     if tile_size is None:
         tile_size = auto_tile_size(unet, memory_budget, (h, w))
-    if not isinstance(tile_size, int) or tile_size % m or tile_size <= 2 * halo:
-        raise ValueError(
-            f"tile_size must be a multiple of {m} larger than {2 * halo} (twice the "
-            f"halo of this model); got {tile_size!r}."
-        )
+    else:
+        tile_size = int(tile_size)
+        message = small_tile_warning(unet, tile_size, (h, w))
+        if message:
+            warnings.warn(message, RuntimeWarning, stacklevel=2)
     if stats is None:
         stats = unet.normalization.statistics(planes)
     n_out = max(1, config.n_classes)
@@ -171,6 +212,9 @@ def iter_predict(
         (wh, ww), tiles = plan_tiles((hp, wp), tile_size, halo, m)
         per_window = inference_bytes_per_pixel(config) * wh * ww
         batch = batch_size or int(max(1, min(32, memory_budget // per_window)))
+        if message:
+            yield PredictProgress(0, len(tiles) * n, message)
+            message = ""
         try:
             result = yield from _run_tiles(unet, planes, stats, (hp, wp), tiles, batch, n_out)
             break
@@ -243,6 +287,36 @@ def _is_dask(x: Any) -> bool:
     return type(x).__module__.startswith("dask.")
 
 
+def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
+                             axes: str | None = None,
+                             callback: Callable[[PredictProgress], None] | None = None,
+                             **kwargs: Any) -> tuple[Any, Any]:
+    """Probabilities and labels of ``image`` from one network pass.
+
+    ``options`` is a `napari_unet.postprocess.LabelOptions` (default: instance
+    labels at the model's threshold); the other arguments are those of
+    `iter_predict`. Returns ``(probabilities, labels)`` as described in
+    `iter_predict` and `segment`; for a dask ``image`` both are lazy dask
+    arrays sharing one graph, so computing both runs the network once.
+    """
+    from dataclasses import asdict
+
+    from .postprocess import LabelOptions, labels_from_probabilities
+
+    unet = _resolve_model(model)
+    options = (options if options is not None else LabelOptions()).with_threshold(unet.threshold)
+    axes = D.resolve_axes(axes, np.shape(image), unet.config.in_channels)
+    spatial_axes, n_classes = axes.replace("C", ""), unet.config.n_classes
+    if _is_dask(image):
+        from .lazy import lazy_labels, predict_dask
+
+        probs = predict_dask(unet, image, axes=axes, **kwargs)
+        return probs, lazy_labels(probs, spatial_axes, n_classes=n_classes, **asdict(options))
+    probs = predict(unet, image, axes=axes, callback=callback, **kwargs)
+    return probs, labels_from_probabilities(probs, spatial_axes, n_classes=n_classes,
+                                            **asdict(options))
+
+
 def segment(
     model: Any,
     image: Any,
@@ -264,25 +338,12 @@ def segment(
     ``split_touching`` separates touching objects by a distance-transform
     watershed; ``link_planes`` connects objects across Z instead of labelling
     each plane alone). Without ``instances`` the result is a 0/1 mask.
-    Multi-class models: the class index of each pixel (argmax).
+    Multi-class models: the class index of each pixel (argmax). A dask
+    ``image`` gives lazy labels. Other keyword arguments are those of
+    `iter_predict`; every option is checked before any work.
     """
-    from .postprocess import labels_from_probabilities
+    from .postprocess import LabelOptions
 
-    unet = _resolve_model(model)
-    threshold = unet.threshold if threshold is None else threshold
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
-    axes = D.resolve_axes(axes, np.shape(image), unet.config.in_channels)
-    if _is_dask(image):
-        from .lazy import segment_dask
-
-        return segment_dask(unet, image, axes=axes, threshold=threshold, instances=instances,
-                            min_size=min_size, split_touching=split_touching,
-                            link_planes=link_planes, **kwargs)
-    probs = predict(unet, image, axes=axes, callback=callback, **kwargs)
-    spatial_axes = axes.replace("C", "")
-    return labels_from_probabilities(
-        probs, spatial_axes, n_classes=unet.config.n_classes, threshold=threshold,
-        instances=instances, min_size=min_size, split_touching=split_touching,
-        link_planes=link_planes,
-    )
+    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes)
+    return probabilities_and_labels(model, image, options, axes=axes, callback=callback,
+                                    **kwargs)[1]

@@ -10,13 +10,16 @@ runs the same generator in a ``thread_worker``.
 from __future__ import annotations
 
 import math
+import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator, NamedTuple, Sequence
 
 import numpy as np
 
 from . import data as D
+from .checks import check_switch, is_real, is_whole
 from .config import UNetConfig
 from .model import UNetModel
 
@@ -56,12 +59,14 @@ def prepare_training_data(
     label_mode: str,
     normalization: D.PercentileNormalization,
     axes: Sequence[str | None] | None = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Check, normalise and encode image/label pairs.
 
     Each image may be 2D (YX) or a stack (ZYX, TYX, TZYX, optionally with a
     channel axis); its labels have the same spatial shape. Only planes that
     carry annotation are used (for dense labels: planes with any label > 0).
+    ``names`` (e.g. file names) are used in error messages instead of "image 2".
     Returns normalised float32 ``(H, W, C)`` planes and float32 ``(H, W)`` targets.
     """
     if len(images) != len(labels):
@@ -74,16 +79,14 @@ def prepare_training_data(
     axes = list(axes) if axes is not None else [None] * len(images)
     out_x, out_y = [], []
     for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
-        what = f"image {i + 1}" if len(images) > 1 else "image"
+        if names is not None:
+            what = f"image {names[i]!r}"
+        else:
+            what = f"image {i + 1}" if len(images) > 1 else "image"
         image = D.check_image(image, what)
         ax = D.resolve_axes(ax, image.shape, config.in_channels)
+        D.check_channels(ax, image.shape, config.in_channels, what)
         planes, _ = D.to_planes(image, ax)
-        if planes.shape[-1] != config.in_channels:
-            raise ValueError(
-                f"The {what} has {planes.shape[-1]} channel(s) (axes {ax}, shape "
-                f"{image.shape}) but the model expects {config.in_channels}; build a "
-                f"model with in_channels={planes.shape[-1]} or choose another image."
-            )
         spatial = tuple(s for s, a in zip(image.shape, ax) if a != "C")
         label = D.check_labels(label, spatial, f"labels of {what}")
         label_planes = label.reshape((-1,) + label.shape[-2:])
@@ -106,17 +109,17 @@ def prepare_training_data(
 def _check_settings(config: UNetConfig, patch_size: int, batch_size: int, epochs: int,
                     learning_rate: float, validation_fraction: float) -> None:
     m = config.size_multiple
-    if not isinstance(patch_size, int) or patch_size < m or patch_size % m:
+    if not is_whole(patch_size) or patch_size < m or patch_size % m:
         raise ValueError(
             f"patch_size must be a positive multiple of 2**depth = {m}; got {patch_size!r}."
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if not is_whole(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}.")
-    if not isinstance(epochs, int) or epochs < 1:
+    if not is_whole(epochs) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}.")
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0; got {learning_rate!r}.")
-    if not 0.0 <= validation_fraction < 1.0:
+    if not is_real(learning_rate) or learning_rate <= 0:
+        raise ValueError(f"learning_rate must be a finite number > 0 (e.g. 1e-3); got {learning_rate!r}.")
+    if not is_real(validation_fraction) or not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}.")
 
 
@@ -137,6 +140,7 @@ def iter_train(
     axes: Sequence[str | None] | str | None = None,
     seed: int | None = None,
     should_stop: Callable[[], bool] | None = None,
+    names: Sequence[str] | None = None,
 ) -> Generator[TrainProgress, None, TrainResult]:
     """Train a U-Net, yielding `TrainProgress`; the generator returns a `TrainResult`.
 
@@ -159,6 +163,11 @@ def iter_train(
     seed : makes patch sampling, augmentation and dropout reproducible.
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
+    names : one name per image (e.g. its file name) for error messages.
+
+    If the loss stops being finite, training stops: with the weights of the
+    best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
+    happened), or with a ``ValueError`` when no epoch ended finite.
     """
     from .devices import load_keras
 
@@ -167,13 +176,13 @@ def iter_train(
 
     if isinstance(model, UNetModel):
         unet = model
+    elif model is None or isinstance(model, UNetConfig):
+        unet = UNetModel.new(model or UNetConfig())
     else:
-        config = model if isinstance(model, UNetConfig) else UNetConfig()
-        if not isinstance(config, UNetConfig):
-            raise ValueError(
-                f"model must be a UNetConfig, a UNetModel or None; got {type(model).__name__}."
-            )
-        unet = UNetModel.new(config)
+        raise ValueError(
+            f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
+            f"or None (the default network); got {type(model).__name__}."
+        )
     config = unet.config
     _check_settings(config, patch_size, batch_size, epochs, learning_rate, validation_fraction)
     if loss not in ("bce", "bce_dice"):
@@ -182,8 +191,17 @@ def iter_train(
         raise ValueError(f"label_mode must be one of {D.LABEL_MODES}; got {label_mode!r}.")
 
     images, labels = _as_list(images), _as_list(labels)
-    axes_list = [axes] * len(images) if axes is None or isinstance(axes, str) else list(axes)
-    xs, ys = prepare_training_data(images, labels, config, label_mode, unet.normalization, axes_list)
+    if axes is None or isinstance(axes, str):
+        axes_list = [axes] * len(images)
+    elif isinstance(axes, (list, tuple)) and len(axes) == len(images):
+        axes_list = list(axes)
+    else:
+        raise ValueError(f"axes must be one string such as 'YX' for all images, or a list with "
+                         f"one per image ({len(images)}); got {axes!r}.")
+    if names is not None and len(names) != len(images):
+        raise ValueError(f"names must give one name per image ({len(images)}); got {len(names)}.")
+    xs, ys = prepare_training_data(images, labels, config, label_mode, unet.normalization,
+                                   axes_list, names)
 
     rng = np.random.default_rng(seed)
     if seed is not None:
@@ -217,38 +235,20 @@ def iter_train(
         loss=make_loss(loss),
         metrics=[MaskedIoU(threshold=unet.threshold)],
     )
-    history: dict[str, list[float]] = {"loss": [], "iou": []}
-    if has_val:
-        history.update(val_loss=[], val_iou=[])
-    monitor = "val_loss" if has_val else "loss"
-    best, best_weights, best_epoch = math.inf, None, 0
-    stopped = False
     started = time.perf_counter()
-
-    for epoch in range(1, epochs + 1):
-        km.reset_metrics()
-        logs: dict[str, float] = {}
-        for step in range(1, steps_per_epoch + 1):
-            x, y = sampler.batch()
-            raw = km.train_on_batch(x, y, return_dict=True)
-            logs = {"loss": float(raw["loss"]), "iou": float(raw["iou"])}
-            yield TrainProgress(epoch, epochs, step, steps_per_epoch, "batch", dict(logs))
-            if should_stop is not None and should_stop():
-                stopped = True
-                break
-        if has_val:
-            raw = km.evaluate(x_val, y_val, batch_size=batch_size, verbose=0, return_dict=True)
-            logs.update(val_loss=float(raw["loss"]), val_iou=float(raw["iou"]))
-        for key in history:
-            history[key].append(logs[key])
-        if logs[monitor] < best or best_weights is None:
-            best, best_epoch = logs[monitor], epoch
-            best_weights = km.get_weights()
-        yield TrainProgress(epoch, epochs, step, steps_per_epoch, "epoch", dict(logs))
-        if stopped:
-            break
-
-    km.set_weights(best_weights)
+    outcome = yield from _fit_loop(km, sampler, (x_val, y_val) if has_val else None, epochs,
+                                   steps_per_epoch, batch_size, should_stop)
+    if outcome.diverged:
+        advice = (f"lower the learning rate (it was {learning_rate:g}; try "
+                  f"{learning_rate / 10:g}), or check the images for extreme values")
+        if outcome.best_epoch == 0:
+            raise ValueError(f"Training diverged: {outcome.diverged}, before any epoch gave a "
+                             f"finite result, so there is no usable model; {advice}.")
+        warnings.warn(f"Training stopped because {outcome.diverged}; kept the weights of epoch "
+                      f"{outcome.best_epoch}, the best finite one. To train further, {advice}.",
+                      RuntimeWarning, stacklevel=2)
+    history, best_epoch, stopped = outcome.history, outcome.best_epoch, outcome.stopped
+    monitor = "val_loss" if has_val else "loss"
     from . import __version__
 
     unet.history = history
@@ -263,6 +263,7 @@ def iter_train(
         "best_epoch": best_epoch,
         "monitor": monitor,
         "stopped_early": stopped,
+        "diverged": outcome.diverged,
         "patch_size": patch_size,
         "batch_size": batch_size,
         "steps_per_epoch": steps_per_epoch,
@@ -275,13 +276,101 @@ def iter_train(
     return TrainResult(unet, history)
 
 
+class _FitOutcome(NamedTuple):
+    history: dict[str, list[float]]
+    best_epoch: int  # 0 when no epoch ended with a finite loss
+    stopped: bool
+    diverged: str  # "" or what went non-finite, e.g. "the loss became nan at epoch 2, batch 3"
+
+
+def _fit_loop(km: Any, sampler: D.PatchSampler, validation: tuple | None, epochs: int,
+              steps: int, batch_size: int, should_stop: Callable[[], bool] | None):
+    """Train ``km`` (compiled) for ``epochs`` x ``steps`` batches, yielding `TrainProgress`.
+
+    ``validation`` is ``(x_val, y_val)`` or None. Stops after the current batch
+    when ``should_stop()`` is true, and at once when the loss stops being
+    finite. Leaves the weights of the best finite epoch (lowest ``val_loss``,
+    else ``loss``) in ``km`` and returns a `_FitOutcome`.
+    """
+    history: dict[str, list[float]] = {"loss": [], "iou": []}
+    if validation is not None:
+        history.update(val_loss=[], val_iou=[])
+    monitor = "val_loss" if validation is not None else "loss"
+    best, best_weights, best_epoch = math.inf, None, 0
+    stopped, diverged = False, ""
+    for epoch in range(1, epochs + 1):
+        km.reset_metrics()
+        for step in range(1, steps + 1):
+            raw = km.train_on_batch(*sampler.batch(), return_dict=True)
+            logs = {"loss": float(raw["loss"]), "iou": float(raw["iou"])}
+            if not math.isfinite(logs["loss"]):
+                diverged = f"the loss became {logs['loss']} at epoch {epoch}, batch {step}"
+                break
+            yield TrainProgress(epoch, epochs, step, steps, "batch", dict(logs))
+            stopped = should_stop is not None and bool(should_stop())
+            if stopped:
+                break
+        if diverged:
+            break
+        if validation is not None:
+            raw = km.evaluate(*validation, batch_size=batch_size, verbose=0, return_dict=True)
+            logs.update(val_loss=float(raw["loss"]), val_iou=float(raw["iou"]))
+        weights = km.get_weights() if logs[monitor] < best else None
+        if not math.isfinite(logs[monitor]) or not all(np.isfinite(w).all() for w in weights or []):
+            diverged = f"the {monitor} or the weights became non-finite at epoch {epoch}"
+            break
+        for key in history:
+            history[key].append(logs[key])
+        if weights is not None:
+            best, best_weights, best_epoch = logs[monitor], weights, epoch
+        yield TrainProgress(epoch, epochs, step, steps, "epoch", dict(logs))
+        if stopped:
+            break
+    if best_weights is not None:
+        km.set_weights(best_weights)
+    return _FitOutcome(history, best_epoch, stopped, diverged)
+
+
 def train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,
-          callback: Callable[[TrainProgress], None] | None = None, **kwargs: Any) -> TrainResult:
+          callback: Callable[[TrainProgress], None] | None = None, verbose: bool = True,
+          **kwargs: Any) -> TrainResult:
     """Train like `iter_train` and return its `TrainResult` ``(model, history)``.
 
-    ``callback`` (optional) receives every `TrainProgress` event; the other
-    keyword arguments are those of `iter_train`.
+    ``callback`` (optional) receives every `TrainProgress` event. ``verbose``
+    prints one line per epoch to standard error (and a running batch line on a
+    terminal); pass ``verbose=False`` for silence. The other keyword arguments
+    are those of `iter_train`.
     """
     from .progress import drain
 
-    return drain(iter_train(images, labels, model, **kwargs), callback)
+    verbose = check_switch("verbose", verbose)
+    printer = console_progress(sys.stderr) if verbose and sys.stderr is not None else None
+    if printer is None:
+        report = callback
+    else:
+        def report(event: TrainProgress) -> None:
+            printer(event)
+            if callback is not None:
+                callback(event)
+    return drain(iter_train(images, labels, model, **kwargs), report)
+
+
+def console_progress(stream: Any) -> Callable[[TrainProgress], None]:
+    """A callback writing training progress to ``stream``: an in-place batch line when
+    ``stream`` is a terminal, and one line per epoch with its losses and elapsed time."""
+    started = time.perf_counter()
+    tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def show(event: TrainProgress) -> None:
+        if event.phase == "batch":
+            if tty:
+                stream.write(f"\repoch {event.epoch}/{event.epochs} batch {event.batch}/"
+                             f"{event.batches} loss {event.logs['loss']:.4f}")
+                stream.flush()
+            return
+        values = " ".join(f"{k} {v:.4f}" for k, v in event.logs.items())
+        stream.write(f"{chr(13) if tty else ''}epoch {event.epoch}/{event.epochs}: {values} "
+                     f"({time.perf_counter() - started:.0f} s)\n")
+        stream.flush()
+
+    return show

@@ -13,12 +13,12 @@ def test_defaults_are_the_classic_unet():
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        ({"depth": 0}, "depth must be in 1..6"),
-        ({"depth": 7}, "depth must be in 1..6"),
+        ({"depth": 0}, "depth must be a whole number in 1..6"),
+        ({"depth": 7}, "depth must be a whole number in 1..6"),
         ({"depth": 2.5}, "depth must be a whole number"),
         ({"start_neurons": 0}, "start_neurons"),
         ({"kernel_size": 4}, "kernel_size must be odd"),
-        ({"dropout": 1.0}, "dropout must be in [0, 1)"),
+        ({"dropout": 1.0}, "dropout must be a number in [0, 1)"),
         ({"dropout_first": -0.1}, "dropout_first"),
         ({"n_classes": 0}, "n_classes"),
         ({"in_channels": True}, "in_channels"),
