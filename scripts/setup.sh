@@ -23,8 +23,10 @@ if (( ${#missing[@]} )); then
     echo "setup.sh: please install these Debian packages for napari: ${missing[*]}" >&2
   else
     echo "setup.sh: installing system packages: ${missing[*]}" >&2
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # wait (up to 10 min) for another apt/dpkg run to finish instead of failing at once
+    lock="-o DPkg::Lock::Timeout=600"
+    $sudo apt-get $lock update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get $lock install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
 fi
 

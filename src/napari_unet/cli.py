@@ -32,8 +32,8 @@ def _train_callback(bar_desc: str):
             bar.update(1)
             bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.logs['loss']:.3f}")
             return
-        bar.write(f"epoch {event.epoch}/{event.epochs}: "
-                  + " ".join(f"{k} {v:.4f}" for k, v in event.logs.items()))
+        values = " ".join(f"{k} {v:.4f}" for k, v in event.logs.items())
+        bar.write(f"epoch {event.epoch}/{event.epochs}: {values}", file=sys.stderr)
 
     on_event.close = lambda: [bar.close() for bar in bars]
     return on_event
@@ -197,7 +197,7 @@ class _TileBar:
         if self.bar is None:
             self.bar = _progress_bar(event.total, "predicting", unit="tile")
         if event.message:
-            self.bar.write(f"note: {event.message}")
+            self.bar.write(f"note: {event.message}", file=sys.stderr)
         self.bar.total = event.total
         self.bar.n = event.done
         self.bar.refresh()
@@ -444,20 +444,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        status, message = 130, "interrupted; nothing was written"
-    except (ValueError, OSError, MemoryError) as err:
-        status, message = 2, f"error: {err}" if not isinstance(err, MemoryError) else \
-            f"out of memory: {err or 'use a smaller --tile-size or model'}"
-    except Exception as err:  # noqa: BLE001 - an unexpected failure still ends in one line
-        status = 1
-        message = f"internal error ({type(err).__name__}: {err}); run with --debug for details"
-    if args.debug:
-        import traceback
+    except BaseException as err:  # noqa: BLE001 - every failure ends in one line and a status
+        if isinstance(err, SystemExit):
+            raise
+        status, message = _failure(err)
+        if args.debug:
+            import traceback
 
-        traceback.print_exc()
-    print(f"napari-unet {args.command}: {message}", file=sys.stderr)
-    return status
+            traceback.print_exc()
+        print(f"napari-unet {args.command}: {message}", file=sys.stderr)
+        return status
+
+
+def _failure(err: BaseException) -> tuple[int, str]:
+    """Exit status and one-line message for an exception that ended a command."""
+    if isinstance(err, KeyboardInterrupt):
+        return 130, "interrupted; nothing was written"
+    if isinstance(err, MemoryError):
+        return 2, f"out of memory: {err or 'use a smaller --tile-size, or a smaller model'}"
+    if isinstance(err, (ValueError, OSError)):
+        return 2, f"error: {err}"
+    return 1, f"internal error ({type(err).__name__}: {err}); run with --debug for details"
 
 
 if __name__ == "__main__":  # pragma: no cover

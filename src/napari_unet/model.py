@@ -43,9 +43,11 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet") -> keras.Mo
     """
     from .devices import load_keras
 
+    config = UNetConfig() if config is None else config
+    if not isinstance(config, UNetConfig):
+        raise ValueError(f"build_unet expects a UNetConfig or None; got {type(config).__name__}.")
     keras = load_keras()
     layers = keras.layers
-    config = config or UNetConfig()
     ks = config.kernel_size
 
     def conv_block(x, filters: int, prefix: str):
@@ -231,7 +233,7 @@ class UNetModel:
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs: Any) -> UNetModel:
         """Build a fresh, untrained U-Net for ``config``."""
-        config = config or UNetConfig()
+        config = UNetConfig() if config is None else config
         return cls(keras_model=build_unet(config), config=config, **kwargs)
 
     @property

@@ -178,6 +178,8 @@ class TrainWidget(SessionWidget):
     def _on_done(self, summary: dict) -> None:
         info, history = summary["info"], summary["history"]
         how = "stopped" if info.get("stopped_early") else "trained"
+        if info.get("diverged"):
+            how = f"stopped because {info['diverged']} (lower the learning rate); kept"
         self.session.set_summary(summary, f"{how}: {info['epochs_run']} epochs, best epoch "
                                           f"{info['best_epoch']} ({info['monitor']} "
                                           f"{min(history[info['monitor']]):.4f})")
