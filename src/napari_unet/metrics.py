@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+
+
+def label_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(pred, truth)`` as int64 label images of one shape, or ``ValueError`` saying what is wrong."""
+    from .data import check_labels
+
+    truth = np.asarray(truth)
+    truth = check_labels(truth, truth.shape, "ground-truth labels")
+    pred = check_labels(pred, truth.shape, "predicted labels")
+    return pred.astype(np.int64), truth.astype(np.int64)
 
 
 def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of the foreground (label > 0) of two label images."""
-    p, t = np.asarray(pred) > 0, np.asarray(truth) > 0
-    if p.shape != t.shape:
-        raise ValueError(f"Prediction shape {p.shape} differs from ground truth {t.shape}.")
+    p, t = label_pair(pred, truth)
+    p, t = p > 0, t > 0
     union = np.count_nonzero(p | t)
     return 1.0 if union == 0 else float(np.count_nonzero(p & t) / union)
 
 
 def matched_objects(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:
     """Object-level precision, recall and F1 (a pair matches when its IoU > ``iou_threshold``)."""
-    pred, truth = np.asarray(pred).astype(np.int64), np.asarray(truth).astype(np.int64)
+    pred, truth = label_pair(pred, truth)
     n_pred, n_true = int(len(np.unique(pred)) - (pred == 0).any()), int(len(np.unique(truth)) - (truth == 0).any())
     if n_pred == 0 or n_true == 0:
         return {"precision": float(n_pred == n_true), "recall": float(n_pred == n_true),

@@ -78,6 +78,8 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarra
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
+    if not mask.any():
+        return np.zeros(mask.shape, np.int64)
     distance = ndi.distance_transform_edt(mask)
     components, _ = ndi.label(mask)
     peaks = peak_local_max(distance, min_distance=min_distance, labels=components,

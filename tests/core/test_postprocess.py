@@ -44,3 +44,9 @@ def test_remove_small_copies():
     lab = np.array([[1, 1, 0, 2]])
     out = remove_small(lab, 2)
     assert out.tolist() == [[1, 1, 0, 0]] and lab.tolist() == [[1, 1, 0, 2]]
+
+
+def test_split_touching_on_an_empty_stack_gives_no_objects():
+    empty = np.zeros((3, 4, 5), np.float32)
+    labels = labels_from_probabilities(empty, "ZYX", split_touching=True, link_planes=True)
+    assert labels.shape == empty.shape and labels.max() == 0
