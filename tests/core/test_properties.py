@@ -168,3 +168,44 @@ def test_evaluation_scores_lie_in_0_1_or_a_clear_error(pred, truth):
             continue
         values = [score] if isinstance(score, float) else [score[k] for k in ("precision", "recall", "f1")]
         assert all(0.0 <= v <= 1.0 for v in values)
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, model):
+    from napari_unet.imageio_utils import write_image
+    from napari_unet.io import save_model
+
+    folder = tmp_path_factory.mktemp("cli")
+    write_image(folder / "in.tif", np.random.default_rng(0).integers(0, 999, (40, 40), np.uint16))
+    return {"model": str(save_model(model, folder / "m.keras")), "image": str(folder / "in.tif"),
+            "dir": folder}
+
+
+@settings(SETTINGS, max_examples=max(5, EXAMPLES // 2))
+@given(option=st.sampled_from(["--threshold", "--min-size", "--tile-size", "--batch-size",
+                               "--axes", "--probabilities"]),
+       value=st.one_of(st.text(st.characters(codec="ascii", exclude_characters="\x00"), max_size=6),
+                       st.integers(-10, 400).map(str), st.floats().map(str)))
+def test_cli_predict_any_option_value_exits_cleanly(cli_files, option, value):
+    import contextlib
+    import io as _io
+
+    from napari_unet.cli import main
+
+    before = open(cli_files["image"], "rb").read()
+    out = cli_files["dir"] / "out.tif"
+    err = _io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(_io.StringIO()):
+        try:
+            status = main(["predict", cli_files["model"], cli_files["image"], str(out),
+                           "--overwrite", option, value])
+        except SystemExit as exit_info:  # argparse refusing the value
+            status = exit_info.code
+    assert status in (0, 2), err.getvalue()
+    assert "Traceback" not in err.getvalue()
+    event("written" if status == 0 else "refused")
+    assert open(cli_files["image"], "rb").read() == before
+    if status == 0:
+        from napari_unet.imageio_utils import read_image
+
+        assert read_image(out).shape == (40, 40)
