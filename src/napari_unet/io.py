@@ -3,19 +3,47 @@
 A model file is the ``.keras`` zip that Keras writes, with one extra entry,
 ``napari_unet.json``, holding the config, normalisation, threshold, class
 names, training history and versions (see `UNetModel.metadata`). Saving writes
-a temporary ``.keras`` file in the destination folder and renames it over the
-destination, so a crash never leaves a half-written model. Loading uses Keras'
-``safe_mode`` and checks the network against the stored config.
+a temporary ``.NAME.PID.XXXXXXXX.keras`` file in the destination folder and
+renames it over the destination, so a crash never leaves a half-written model;
+temporary files left by writers that were killed are removed by the next save
+to the same destination. The saved file's mode follows the umask.
+
+What loading checks, in order (every failure is a `ModelFileError` naming the
+file; `read_metadata` applies steps 1-4, `load_model` all of them):
+
+1. The path ends in ``.keras`` and is a regular file (symlinks are followed;
+   folders, FIFOs and devices are refused before they are opened).
+2. The zip holds exactly Keras' ``metadata.json``, ``config.json`` and
+   ``model.weights.h5`` plus ``napari_unet.json``, unencrypted, stored or
+   deflated. Each JSON entry may declare at most 16 MiB and is read with a
+   bounded read; the weights must declare 4 to 8 bytes per parameter of the
+   stored config plus 4 MiB and expand at most 4x from the bytes really stored,
+   so neither our reads nor Keras' allocate more than the file justifies.
+3. Every metadata field is type- and range-checked; only ``format_version`` 1
+   is known (newer files ask to upgrade napari-unet).
+4. ``config.json`` is valid JSON of at most 16 MiB.
+5. Before Keras builds anything, ``config.json`` must agree with the network
+   `build_unet` makes from the stored config (keys a different Keras version
+   omits are tolerated); after Keras' ``safe_mode`` load, the two networks must
+   agree layer by layer (class, name, config, connectivity, weight shapes).
+   The returned model is the rebuilt network holding the loaded weights.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
+import re
+import secrets
+import stat
+import time
 import zipfile
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import psutil
 
 from .config import UNetConfig
 from .data import PercentileNormalization
@@ -23,6 +51,22 @@ from .model import UNetModel, build_unet, count_parameters
 
 METADATA_ENTRY = "napari_unet.json"
 SUFFIX = ".keras"
+FORMAT_VERSION = 1
+WEIGHTS_ENTRY = "model.weights.h5"
+KERAS_CONFIG_ENTRY = "config.json"
+ENTRIES = frozenset({"metadata.json", KERAS_CONFIG_ENTRY, WEIGHTS_ENTRY, METADATA_ENTRY})
+# A depth-6 U-Net's Keras config is ~100 KiB and a training history a few KiB per
+# 100 epochs, so 16 MiB is generous for every JSON entry.
+MAX_JSON_BYTES = 16 << 20
+# HDF5 headers of model.weights.h5 take ~0.3 MiB for a depth-6 BatchNorm U-Net.
+WEIGHTS_SLACK_BYTES = 4 << 20
+# float32 weights barely compress (deflate: ~1.1x); more means a decompression bomb.
+MAX_WEIGHTS_EXPANSION = 4
+# A temporary file is only removed once its writer is gone AND it is this old, so a
+# writer on another host or in another PID namespace sharing the folder is safe.
+STALE_TEMP_AGE_S = 120
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
+               RuntimeError, ValueError)
 
 
 class ModelFileError(ValueError):
@@ -48,8 +92,8 @@ def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
     export = build_unet(model.config)
     export.set_weights(model.keras_model.get_weights())
     metadata = json.dumps(model.metadata(), indent=2, default=_json_default)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=SUFFIX, dir=path.parent)
-    os.close(fd)
+    _remove_stale_temps(path)
+    tmp = _create_temp(path)
     try:
         export.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
@@ -58,7 +102,7 @@ def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     return path
 
@@ -69,70 +113,350 @@ def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``napari_unet.json`` metadata of a model file, without loading the network."""
-    path = Path(path)
-    if not path.exists():
-        raise ModelFileError(f"Model file {str(path)!r} does not exist.")
-    if path.suffix != SUFFIX:
-        raise ModelFileError(
-            f"{path.name!r} is not a '{SUFFIX}' model file; napari-unet only loads "
-            f"'{SUFFIX}' files saved by save_model or the Build widget."
-        )
-    if not zipfile.is_zipfile(path):
-        raise ModelFileError(
-            f"{str(path)!r} is not a valid .keras file (not a zip archive): it is corrupt "
-            "or truncated. Save the model again."
-        )
+def _temp_pattern(path: Path) -> re.Pattern[str]:
+    """Names of our temporary files for ``path``: ``.STEM.PID.8-hex-digits.keras``."""
+    return re.compile(rf"\.{re.escape(path.stem)}\.(\d{{1,10}})\.[0-9a-f]{{8}}{re.escape(SUFFIX)}")
+
+
+def _create_temp(path: Path) -> Path:
+    """Create an empty temporary file next to ``path`` (mode 0o666 less the umask); returns it."""
+    for _ in range(10):
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{SUFFIX}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"Could not create a temporary file next to {str(path)!r}.")
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete our temporary files for ``path`` whose writer process is gone (best effort)."""
+    pattern, now = _temp_pattern(path), time.time()
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            if METADATA_ENTRY not in names:
-                raise ModelFileError(
-                    f"{str(path)!r} is a Keras file but was not saved by napari-unet "
-                    "(no napari_unet.json inside); build and train a model here, or save it "
-                    "with napari_unet.save_model."
-                )
-            meta = json.loads(zf.read(METADATA_ENTRY))
-    except (zipfile.BadZipFile, json.JSONDecodeError, OSError) as err:
-        raise ModelFileError(f"{str(path)!r} is corrupt: {err}. Save the model again.") from err
-    if not isinstance(meta, dict) or meta.get("format") != "napari-unet":
-        raise ModelFileError(f"{str(path)!r} has unrecognised metadata; it was not written by napari-unet.")
-    return meta
+        with os.scandir(path.parent) as listing:
+            entries = list(listing)
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if (stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TEMP_AGE_S
+                    and not _process_alive(int(match[1]))):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still exist (True when unsure)."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        return psutil.pid_exists(pid)
+    except (OverflowError, ValueError, OSError):
+        return True
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``napari_unet.json`` metadata (a dict) of a model file, without loading the network.
+
+    The file and its metadata are checked as for `load_model`, except the
+    network itself; raises `ModelFileError` naming the file.
+    """
+    return _read_model_file(Path(path))[0]
 
 
 def load_model(path: str | os.PathLike) -> UNetModel:
-    """Load a model file written by `save_model`; raises `ModelFileError` (a ``ValueError``)."""
+    """Load a model file written by `save_model` and return it as a `UNetModel`.
+
+    The network is rebuilt by `build_unet` from the stored config, checked
+    against the stored one and given its weights. Raises `ModelFileError` (a
+    ``ValueError``) naming the file for any missing, corrupt, foreign, tampered
+    or incompatible file.
+    """
     from .devices import load_keras
 
     keras = load_keras()
-
-    meta = read_metadata(path)
+    path = Path(path)
+    _, fields, stored_config = _read_model_file(path)
+    reference = build_unet(fields["config"])
+    expected = _as_json(keras.saving.serialize_keras_object(reference))
+    _compare_networks(path, stored_config, expected, tolerate_missing=True)
     try:
-        config = UNetConfig.from_dict(meta["config"])
-        normalization = PercentileNormalization.from_dict(meta.get("normalization", {}))
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{str(path)!r} has an invalid configuration: {err}") from err
-    try:
-        km = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
+        loaded = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - any Keras failure means an unusable file
         raise ModelFileError(
             f"Keras could not load {str(path)!r} ({type(err).__name__}: {err}). The file is "
             "corrupt or was written by an incompatible version."
         ) from err
-    expected = count_parameters(config)
-    if km.count_params() != expected or km.input_shape[-1] != config.in_channels:
+    _compare_networks(path, _describe(loaded), _describe(reference), tolerate_missing=False)
+    reference.set_weights(loaded.get_weights())
+    return UNetModel(keras_model=reference, **fields)
+
+
+# ----------------------------------------------------------------------------- file and archive
+def _open_regular_file(path: Path) -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular ``.keras`` file; else `ModelFileError`.
+
+    Folders, FIFOs and devices are refused before they are opened; the type is
+    checked again on the open descriptor (``O_NONBLOCK``: a path swapped for a
+    FIFO in between cannot make the open hang).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    try:
+        mode = os.stat(path).st_mode
+        if stat.S_ISDIR(mode):
+            raise ModelFileError(
+                f"{str(path)!r} is a folder, not a model file; choose a '{SUFFIX}' file."
+            )
+        if path.suffix != SUFFIX:
+            raise ModelFileError(
+                f"{str(path)!r} is not a '{SUFFIX}' model file; napari-unet only loads "
+                f"'{SUFFIX}' files saved by save_model or the Build widget."
+            )
+        if stat.S_ISREG(mode):
+            fd = os.open(path, flags)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                return os.fdopen(fd, "rb")
+            os.close(fd)
+    except FileNotFoundError:
+        raise ModelFileError(f"Model file {str(path)!r} does not exist.") from None
+    except OSError as err:
         raise ModelFileError(
-            f"{str(path)!r}: the stored network ({km.count_params()} parameters, "
-            f"{km.input_shape[-1]} channels) does not match its config ({expected} parameters, "
-            f"{config.in_channels} channels)."
+            f"Cannot read model file {str(path)!r}: {err.strerror or err}."
+        ) from err
+    raise ModelFileError(f"{str(path)!r} is not a regular file (a device, FIFO or socket).")
+
+
+def _read_model_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Check the model file ``path`` (steps 1-4 of the module docstring).
+
+    Returns the raw metadata dict, the validated `UNetModel` keyword arguments
+    and the parsed Keras ``config.json``.
+    """
+    with _open_regular_file(path) as fh:
+        try:
+            archive = zipfile.ZipFile(fh)
+        except _ZIP_ERRORS as err:
+            raise ModelFileError(
+                f"{str(path)!r} is not a valid .keras file (not a zip archive): it is corrupt "
+                "or truncated. Save the model again."
+            ) from err
+        with archive:
+            try:
+                _check_entries(archive, path)
+                meta = _read_json(archive, METADATA_ENTRY, path)
+                fields = _validate_metadata(meta, path)
+                _check_weights_entry(archive.getinfo(WEIGHTS_ENTRY), fields["config"], path)
+                return meta, fields, _read_json(archive, KERAS_CONFIG_ENTRY, path)
+            except ModelFileError:
+                raise
+            except _ZIP_ERRORS as err:
+                raise ModelFileError(
+                    f"{str(path)!r} is corrupt ({err}). Save the model again."
+                ) from err
+
+
+def _check_entries(archive: zipfile.ZipFile, path: Path) -> None:
+    """Require exactly our four entries, readable and of bounded declared size."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    if METADATA_ENTRY not in names:
+        raise ModelFileError(
+            f"{str(path)!r} is a Keras file but was not saved by napari-unet "
+            "(no napari_unet.json inside); build and train a model here, or save it "
+            "with napari_unet.save_model."
         )
-    return UNetModel(
-        keras_model=km,
-        config=config,
-        normalization=normalization,
-        threshold=float(meta.get("threshold", 0.5)),
-        class_names=list(meta.get("class_names", [])),
-        history={k: list(v) for k, v in meta.get("history", {}).items()},
-        info=dict(meta.get("info", {})),
+    if len(names) != len(ENTRIES) or set(names) != ENTRIES:
+        unexpected = sorted(set(names) - ENTRIES)[:5]
+        raise ModelFileError(
+            f"{str(path)!r} is not a napari-unet model file: it holds {len(names)} entries "
+            f"(unexpected: {unexpected}, missing: {sorted(ENTRIES - set(names))}); expected "
+            f"exactly {sorted(ENTRIES)}."
+        )
+    for info in infos:
+        encrypted = info.flag_bits & 0x1
+        if encrypted or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise ModelFileError(
+                f"{str(path)!r}: entry {info.filename} is encrypted or uses an unsupported "
+                "compression; save the model again."
+            )
+        if info.filename != WEIGHTS_ENTRY and info.file_size > MAX_JSON_BYTES:
+            raise _too_big(path, info.filename)
+
+
+def _too_big(path: Path, name: str) -> ModelFileError:
+    return ModelFileError(
+        f"{str(path)!r}: entry {name} is larger than {MAX_JSON_BYTES >> 20} MiB, far more than "
+        "any napari-unet model file needs; refusing to read it."
     )
+
+
+def _read_json(archive: zipfile.ZipFile, name: str, path: Path) -> Any:
+    """Parse the UTF-8 JSON entry ``name``, reading at most `MAX_JSON_BYTES`."""
+    with archive.open(name) as fh:
+        data = fh.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise _too_big(path, name)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as err:  # bad JSON or UTF-8, nesting, huge integers
+        raise ModelFileError(f"{str(path)!r}: entry {name} is not valid JSON ({err}).") from err
+
+
+def _check_weights_entry(info: zipfile.ZipInfo, config: UNetConfig, path: Path) -> None:
+    """Bound the weights' declared size by the config's parameter count and the stored bytes."""
+    params = count_parameters(config)
+    low, high = 4 * params, 8 * params + WEIGHTS_SLACK_BYTES
+    if not low <= info.file_size <= high:
+        raise ModelFileError(
+            f"{str(path)!r}: the stored network does not match its config: {WEIGHTS_ENTRY} "
+            f"declares {info.file_size:,} bytes but {params:,} parameters need {low:,} to {high:,}."
+        )
+    if info.file_size > MAX_WEIGHTS_EXPANSION * info.compress_size + WEIGHTS_SLACK_BYTES:
+        raise ModelFileError(
+            f"{str(path)!r}: {WEIGHTS_ENTRY} declares {info.file_size:,} bytes but stores only "
+            f"{info.compress_size:,}; refusing a possible decompression bomb."
+        )
+
+
+# ----------------------------------------------------------------------------- metadata
+def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
+    """Check every field of the parsed ``napari_unet.json``; returns the `UNetModel` kwargs."""
+    if not isinstance(meta, dict) or meta.get("format") != "napari-unet":
+        raise ModelFileError(
+            f"{str(path)!r} has unrecognised metadata; it was not written by napari-unet."
+        )
+    version = meta.get("format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{str(path)!r} has no valid format_version (got {_short(version)}); "
+                             "the file is corrupt.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{str(path)!r} was written by a newer napari-unet (model file format "
+            f"{_short(version)}; this version reads format {FORMAT_VERSION}). Upgrade "
+            "napari-unet to load it."
+        )
+    try:
+        return {
+            "config": UNetConfig.from_dict(_expect(meta.get("config"), dict, "config")),
+            "normalization": _normalization(meta.get("normalization", {})),
+            "threshold": _threshold(meta.get("threshold", 0.5)),
+            "class_names": _strings(meta.get("class_names", []), "class_names"),
+            "history": _history(meta.get("history", {})),
+            "info": _expect(meta.get("info", {}), dict, "info"),
+        }
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ModelFileError(
+            f"{str(path)!r} has invalid metadata in {METADATA_ENTRY}: {err}"
+        ) from err
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _expect(value: Any, kind: type, name: str) -> Any:
+    """``value`` if it is a ``kind`` (dict, list or str), else ``ValueError``."""
+    if not isinstance(value, kind):
+        wanted = {dict: "a JSON object", list: "a JSON array", str: "a string"}[kind]
+        raise ValueError(f"{name} must be {wanted}; got {_short(value)}.")
+    return value
+
+
+def _number(value: Any, name: str, finite: bool = True) -> float:
+    """``value`` as a float if it is a JSON number (and finite if asked), else ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number; got {_short(value)}.")
+    number = float(value)
+    if finite and not math.isfinite(number):
+        raise ValueError(f"{name} must be finite; got {value}.")
+    return number
+
+
+def _threshold(value: Any) -> float:
+    threshold = _number(value, "threshold")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
+    return threshold
+
+
+def _normalization(value: Any) -> PercentileNormalization:
+    data = dict(_expect(value, dict, "normalization"))
+    unknown = sorted(set(data) - {"kind", "low", "high"})
+    if unknown:
+        raise ValueError(f"unknown normalization keys {unknown}.")
+    for key in ("low", "high"):
+        if key in data:
+            data[key] = _number(data[key], f"normalization {key}")
+    return PercentileNormalization.from_dict(data)
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    return [_expect(item, str, f"each of {name}") for item in _expect(value, list, name)]
+
+
+def _history(value: Any) -> dict[str, list[float]]:
+    """Per-epoch metrics: lists of numbers (NaN and infinity allowed: training can diverge)."""
+    history = {}
+    for key, values in _expect(value, dict, "history").items():
+        name = f"history {key!r}"
+        history[key] = [_number(v, name, finite=False) for v in _expect(values, list, name)]
+    return history
+
+
+# ----------------------------------------------------------------------------- network
+def _as_json(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists)."""
+    return json.loads(json.dumps(value))
+
+
+def _describe(model: Any) -> Any:
+    """A Keras model's config (layers, their configs and wiring) and its weights' shapes."""
+    weights = [[w.path, list(w.shape), str(w.dtype)] for w in model.weights]
+    return _as_json({"config": model.get_config(), "weights": weights})
+
+
+def _compare_networks(path: Path, stored: Any, expected: Any, tolerate_missing: bool) -> None:
+    """Raise `ModelFileError` at the first difference between two network descriptions."""
+    where = _first_difference(stored, expected, "", tolerate_missing)
+    if where is not None:
+        raise ModelFileError(
+            f"{str(path)!r}: the stored network does not match its config at {where}. The file "
+            "was modified or written by an incompatible version; save the model again."
+        )
+
+
+def _first_difference(stored: Any, expected: Any, at: str, tolerate_missing: bool) -> str | None:
+    """Where ``stored`` first differs from ``expected`` (JSON trees), or None if they agree.
+
+    ``shared_object_id`` keys (object identities) are ignored; list items that
+    are named (layers) are labelled by name. With ``tolerate_missing``, keys
+    absent from ``stored`` are accepted (Keras then uses its default).
+    """
+    if isinstance(stored, dict) and isinstance(expected, dict):
+        for key in list(expected) + [k for k in stored if k not in expected]:
+            if key == "shared_object_id" or (key not in stored and tolerate_missing):
+                continue
+            if key not in stored or key not in expected:
+                return f"{at}.{key} ({'missing' if key not in stored else 'not expected'})"
+            found = _first_difference(stored[key], expected[key], f"{at}.{key}", tolerate_missing)
+            if found:
+                return found
+        return None
+    if isinstance(stored, list) and isinstance(expected, list) and len(stored) == len(expected):
+        for i, (item, want) in enumerate(zip(stored, expected)):
+            name = want.get("name") if isinstance(want, dict) else None
+            label = repr(name) if isinstance(name, str) else str(i)
+            found = _first_difference(item, want, f"{at}[{label}]", tolerate_missing)
+            if found:
+                return found
+        return None
+    if type(stored) is type(expected) and stored == expected:
+        return None
+    return f"{at or 'the top level'}: stored {_short(stored)}, expected {_short(expected)}"
