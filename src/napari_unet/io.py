@@ -34,20 +34,18 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
-import secrets
 import stat
-import time
 import zipfile
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import psutil
+import numpy as np
 
 from .config import UNetConfig
 from .data import PercentileNormalization
 from .model import UNetModel, build_unet, count_parameters
+from .outputs import atomic_path
 
 METADATA_ENTRY = "napari_unet.json"
 SUFFIX = ".keras"
@@ -62,9 +60,6 @@ MAX_JSON_BYTES = 16 << 20
 WEIGHTS_SLACK_BYTES = 4 << 20
 # float32 weights barely compress (deflate: ~1.1x); more means a decompression bomb.
 MAX_WEIGHTS_EXPANSION = 4
-# A temporary file is only removed once its writer is gone AND it is this old, so a
-# writer on another host or in another PID namespace sharing the folder is safe.
-STALE_TEMP_AGE_S = 120
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError,
                RuntimeError, ValueError)
 
@@ -89,21 +84,17 @@ def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
         raise ValueError(f"Model files must end in '{SUFFIX}'; got {path.name!r}.")
     if not path.parent.is_dir():
         raise ValueError(f"Folder {str(path.parent)!r} does not exist; create it first.")
+    weights = model.keras_model.get_weights()
+    if not all(np.isfinite(w).all() for w in weights):
+        raise ValueError("The model's weights are not all finite (its training diverged); it "
+                         "is not saved. Train again with a lower learning rate.")
     export = build_unet(model.config)
-    export.set_weights(model.keras_model.get_weights())
+    export.set_weights(weights)
     metadata = json.dumps(model.metadata(), indent=2, default=_json_default)
-    _remove_stale_temps(path)
-    tmp = _create_temp(path)
-    try:
+    with atomic_path(path) as tmp:
         export.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_ENTRY, metadata)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 
@@ -111,54 +102,6 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
-
-
-def _temp_pattern(path: Path) -> re.Pattern[str]:
-    """Names of our temporary files for ``path``: ``.STEM.PID.8-hex-digits.keras``."""
-    return re.compile(rf"\.{re.escape(path.stem)}\.(\d{{1,10}})\.[0-9a-f]{{8}}{re.escape(SUFFIX)}")
-
-
-def _create_temp(path: Path) -> Path:
-    """Create an empty temporary file next to ``path`` (mode 0o666 less the umask); returns it."""
-    for _ in range(10):
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{SUFFIX}")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"Could not create a temporary file next to {str(path)!r}.")
-
-
-def _remove_stale_temps(path: Path) -> None:
-    """Delete our temporary files for ``path`` whose writer process is gone (best effort)."""
-    pattern, now = _temp_pattern(path), time.time()
-    try:
-        with os.scandir(path.parent) as listing:
-            entries = list(listing)
-    except OSError:
-        return
-    for entry in entries:
-        match = pattern.fullmatch(entry.name)
-        if match is None:
-            continue
-        try:
-            st = entry.stat(follow_symlinks=False)
-            if (stat.S_ISREG(st.st_mode) and now - st.st_mtime > STALE_TEMP_AGE_S
-                    and not _process_alive(int(match[1]))):
-                os.unlink(entry.path)
-        except OSError:
-            continue
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether process ``pid`` may still exist (True when unsure)."""
-    if pid <= 0 or pid == os.getpid():
-        return True
-    try:
-        return psutil.pid_exists(pid)
-    except (OverflowError, ValueError, OSError):
-        return True
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import secrets
 import shutil
-import uuid
+import stat
+import time
 from pathlib import Path
 from typing import Iterator, Mapping
 
-__all__ = ["check_outputs", "atomic_path", "same_or_inside"]
+import psutil
+
+__all__ = ["check_outputs", "atomic_path", "same_or_inside", "partial_name", "remove_stale_partials"]
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -74,20 +79,88 @@ def _check_destination(name: str, out: Path, overwrite: bool, as_folder: bool) -
         raise ValueError(f"{name} {str(out)!r} is a file, not a folder; choose another name.")
 
 
+# A partial file is only removed once its writer is gone AND it is this old, so a writer
+# on another host or in another PID namespace sharing the folder is safe.
+STALE_PARTIAL_AGE_S = 120
+
+
 def partial_name(path: Path) -> Path:
-    """A hidden temporary name beside ``path`` that keeps its suffix and names this process."""
-    return path.with_name(f".{path.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.partial{path.suffix}")
+    """A hidden temporary name beside ``path``: ``.STEM.PID.8-hex-digits.SUFFIX``.
+
+    It keeps the suffix (Keras insists on ``.keras``) and names the writing
+    process, so a later write can tell left-overs of killed writers from the
+    files of writers still at work.
+    """
+    return path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}{path.suffix}")
+
+
+def _partial_pattern(path: Path) -> re.Pattern[str]:
+    return re.compile(rf"\.{re.escape(path.stem)}\.(\d{{1,10}})\.[0-9a-f]{{8}}{re.escape(path.suffix)}")
+
+
+def remove_stale_partials(path: Path) -> None:
+    """Delete partial files or folders of ``path`` left by writers that are gone (best effort).
+
+    Only names made by `partial_name` for this destination, older than
+    `STALE_PARTIAL_AGE_S`, whose process no longer exists, are removed.
+    """
+    pattern, now = _partial_pattern(path), time.time()
+    try:
+        with os.scandir(path.parent) as listing:
+            entries = [e for e in listing if pattern.fullmatch(e.name)]
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if now - st.st_mtime <= STALE_PARTIAL_AGE_S or _process_alive(
+                    int(pattern.fullmatch(entry.name)[1])):
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            elif stat.S_ISREG(st.st_mode):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` may still exist (True when unsure)."""
+    if pid <= 0 or pid == os.getpid():
+        return True
+    try:
+        return psutil.pid_exists(pid)
+    except (OverflowError, ValueError, OSError):
+        return True
+
+
+def _sync(path: Path) -> None:
+    """Flush a written file, or a folder's entries, to disk (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path to write ``path``'s new content to (a file or a folder).
+    """Yield a temporary path (see `partial_name`) to write ``path``'s new content to.
 
-    On leaving the block normally the temporary replaces ``path`` (an existing
-    folder is swapped out, then removed); on any exception, KeyboardInterrupt
-    included, the temporary is removed and ``path`` is untouched.
+    The block may write a file or a folder there. On leaving it normally the
+    temporary replaces ``path`` (an existing folder is swapped out, then
+    removed) and is flushed to disk; on any exception, KeyboardInterrupt
+    included, the temporary is removed and ``path`` is untouched. Left-overs
+    of killed writers are removed first (`remove_stale_partials`). The file
+    gets the usual mode for new files (0o666 less the umask).
     """
     path = Path(path)
+    remove_stale_partials(path)
     tmp = partial_name(path)
     try:
         yield tmp
@@ -97,7 +170,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.replace(tmp, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
+            _sync(tmp)
             os.replace(tmp, path)
+        _sync(path.parent)
     except BaseException:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)

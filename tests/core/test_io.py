@@ -306,3 +306,14 @@ def test_every_load_failure_names_the_file(random_tiny, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "open", denied)
     for func in (read_metadata, load_model):
         assert "ermission" in _raises_naming(good, func)
+
+
+def test_a_model_with_non_finite_weights_is_not_saved(tmp_path):
+    from napari_unet.config import UNetConfig
+    from napari_unet.model import UNetModel
+
+    unet = UNetModel.new(UNetConfig(depth=1, start_neurons=2))
+    unet.keras_model.set_weights([np.full_like(w, np.nan) for w in unet.keras_model.get_weights()])
+    with pytest.raises(ValueError, match="not all finite"):
+        save_model(unet, tmp_path / "m.keras")
+    assert list(tmp_path.iterdir()) == []
