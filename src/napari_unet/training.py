@@ -160,7 +160,7 @@ def iter_train(
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     """
-    from .devices import load_keras
+    from .devices import load_keras, make_adam
 
     keras = load_keras()
     from .losses import MaskedIoU, make_loss
@@ -213,7 +213,7 @@ def iter_train(
 
     km = unet.keras_model
     km.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=make_adam(learning_rate),
         loss=make_loss(loss),
         metrics=[MaskedIoU(threshold=unet.threshold)],
     )
