@@ -10,17 +10,20 @@ viewer down. Scripts and the CLI call the core directly and do not need this.
 
 `EngineProcess.call(method, ...)` is a generator: it yields the progress
 events of the call and returns its result; ValueErrors raised in the engine are
-raised again as ValueError with the same message.
+raised again as ValueError with the same message. `EngineProcess.close` asks a
+running training to stop, lets the engine exit by itself (terminating it only if
+it does not), and a call it interrupts raises `EngineClosed`.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
+import signal
 import threading
 import traceback
 from typing import Any, Generator
 
-__all__ = ["EngineProcess", "EngineState"]
+__all__ = ["EngineClosed", "EngineProcess", "EngineState"]
 
 
 class EngineState:
@@ -144,13 +147,88 @@ def _serve(conn: Any, stop_event: Any) -> None:
                                  traceback.format_exc())))
 
 
+class EngineClosed(RuntimeError):
+    """`EngineProcess.close` ended the engine while a call was running; its model is lost."""
+
+
+class _Child:
+    """One engine process, the parent's end of its pipe, and a thread that reaps it.
+
+    The reaper thread is the only one that waits for the process, so a process
+    that dies while idle (e.g. killed for lack of memory) does not stay a zombie,
+    and its exit code is known once ``alive`` is False.
+    """
+
+    def __init__(self, ctx: Any, stop_event: Any) -> None:
+        parent, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, stop_event), daemon=True,
+                                name="napari-unet-engine")
+        self.proc.start()
+        child.close()
+        self.conn = parent
+        self.closing = threading.Event()  # set by EngineProcess.close
+        self._send_lock = threading.Lock()  # close() may send while a call sends
+        self._reaper = threading.Thread(target=self.proc.join, daemon=True,
+                                        name="napari-unet-engine-reaper")
+        self._reaper.start()
+
+    @property
+    def alive(self) -> bool:
+        """True until the process has ended and been reaped."""
+        return self._reaper.is_alive()
+
+    def send(self, message: Any) -> None:
+        """Send ``message`` (pickled) to the engine; raises OSError if the pipe is broken."""
+        with self._send_lock:
+            self.conn.send(message)
+
+    def exitcode(self, timeout: float = 2.0) -> int | None:
+        """The exit code, waiting up to ``timeout`` s for the process to end; None if it runs."""
+        self._reaper.join(timeout)
+        return None if self._reaper.is_alive() else self.proc.exitcode
+
+    def end(self, timeout: float) -> int | None:
+        """Wait ``timeout`` s for the process to exit, then terminate it, then kill it.
+
+        Returns its exit code (None only if even SIGKILL did not end it in time).
+        """
+        for force in (None, self.proc.terminate, self.proc.kill):
+            if force is not None:
+                force()
+            code = self.exitcode(timeout)
+            if code is not None:
+                return code
+        return None
+
+
+def _ended_unexpectedly(code: int | None) -> RuntimeError:
+    """The error reported once after the engine died; ``code`` is its exit code."""
+    if code is None or code >= 0:
+        how = f"exit code {code}"
+    elif code == -signal.SIGKILL:
+        how = "killed by SIGKILL, often because the system ran out of memory"
+    else:
+        how = f"killed by signal {-code}"
+    return RuntimeError(f"The napari-unet engine process ended unexpectedly ({how}); its "
+                        "model is lost. Build or load a model to start again.")
+
+
+def _engine_error(payload: tuple) -> BaseException:
+    """The exception to raise for an ("error", payload) message from the engine."""
+    name, is_value_error, message, tb = payload
+    if is_value_error:
+        return ValueError(message)
+    if name == "MemoryError":
+        return MemoryError(message)
+    return RuntimeError(f"{name}: {message}\n(engine traceback)\n{tb}")
+
+
 class EngineProcess:
     """A spawned process running `EngineState`; started on the first call."""
 
     def __init__(self) -> None:
         self._ctx = mp.get_context("spawn")
-        self._proc = None
-        self._conn = None
+        self._child: _Child | None = None
         self._stop = self._ctx.Event()
         self._lock = threading.Lock()  # one call at a time through the pipe
 
@@ -161,57 +239,66 @@ class EngineProcess:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        """True while the engine process runs."""
+        return self._child is not None and self._child.alive
+
+    @property
+    def _proc(self) -> Any:
+        """The current engine's ``multiprocessing.Process`` (or None), for tests and debugging."""
+        return self._child.proc if self._child is not None else None
 
     def start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        self._proc = self._ctx.Process(target=_serve, args=(child, self._stop), daemon=True,
-                                       name="napari-unet-engine")
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        """Start a fresh engine process (the first call does this by itself)."""
+        self._child = _Child(self._ctx, self._stop)
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
         """Run ``method`` in the engine; yields its progress, returns its result.
 
         If the engine died since the last call, raises RuntimeError once (its
-        model is lost); the next call starts a fresh engine. Calls from several
+        model is lost); the next call starts a fresh engine. If `close` ends the
+        engine during the call, raises `EngineClosed`. Calls from several
         threads wait for each other.
         """
         with self._lock:
             return (yield from self._call(method, args, kwargs))
 
     def _call(self, method: str, args: tuple, kwargs: dict):
-        if self._proc is not None and not self._proc.is_alive():
-            code = self._proc.exitcode
-            self._proc = None
-            raise RuntimeError(
-                f"The napari-unet engine process ended unexpectedly (exit code {code}); "
-                "its model is lost. Build or load a model to start again.")
-        if self._proc is None:
+        child = self._child
+        if child is not None and not child.alive:
+            self._child = None
+            child.conn.close()
+            raise _ended_unexpectedly(child.exitcode())
+        if child is None:
             self.start()
+            child = self._child
         self._stop.clear()
-        self._conn.send((method, args, kwargs))
+        try:
+            child.send((method, args, kwargs))
+        except OSError:
+            raise self._lost(child) from None
         while True:
             try:
-                kind, payload = self._conn.recv()
+                kind, payload = child.conn.recv()
             except (EOFError, OSError):
-                code = self._proc.exitcode if self._proc is not None else None
-                self._proc = None
-                raise RuntimeError(
-                    f"The napari-unet engine process ended unexpectedly (exit code {code}); "
-                    "its model is lost. Build or load a model to start again.") from None
+                raise self._lost(child) from None
+            if child.closing.is_set():
+                continue  # read on, so the engine can finish sending and exit by itself
             if kind == "progress":
                 yield payload
             elif kind == "result":
                 return payload
             else:
-                name, is_value_error, message, tb = payload
-                if is_value_error:
-                    raise ValueError(message)
-                if name == "MemoryError":
-                    raise MemoryError(message)
-                raise RuntimeError(f"{name}: {message}\n(engine traceback)\n{tb}")
+                raise _engine_error(payload)
+
+    def _lost(self, child: _Child) -> RuntimeError:
+        """Forget ``child``, whose pipe broke during a call; returns the error to raise."""
+        child.conn.close()
+        if self._child is child:
+            self._child = None
+        if child.closing.is_set():
+            return EngineClosed("The napari-unet engine was closed during the call; its model "
+                                "is lost.")
+        return _ended_unexpectedly(child.exitcode())
 
     def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """`call` without progress: returns the result."""
@@ -224,16 +311,24 @@ class EngineProcess:
         self._stop.set()
 
     def close(self, timeout: float = 5.0) -> None:
-        """End the engine process (its model is lost)."""
-        if self._proc is None:
+        """End the engine process (its model is lost).
+
+        A running training is asked to stop after its current batch; the engine
+        then gets ``timeout`` seconds to finish and exit by itself before it is
+        terminated. A call running in another thread raises `EngineClosed`.
+        """
+        child, self._child = self._child, None
+        if child is None:
             return
+        child.closing.set()
+        self._stop.set()
         try:
-            self._conn.send(None)
-        except (OSError, BrokenPipeError):
+            child.send(None)
+        except OSError:  # already dead
             pass
-        self._proc.join(timeout)
-        if self._proc.is_alive():
-            self._proc.terminate()
-            self._proc.join(timeout)
-        self._conn.close()
-        self._proc = None
+        child.end(timeout)
+        if self._lock.acquire(blocking=False):  # else the running call closes the pipe
+            try:
+                child.conn.close()
+            finally:
+                self._lock.release()

@@ -169,7 +169,7 @@ def iter_train(
     best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
     happened), or with a ``ValueError`` when no epoch ended finite.
     """
-    from .devices import load_keras
+    from .devices import load_keras, make_adam
 
     keras = load_keras()
     from .losses import MaskedIoU, make_loss
@@ -231,7 +231,7 @@ def iter_train(
 
     km = unet.keras_model
     km.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=make_adam(learning_rate),
         loss=make_loss(loss),
         metrics=[MaskedIoU(threshold=unet.threshold)],
     )

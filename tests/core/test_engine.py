@@ -1,10 +1,16 @@
 """The engine process used by the widgets: model kept in a child process, progress streamed."""
 
+import os
+import signal
+import threading
+import time
+
 import numpy as np
+import psutil
 import pytest
 
 from napari_unet.progress import drain
-from napari_unet.engine import EngineProcess
+from napari_unet.engine import EngineClosed, EngineProcess
 from napari_unet.sample_data import make_nuclei
 
 
@@ -50,3 +56,58 @@ def test_a_dead_engine_is_reported_and_restarted():
     assert eng.run("build", {"depth": 1, "start_neurons": 2})["config"]["depth"] == 1
     eng.close()
     assert not eng.alive
+
+
+def _reaped(pid: int) -> bool:
+    """True once ``pid`` is no longer a process (or zombie) that is our child."""
+    try:
+        return psutil.Process(pid).ppid() != os.getpid()
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_an_engine_killed_while_idle_is_reaped_and_reported_once():
+    eng = EngineProcess()
+    try:
+        assert eng.run("summary") is None  # starts the engine without loading TensorFlow
+        pid = eng._proc.pid
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):  # up to about 10 s, without asking the engine anything
+            if _reaped(pid):
+                break
+            time.sleep(0.1)
+        assert _reaped(pid), f"the killed engine is still a {psutil.Process(pid).status()} process"
+        assert not eng.alive
+        with pytest.raises(RuntimeError, match="ended unexpectedly.*SIGKILL"):
+            eng.run("summary")
+        assert eng.run("summary") is None and eng.alive
+    finally:
+        eng.close()
+
+
+def test_close_during_training_stops_it_and_the_engine_exits_by_itself():
+    eng = EngineProcess()
+    image, labels = make_nuclei((64, 64), seed=2)
+    first_event, outcome = threading.Event(), {}
+
+    def train():
+        settings = {"patch_size": 32, "batch_size": 2, "epochs": 1000, "steps_per_epoch": 5}
+        try:
+            for _ in eng.call("train", [image], [labels], None, settings,
+                              {"depth": 1, "start_neurons": 4}):
+                first_event.set()
+            outcome["returned"] = True
+        except Exception as err:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = err
+        first_event.set()
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    assert first_event.wait(600) and not outcome, outcome
+    proc = eng._proc
+    eng.close(timeout=60)  # generous: on a busy machine the engine still stops by itself
+    thread.join(60)
+    assert not thread.is_alive() and not eng.alive
+    assert proc.exitcode == 0, "the engine was terminated instead of ending by itself"
+    assert isinstance(outcome.get("error"), EngineClosed), outcome
+    assert "closed" in str(outcome["error"])
