@@ -299,13 +299,15 @@ def _fit_loop(km: Any, sampler: D.PatchSampler, validation: tuple | None, epochs
     best, best_weights, best_epoch = math.inf, None, 0
     stopped, diverged = False, ""
     for epoch in range(1, epochs + 1):
-        km.reset_metrics()
+        sums = {"loss": 0.0, "iou": 0.0}
         for step in range(1, steps + 1):
             raw = km.train_on_batch(*sampler.batch(), return_dict=True)
-            logs = {"loss": float(raw["loss"]), "iou": float(raw["iou"])}
-            if not math.isfinite(logs["loss"]):
-                diverged = f"the loss became {logs['loss']} at epoch {epoch}, batch {step}"
+            if not math.isfinite(float(raw["loss"])):
+                diverged = f"the loss became {float(raw['loss'])} at epoch {epoch}, batch {step}"
                 break
+            # Keras resets its metrics at every train_on_batch: keep the running means here
+            sums = {key: sums[key] + float(raw[key]) for key in sums}
+            logs = {key: value / step for key, value in sums.items()}
             yield TrainProgress(epoch, epochs, step, steps, "batch", dict(logs))
             stopped = should_stop is not None and bool(should_stop())
             if stopped:

@@ -113,3 +113,23 @@ def test_bad_training_input_raises_clear_errors(images, labels, kwargs, fragment
     settings = {**FAST, **kwargs}
     with pytest.raises(ValueError, match=fragment):
         train(images, labels, TINY, **settings)
+
+
+def test_logged_losses_are_running_means_over_the_epoch(nuclei):
+    image, labels = nuclei
+    unet = UNetModel.new(TINY)
+    km, raw = unet.keras_model, []
+    original = km.train_on_batch
+
+    def recording(*args, **kwargs):
+        out = original(*args, **kwargs)
+        raw.append(float(out["loss"]))
+        return out
+
+    km.train_on_batch = recording
+    events = []
+    train(image, labels, unet, callback=events.append, verbose=False,
+          **{**FAST, "epochs": 1, "steps_per_epoch": 4})
+    batch = [e.logs["loss"] for e in events if e.phase == "batch"]
+    np.testing.assert_allclose(batch, np.cumsum(raw) / np.arange(1, 5), rtol=1e-6)
+    assert [e for e in events if e.phase == "epoch"][0].logs["loss"] == batch[-1]
