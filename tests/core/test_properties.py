@@ -209,3 +209,33 @@ def test_cli_predict_any_option_value_exits_cleanly(cli_files, option, value):
         from napari_unet.imageio_utils import read_image
 
         assert read_image(out).shape == (40, 40)
+
+
+@settings(SETTINGS, max_examples=max(10, EXAMPLES))
+@given(data=st.data())
+def test_load_model_of_any_bytes_is_a_model_or_a_model_file_error(cli_files, data):
+    from napari_unet.io import ModelFileError, load_model
+
+    good = open(cli_files["model"], "rb").read()
+    kind = data.draw(st.sampled_from(["random", "flip", "truncate", "splice"]))
+    if kind == "random":
+        blob = data.draw(st.binary(max_size=2048))
+    elif kind == "flip":
+        at = data.draw(st.integers(0, len(good) - 1))
+        blob = good[:at] + bytes([good[at] ^ data.draw(st.integers(1, 255))]) + good[at + 1:]
+    elif kind == "truncate":
+        blob = good[:data.draw(st.integers(0, len(good) - 1))]
+    else:
+        at = data.draw(st.integers(0, len(good)))
+        blob = good[:at] + data.draw(st.binary(min_size=1, max_size=64)) + good[at:]
+    path = cli_files["dir"] / "fuzz.keras"
+    path.write_bytes(blob)
+    try:
+        model = load_model(path)
+    except ModelFileError as err:
+        assert str(path) in str(err)
+        event(f"{kind}: refused")
+    else:
+        event(f"{kind}: loaded")
+        probe = np.zeros((1, 16, 16, 1), np.float32)
+        assert np.isfinite(model.keras_model.predict_on_batch(probe)).all()
