@@ -113,6 +113,8 @@ def configure_backend() -> None:
         return
     import tensorflow as tf
 
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL") in ("2", "3"):
+        tf.get_logger().setLevel("ERROR")  # e.g. "retracing" notes when models are rebuilt
     for gpu in tf.config.list_physical_devices("GPU"):
         try:
             tf.config.experimental.set_memory_growth(gpu, True)
