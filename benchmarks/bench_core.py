@@ -25,7 +25,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from napari_unet import UNetConfig, make_nuclei, predict, train  # noqa: E402
-from napari_unet.data import IGNORE, PercentileNormalization  # noqa: E402
+from napari_unet.normalization import PercentileNormalization  # noqa: E402
+from napari_unet.training_data import IGNORE  # noqa: E402
 from napari_unet.losses import MaskedCrossentropy, MaskedIoU  # noqa: E402
 from napari_unet.model import UNetModel  # noqa: E402
 

@@ -40,9 +40,9 @@ def run_case(case: str, size: int, tile: int | None) -> dict:
     import numpy as np
 
     from napari_unet import predict
-    from napari_unet.data import PercentileNormalization
+    from napari_unet.normalization import PercentileNormalization
     from napari_unet.model import UNetModel
-    from napari_unet.prediction import auto_tile_size
+    from napari_unet.costs import auto_tile_size
 
     model = UNetModel.new()
     image = np.random.default_rng(0).integers(0, 4000, (size, size)).astype(np.uint16)
@@ -57,7 +57,7 @@ def run_case(case: str, size: int, tile: int | None) -> dict:
         chosen = size
     else:
         predict(model, image, tile_size=tile)
-        chosen = tile or auto_tile_size(model, shape=(size, size))
+        chosen = tile or auto_tile_size(model.config, shape=(size, size))
     seconds = time.perf_counter() - t
     return {"case": case, "size": size, "tile": chosen, "seconds": seconds,
             "mpx_s": size * size / 1e6 / seconds, "peak_mb": _peak_rss_mb() - baseline}

@@ -9,29 +9,27 @@ built, trained, run or loaded. The public API is re-exported lazily::
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("napari-unet")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
+from .version import __version__
 
 _EXPORTS = {
     "UNetConfig": "config",
     "build_unet": "model",
     "UNetModel": "model",
-    "count_parameters": "model",
-    "flops_per_megapixel": "model",
-    "receptive_field": "model",
-    "halo": "model",
+    "count_parameters": "costs",
+    "flops_per_megapixel": "costs",
+    "receptive_field": "costs",
+    "halo": "costs",
     "train": "training",
     "iter_train": "training",
-    "TrainProgress": "training",
+    "TrainProgress": "progress",
     "predict": "prediction",
     "iter_predict": "prediction",
     "segment": "prediction",
-    "save_model": "io",
-    "load_model": "io",
+    "probabilities_and_labels": "prediction",
+    "LabelOptions": "postprocess",
+    "save_model": "model_files",
+    "load_model": "model_files",
     "make_nuclei": "sample_data",
 }
 

@@ -93,7 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def _read_config(args: argparse.Namespace, first_image, names: list[str]):
     """The `UNetConfig` from ``--config`` or from the architecture options."""
     from .config import UNetConfig
-    from .data import check_axes
+    from .arrays import check_axes
 
     if args.config:
         path = Path(args.config)
@@ -115,8 +115,8 @@ def _read_config(args: argparse.Namespace, first_image, names: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .imageio_utils import list_pairs, read_image
-    from .io import save_model
+    from .image_files import list_pairs, read_image
+    from .model_files import save_model
     from .outputs import check_outputs
     from .training import train
 
@@ -158,8 +158,8 @@ def _label_options(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .imageio_utils import check_image_output, read_image, write_image
-    from .io import load_model
+    from .image_files import check_image_output, read_image, write_image
+    from .model_files import load_model
     from .outputs import check_outputs
     from .prediction import probabilities_and_labels
 
@@ -238,7 +238,7 @@ def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
     import dask.array as da
     from dask.diagnostics import ProgressBar
 
-    from .io import load_model
+    from .model_files import load_model
     from .outputs import atomic_path
     from .prediction import probabilities_and_labels
 
@@ -260,8 +260,8 @@ def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .imageio_utils import list_pairs, read_image
-    from .io import load_model
+    from .image_files import list_pairs, read_image
+    from .model_files import load_model
     from .metrics import foreground_iou, matched_objects
     from .prediction import segment
 
@@ -282,8 +282,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from .config import UNetConfig
-    from .io import read_metadata
-    from .model import count_parameters, flops_per_megapixel, halo, receptive_field
+    from .model_files import read_metadata
+    from .costs import count_parameters, flops_per_megapixel, halo, receptive_field
 
     meta = read_metadata(args.model)
     config = UNetConfig.from_dict(meta["config"])
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
     if args.version:
-        from . import __version__
+        from .version import __version__
 
         print(__version__)
         return 0

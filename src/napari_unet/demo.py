@@ -47,8 +47,8 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     (and the held-out ``image.tif`` with its ``truth.tif``, for viewing);
     returns the metrics dict (foreground IoU, object F1, timings ...).
     """
-    from .imageio_utils import overlay, write_image
-    from .io import save_model
+    from .image_files import overlay, write_image
+    from .model_files import save_model
     from .metrics import foreground_iou, matched_objects
     from .prediction import segment
     from .training import train

@@ -41,7 +41,7 @@ class EngineState:
                 "normalization": self.model.normalization.to_dict()}
 
     def device(self) -> str:
-        from .devices import describe_device
+        from .keras_backend import describe_device
 
         return describe_device()
 
@@ -53,13 +53,13 @@ class EngineState:
         return self.summary()
 
     def load(self, path: str) -> dict:
-        from .io import load_model
+        from .model_files import load_model
 
         self.model = load_model(path)
         return self.summary()
 
     def save(self, path: str) -> str:
-        from .io import save_model
+        from .model_files import save_model
 
         if self.model is None:
             raise ValueError("there is no model yet: build, load or train one first")
@@ -79,7 +79,7 @@ class EngineState:
 
     def _model_for(self, model_path: str | None):
         if model_path:
-            from .io import load_model
+            from .model_files import load_model
 
             cached = getattr(self, "_file_model", None)
             if cached is None or cached[0] != model_path:
@@ -98,28 +98,24 @@ class EngineState:
     def predict_block(self, block, axes: str, stats, model_path: str | None = None,
                       tile_size: int | None = None):
         """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
-        from .prediction import iter_predict
+        from .inference import iter_probabilities
         from .progress import drain
 
-        return drain(iter_predict(self._model_for(model_path), block, axes=axes, stats=stats,
-                                  tile_size=tile_size))
+        return drain(iter_probabilities(self._model_for(model_path), block, axes=axes,
+                                        stats=stats, tile_size=tile_size))
 
-    def predict(self, image, axes: str | None, options: dict, model_path: str | None = None):
-        """Returns ``(labels, probabilities or None, axes)``."""
-        from . import data as D
-        from .postprocess import labels_from_probabilities
-        from .prediction import iter_predict
+    def segment(self, image, axes: str | None, options, tile_size: int | None = None,
+                probabilities: bool = False, model_path: str | None = None):
+        """Labels of ``image`` with `LabelOptions` ``options``, yielding progress; returns
+        ``(labels, probabilities or None, axes)``."""
+        from .arrays import resolve_axes
+        from .prediction import iter_segment
 
         model = self._model_for(model_path)
-        axes = D.resolve_axes(axes, image.shape, model.config.in_channels)
-        probs = yield from iter_predict(model, image, axes=axes, tile_size=options.get("tile_size"))
-        labels = labels_from_probabilities(
-            probs, axes.replace("C", ""), n_classes=model.config.n_classes,
-            threshold=options.get("threshold", model.threshold),
-            instances=options.get("instances", True), min_size=options.get("min_size", 0),
-            split_touching=options.get("split_touching", False),
-            link_planes=options.get("link_planes", False))
-        return labels, (probs if options.get("probabilities") else None), axes
+        axes = resolve_axes(axes, image.shape, model.config.in_channels)
+        probs, labels = yield from iter_segment(model, image, options, axes=axes,
+                                                tile_size=tile_size)
+        return labels, (probs if probabilities else None), axes
 
 
 def _serve(conn: Any, stop_event: Any) -> None:

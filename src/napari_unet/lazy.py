@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from . import data as D
+from . import arrays
 from .model import UNetModel
+from .normalization import PercentileNormalization
 from .tiling import round_up
 
 # Models loaded in this process, by content hash: a dask worker process loads a
@@ -54,7 +55,7 @@ class ModelHandle:
 
     def _serialise(self) -> None:
         if self._bytes is None:
-            from .io import save_model
+            from .model_files import save_model
 
             with tempfile.TemporaryDirectory() as tmp:
                 path = save_model(self._model, os.path.join(tmp, "model.keras"))
@@ -76,7 +77,7 @@ class ModelHandle:
         with _LOAD_LOCK:
             model = _LOADED.get(self.digest)
             if model is None:
-                from .io import load_model
+                from .model_files import load_model
 
                 with tempfile.TemporaryDirectory() as tmp:
                     path = os.path.join(tmp, "model.keras")
@@ -119,7 +120,7 @@ def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
     return image.rechunk(chunks), axes
 
 
-def lazy_probabilities(image: Any, axes: str, config: Any, normalization: D.PercentileNormalization,
+def lazy_probabilities(image: Any, axes: str, config: Any, normalization: PercentileNormalization,
                        block_fn: Any, chunk: int | None = None) -> Any:
     """Dask array of probabilities; ``block_fn(block, axes, stats)`` predicts one block.
 
@@ -129,11 +130,11 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: D.Perc
     """
     import dask.array as da
 
-    from .model import halo as halo_of
+    from .costs import halo as halo_of
 
     halo = halo_of(config)
     image, axes = _rechunk(image, axes, config, halo, chunk)
-    planes, _ = D.to_planes(image, axes)
+    planes, _ = arrays.to_planes(image, axes)
     stats = normalization.statistics(planes)
     iy, ix = axes.index("Y"), axes.index("X")
     depth = {i: 0 for i in range(image.ndim)}
@@ -166,13 +167,14 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     """
     from functools import partial
 
-    from .prediction import _resolve_model, check_run_options
+    from .inference import check_run_options
+    from .model_files import resolve_model
 
-    unet = _resolve_model(model)
-    D.check_array_type(image)
-    axes = D.resolve_axes(axes, image.shape, unet.config.in_channels)
-    D.check_channels(axes, image.shape, unet.config.in_channels)
-    check_run_options(unet, tile_size, batch_size, memory_budget)
+    unet = resolve_model(model)
+    arrays.check_array_type(image)
+    axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
+    arrays.check_channels(axes, image.shape, unet.config.in_channels)
+    check_run_options(unet.config, tile_size, batch_size, memory_budget)
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         raise ValueError(f"chunk must be a whole number of pixels >= 1, or None; got {chunk!r}.")
     options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
@@ -182,12 +184,12 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
 
 def _predict_with_handle(block: np.ndarray, axes: str, stats, handle: ModelHandle,
                          options: dict) -> np.ndarray:
-    from .prediction import iter_predict
+    from .inference import iter_probabilities
     from .progress import drain
 
     model = handle.get()
     with handle.lock:
-        return drain(iter_predict(model, block, axes=axes, stats=stats, **options))
+        return drain(iter_probabilities(model, block, axes=axes, stats=stats, **options))
 
 
 def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int,

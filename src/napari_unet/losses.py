@@ -7,7 +7,7 @@ Importing this module imports Keras; it is only imported when training starts.
 
 from __future__ import annotations
 
-from .devices import load_keras
+from .keras_backend import load_keras
 
 keras = load_keras()
 ops = keras.ops

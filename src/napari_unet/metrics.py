@@ -9,7 +9,7 @@ import numpy as np
 
 def label_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(pred, truth)`` as int64 label images of one shape, or ``ValueError`` saying what is wrong."""
-    from .data import check_labels
+    from .arrays import check_labels
 
     truth = np.asarray(truth)
     truth = check_labels(truth, truth.shape, "ground-truth labels")

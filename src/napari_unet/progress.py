@@ -1,8 +1,39 @@
-"""Running the engine's progress generators to completion."""
+"""Progress of long jobs: the events training and prediction yield, and `drain`, which
+runs such a generator to its end (what `train`, `predict` and the engine process do)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
+
+__all__ = ["TrainProgress", "PredictProgress", "drain"]
+
+
+@dataclass
+class TrainProgress:
+    """One training event. ``epoch`` and ``batch`` count from 1.
+
+    ``phase`` is ``"batch"`` after a training step and ``"epoch"`` after the
+    epoch's validation; ``logs`` holds the epoch's running means of ``loss`` and
+    ``iou`` (and at epoch end ``val_loss``, ``val_iou``).
+    """
+
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    phase: str
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class PredictProgress:
+    """Prediction windows done out of ``total``; ``message`` says when something noteworthy
+    happened (a wasteful tile size, a retry after running out of memory)."""
+
+    done: int
+    total: int
+    message: str = ""
 
 
 def drain(gen: Generator[Any, Any, Any], callback: Callable[[Any], None] | None = None) -> Any:

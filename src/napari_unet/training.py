@@ -1,10 +1,11 @@
-"""Headless training: a generator that yields progress and returns the trained model.
+"""Training: a generator that yields progress and returns the trained model.
 
-`iter_train` is the engine: it yields a `TrainProgress` after every batch and at
-the end of every epoch, checks ``should_stop`` between batches, and returns a
-`TrainResult` whose model holds the best validation weights. `train` drains it
-(optionally calling ``callback`` with each progress event). The napari widget
-runs the same generator in a ``thread_worker``.
+`iter_train` is the training job: a short sequence of named steps (resolve
+the model, check the settings, prepare the data, hold out validation, sample
+patches, fit with the best weights kept, record provenance). It yields a
+`TrainProgress` after every batch and epoch, checks ``should_stop`` between
+batches, and returns a `TrainResult`. `train` drains it; the engine process
+behind the napari widgets drains the same generator.
 """
 
 from __future__ import annotations
@@ -13,34 +14,20 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable, Generator, NamedTuple, Sequence
 
 import numpy as np
 
-from . import data as D
 from .checks import check_switch, is_real, is_whole
 from .config import UNetConfig
 from .model import UNetModel
+from .progress import TrainProgress, drain
+from .training_data import LABEL_MODES, PatchSampler, prepare_training_data, split_validation
 
-__all__ = ["TrainProgress", "TrainResult", "iter_train", "train"]
+__all__ = ["TrainResult", "TrainSettings", "iter_train", "train", "console_progress"]
 
-
-@dataclass
-class TrainProgress:
-    """One progress event. ``epoch`` and ``batch`` count from 1.
-
-    ``phase`` is ``"batch"`` after a training step and ``"epoch"`` after the
-    epoch's validation; ``logs`` holds running means of ``loss`` and ``iou``
-    (and at epoch end ``val_loss``, ``val_iou``).
-    """
-
-    epoch: int
-    epochs: int
-    batch: int
-    batches: int
-    phase: str
-    logs: dict[str, float] = field(default_factory=dict)
+LOSSES = ("bce", "bce_dice")
 
 
 class TrainResult(NamedTuple):
@@ -48,149 +35,128 @@ class TrainResult(NamedTuple):
     history: dict[str, list[float]]
 
 
-def _as_list(x: Any) -> list:
-    return list(x) if isinstance(x, (list, tuple)) else [x]
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train (the keyword arguments of `iter_train`), checked when created."""
+
+    patch_size: int = 128
+    batch_size: int = 8
+    epochs: int = 20
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.15
+    loss: str = "bce"
+    label_mode: str = "dense"
+    augment: bool = True
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "batch_size", "epochs"):
+            if not is_whole(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a whole number >= 1; got {getattr(self, name)!r}.")
+        if self.steps_per_epoch is not None and (not is_whole(self.steps_per_epoch)
+                                                 or self.steps_per_epoch < 1):
+            raise ValueError(f"steps_per_epoch must be a whole number >= 1, or None for about "
+                             f"two passes over the annotations; got {self.steps_per_epoch!r}.")
+        if not is_real(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a finite number > 0 (e.g. 1e-3); got "
+                             f"{self.learning_rate!r}.")
+        if not is_real(self.validation_fraction) or not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}; got {self.label_mode!r}.")
+        check_switch("augment", self.augment)
+        if self.seed is not None and not is_whole(self.seed):
+            raise ValueError(f"seed must be a whole number or None; got {self.seed!r}.")
+
+    def check_for(self, config: UNetConfig) -> None:
+        """Raise ``ValueError`` unless the patches fit the network's pooling grid."""
+        m = config.size_multiple
+        if self.patch_size % m:
+            raise ValueError(f"patch_size must be a positive multiple of 2**depth = {m}; got "
+                             f"{self.patch_size!r}.")
+
+    def steps_for(self, targets: Sequence[np.ndarray]) -> int:
+        """Batches per epoch: as set, or about two passes over the annotated pixels (>= 10)."""
+        if self.steps_per_epoch is not None:
+            return int(self.steps_per_epoch)
+        annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
+        return max(10, math.ceil(2 * annotated / (self.patch_size**2 * self.batch_size)))
 
 
-def prepare_training_data(
-    images: Sequence[Any],
-    labels: Sequence[Any],
-    config: UNetConfig,
-    label_mode: str,
-    normalization: D.PercentileNormalization,
-    axes: Sequence[str | None] | None = None,
-    names: Sequence[str] | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Check, normalise and encode image/label pairs.
-
-    Each image may be 2D (YX) or a stack (ZYX, TYX, TZYX, optionally with a
-    channel axis); its labels have the same spatial shape. Only planes that
-    carry annotation are used (for dense labels: planes with any label > 0).
-    ``names`` (e.g. file names) are used in error messages instead of "image 2".
-    Returns normalised float32 ``(H, W, C)`` planes and float32 ``(H, W)`` targets.
-    """
-    if len(images) != len(labels):
-        raise ValueError(
-            f"Got {len(images)} images but {len(labels)} label arrays; give one labels "
-            "array per image."
-        )
-    if not images:
-        raise ValueError("No training images given.")
-    axes = list(axes) if axes is not None else [None] * len(images)
-    out_x, out_y = [], []
-    for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
-        if names is not None:
-            what = f"image {names[i]!r}"
-        else:
-            what = f"image {i + 1}" if len(images) > 1 else "image"
-        image = D.check_image(image, what)
-        ax = D.resolve_axes(ax, image.shape, config.in_channels)
-        D.check_channels(ax, image.shape, config.in_channels, what)
-        planes, _ = D.to_planes(image, ax)
-        spatial = tuple(s for s, a in zip(image.shape, ax) if a != "C")
-        label = D.check_labels(label, spatial, f"labels of {what}")
-        label_planes = label.reshape((-1,) + label.shape[-2:])
-        stats = normalization.statistics(planes)
-        for plane, lab in zip(planes, label_planes):
-            single_dense = label_mode == "dense" and len(label_planes) == 1
-            if not (single_dense or np.any(lab > 0)):
-                continue
-            out_x.append(normalization.apply(plane[None], stats)[0])
-            out_y.append(D.encode_targets(lab, config.n_classes, label_mode))
-    if not out_x:
-        raise ValueError(
-            "The labels contain no annotated pixels; paint some objects (or, for "
-            "scribbles, background 1 and objects 2) before training."
-        )
-    D.check_targets(out_y, config.n_classes, label_mode)
-    return out_x, out_y
-
-
-def _check_settings(config: UNetConfig, patch_size: int, batch_size: int, epochs: int,
-                    learning_rate: float, validation_fraction: float) -> None:
-    m = config.size_multiple
-    if not is_whole(patch_size) or patch_size < m or patch_size % m:
-        raise ValueError(
-            f"patch_size must be a positive multiple of 2**depth = {m}; got {patch_size!r}."
-        )
-    if not is_whole(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be a whole number >= 1; got {batch_size!r}.")
-    if not is_whole(epochs) or epochs < 1:
-        raise ValueError(f"epochs must be a whole number >= 1; got {epochs!r}.")
-    if not is_real(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0 (e.g. 1e-3); got {learning_rate!r}.")
-    if not is_real(validation_fraction) or not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1); got {validation_fraction!r}.")
-
-
-def iter_train(
-    images: Any,
-    labels: Any,
-    model: UNetConfig | UNetModel | None = None,
-    *,
-    patch_size: int = 128,
-    batch_size: int = 8,
-    epochs: int = 20,
-    steps_per_epoch: int | None = None,
-    learning_rate: float = 1e-3,
-    validation_fraction: float = 0.15,
-    loss: str = "bce",
-    label_mode: str = "dense",
-    augment: bool = True,
-    axes: Sequence[str | None] | str | None = None,
-    seed: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    names: Sequence[str] | None = None,
-) -> Generator[TrainProgress, None, TrainResult]:
+def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,
+               axes: Sequence[str | None] | str | None = None,
+               should_stop: Callable[[], bool] | None = None,
+               names: Sequence[str] | None = None,
+               **settings: Any) -> Generator[TrainProgress, None, TrainResult]:
     """Train a U-Net, yielding `TrainProgress`; the generator returns a `TrainResult`.
 
     Parameters
     ----------
     images, labels : one array or a list of arrays. Images are YX (or stacks,
-        see `prepare_training_data`); labels are integer arrays of the same
-        spatial shape. ``label_mode="dense"``: 0 = background, > 0 = objects
-        (or class ids). ``label_mode="sparse"``: 0 = unlabelled, 1 = background,
-        2.. = classes.
+        see `napari_unet.training_data.prepare_training_data`); labels are
+        integer arrays of the same spatial shape. ``label_mode="dense"``: 0 =
+        background, > 0 = objects (or class ids). ``label_mode="sparse"``: 0 =
+        unlabelled, 1 = background, 2.. = classes.
     model : a `UNetConfig` (a new network is built), a `UNetModel` (training
         continues from its weights, in place) or None (default config).
-    patch_size : side in pixels of the random training patches (multiple of 2**depth).
-    batch_size, epochs, learning_rate : Adam optimisation settings.
-    steps_per_epoch : batches per epoch; default covers the annotated pixels
-        about twice, at least 10.
-    validation_fraction : share of annotated blocks held out for validation.
-    loss : ``"bce"`` (cross-entropy) or ``"bce_dice"`` (plus soft Dice).
-    augment : random flips and 90-degree rotations of each patch.
-    seed : makes patch sampling, augmentation and dropout reproducible.
+    axes : one axes string for all images, or one per image (None: guessed).
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     names : one name per image (e.g. its file name) for error messages.
+    settings : the fields of `TrainSettings`: ``patch_size`` (side in pixels of
+        the random patches, a multiple of 2**depth), ``batch_size``, ``epochs``,
+        ``learning_rate`` (Adam), ``steps_per_epoch`` (default: the annotated
+        pixels about twice, at least 10), ``validation_fraction`` (share of
+        annotated blocks held out), ``loss`` (``"bce"`` or ``"bce_dice"``),
+        ``label_mode``, ``augment`` (random flips and 90-degree rotations) and
+        ``seed`` (reproducible sampling, augmentation and dropout).
 
     If the loss stops being finite, training stops: with the weights of the
     best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
     happened), or with a ``ValueError`` when no epoch ended finite.
     """
-    from .devices import load_keras, make_adam
+    options = TrainSettings(**settings)
+    unet = _resolve_train_model(model)
+    options.check_for(unet.config)
+    images, labels, axes_list = _as_lists(images, labels, axes, names)
+    xs, ys = prepare_training_data(images, labels, unet.config, options.label_mode,
+                                   unet.normalization, axes_list, names)
+    rng = _seeded_rng(options.seed)
+    block = max(unet.config.size_multiple, options.patch_size // 4)
+    train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
+                                                 options.patch_size, unet.config.n_classes,
+                                                 options.label_mode, rng)
+    sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
+                           options.augment, rng)
+    steps = options.steps_for(train_targets)
+    _compile(unet, options)
+    started = time.perf_counter()
+    outcome = yield from _fit_loop(unet.keras_model, sampler, validation, options.epochs, steps,
+                                   options.batch_size, should_stop)
+    _report_divergence(outcome, options.learning_rate)
+    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started,
+                       "val_loss" if validation is not None else "loss")
+    return TrainResult(unet, outcome.history)
 
-    keras = load_keras()
-    from .losses import MaskedIoU, make_loss
 
+def _resolve_train_model(model: Any) -> UNetModel:
     if isinstance(model, UNetModel):
-        unet = model
-    elif model is None or isinstance(model, UNetConfig):
-        unet = UNetModel.new(model or UNetConfig())
-    else:
-        raise ValueError(
-            f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
-            f"or None (the default network); got {type(model).__name__}."
-        )
-    config = unet.config
-    _check_settings(config, patch_size, batch_size, epochs, learning_rate, validation_fraction)
-    if loss not in ("bce", "bce_dice"):
-        raise ValueError(f"loss must be 'bce' or 'bce_dice'; got {loss!r}.")
-    if label_mode not in D.LABEL_MODES:
-        raise ValueError(f"label_mode must be one of {D.LABEL_MODES}; got {label_mode!r}.")
+        return model
+    if model is None or isinstance(model, UNetConfig):
+        return UNetModel.new(model or UNetConfig())
+    raise ValueError(
+        f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
+        f"or None (the default network); got {type(model).__name__}."
+    )
 
-    images, labels = _as_list(images), _as_list(labels)
+
+def _as_lists(images: Any, labels: Any, axes: Any, names: Any) -> tuple[list, list, list]:
+    """Images, labels and one axes entry per image as lists; checks their lengths."""
+    images = list(images) if isinstance(images, (list, tuple)) else [images]
+    labels = list(labels) if isinstance(labels, (list, tuple)) else [labels]
     if axes is None or isinstance(axes, str):
         axes_list = [axes] * len(images)
     elif isinstance(axes, (list, tuple)) and len(axes) == len(images):
@@ -200,80 +166,66 @@ def iter_train(
                          f"one per image ({len(images)}); got {axes!r}.")
     if names is not None and len(names) != len(images):
         raise ValueError(f"names must give one name per image ({len(images)}); got {len(names)}.")
-    xs, ys = prepare_training_data(images, labels, config, label_mode, unet.normalization,
-                                   axes_list, names)
+    return images, labels, axes_list
 
-    rng = np.random.default_rng(seed)
+
+def _seeded_rng(seed: int | None) -> np.random.Generator:
+    """The patch sampler's random generator; with a seed, Keras' dropout is seeded too."""
     if seed is not None:
-        keras.utils.set_random_seed(seed)
-    block = max(config.size_multiple, patch_size // 4)
-    train_targets, val_targets = [], []
-    for y in ys:
-        t, v = D.validation_split(y, validation_fraction, block, rng)
-        train_targets.append(t)
-        if v is not None:
-            val_targets.append(v)
-        else:
-            val_targets.append(np.full_like(y, D.IGNORE))
-    try:
-        D.check_targets(train_targets, config.n_classes, label_mode)
-    except ValueError:  # too few annotations to spare some for validation
-        train_targets, val_targets = ys, [np.full_like(y, D.IGNORE) for y in ys]
-    x_val, y_val = D.grid_patches(xs, val_targets, patch_size)
-    has_val = len(x_val) > 0
+        from .keras_backend import load_keras
 
-    sampler = D.PatchSampler(xs, train_targets, patch_size, batch_size, augment, rng)
-    annotated = sum(int(np.count_nonzero(t >= 0)) for t in train_targets)
-    if steps_per_epoch is None:
-        steps_per_epoch = max(10, math.ceil(2 * annotated / (patch_size**2 * batch_size)))
-    if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
-        raise ValueError(f"steps_per_epoch must be a whole number >= 1; got {steps_per_epoch!r}.")
+        load_keras().utils.set_random_seed(int(seed))
+    return np.random.default_rng(seed)
 
-    km = unet.keras_model
-    km.compile(
-        optimizer=make_adam(learning_rate),
-        loss=make_loss(loss),
-        metrics=[MaskedIoU(threshold=unet.threshold)],
-    )
-    started = time.perf_counter()
-    outcome = yield from _fit_loop(km, sampler, (x_val, y_val) if has_val else None, epochs,
-                                   steps_per_epoch, batch_size, should_stop)
-    if outcome.diverged:
-        advice = (f"lower the learning rate (it was {learning_rate:g}; try "
-                  f"{learning_rate / 10:g}), or check the images for extreme values")
-        if outcome.best_epoch == 0:
-            raise ValueError(f"Training diverged: {outcome.diverged}, before any epoch gave a "
-                             f"finite result, so there is no usable model; {advice}.")
-        warnings.warn(f"Training stopped because {outcome.diverged}; kept the weights of epoch "
-                      f"{outcome.best_epoch}, the best finite one. To train further, {advice}.",
-                      RuntimeWarning, stacklevel=2)
-    history, best_epoch, stopped = outcome.history, outcome.best_epoch, outcome.stopped
-    monitor = "val_loss" if has_val else "loss"
-    from . import __version__
 
-    unet.history = history
+def _compile(unet: UNetModel, options: TrainSettings) -> None:
+    """Compile the network with Adam, the masked loss and the masked IoU metric."""
+    from .keras_backend import make_adam
+    from .losses import MaskedIoU, make_loss
+
+    unet.keras_model.compile(optimizer=make_adam(options.learning_rate),
+                             loss=make_loss(options.loss),
+                             metrics=[MaskedIoU(threshold=unet.threshold)])
+
+
+def _report_divergence(outcome: _FitOutcome, learning_rate: float) -> None:
+    """Warn when training stopped on a non-finite loss; raise when nothing usable is left."""
+    if not outcome.diverged:
+        return
+    advice = (f"lower the learning rate (it was {learning_rate:g}; try {learning_rate / 10:g}), "
+              "or check the images for extreme values")
+    if outcome.best_epoch == 0:
+        raise ValueError(f"Training diverged: {outcome.diverged}, before any epoch gave a "
+                         f"finite result, so there is no usable model; {advice}.")
+    warnings.warn(f"Training stopped because {outcome.diverged}; kept the weights of epoch "
+                  f"{outcome.best_epoch}, the best finite one. To train further, {advice}.",
+                  RuntimeWarning, stacklevel=4)
+
+
+def _record_provenance(unet: UNetModel, outcome: _FitOutcome, options: TrainSettings,
+                       steps: int, seconds: float, monitor: str) -> None:
+    """Store the history and how, when and with what the model was trained on ``unet``."""
+    from .keras_backend import load_keras
+    from .version import __version__
+
+    keras = load_keras()
+    unet.history = outcome.history
+    settings = {k: v for k, v in asdict(options).items() if k not in ("seed", "steps_per_epoch")}
     unet.info = {
         **unet.info,
         "napari_unet_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "train_seconds": round(time.perf_counter() - started, 2),
-        "epochs_run": len(history["loss"]),
-        "best_epoch": best_epoch,
+        "train_seconds": round(seconds, 2),
+        "epochs_run": len(outcome.history["loss"]),
+        "best_epoch": outcome.best_epoch,
         "monitor": monitor,
-        "stopped_early": stopped,
+        "stopped_early": outcome.stopped,
         "diverged": outcome.diverged,
-        "patch_size": patch_size,
-        "batch_size": batch_size,
-        "steps_per_epoch": steps_per_epoch,
-        "learning_rate": learning_rate,
-        "loss": loss,
-        "label_mode": label_mode,
-        "augment": augment,
-        "validation_fraction": validation_fraction,
+        "steps_per_epoch": steps,
+        **settings,
     }
-    return TrainResult(unet, history)
 
 
 class _FitOutcome(NamedTuple):
@@ -283,7 +235,7 @@ class _FitOutcome(NamedTuple):
     diverged: str  # "" or what went non-finite, e.g. "the loss became nan at epoch 2, batch 3"
 
 
-def _fit_loop(km: Any, sampler: D.PatchSampler, validation: tuple | None, epochs: int,
+def _fit_loop(km: Any, sampler: PatchSampler, validation: tuple | None, epochs: int,
               steps: int, batch_size: int, should_stop: Callable[[], bool] | None):
     """Train ``km`` (compiled) for ``epochs`` x ``steps`` batches, yielding `TrainProgress`.
 
@@ -343,8 +295,6 @@ def train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None,
     terminal); pass ``verbose=False`` for silence. The other keyword arguments
     are those of `iter_train`.
     """
-    from .progress import drain
-
     verbose = check_switch("verbose", verbose)
     printer = console_progress(sys.stderr) if verbose and sys.stderr is not None else None
     if printer is None:

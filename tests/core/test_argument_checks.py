@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from napari_unet.config import UNetConfig
-from napari_unet.data import PercentileNormalization, check_labels
+from napari_unet.arrays import check_labels
+from napari_unet.normalization import PercentileNormalization
 from napari_unet.model import UNetModel, build_unet
 from napari_unet.postprocess import LabelOptions
 from napari_unet.prediction import predict, segment

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_unet.cli import main
-from napari_unet.imageio_utils import read_image, write_image
-from napari_unet.io import save_model
+from napari_unet.image_files import read_image, write_image
+from napari_unet.model_files import save_model
 from napari_unet.sample_data import make_nuclei
 
 

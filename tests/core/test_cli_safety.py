@@ -4,15 +4,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from napari_unet import cli
 from napari_unet.cli import main
-from napari_unet.imageio_utils import read_image, write_image
-from napari_unet.io import load_model, save_model
+from napari_unet.image_files import read_image, write_image
+from napari_unet.model_files import load_model, save_model
 from napari_unet.sample_data import make_nuclei
 
 
@@ -96,7 +95,7 @@ def test_predict_checks_the_destination_before_predicting(files, capsys, monkeyp
                                                           fragment):
     (files["dir"] / "adir.tif").mkdir()
     called = []
-    monkeypatch.setattr("napari_unet.io.load_model", lambda *a: called.append(a))
+    monkeypatch.setattr("napari_unet.model_files.load_model", lambda *a: called.append(a))
     assert main(["predict", files["model"], files["image"], str(files["dir"] / target),
                  "--overwrite"]) == 2
     assert fragment in _err_line(capsys)

@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from napari_unet.progress import drain
+from napari_unet.postprocess import LabelOptions
 from napari_unet.engine import EngineClosed, EngineProcess
 from napari_unet.sample_data import make_nuclei
 
@@ -31,7 +32,7 @@ def test_build_train_predict_save_load(engine, tmp_path):
     summary = drain(gen, events.append)
     assert [e.phase for e in events].count("epoch") == 2
     assert len(summary["history"]["loss"]) == 2
-    labels_out, probs, axes = engine.run("predict", image, None, {"probabilities": True})
+    labels_out, probs, axes = engine.run("segment", image, None, LabelOptions(), None, True)
     assert labels_out.shape == image.shape and probs.dtype == np.float32 and axes == "YX"
     path = engine.run("save", str(tmp_path / "m.keras"))
     assert engine.run("load", path)["history"] == summary["history"]

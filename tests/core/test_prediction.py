@@ -5,8 +5,8 @@ from napari_unet.progress import drain
 from napari_unet.config import UNetConfig
 from napari_unet.metrics import foreground_iou
 from napari_unet.model import UNetModel
-from napari_unet.prediction import PredictProgress, auto_tile_size, iter_predict, predict, segment
-from napari_unet.tiling import plan_tiles
+from napari_unet.prediction import iter_predict, predict, segment
+from napari_unet.progress import PredictProgress
 
 from .conftest import assert_unchanged
 
@@ -32,19 +32,6 @@ def test_tiled_equals_whole_image(depth3, shape, tile):
     tiled = predict(depth3, image, tile_size=tile)
     assert tiled.shape == shape
     assert np.abs(tiled - whole).max() <= 1e-4
-
-
-def test_tile_plan_covers_every_pixel_once():
-    _, tiles = plan_tiles((208, 304), 112, 32, 16)
-    cover = np.zeros((208, 304), int)
-    for t in tiles:
-        cover[t.core] += 1
-        ys, xs = t.window
-        assert ys.start % 16 == 0 and xs.start % 16 == 0
-        assert ys.stop - ys.start == 112 and xs.stop - xs.start == 112
-    assert np.all(cover == 1)
-    with pytest.raises(ValueError, match="larger than twice the halo"):
-        plan_tiles((64, 64), 64, 32, 16)
 
 
 def test_progress_events_and_input_untouched(random_tiny):
@@ -101,14 +88,6 @@ def test_bad_prediction_input(random_tiny):
         predict(random_tiny, np.full((32, 32), np.nan))
     with pytest.raises(ValueError, match="threshold"):
         segment(random_tiny, np.zeros((32, 32)), threshold=1.5)
-
-
-def test_auto_tile_size_follows_the_memory_budget():
-    model = UNetModel.new()
-    small = auto_tile_size(model, 64 << 20)
-    large = auto_tile_size(model, 1 << 30)
-    assert small % 16 == 0 and large % 16 == 0 and small < large
-    assert small > 2 * model.halo
 
 
 def test_out_of_memory_retries_with_smaller_batches(random_tiny, monkeypatch):

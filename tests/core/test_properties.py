@@ -172,8 +172,8 @@ def test_evaluation_scores_lie_in_0_1_or_a_clear_error(pred, truth):
 
 @pytest.fixture(scope="module")
 def cli_files(tmp_path_factory, model):
-    from napari_unet.imageio_utils import write_image
-    from napari_unet.io import save_model
+    from napari_unet.image_files import write_image
+    from napari_unet.model_files import save_model
 
     folder = tmp_path_factory.mktemp("cli")
     write_image(folder / "in.tif", np.random.default_rng(0).integers(0, 999, (40, 40), np.uint16))
@@ -206,7 +206,7 @@ def test_cli_predict_any_option_value_exits_cleanly(cli_files, option, value):
     event("written" if status == 0 else "refused")
     assert open(cli_files["image"], "rb").read() == before
     if status == 0:
-        from napari_unet.imageio_utils import read_image
+        from napari_unet.image_files import read_image
 
         assert read_image(out).shape == (40, 40)
 
@@ -214,7 +214,7 @@ def test_cli_predict_any_option_value_exits_cleanly(cli_files, option, value):
 @settings(SETTINGS, max_examples=max(10, EXAMPLES))
 @given(data=st.data())
 def test_load_model_of_any_bytes_is_a_model_or_a_model_file_error(cli_files, data):
-    from napari_unet.io import ModelFileError, load_model
+    from napari_unet.model_files import ModelFileError, load_model
 
     good = open(cli_files["model"], "rb").read()
     kind = data.draw(st.sampled_from(["random", "flip", "truncate", "splice"]))

@@ -5,7 +5,8 @@ from napari_unet.progress import drain
 from napari_unet.config import UNetConfig
 from napari_unet.model import UNetModel
 from napari_unet.sample_data import make_nuclei
-from napari_unet.training import TrainProgress, iter_train, train
+from napari_unet.progress import TrainProgress
+from napari_unet.training import iter_train, train
 
 from .conftest import TINY, assert_unchanged
 

@@ -20,7 +20,7 @@ def layer_array(layer: Any) -> Any:
 
 def layer_axes(layer: Any, n_channels_model: int | None = None) -> str:
     """Axes string for a layer: YX / ZYX / TZYX, plus C for RGB(A) layers."""
-    from ..data import default_axes
+    from ..arrays import default_axes
 
     data = layer_array(layer)
     rgb = bool(getattr(layer, "rgb", False))

@@ -8,7 +8,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..config import UNetConfig
-from ..model import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
+from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
 from ._settings import PersistedValues
 from ._workers import report_error, report_info, start_worker

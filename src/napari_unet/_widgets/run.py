@@ -35,7 +35,9 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
             options: dict, model_path: str | None):
     """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
     the labels and, if asked, the probabilities, placed like the input layer."""
-    labels, probs, axes = yield from engine.call("predict", image, axes, options, model_path)
+    labels, probs, axes = yield from engine.call("segment", image, axes, options["labels"],
+                                                 options["tile_size"], options["probabilities"],
+                                                 model_path)
     return result_layers(labels, probs, name, placement)
 
 
@@ -62,8 +64,11 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
                  placement: dict, options: dict, model_path: str | None):
     """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
     probabilities); napari computes, through the engine, only the blocks it shows."""
+    from dataclasses import asdict
+
+    from ..arrays import resolve_axes
     from ..config import UNetConfig
-    from ..data import PercentileNormalization, resolve_axes
+    from ..normalization import PercentileNormalization
     from ..lazy import lazy_labels, lazy_probabilities
 
     summary = yield from engine.call("model_summary", model_path)
@@ -72,10 +77,9 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     axes = resolve_axes(axes, image.shape, config.in_channels)
     predictor = EngineBlockPredictor(engine, session, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
+    label_options = options["labels"].with_threshold(summary["threshold"])
     labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
-                         threshold=options["threshold"], instances=options["instances"],
-                         min_size=options["min_size"], split_touching=options["split_touching"],
-                         link_planes=options["link_planes"])
+                         **asdict(label_options))
     return result_layers(labels, probs if options["probabilities"] else None, name, placement)
 
 
@@ -134,10 +138,14 @@ class RunWidget(SessionWidget):
         self.session.busy_changed.connect(lambda busy: setattr(self.run_button, "enabled", not busy))
 
     def options(self) -> dict:
-        return {"threshold": float(self.threshold.value), "instances": self.output.value == INSTANCES,
-                "min_size": self.min_size.value, "split_touching": bool(self.split_touching.value),
-                "link_planes": bool(self.link_planes.value), "probabilities": bool(self.probabilities.value),
-                "tile_size": self.tile_size.value or None}
+        """``labels`` (`LabelOptions`), ``tile_size`` (None: from memory) and ``probabilities``."""
+        from ..postprocess import LabelOptions
+
+        labels = LabelOptions(float(self.threshold.value), self.output.value == INSTANCES,
+                              self.min_size.value, bool(self.split_touching.value),
+                              bool(self.link_planes.value))
+        return {"labels": labels, "tile_size": self.tile_size.value or None,
+                "probabilities": bool(self.probabilities.value)}
 
     def start(self, *_: Any) -> None:
         """Read the layer and model (GUI thread), then predict in a worker."""

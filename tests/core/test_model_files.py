@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from napari_unet.config import UNetConfig
-from napari_unet.io import ModelFileError, load_model, read_metadata, save_model
-from napari_unet.model import count_parameters
+from napari_unet.model_files import ModelFileError, load_model, read_metadata, save_model
+from napari_unet.costs import count_parameters
 from napari_unet.prediction import predict
 
 

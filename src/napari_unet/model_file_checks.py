@@ -1,32 +1,5 @@
-"""Save and load model files: Keras' ``.keras`` format plus our metadata.
-
-A model file is the ``.keras`` zip that Keras writes, with one extra entry,
-``napari_unet.json``, holding the config, normalisation, threshold, class
-names, training history and versions (see `UNetModel.metadata`). Saving writes
-a temporary ``.NAME.PID.XXXXXXXX.keras`` file in the destination folder and
-renames it over the destination, so a crash never leaves a half-written model;
-temporary files left by writers that were killed are removed by the next save
-to the same destination. The saved file's mode follows the umask.
-
-What loading checks, in order (every failure is a `ModelFileError` naming the
-file; `read_metadata` applies steps 1-4, `load_model` all of them):
-
-1. The path ends in ``.keras`` and is a regular file (symlinks are followed;
-   folders, FIFOs and devices are refused before they are opened).
-2. The zip holds exactly Keras' ``metadata.json``, ``config.json`` and
-   ``model.weights.h5`` plus ``napari_unet.json``, unencrypted, stored or
-   deflated. Each JSON entry may declare at most 16 MiB and is read with a
-   bounded read; the weights must declare 4 to 8 bytes per parameter of the
-   stored config plus 4 MiB and expand at most 4x from the bytes really stored,
-   so neither our reads nor Keras' allocate more than the file justifies.
-3. Every metadata field is type- and range-checked; only ``format_version`` 1
-   is known (newer files ask to upgrade napari-unet).
-4. ``config.json`` is valid JSON of at most 16 MiB.
-5. Before Keras builds anything, ``config.json`` must agree with the network
-   `build_unet` makes from the stored config (keys a different Keras version
-   omits are tolerated); after Keras' ``safe_mode`` load, the two networks must
-   agree layer by layer (class, name, config, connectivity, weight shapes).
-   The returned model is the rebuilt network holding the loaded weights.
+"""The checks a model file passes before and after Keras reads it (see
+`napari_unet.model_files` for the list); every failure is a `ModelFileError`.
 """
 
 from __future__ import annotations
@@ -40,12 +13,9 @@ import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import numpy as np
-
 from .config import UNetConfig
-from .data import PercentileNormalization
-from .model import UNetModel, build_unet, count_parameters
-from .outputs import atomic_path
+from .costs import count_parameters
+from .normalization import PercentileNormalization
 
 METADATA_ENTRY = "napari_unet.json"
 SUFFIX = ".keras"
@@ -68,81 +38,8 @@ class ModelFileError(ValueError):
     """A model file is missing, corrupt, foreign or incompatible."""
 
 
-def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
-    """Write ``model`` to ``path`` (which must end in ``.keras``) atomically; returns the path.
-
-    Only the architecture, weights and metadata are stored (no optimizer
-    state), so files stay small and load without custom objects.
-    """
-    if not isinstance(model, UNetModel):
-        raise ValueError(
-            f"save_model expects a UNetModel (from train(), UNetModel.new() or load_model()); "
-            f"got {type(model).__name__}."
-        )
-    path = Path(path)
-    if path.suffix != SUFFIX:
-        raise ValueError(f"Model files must end in '{SUFFIX}'; got {path.name!r}.")
-    if not path.parent.is_dir():
-        raise ValueError(f"Folder {str(path.parent)!r} does not exist; create it first.")
-    weights = model.keras_model.get_weights()
-    if not all(np.isfinite(w).all() for w in weights):
-        raise ValueError("The model's weights are not all finite (its training diverged); it "
-                         "is not saved. Train again with a lower learning rate.")
-    export = build_unet(model.config)
-    export.set_weights(weights)
-    metadata = json.dumps(model.metadata(), indent=2, default=_json_default)
-    with atomic_path(path) as tmp:
-        export.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(METADATA_ENTRY, metadata)
-    return path
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "item"):
-        return obj.item()
-    return str(obj)
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ``napari_unet.json`` metadata (a dict) of a model file, without loading the network.
-
-    The file and its metadata are checked as for `load_model`, except the
-    network itself; raises `ModelFileError` naming the file.
-    """
-    return _read_model_file(Path(path))[0]
-
-
-def load_model(path: str | os.PathLike) -> UNetModel:
-    """Load a model file written by `save_model` and return it as a `UNetModel`.
-
-    The network is rebuilt by `build_unet` from the stored config, checked
-    against the stored one and given its weights. Raises `ModelFileError` (a
-    ``ValueError``) naming the file for any missing, corrupt, foreign, tampered
-    or incompatible file.
-    """
-    from .devices import load_keras
-
-    keras = load_keras()
-    path = Path(path)
-    _, fields, stored_config = _read_model_file(path)
-    reference = build_unet(fields["config"])
-    expected = _as_json(keras.saving.serialize_keras_object(reference))
-    _compare_networks(path, stored_config, expected, tolerate_missing=True)
-    try:
-        loaded = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
-    except Exception as err:  # noqa: BLE001 - any Keras failure means an unusable file
-        raise ModelFileError(
-            f"Keras could not load {str(path)!r} ({type(err).__name__}: {err}). The file is "
-            "corrupt or was written by an incompatible version."
-        ) from err
-    _compare_networks(path, _describe(loaded), _describe(reference), tolerate_missing=False)
-    reference.set_weights(loaded.get_weights())
-    return UNetModel(keras_model=reference, **fields)
-
-
 # ----------------------------------------------------------------------------- file and archive
-def _open_regular_file(path: Path) -> BinaryIO:
+def open_regular_file(path: Path) -> BinaryIO:
     """Open ``path`` for binary reading if it is a regular ``.keras`` file; else `ModelFileError`.
 
     Folders, FIFOs and devices are refused before they are opened; the type is
@@ -175,13 +72,13 @@ def _open_regular_file(path: Path) -> BinaryIO:
     raise ModelFileError(f"{str(path)!r} is not a regular file (a device, FIFO or socket).")
 
 
-def _read_model_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
+def read_model_file(path: Path) -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Check the model file ``path`` (steps 1-4 of the module docstring).
 
     Returns the raw metadata dict, the validated `UNetModel` keyword arguments
     and the parsed Keras ``config.json``.
     """
-    with _open_regular_file(path) as fh:
+    with open_regular_file(path) as fh:
         try:
             archive = zipfile.ZipFile(fh)
         except _ZIP_ERRORS as err:
@@ -354,18 +251,18 @@ def _history(value: Any) -> dict[str, list[float]]:
 
 
 # ----------------------------------------------------------------------------- network
-def _as_json(value: Any) -> Any:
+def as_json(value: Any) -> Any:
     """``value`` as it reads back from JSON (tuples become lists)."""
     return json.loads(json.dumps(value))
 
 
-def _describe(model: Any) -> Any:
+def describe_network(model: Any) -> Any:
     """A Keras model's config (layers, their configs and wiring) and its weights' shapes."""
     weights = [[w.path, list(w.shape), str(w.dtype)] for w in model.weights]
-    return _as_json({"config": model.get_config(), "weights": weights})
+    return as_json({"config": model.get_config(), "weights": weights})
 
 
-def _compare_networks(path: Path, stored: Any, expected: Any, tolerate_missing: bool) -> None:
+def compare_networks(path: Path, stored: Any, expected: Any, tolerate_missing: bool) -> None:
     """Raise `ModelFileError` at the first difference between two network descriptions."""
     where = _first_difference(stored, expected, "", tolerate_missing)
     if where is not None:

@@ -1,0 +1,81 @@
+"""Intensity normalisation: the same mapping for training and prediction.
+
+The mapping is stored in every model file (`PercentileNormalization.to_dict`),
+so a model normalises new images exactly as it normalised its training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["PercentileNormalization"]
+
+
+@dataclass(frozen=True)
+class PercentileNormalization:
+    """Map the ``low`` and ``high`` percentiles of each channel to 0 and 1.
+
+    Computed per image (over all its planes), per channel. Stored in the model
+    file so prediction normalises exactly as training did.
+    """
+
+    low: float = 1.0
+    high: float = 99.8
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.low < self.high <= 100.0:
+            raise ValueError(
+                f"Normalisation percentiles must satisfy 0 <= low < high <= 100; "
+                f"got low={self.low}, high={self.high}."
+            )
+
+    def statistics(self, planes: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (lo, hi) of planes ``(N, H, W, C)`` (numpy or dask).
+
+        Inputs over 4 Mpx are sampled on a regular grid (every s-th row and
+        column), the same way for in-memory and lazy arrays.
+        """
+        step = max(1, int(np.ceil(np.sqrt(np.prod(planes.shape[:3]) / 4_000_000))))
+        sample = planes[:, ::step, ::step, :]
+        sample = np.asarray(sample).reshape(-1, planes.shape[-1])
+        work = _work_dtype(sample.dtype)
+        lo, hi = np.percentile(sample.astype(work, copy=False), [self.low, self.high], axis=0)
+        return lo.astype(work), hi.astype(work)
+
+    def apply(
+        self, planes: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Return a new float32 array ``(planes - lo) / (hi - lo)``; constant images give 0."""
+        lo, hi = stats if stats is not None else self.statistics(planes)
+        work = _work_dtype(planes.dtype)
+        scale = np.asarray(np.where(hi - lo > 1e-12, hi - lo, 1.0), work)
+        lo = np.asarray(lo, work)
+        out = planes.astype(work)  # always a copy: the caller's array stays untouched
+        out -= lo
+        out /= scale
+        if work != np.float32:  # values beyond float32's range would become inf
+            np.clip(out, -_NORMALISED_LIMIT, _NORMALISED_LIMIT, out=out)
+            return out.astype(np.float32)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "percentile", **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PercentileNormalization:
+        data = dict(data)
+        kind = data.pop("kind", "percentile")
+        if kind != "percentile":
+            raise ValueError(f"Unknown normalisation kind {kind!r}; only 'percentile' exists.")
+        return cls(**data)
+
+
+_NORMALISED_LIMIT = 1e30
+
+
+def _work_dtype(dtype: np.dtype) -> type:
+    """float64 for inputs whose values may not fit float32 (float64, 64-bit ints), else float32."""
+    return np.float64 if np.dtype(dtype).itemsize == 8 else np.float32

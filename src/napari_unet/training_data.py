@@ -1,0 +1,292 @@
+"""Training data: user labels turned into targets, a held-out validation part, and
+random augmented patches.
+
+Targets are float32 ``(H, W)`` arrays holding a class index per pixel (0 =
+background) or ``IGNORE`` (-1) where the pixel is not annotated or is
+padding; the loss skips ``IGNORE``. Batches are float32 ``(B, P, P, C)``
+images and ``(B, P, P, 1)`` targets. Nothing here modifies its inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import arrays
+from .config import UNetConfig
+from .normalization import PercentileNormalization
+
+IGNORE = -1.0
+
+
+LABEL_MODES = ("dense", "sparse")
+
+
+def encode_targets(labels: np.ndarray, n_classes: int, mode: str = "dense") -> np.ndarray:
+    """Turn user labels into float32 training targets (class index or ``IGNORE``).
+
+    ``mode="dense"``: 0 = background, > 0 = foreground (``n_classes == 1``) or
+    the class index (``n_classes >= 2``). ``mode="sparse"`` (scribbles): 0 = not
+    annotated (ignored), 1 = background, 2..n = classes (foreground for binary).
+    Raises ``ValueError`` for labels that cannot train anything.
+    """
+    if mode not in LABEL_MODES:
+        raise ValueError(f"label mode must be one of {LABEL_MODES}; got {mode!r}.")
+    n_out = max(2, n_classes)
+    if mode == "dense":
+        if n_classes == 1:
+            target = (labels > 0).astype(np.float32)
+        else:
+            if labels.max() >= n_classes:
+                raise ValueError(
+                    f"Labels contain class {int(labels.max())} but the model has "
+                    f"{n_classes} classes (0..{n_classes - 1}); build a model with more "
+                    "classes or relabel."
+                )
+            target = labels.astype(np.float32)
+    else:
+        if labels.max() > n_out:
+            raise ValueError(
+                f"Scribble labels contain value {int(labels.max())} but the model has "
+                f"{n_out} classes: use 1 for background and 2..{n_out} for classes."
+            )
+        target = labels.astype(np.float32) - 1.0  # 0 (unannotated) becomes IGNORE
+    return target
+
+
+def check_targets(targets: Sequence[np.ndarray], n_classes: int, mode: str) -> None:
+    """Raise ``ValueError`` unless the targets hold at least two annotated classes."""
+    annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
+    if annotated == 0:
+        raise ValueError(
+            "The labels contain no annotated pixels; paint background (1) and "
+            "objects (2) strokes before training."
+        )
+    present = set()
+    for t in targets:
+        present.update(np.unique(t[t >= 0]).astype(int).tolist())
+    if len(present) < 2:
+        if mode == "dense":
+            hint = (
+                "the labels are empty: paint some objects (values > 0) on the labels layer"
+                if present == {0}
+                else "every pixel is foreground: leave some background (0)"
+            )
+        else:
+            hint = "paint background strokes with label 1 and objects with label 2"
+        raise ValueError(f"Training needs at least two classes in the labels; {hint}.")
+
+
+def validation_split(
+    target: np.ndarray, fraction: float, block: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Hold out square blocks of annotated pixels for validation.
+
+    Takes a float32 ``(H, W)`` target and returns ``(train_target, val_target)``:
+    the held-out blocks are ``IGNORE`` in the training target and are the only
+    annotated pixels of the validation target, so validation measures labels the
+    network never learnt from (the image itself stays visible as context).
+    About ``fraction`` of the blocks that hold annotations are chosen;
+    ``val_target`` is None when ``fraction`` is 0 or there are too few blocks.
+    """
+    if fraction <= 0:
+        return target, None
+    h, w = target.shape
+    blocks = [
+        (y0, x0)
+        for y0 in range(0, h, block)
+        for x0 in range(0, w, block)
+        if np.any(target[y0:y0 + block, x0:x0 + block] >= 0)
+    ]
+    n_val = int(round(len(blocks) * fraction))
+    if len(blocks) < 2 or n_val < 1:
+        return target, None
+    chosen = rng.choice(len(blocks), size=min(n_val, len(blocks) - 1), replace=False)
+    held = np.zeros(target.shape, bool)
+    for i in chosen:
+        y0, x0 = blocks[int(i)]
+        held[y0:y0 + block, x0:x0 + block] = True
+    train_target = np.where(held, IGNORE, target).astype(np.float32)
+    val_target = np.where(held, target, IGNORE).astype(np.float32)
+    return train_target, val_target
+
+
+def _pad_to(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad image (reflect) and target (IGNORE) so both spatial sides are >= ``size``."""
+    ph, pw = max(0, size - image.shape[0]), max(0, size - image.shape[1])
+    if ph == 0 and pw == 0:
+        return image, target
+    image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
+    target = np.pad(target, ((0, ph), (0, pw)), constant_values=IGNORE)
+    return image, target
+
+
+def grid_patches(
+    images: Sequence[np.ndarray], targets: Sequence[np.ndarray], size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut ``(H, W, C)`` images and ``(H, W)`` targets into non-overlapping patches.
+
+    Returns ``(x, y)`` shaped ``(N, size, size, C)`` and ``(N, size, size, 1)``;
+    borders are padded, padded target pixels are ``IGNORE``.
+    """
+    xs, ys = [], []
+    for image, target in zip(images, targets):
+        h = -(-image.shape[0] // size) * size
+        w = -(-image.shape[1] // size) * size
+        image = np.pad(image, ((0, h - image.shape[0]), (0, w - image.shape[1]), (0, 0)),
+                       mode="symmetric")
+        target = np.pad(target, ((0, h - target.shape[0]), (0, w - target.shape[1])),
+                        constant_values=IGNORE)
+        for y0 in range(0, h, size):
+            for x0 in range(0, w, size):
+                t = target[y0:y0 + size, x0:x0 + size]
+                if np.any(t >= 0):
+                    xs.append(image[y0:y0 + size, x0:x0 + size])
+                    ys.append(t[..., None])
+    if not xs:
+        return (np.zeros((0, size, size, images[0].shape[-1]), np.float32),
+                np.zeros((0, size, size, 1), np.float32))
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+
+def augment_dihedral(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Apply one random flip / 90-degree rotation per sample to ``x`` and ``y`` (N, P, P, C)."""
+    x, y = x.copy(), y.copy()
+    for i in range(x.shape[0]):
+        k = int(rng.integers(4))
+        flip = bool(rng.integers(2))
+        xi, yi = np.rot90(x[i], k, axes=(0, 1)), np.rot90(y[i], k, axes=(0, 1))
+        if flip:
+            xi, yi = xi[:, ::-1], yi[:, ::-1]
+        x[i], y[i] = xi, yi
+    return x, y
+
+
+class PatchSampler:
+    """Draw random training batches from normalised images and their targets.
+
+    Parameters
+    ----------
+    images : list of float32 ``(H, W, C)`` arrays (already normalised).
+    targets : list of float32 ``(H, W)`` arrays (class index or ``IGNORE``).
+    patch_size : side of the square patches in pixels.
+    batch_size : patches per batch.
+    augment : random flips and 90-degree rotations.
+    rng : source of randomness (seeded for reproducible training).
+
+    Half of the patches are centred on a random annotated pixel, so sparse
+    scribbles are seen often; the rest are uniform over the image.
+    """
+
+    def __init__(self, images, targets, patch_size: int, batch_size: int, augment: bool,
+                 rng: np.random.Generator):
+        self.patch_size, self.batch_size, self.augment, self.rng = patch_size, batch_size, augment, rng
+        self.images, self.targets, self.annotated = [], [], []
+        for image, target in zip(images, targets):
+            image, target = _pad_to(image, target, patch_size)
+            self.images.append(image)
+            self.targets.append(target)
+            self.annotated.append(np.flatnonzero(target >= 0))
+        areas = np.array([t.size for t in self.targets], dtype=float)
+        self.weights = areas / areas.sum()
+        self.channels = self.images[0].shape[-1]
+
+    def batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` shaped ``(B, P, P, C)`` and ``(B, P, P, 1)``, float32."""
+        p, rng = self.patch_size, self.rng
+        x = np.empty((self.batch_size, p, p, self.channels), np.float32)
+        y = np.empty((self.batch_size, p, p, 1), np.float32)
+        for i in range(self.batch_size):
+            j = int(rng.choice(len(self.images), p=self.weights))
+            image, target = self.images[j], self.targets[j]
+            h, w = target.shape
+            annotated = self.annotated[j]
+            if annotated.size and rng.random() < 0.5:
+                cy, cx = np.unravel_index(annotated[rng.integers(annotated.size)], (h, w))
+                y0 = int(np.clip(cy - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, h - p))
+                x0 = int(np.clip(cx - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, w - p))
+            else:
+                y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            x[i] = image[y0:y0 + p, x0:x0 + p]
+            y[i, ..., 0] = target[y0:y0 + p, x0:x0 + p]
+        if self.augment:
+            x, y = augment_dihedral(x, y, rng)
+        return x, y
+
+
+def prepare_training_data(
+    images: Sequence[Any],
+    labels: Sequence[Any],
+    config: UNetConfig,
+    label_mode: str,
+    normalization: PercentileNormalization,
+    axes: Sequence[str | None] | None = None,
+    names: Sequence[str] | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Check, normalise and encode image/label pairs.
+
+    Each image may be 2D (YX) or a stack (ZYX, TYX, TZYX, optionally with a
+    channel axis); its labels have the same spatial shape. Only planes that
+    carry annotation are used (for dense labels: planes with any label > 0).
+    ``names`` (e.g. file names) are used in error messages instead of "image 2".
+    Returns normalised float32 ``(H, W, C)`` planes and float32 ``(H, W)`` targets.
+    """
+    if len(images) != len(labels):
+        raise ValueError(
+            f"Got {len(images)} images but {len(labels)} label arrays; give one labels "
+            "array per image."
+        )
+    if not images:
+        raise ValueError("No training images given.")
+    axes = list(axes) if axes is not None else [None] * len(images)
+    out_x, out_y = [], []
+    for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
+        if names is not None:
+            what = f"image {names[i]!r}"
+        else:
+            what = f"image {i + 1}" if len(images) > 1 else "image"
+        image = arrays.check_image(image, what)
+        ax = arrays.resolve_axes(ax, image.shape, config.in_channels)
+        arrays.check_channels(ax, image.shape, config.in_channels, what)
+        planes, _ = arrays.to_planes(image, ax)
+        spatial = tuple(s for s, a in zip(image.shape, ax) if a != "C")
+        label = arrays.check_labels(label, spatial, f"labels of {what}")
+        label_planes = label.reshape((-1,) + label.shape[-2:])
+        stats = normalization.statistics(planes)
+        for plane, lab in zip(planes, label_planes):
+            single_dense = label_mode == "dense" and len(label_planes) == 1
+            if not (single_dense or np.any(lab > 0)):
+                continue
+            out_x.append(normalization.apply(plane[None], stats)[0])
+            out_y.append(encode_targets(lab, config.n_classes, label_mode))
+    if not out_x:
+        raise ValueError(
+            "The labels contain no annotated pixels; paint some objects (or, for "
+            "scribbles, background 1 and objects 2) before training."
+        )
+    check_targets(out_y, config.n_classes, label_mode)
+    return out_x, out_y
+
+
+def split_validation(images: Sequence[np.ndarray], targets: Sequence[np.ndarray], fraction: float,
+                     block: int, patch_size: int, n_classes: int, mode: str,
+                     rng: np.random.Generator
+                     ) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
+    """Hold out square ``block``-pixel blocks of each target for validation (`validation_split`).
+
+    Returns the training targets and the validation patches ``(x_val, y_val)``
+    cut by `grid_patches` at ``patch_size`` (None when nothing was held out). When the held-out blocks would leave
+    the training targets with fewer than two classes, everything is trained on.
+    """
+    train_targets, val_targets = [], []
+    for target in targets:
+        kept, held = validation_split(target, fraction, block, rng)
+        train_targets.append(kept)
+        val_targets.append(held if held is not None else np.full_like(target, IGNORE))
+    try:
+        check_targets(train_targets, n_classes, mode)
+    except ValueError:  # too few annotations to spare some for validation
+        return list(targets), None
+    x_val, y_val = grid_patches(images, val_targets, patch_size)
+    return train_targets, ((x_val, y_val) if len(x_val) else None)

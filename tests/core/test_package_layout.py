@@ -1,0 +1,127 @@
+"""The package's shape: imports point one way, the core has no GUI, functions stay short."""
+
+import ast
+from pathlib import Path
+
+import napari_unet
+
+PACKAGE = Path(napari_unet.__file__).parent
+GUI_PACKAGES = ("qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "napari", "magicgui", "superqt",
+                "vispy", "psygnal")
+MAX_FUNCTION_LINES = 60
+
+
+def _modules() -> dict[str, ast.Module]:
+    """Dotted name relative to the package (``"model"``, ``"_widgets.run"``) -> parsed source."""
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+def _imports(name: str, tree: ast.Module) -> set[str]:
+    """Everything ``name`` imports, anywhere in its code: package modules as their
+    relative dotted names ("" for the package itself), other packages by top-level name."""
+    is_package = (PACKAGE / name.replace(".", "/") / "__init__.py").exists()
+    here = name.split(".") if name else []
+    base_parts = here if is_package else here[:-1]
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")
+                found.add(".".join(top[1:]) if top[0] == "napari_unet" else top[0])
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0:
+                top = (node.module or "").split(".")
+                found.add(".".join(top[1:]) if top[0] == "napari_unet" else top[0])
+                continue
+            parts = base_parts[:len(base_parts) - (node.level - 1)]
+            target = parts + (node.module.split(".") if node.module else [])
+            if node.module is None:  # "from . import x": x may be a module or a name
+                for alias in node.names:
+                    candidate = ".".join(target + [alias.name])
+                    found.add(candidate if _exists(candidate) else ".".join(target))
+            else:
+                found.add(".".join(target))
+    return found
+
+
+def _exists(name: str) -> bool:
+    path = PACKAGE / name.replace(".", "/")
+    return path.with_suffix(".py").exists() or (path / "__init__.py").exists()
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: {i for i in _imports(name, tree) if i in modules and i != name}
+            for name, tree in modules.items()}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One import cycle, or [] when there is none."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return []
+
+
+def test_no_import_cycle():
+    graph = {name: deps - {""} for name, deps in _graph().items() if name}
+    assert _cycle(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_the_package_init():
+    offenders = [name for name, deps in _graph().items() if name and "" in deps]
+    assert offenders == []
+
+
+def test_the_core_imports_no_gui():
+    offenders = {}
+    for name, tree in _modules().items():
+        if name.startswith("_widgets") or name == "_sample_provider":
+            continue
+        gui = sorted(i for i in _imports(name, tree) if i.split(".")[0] in GUI_PACKAGES)
+        if gui:
+            offenders[name] = gui
+    assert offenders == {}
+
+
+def test_the_widgets_hold_no_ml():
+    for name, tree in _modules().items():
+        if name.startswith("_widgets"):
+            imported = {i.split(".")[0] for i in _imports(name, tree)}
+            assert not imported & {"keras", "tensorflow", "jax", "torch"}, name
+
+
+def test_no_function_is_longer_than_60_lines():
+    long = []
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > MAX_FUNCTION_LINES:
+                    long.append(f"{name}.{node.name}: {length} lines")
+    assert long == []
