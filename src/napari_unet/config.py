@@ -1,7 +1,7 @@
 """Architecture configuration of the U-Net.
 
 `UNetConfig` holds every architecture knob. Its defaults reproduce the classic
-Keras "start_neurons" U-Net described in DESIGN.md exactly (2,158,417 parameters
+Keras "start_neurons" U-Net (docs/architecture.md) exactly (2,158,417 parameters
 for one input channel and one output). It has no dependency on Keras, so it can
 be created, validated and serialised without importing TensorFlow.
 """

@@ -229,11 +229,6 @@ class EngineProcess:
         self._lock = threading.Lock()  # one call at a time through the pipe
 
     @property
-    def busy(self) -> bool:
-        """True while a call is running."""
-        return self._lock.locked()
-
-    @property
     def alive(self) -> bool:
         """True while the engine process runs."""
         return self._child is not None and self._child.alive

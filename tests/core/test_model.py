@@ -9,7 +9,7 @@ from napari_unet.model import build_unet
 
 
 def _expected_default_layers():
-    """The DESIGN.md network as (name, class, filters, kernel, strides, activation, rate)."""
+    """The classic Keras U-Net (docs/architecture.md) as (name, class, filters, kernel, strides, activation, rate)."""
     f = 16
     rows = [("image", "InputLayer", None, None, None, None, None)]
     for k in range(1, 5):

@@ -9,6 +9,7 @@ import napari.layers
 from magicgui.widgets import Container
 
 from ._session import session_for
+from ._settings import PersistedValues
 
 
 class SessionWidget(Container):
@@ -26,6 +27,12 @@ class SessionWidget(Container):
         self.worker = None
         for event in ("inserted", "removed", "reordered"):
             getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
+
+    def remember(self, section: str, controls: list) -> None:
+        """Restore ``controls``' values from the last session and save them when they change."""
+        self._persist = PersistedValues(section, controls)
+        self._persist.restore()
+        self._persist.connect()
 
     def _image_layers(self, *_: Any) -> list:
         return [(layer.name, layer) for layer in self.viewer.layers

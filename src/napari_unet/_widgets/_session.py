@@ -53,7 +53,9 @@ _sessions: dict[int, tuple[ModelSession, set[int]]] = {}
 def session_for(viewer: Any, widget: Any) -> ModelSession:
     """The session of ``viewer``; ``widget`` (a magicgui widget) holds it until destroyed."""
     key = hash(viewer)
-    session, users = _sessions.setdefault(key, (ModelSession(), set()))
+    if key not in _sessions:
+        _sessions[key] = (ModelSession(), set())
+    session, users = _sessions[key]
     users.add(id(widget))
 
     def release(*_: Any) -> None:

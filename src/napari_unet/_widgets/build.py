@@ -10,7 +10,6 @@ from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, 
 from ..config import UNetConfig
 from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
-from ._settings import PersistedValues
 from ._workers import report_error, report_info, start_worker
 
 
@@ -64,9 +63,7 @@ class BuildWidget(SessionWidget):
                      self.load_button, self.save_path, self.save_button, self.status])
         knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.patch_size, self.batch_size]
-        self._persist = PersistedValues("build", knobs + [self.load_path, self.save_path])
-        self._persist.restore()
-        self._persist.connect()
+        self.remember("build", knobs + [self.load_path, self.save_path])
         for knob in knobs:
             knob.changed.connect(self.update_summary)
         self.build_button.changed.connect(self.build)

@@ -11,7 +11,6 @@ from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label,
 
 from ._layers import layer_array, layer_axes, spatial_placement
 from ._base import SessionWidget
-from ._settings import PersistedValues
 from ._workers import apply_layer_tuples, report_error, start_worker
 
 CURRENT, FROM_FILE = "current model", "model file"
@@ -129,11 +128,9 @@ class RunWidget(SessionWidget):
         self.extend([self.image, self.source, self.model_file, self.threshold, self.output,
                      self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.run_button, self.progress, self.status])
-        self._persist = PersistedValues("run", [self.source, self.model_file, self.threshold,
+        self.remember("run", [self.source, self.model_file, self.threshold,
                                                 self.output, self.min_size, self.split_touching,
                                                 self.link_planes, self.tile_size, self.probabilities])
-        self._persist.restore()
-        self._persist.connect()
         self.run_button.changed.connect(self.start)
         self.session.busy_changed.connect(lambda busy: setattr(self.run_button, "enabled", not busy))
 

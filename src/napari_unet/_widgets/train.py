@@ -10,7 +10,6 @@ from magicgui.widgets import (CheckBox, ComboBox, FloatSpinBox, Label, ProgressB
 from ._layers import labels_snapshot, layer_array, layer_axes
 from ._plot import LossPlot
 from ._base import SessionWidget
-from ._settings import PersistedValues
 from ._workers import report_error, start_worker
 
 LABEL_MODES = {"dense labels (0 = background)": "dense",
@@ -74,11 +73,9 @@ class TrainWidget(SessionWidget):
                      self.learning_rate, self.validation, self.augment, self.loss,
                      self.train_button, self.stop_button, self.progress, self.device, self.status,
                      self.plot])
-        self._persist = PersistedValues("train", [self.label_mode, self.patch_size, self.epochs,
+        self.remember("train", [self.label_mode, self.patch_size, self.epochs,
                                                   self.steps, self.batch_size, self.learning_rate,
                                                   self.validation, self.augment, self.loss])
-        self._persist.restore()
-        self._persist.connect()
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.train_button.changed.connect(self.start)

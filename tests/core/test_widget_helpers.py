@@ -1,0 +1,26 @@
+"""The widgets' pure helpers, without a display: layer tuples and lazy data."""
+
+import numpy as np
+
+from napari_unet._widgets.run import as_lazy, result_layers
+
+
+def test_result_layers_keep_the_placement_and_names():
+    labels = np.zeros((4, 5), np.uint8)
+    placement = {"scale": (2.0, 0.5), "translate": (1.0, 3.0)}
+    (l_data, l_meta, l_kind), (p_data, p_meta, p_kind) = result_layers(
+        labels, np.zeros((4, 5), np.float32), "cells", placement)
+    assert (l_kind, l_meta["name"], l_meta["scale"]) == ("labels", "cells U-Net", (2.0, 0.5))
+    assert (p_kind, p_meta["name"], p_meta["translate"]) == ("image", "cells U-Net probability",
+                                                             (1.0, 3.0))
+    multiclass = result_layers(labels, np.zeros((4, 5, 3), np.float32), "cells", placement)
+    assert "scale" not in multiclass[1][1]  # a class axis more than the image
+    assert len(result_layers(labels, None, "cells", placement)) == 1
+
+
+def test_as_lazy_recognises_dask_and_zarr_only():
+    import dask.array as da
+
+    assert as_lazy(np.zeros(3)) is None
+    lazy = da.zeros((4, 4), chunks=2)
+    assert as_lazy(lazy) is lazy
