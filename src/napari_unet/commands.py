@@ -1,0 +1,302 @@
+"""What each ``napari-unet`` command does, given its parsed arguments (see `napari_unet.cli`
+for the options). Each returns the exit status; expected failures raise ``ValueError``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import sys
+from pathlib import Path
+
+__all__ = ["cmd_demo", "cmd_train", "cmd_predict", "cmd_evaluate", "cmd_info"]
+
+
+def _progress_bar(total: int, desc: str, unit: str = "batch"):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def _train_callback(bar_desc: str):
+    """A training callback drawing a progress bar sized from the first event."""
+    bars: list = []
+
+    def on_event(event) -> None:
+        if not bars:
+            bars.append(_progress_bar(event.epochs * event.batches, bar_desc))
+        bar = bars[0]
+        if event.phase == "batch":
+            bar.update(1)
+            bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.logs['loss']:.3f}")
+            return
+        values = " ".join(f"{k} {v:.4f}" for k, v in event.logs.items())
+        bar.write(f"epoch {event.epoch}/{event.epochs}: {values}", file=sys.stderr)
+
+    on_event.close = lambda: [bar.close() for bar in bars]
+    return on_event
+
+
+class _StopOnInterrupt:
+    """While active, a first Ctrl-C asks training to stop after the current batch (so the
+    best weights so far are kept and saved); a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupted: stopping after this batch and saving the best weights so far "
+              "(Ctrl-C again to quit without saving)", file=sys.stderr)
+
+    def __enter__(self) -> "_StopOnInterrupt":
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DemoSettings, run_demo
+
+    settings = DemoSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.seed)
+    if args.quick:
+        settings = DemoSettings(n_train=2, image_size=128, test_size=128, epochs=2,
+                                steps_per_epoch=3, patch_size=64, batch_size=4,
+                                start_neurons=8, depth=2, seed=args.seed)
+    print(f"napari-unet demo: training a U-Net on {settings.n_train} synthetic images "
+          f"({settings.epochs} epochs x {settings.steps_per_epoch} batches), results in {args.out}",
+          file=sys.stderr)
+    callback = _train_callback("training")
+    metrics = run_demo(args.out, settings, callback)
+    callback.close()
+    print(json.dumps({k: metrics[k] for k in ("foreground_iou", "object_f1", "train_seconds",
+                                               "predict_seconds")}, indent=2))
+    print(f"foreground IoU on the held-out image: {metrics['foreground_iou']:.3f}")
+    print(f"wrote {args.out}/model.keras, labels.tif, overlay.png, metrics.json")
+    if args.gui:
+        from ._widgets.launch import open_demo_viewer
+
+        open_demo_viewer(Path(args.out))
+    return 0
+
+
+def _read_config(args: argparse.Namespace, first_image, names: list[str]):
+    """The `UNetConfig` from ``--config`` or from the architecture options."""
+    from .config import UNetConfig
+    from .arrays import check_axes
+
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise ValueError(f"--config file {str(path)!r} does not exist.")
+        try:
+            return UNetConfig.from_json(path.read_text())
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"--config file {str(path)!r}: {err}") from err
+    channels = 1
+    if args.axes:
+        try:
+            axes = check_axes(args.axes, first_image.shape)
+        except ValueError as err:
+            raise ValueError(f"--axes for image {names[0]!r}: {err}") from err
+        channels = first_image.shape[axes.index("C")] if "C" in axes else 1
+    return UNetConfig(start_neurons=args.start_neurons, depth=args.depth, n_classes=args.classes,
+                      in_channels=channels, batch_norm=args.batch_norm)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .image_files import list_pairs, read_image
+    from .model_files import save_model
+    from .outputs import check_outputs
+    from .training import train
+
+    if Path(args.out).suffix != ".keras":
+        raise ValueError(f"--out must end in .keras; got {args.out!r}.")
+    check_outputs({"--out": args.out}, {"--config": args.config}, overwrite=args.overwrite)
+    pairs = list_pairs(args.images, args.masks)
+    names = [p.name for p, _ in pairs]
+    images = [read_image(i) for i, _ in pairs]
+    masks = [read_image(m) for _, m in pairs]
+    config = _read_config(args, images[0], names)
+    print(f"training on {len(pairs)} image(s) from {args.images}", file=sys.stderr)
+    callback = _train_callback("training")
+    with _StopOnInterrupt() as interrupt:
+        result = train(images, masks, config, patch_size=args.patch_size,
+                       batch_size=args.batch_size, epochs=args.epochs,
+                       steps_per_epoch=args.steps, learning_rate=args.lr,
+                       validation_fraction=args.validation, loss=args.loss,
+                       label_mode=args.label_mode, axes=args.axes, seed=args.seed,
+                       callback=callback, verbose=False, should_stop=interrupt, names=names)
+    callback.close()
+    save_model(result.model, args.out)
+    info = result.model.info
+    if info.get("diverged"):
+        print(f"warning: training stopped because {info['diverged']}", file=sys.stderr)
+    if interrupt.requested:
+        print(f"interrupted: saved the best weights so far (epoch {info['best_epoch']} of "
+              f"{info['epochs_run']}) to {args.out}", file=sys.stderr)
+        return 130
+    print(f"saved {args.out} (best epoch {info['best_epoch']})")
+    return 0
+
+
+def _label_options(args: argparse.Namespace):
+    from .postprocess import LabelOptions
+
+    return LabelOptions(args.threshold, not args.semantic, args.min_size, args.split_touching,
+                        args.link_planes)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .image_files import check_image_output, read_image, write_image
+    from .model_files import load_model
+    from .outputs import check_outputs
+    from .prediction import probabilities_and_labels
+
+    options = _label_options(args)
+    if _is_zarr(args.input) or _is_zarr(args.output):
+        return _predict_zarr(args, options)
+    check_image_output(Path(args.output))
+    if args.probabilities and Path(args.probabilities).suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError("--probabilities must be a .tif file (probabilities are float32).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite)
+    image = read_image(args.input)
+    model = load_model(args.model)
+    bar = _TileBar()
+    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+                                             tile_size=args.tile_size,
+                                             batch_size=args.batch_size, callback=bar)
+    bar.close()
+    write_image(args.output, labels)
+    if args.probabilities:
+        write_image(args.probabilities, probs.astype("float32"))
+    count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
+    print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
+          f"{int(labels.max())} {count}")
+    return 0
+
+
+class _TileBar:
+    """A prediction callback: a tile progress bar, with the engine's messages printed above it."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        if self.bar is None:
+            self.bar = _progress_bar(event.total, "predicting", unit="tile")
+        if event.message:
+            self.bar.write(f"note: {event.message}", file=sys.stderr)
+        self.bar.total = event.total
+        self.bar.n = event.done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _is_zarr(path: str | None) -> bool:
+    return bool(path) and str(path).rstrip("/\\").lower().endswith(".zarr")
+
+
+def _predict_zarr(args: argparse.Namespace, options) -> int:
+    """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass."""
+    from .outputs import check_outputs
+
+    for name, path in (("input", args.input), ("output", args.output),
+                       ("--probabilities", args.probabilities)):
+        if path and not _is_zarr(path):
+            raise ValueError(f"A .zarr input is predicted lazily into .zarr folders; {name} "
+                             f"{str(path)!r} must end in .zarr too.")
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise ValueError("reading and writing .zarr needs the zarr package: "
+                         "pip install zarr") from None
+    if not Path(args.input).is_dir():
+        raise ValueError(f"Input {str(args.input)!r} does not exist (or is not a .zarr folder).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite,
+                  folders=("output", "--probabilities"))
+    return _write_zarr_outputs(args, options)
+
+
+def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
+    import dask
+    import dask.array as da
+    from dask.diagnostics import ProgressBar
+
+    from .model_files import load_model
+    from .outputs import atomic_path
+    from .prediction import probabilities_and_labels
+
+    model = load_model(args.model)
+    try:
+        image = da.from_zarr(args.input)
+    except Exception as err:  # noqa: BLE001 - any zarr failure means an unreadable input
+        raise ValueError(f"Could not read {str(args.input)!r} as a zarr array: {err}") from err
+    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+                                             tile_size=args.tile_size, batch_size=args.batch_size)
+    targets = [(labels, args.output)] + ([(probs, args.probabilities)] if args.probabilities else [])
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(path)) for _, path in targets]
+        stores = [arr.to_zarr(str(tmp), compute=False) for (arr, _), tmp in zip(targets, tmps)]
+        with ProgressBar(out=sys.stderr):
+            dask.compute(*stores)
+    print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype} (zarr, lazy blocks)")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .image_files import list_pairs, read_image
+    from .model_files import load_model
+    from .metrics import foreground_iou, matched_objects
+    from .prediction import segment
+
+    model = load_model(args.model)
+    rows = []
+    for image_path, mask_path in list_pairs(args.images, args.masks):
+        try:
+            labels = segment(model, read_image(image_path), min_size=args.min_size)
+            truth = read_image(mask_path)
+            rows.append({"image": image_path.name, "foreground_iou": foreground_iou(labels, truth),
+                         **matched_objects(labels, truth)})
+        except ValueError as err:
+            raise ValueError(f"{image_path.name} / {mask_path.name}: {err}") from err
+    mean = sum(r["foreground_iou"] for r in rows) / len(rows)
+    print(json.dumps({"images": rows, "mean_foreground_iou": mean}, indent=2))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .config import UNetConfig
+    from .model_files import read_metadata
+    from .costs import count_parameters, flops_per_megapixel, halo, receptive_field
+
+    meta = read_metadata(args.model)
+    config = UNetConfig.from_dict(meta["config"])
+    summary = {
+        "config": meta["config"],
+        "parameters": count_parameters(config),
+        "gflop_per_megapixel": round(flops_per_megapixel(config) / 1e9, 1),
+        "receptive_field_px": receptive_field(config),
+        "halo_px": halo(config),
+        "normalization": meta.get("normalization"),
+        "threshold": meta.get("threshold"),
+        "class_names": meta.get("class_names"),
+        "info": meta.get("info"),
+        "epochs": len(meta.get("history", {}).get("loss", [])),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
