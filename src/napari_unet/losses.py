@@ -13,7 +13,6 @@ keras = load_keras()
 ops = keras.ops
 
 _EPS = 1e-7
-LOSSES = ("bce", "bce_dice")
 
 
 def _mask_and_onehot(y_true, y_pred):
@@ -36,12 +35,20 @@ def _per_sample(value, mask):
     return ops.ones_like(ops.sum(mask, axis=(1, 2, 3))) * value
 
 
+class _MaskedLoss(keras.losses.Loss):
+    """A loss named ``default_name`` unless a name is given."""
+
+    default_name = "masked_loss"
+
+    def __init__(self, name=None, **kwargs):
+        super().__init__(name=name or self.default_name, **kwargs)
+
+
 @keras.saving.register_keras_serializable(package="napari_unet")
-class MaskedCrossentropy(keras.losses.Loss):
+class MaskedCrossentropy(_MaskedLoss):
     """Binary (sigmoid) or categorical (softmax) cross-entropy over annotated pixels only."""
 
-    def __init__(self, name="masked_crossentropy", **kwargs):
-        super().__init__(name=name, **kwargs)
+    default_name = "masked_crossentropy"
 
     def call(self, y_true, y_pred):
         mask, target = _mask_and_onehot(y_true, y_pred)
@@ -55,11 +62,10 @@ class MaskedCrossentropy(keras.losses.Loss):
 
 
 @keras.saving.register_keras_serializable(package="napari_unet")
-class MaskedDice(keras.losses.Loss):
+class MaskedDice(_MaskedLoss):
     """1 - soft Dice of the foreground (mean over foreground classes), annotated pixels only."""
 
-    def __init__(self, name="masked_dice", **kwargs):
-        super().__init__(name=name, **kwargs)
+    default_name = "masked_dice"
 
     def call(self, y_true, y_pred):
         mask, target = _mask_and_onehot(y_true, y_pred)
@@ -126,4 +132,4 @@ def make_loss(name: str) -> keras.losses.Loss:
         return MaskedCrossentropy()
     if name == "bce_dice":
         return MaskedCrossentropyDice()
-    raise ValueError(f"loss must be one of {LOSSES}; got {name!r}.")
+    raise ValueError(f"loss must be 'bce' or 'bce_dice'; got {name!r}.")
