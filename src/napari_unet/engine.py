@@ -1,29 +1,37 @@
-"""Run the Keras engine in its own process, for graphical front ends.
+"""The model's own process, for graphical front ends.
 
-napari draws with OpenGL; with Mesa's drivers that puts a second copy of LLVM
-into the process, and TensorFlow (which bundles its own LLVM for XLA) can crash
-when both are used. So the widgets never import TensorFlow: they drive an
-`EngineProcess`, a spawned child process that holds the model, builds, trains,
-predicts, loads and saves it, and streams progress back. Side benefits: GPU
-memory is returned when the engine ends, and an engine crash cannot take the
-viewer down. Scripts and the CLI call the core directly and do not need this.
+Why a child process: napari draws with OpenGL, and Mesa's drivers put a second copy of
+LLVM into the process; TensorFlow (which bundles its own LLVM for XLA) can crash when
+both are used. So the widgets never import TensorFlow: they drive an `EngineProcess`,
+a ``python -m napari_unet.engine`` child that holds the model, builds, trains, predicts,
+loads and saves it, and streams progress back. The child is a fresh interpreter, so it
+never re-imports the user's ``__main__``: scripts without a main guard, notebooks and
+napari's console work. Side benefits: GPU memory is returned when the engine ends, and
+an engine crash cannot take the viewer down. Scripts and the CLI call the core
+directly and do not need this.
 
-`EngineProcess.call(method, ...)` is a generator: it yields the progress
-events of the call and returns its result; ValueErrors raised in the engine are
-raised again as ValueError with the same message. `EngineProcess.close` asks a
-running training to stop, lets the engine exit by itself (terminating it only if
-it does not), and a call it interrupts raises `EngineClosed`.
+`EngineProcess.call(method, ...)` is a generator: it yields the progress events of the
+call and returns its result. Errors cross the process boundary typed: ``ValueError``
+(and `ModelFileError`) and ``MemoryError`` as themselves, anything else as
+`EngineError` carrying the engine's traceback; a dead engine as `EngineDied` (the next
+call starts a fresh one), a closed one as `EngineClosed`. None is a ``RuntimeError``,
+which napari's generator workers would take for "worker deleted".
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
+import os
+import secrets
 import signal
+import subprocess
+import sys
 import threading
 import traceback
+from multiprocessing.connection import Client, Listener
+from pathlib import Path
 from typing import Any, Generator
 
-__all__ = ["EngineClosed", "EngineProcess", "EngineState"]
+__all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineProcess", "EngineState"]
 
 
 class EngineState:
@@ -118,7 +126,7 @@ class EngineState:
         return labels, (probs if probabilities else None), axes
 
 
-def _serve(conn: Any, stop_event: Any) -> None:
+def _serve(conn: Any, stop_event: threading.Event) -> None:
     """The engine process's loop: receive (method, args, kwargs), send progress and a result."""
     import inspect
 
@@ -133,40 +141,96 @@ def _serve(conn: Any, stop_event: Any) -> None:
         if message is None:
             return
         method, args, kwargs = message
+        stop_event.clear()
         try:
             result = getattr(state, method)(*args, **kwargs)
             if inspect.isgenerator(result):
                 result = drain(result, lambda event: conn.send(("progress", event)))
             conn.send(("result", result))
         except BaseException as err:  # noqa: BLE001 - every failure goes back to the caller
-            conn.send(("error", (type(err).__name__, isinstance(err, ValueError), str(err),
+            conn.send(("error", (type(err).__name__, _kind(err), str(err),
                                  traceback.format_exc())))
 
 
-class EngineClosed(RuntimeError):
+def _kind(err: BaseException) -> str:
+    """How an engine error is raised again in the caller's process."""
+    from .model_files import ModelFileError
+
+    for kind in (ModelFileError, ValueError, MemoryError):
+        if isinstance(err, kind):
+            return kind.__name__
+    return "other"
+
+
+def _listen_for_stop(control: Any, stop_event: threading.Event) -> None:
+    """In the engine: set ``stop_event`` whenever the parent asks to stop (a daemon thread)."""
+    while True:
+        try:
+            control.recv()
+        except (EOFError, OSError):
+            stop_event.set()  # the parent is gone: end what runs
+            return
+        stop_event.set()
+
+
+def main() -> None:
+    """Entry point of ``python -m napari_unet.engine``: read the key from standard input,
+    print the address to connect to, accept the call and control connections, serve."""
+    key = bytes.fromhex(sys.stdin.readline().strip())
+    listener = Listener(authkey=key)
+    print(listener.address, flush=True)
+    os.dup2(2, 1)  # from now on, stray output goes to standard error, not the closed pipe
+    conn, control = listener.accept(), listener.accept()
+    listener.close()
+    stop_event = threading.Event()
+    threading.Thread(target=_listen_for_stop, args=(control, stop_event), daemon=True).start()
+    _serve(conn, stop_event)
+
+
+class EngineError(Exception):
+    """A failure inside the engine process; ``remote_traceback`` is the engine's traceback."""
+
+    def __init__(self, message: str, remote_traceback: str = "") -> None:
+        super().__init__(message)
+        self.remote_traceback = remote_traceback
+
+
+class EngineDied(EngineError):
+    """The engine process ended unexpectedly; its model is lost. The next call starts anew."""
+
+
+class EngineClosed(EngineError):
     """`EngineProcess.close` ended the engine while a call was running; its model is lost."""
 
 
 class _Child:
-    """One engine process, the parent's end of its pipe, and a thread that reaps it.
+    """One engine process, its call and control connections, and a thread that reaps it.
 
     The reaper thread is the only one that waits for the process, so a process
     that dies while idle (e.g. killed for lack of memory) does not stay a zombie,
     and its exit code is known once ``alive`` is False.
     """
 
-    def __init__(self, ctx: Any, stop_event: Any) -> None:
-        parent, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(child, stop_event), daemon=True,
-                                name="napari-unet-engine")
-        self.proc.start()
-        child.close()
-        self.conn = parent
-        self.closing = threading.Event()  # set by EngineProcess.close
-        self._send_lock = threading.Lock()  # close() may send while a call sends
-        self._reaper = threading.Thread(target=self.proc.join, daemon=True,
+    def __init__(self) -> None:
+        key = secrets.token_bytes(32)
+        package_root = str(Path(__file__).resolve().parents[1])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+        self.proc = subprocess.Popen([sys.executable, "-m", "napari_unet.engine"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self._reaper = threading.Thread(target=self.proc.wait, daemon=True,
                                         name="napari-unet-engine-reaper")
         self._reaper.start()
+        self.proc.stdin.write(key.hex() + "\n")
+        self.proc.stdin.close()
+        address = self.proc.stdout.readline().strip()
+        self.proc.stdout.close()
+        if not address:
+            raise _ended_unexpectedly(self.exitcode(), "while starting")
+        self.conn = Client(address, authkey=key)
+        self.control = Client(address, authkey=key)
+        self.closing = threading.Event()  # set by EngineProcess.close
+        self._send_lock = threading.Lock()  # close() may send while a call sends
 
     @property
     def alive(self) -> bool:
@@ -178,10 +242,17 @@ class _Child:
         with self._send_lock:
             self.conn.send(message)
 
+    def stop(self) -> None:
+        """Ask the running call to stop after its current step (best effort)."""
+        try:
+            self.control.send("stop")
+        except OSError:
+            pass
+
     def exitcode(self, timeout: float = 2.0) -> int | None:
         """The exit code, waiting up to ``timeout`` s for the process to end; None if it runs."""
         self._reaper.join(timeout)
-        return None if self._reaper.is_alive() else self.proc.exitcode
+        return None if self._reaper.is_alive() else self.proc.returncode
 
     def end(self, timeout: float) -> int | None:
         """Wait ``timeout`` s for the process to exit, then terminate it, then kill it.
@@ -196,8 +267,13 @@ class _Child:
                 return code
         return None
 
+    def close_connections(self) -> None:
+        for conn in (getattr(self, "conn", None), getattr(self, "control", None)):
+            if conn is not None:
+                conn.close()
 
-def _ended_unexpectedly(code: int | None) -> RuntimeError:
+
+def _ended_unexpectedly(code: int | None, when: str = "") -> EngineDied:
     """The error reported once after the engine died; ``code`` is its exit code."""
     if code is None or code >= 0:
         how = f"exit code {code}"
@@ -205,28 +281,28 @@ def _ended_unexpectedly(code: int | None) -> RuntimeError:
         how = "killed by SIGKILL, often because the system ran out of memory"
     else:
         how = f"killed by signal {-code}"
-    return RuntimeError(f"The napari-unet engine process ended unexpectedly ({how}); its "
-                        "model is lost. Build or load a model to start again.")
+    return EngineDied(f"The napari-unet engine process ended unexpectedly{' ' + when if when else ''} "
+                      f"({how}); its model is lost. Build or load a model to start again.")
 
 
 def _engine_error(payload: tuple) -> BaseException:
     """The exception to raise for an ("error", payload) message from the engine."""
-    name, is_value_error, message, tb = payload
-    if is_value_error:
-        return ValueError(message)
-    if name == "MemoryError":
-        return MemoryError(message)
-    return RuntimeError(f"{name}: {message}\n(engine traceback)\n{tb}")
+    from .model_files import ModelFileError
+
+    name, kind, message, tb = payload
+    known = {"ModelFileError": ModelFileError, "ValueError": ValueError,
+             "MemoryError": MemoryError}
+    if kind in known:
+        return known[kind](message)
+    return EngineError(f"{name}: {message}", tb)
 
 
 class EngineProcess:
-    """A spawned process running `EngineState`; started on the first call."""
+    """A ``python -m napari_unet.engine`` process running `EngineState`; started on the first call."""
 
     def __init__(self) -> None:
-        self._ctx = mp.get_context("spawn")
         self._child: _Child | None = None
-        self._stop = self._ctx.Event()
-        self._lock = threading.Lock()  # one call at a time through the pipe
+        self._lock = threading.Lock()  # one call at a time through the connection
 
     @property
     def alive(self) -> bool:
@@ -235,17 +311,17 @@ class EngineProcess:
 
     @property
     def _proc(self) -> Any:
-        """The current engine's ``multiprocessing.Process`` (or None), for tests and debugging."""
+        """The current engine's ``subprocess.Popen`` (or None), for tests and debugging."""
         return self._child.proc if self._child is not None else None
 
     def start(self) -> None:
         """Start a fresh engine process (the first call does this by itself)."""
-        self._child = _Child(self._ctx, self._stop)
+        self._child = _Child()
 
     def call(self, method: str, *args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
         """Run ``method`` in the engine; yields its progress, returns its result.
 
-        If the engine died since the last call, raises RuntimeError once (its
+        If the engine died since the last call, raises `EngineDied` once (its
         model is lost); the next call starts a fresh engine. If `close` ends the
         engine during the call, raises `EngineClosed`. Calls from several
         threads wait for each other.
@@ -257,12 +333,11 @@ class EngineProcess:
         child = self._child
         if child is not None and not child.alive:
             self._child = None
-            child.conn.close()
+            child.close_connections()
             raise _ended_unexpectedly(child.exitcode())
         if child is None:
             self.start()
             child = self._child
-        self._stop.clear()
         try:
             child.send((method, args, kwargs))
         except OSError:
@@ -281,9 +356,9 @@ class EngineProcess:
             else:
                 raise _engine_error(payload)
 
-    def _lost(self, child: _Child) -> RuntimeError:
-        """Forget ``child``, whose pipe broke during a call; returns the error to raise."""
-        child.conn.close()
+    def _lost(self, child: _Child) -> EngineError:
+        """Forget ``child``, whose connection broke during a call; returns the error to raise."""
+        child.close_connections()
         if self._child is child:
             self._child = None
         if child.closing.is_set():
@@ -299,7 +374,8 @@ class EngineProcess:
 
     def request_stop(self) -> None:
         """Ask a running training to stop after its current batch."""
-        self._stop.set()
+        if self._child is not None:
+            self._child.stop()
 
     def close(self, timeout: float = 5.0) -> None:
         """End the engine process (its model is lost).
@@ -312,14 +388,18 @@ class EngineProcess:
         if child is None:
             return
         child.closing.set()
-        self._stop.set()
+        child.stop()
         try:
             child.send(None)
         except OSError:  # already dead
             pass
         child.end(timeout)
-        if self._lock.acquire(blocking=False):  # else the running call closes the pipe
+        if self._lock.acquire(blocking=False):  # else the running call closes the connections
             try:
-                child.conn.close()
+                child.close_connections()
             finally:
                 self._lock.release()
+
+
+if __name__ == "__main__":
+    main()

@@ -11,7 +11,7 @@ import pytest
 
 from napari_unet.progress import drain
 from napari_unet.postprocess import LabelOptions
-from napari_unet.engine import EngineClosed, EngineProcess
+from napari_unet.engine import EngineClosed, EngineDied, EngineError, EngineProcess
 from napari_unet.sample_data import make_nuclei
 
 
@@ -51,8 +51,8 @@ def test_a_dead_engine_is_reported_and_restarted():
     eng = EngineProcess()
     eng.run("build", {"depth": 1, "start_neurons": 2})
     eng._proc.kill()
-    eng._proc.join()
-    with pytest.raises(RuntimeError, match="ended unexpectedly"):
+    eng._proc.wait()
+    with pytest.raises(EngineDied, match="ended unexpectedly"):
         eng.run("device")
     assert eng.run("build", {"depth": 1, "start_neurons": 2})["config"]["depth"] == 1
     eng.close()
@@ -79,7 +79,7 @@ def test_an_engine_killed_while_idle_is_reaped_and_reported_once():
             time.sleep(0.1)
         assert _reaped(pid), f"the killed engine is still a {psutil.Process(pid).status()} process"
         assert not eng.alive
-        with pytest.raises(RuntimeError, match="ended unexpectedly.*SIGKILL"):
+        with pytest.raises(EngineDied, match="ended unexpectedly.*SIGKILL"):
             eng.run("summary")
         assert eng.run("summary") is None and eng.alive
     finally:
@@ -109,6 +109,49 @@ def test_close_during_training_stops_it_and_the_engine_exits_by_itself():
     eng.close(timeout=60)  # generous: on a busy machine the engine still stops by itself
     thread.join(60)
     assert not thread.is_alive() and not eng.alive
-    assert proc.exitcode == 0, "the engine was terminated instead of ending by itself"
+    assert proc.returncode == 0, "the engine was terminated instead of ending by itself"
     assert isinstance(outcome.get("error"), EngineClosed), outcome
     assert "closed" in str(outcome["error"])
+
+
+def test_errors_cross_the_process_boundary_typed(engine, tmp_path):
+    from napari_unet.model_files import ModelFileError
+
+    engine.run("build", {"depth": 1, "start_neurons": 2})
+    with pytest.raises(EngineError) as info:  # an OSError in the engine: not a RuntimeError
+        engine.run("save", "/proc/napari-unet-test.keras")
+    assert not isinstance(info.value, RuntimeError)
+    assert "Traceback" in info.value.remote_traceback
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="bad.keras"):
+        engine.run("load", str(bad))
+    assert engine.alive
+
+
+SCRIPT_WITHOUT_MAIN_GUARD = """
+from napari_unet.engine import EngineProcess
+from napari_unet.postprocess import LabelOptions
+from napari_unet.sample_data import make_nuclei
+
+image, labels = make_nuclei((64, 64), seed=1)
+engine = EngineProcess()
+engine.run("build", {"depth": 1, "start_neurons": 2})
+engine.run("train", [image], [labels], None, {"patch_size": 32, "batch_size": 2, "epochs": 1,
+                                              "steps_per_epoch": 1})
+out, _, _ = engine.run("segment", image, None, LabelOptions())
+engine.close()
+print("done", out.shape)
+"""
+
+
+def test_a_script_without_a_main_guard_builds_trains_and_runs(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(SCRIPT_WITHOUT_MAIN_GUARD)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines() == ["done (64, 64)"]

@@ -8,6 +8,8 @@ from typing import Any
 import napari.layers
 from magicgui.widgets import Container
 
+from qtpy.QtCore import QEvent, QObject
+
 from ._session import session_for
 from ._settings import PersistedValues
 
@@ -25,8 +27,26 @@ class SessionWidget(Container):
         self.session = session_for(napari_viewer, self)
         self.last_error = ""
         self.worker = None
+        self.closed = False  # the Qt widget was destroyed (its dock closed)
         for event in ("inserted", "removed", "reordered"):
-            getattr(self.viewer.layers.events, event).connect(lambda *_: self.reset_choices())
+            self.follow(getattr(self.viewer.layers.events, event), lambda *_: self.reset_choices())
+        self.native.destroyed.connect(self._on_destroyed)
+        self._undock_watch = _UndockWatch(self._on_destroyed)
+        self.native.installEventFilter(self._undock_watch)
+
+    def follow(self, signal: Any, callback: Any) -> None:
+        """Connect ``callback`` to ``signal`` (of the session or the viewer) for as long as
+        this widget exists: after its dock is closed the callback is skipped."""
+        def guarded(*args: Any) -> None:
+            if not self.closed:
+                callback(*args)
+
+        signal.connect(guarded)
+
+    def _on_destroyed(self, *_: Any) -> None:
+        self.closed = True
+        if self.worker is not None:  # a job of this widget still runs: stop it
+            self.session.engine.request_stop()
 
     def remember(self, section: str, controls: list) -> None:
         """Restore ``controls``' values from the last session and save them when they change."""
@@ -42,3 +62,21 @@ class SessionWidget(Container):
     def _labels_layers(self, *_: Any) -> list:
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels)]
+
+
+class _UndockWatch(QObject):
+    """Calls ``on_close`` when the watched widget leaves its dock: napari's close button
+    (and ``remove_dock_widget``) takes the widget out of its dock without destroying it."""
+
+    def __init__(self, on_close: Any) -> None:
+        super().__init__()
+        self._on_close = on_close
+        self._docked = False
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() == QEvent.Type.ParentChange:
+            if obj.parent() is not None:
+                self._docked = True
+            elif self._docked:
+                self._on_close()
+        return False

@@ -29,11 +29,24 @@ def start_worker(job: Callable, *args: Any, on_yield: Callable | None = None,
 
 
 def report_error(widget: Any, title: str, err: BaseException) -> None:
-    """Show ``err`` as a napari error notification and remember it on ``widget.last_error``."""
-    message = f"{title}: {err}" if isinstance(err, ValueError) else f"{title}: {type(err).__name__}: {err}"
+    """Show ``err`` as a napari error notification and remember it on ``widget.last_error``.
+
+    When the engine process died or was closed, its model is gone: the session
+    forgets it, so every widget says so and the next action starts a new engine.
+    """
+    from ..engine import EngineError
+
+    if isinstance(err, (ValueError, EngineError)):
+        message = f"{title}: {err}"
+    else:
+        message = f"{title}: {type(err).__name__}: {err}"
     widget.last_error = message
-    widget.status.value = message
+    if not getattr(widget, "closed", False):
+        widget.status.value = message
     show_error(message)
+    if isinstance(err, EngineError) and not widget.session.engine.alive:
+        widget.session.set_summary(None, "the engine ended and its model is lost: build or "
+                                         "load a model to go on")
 
 
 def report_info(widget: Any, message: str) -> None:

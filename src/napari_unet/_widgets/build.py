@@ -69,8 +69,8 @@ class BuildWidget(SessionWidget):
         self.build_button.changed.connect(self.build)
         self.load_button.changed.connect(self.load)
         self.save_button.changed.connect(self.save)
-        self.session.changed.connect(self._on_model_changed)
-        self.session.busy_changed.connect(self._on_busy)
+        self.follow(self.session.changed, self._on_model_changed)
+        self.follow(self.session.busy_changed, self._on_busy)
         self.update_summary()
 
     def config(self) -> UNetConfig:

@@ -132,7 +132,7 @@ class RunWidget(SessionWidget):
                                                 self.output, self.min_size, self.split_touching,
                                                 self.link_planes, self.tile_size, self.probabilities])
         self.run_button.changed.connect(self.start)
-        self.session.busy_changed.connect(lambda busy: setattr(self.run_button, "enabled", not busy))
+        self.follow(self.session.busy_changed, lambda busy: setattr(self.run_button, "enabled", not busy))
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`), ``tile_size`` (None: from memory) and ``probabilities``."""
@@ -190,6 +190,8 @@ class RunWidget(SessionWidget):
                                    on_finish=self._on_finish)
 
     def _on_progress(self, event: Any) -> None:
+        if self.closed:
+            return
         self.progress.max = max(1, event.total)
         self.progress.value = event.done
         if event.message:

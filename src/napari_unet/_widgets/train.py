@@ -80,8 +80,8 @@ class TrainWidget(SessionWidget):
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
-        self.session.changed.connect(lambda text: setattr(self.status, "value", text))
-        self.session.busy_changed.connect(self._on_busy)
+        self.follow(self.session.changed, lambda text: setattr(self.status, "value", text))
+        self.follow(self.session.busy_changed, self._on_busy)
 
     def _add_pair(self, *_: Any) -> None:
         if self.image.value is None or self.labels.value is None:
@@ -158,6 +158,8 @@ class TrainWidget(SessionWidget):
         self.status.value = "stopping after the current batch…"
 
     def _on_progress(self, event: Any) -> None:
+        if self.closed:
+            return
         if isinstance(event, tuple):
             self.device.value = f"device: {event[1]}"
             return
@@ -173,6 +175,7 @@ class TrainWidget(SessionWidget):
                                  f"{event.batches}: loss {event.logs['loss']:.4f}")
 
     def _on_done(self, summary: dict) -> None:
+        """Keep the trained model's summary (also when the dock was closed meanwhile)."""
         info, history = summary["info"], summary["history"]
         how = "stopped" if info.get("stopped_early") else "trained"
         if info.get("diverged"):
@@ -182,9 +185,10 @@ class TrainWidget(SessionWidget):
                                           f"{min(history[info['monitor']]):.4f})")
 
     def _on_finish(self) -> None:
-        self.stop_button.enabled = False
-        self.session.set_busy(False)
         self.worker = None
+        self.session.set_busy(False)
+        if not self.closed:
+            self.stop_button.enabled = False
 
     def _on_busy(self, busy: bool) -> None:
         self.train_button.enabled = not busy
