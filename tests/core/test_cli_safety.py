@@ -242,3 +242,19 @@ def test_ctrl_c_during_training_saves_the_best_weights(files):
     assert "saved the best weights so far" in err and str(out) in err
     info = load_model(out).info
     assert info["stopped_early"] is True and 1 <= info["best_epoch"] < 500
+
+
+def test_info_on_a_bad_model_file_is_one_line(files, capsys):
+    import json
+    import zipfile
+
+    bad = files["dir"] / "bad.keras"
+    with zipfile.ZipFile(files["model"]) as src, zipfile.ZipFile(bad, "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            if item.filename == "napari_unet.json":
+                data = json.dumps({"format": "napari-unet", "format_version": 1,
+                                   "config": []}).encode()
+            dst.writestr(item, data)
+    assert main(["info", str(bad)]) == 2
+    assert "bad.keras" in _err_line(capsys)

@@ -125,3 +125,27 @@ def test_no_function_is_longer_than_60_lines():
                 if length > MAX_FUNCTION_LINES:
                     long.append(f"{name}.{node.name}: {length} lines")
     assert long == []
+
+
+def _code_lines(path: Path) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the lines that are code: no blanks, comments, imports."""
+    out = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        text = line.strip()
+        if text and not text.startswith(("#", "import ", "from ")) and text not in (")", "]", "}", '"""'):
+            out.append((number, text))
+    return out
+
+
+def test_no_block_of_six_lines_is_repeated():
+    seen: dict[tuple[str, ...], str] = {}
+    repeated = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        lines = _code_lines(path)
+        for i in range(len(lines) - 5):
+            block = tuple(text for _, text in lines[i:i + 6])
+            where = f"{path.relative_to(PACKAGE)}:{lines[i][0]}"
+            if block in seen:
+                repeated.append(f"{where} repeats {seen[block]}")
+            seen.setdefault(block, where)
+    assert repeated == []
