@@ -92,9 +92,14 @@ def default_axes(shape: tuple[int, ...], in_channels: int, rgb: bool | None = No
     """Guess the axes string (e.g. ``"YX"``, ``"ZYXC"``) of an array of ``shape``.
 
     A last axis of size 3 or 4 equal to ``in_channels`` (or ``rgb=True``) is the
-    channel axis; otherwise a 3D array is ZYX and a 4D array TZYX.
+    channel axis, else a first axis equal to ``in_channels`` (> 1); otherwise a 3D
+    array is ZYX and a 4D array TZYX. An (H, W, 3|4) array on a one-channel model
+    is refused unless ``rgb`` says how to read it.
     """
     ndim = len(shape)
+    if rgb is None and in_channels > 1 and 3 <= ndim <= 5 and shape[0] == in_channels \
+            and shape[-1] != in_channels:
+        return "C" + {3: "YX", 4: "ZYX", 5: "TZYX"}[ndim]  # channels first, e.g. CYX
     has_channel = bool(rgb) if rgb is not None else (
         in_channels > 1 and ndim >= 3 and shape[-1] == in_channels
     )

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from napari_unet._widgets._layers import without_channel
 from napari_unet._widgets.run import as_lazy, result_layers
 
 
@@ -14,7 +15,8 @@ def test_result_layers_keep_the_placement_and_names():
     assert (p_kind, p_meta["name"], p_meta["translate"]) == ("image", "cells U-Net probability",
                                                              (1.0, 3.0))
     multiclass = result_layers(labels, np.zeros((4, 5, 3), np.float32), "cells", placement)
-    assert "scale" not in multiclass[1][1]  # a class axis more than the image
+    data, meta, _ = multiclass[1]  # classes first: one per slider step, never RGB
+    assert data.shape == (3, 4, 5) and meta["scale"] == (1.0, 2.0, 0.5) and meta["rgb"] is False
     assert len(result_layers(labels, None, "cells", placement)) == 1
 
 
@@ -24,3 +26,10 @@ def test_as_lazy_recognises_dask_and_zarr_only():
     assert as_lazy(np.zeros(3)) is None
     lazy = da.zeros((4, 4), chunks=2)
     assert as_lazy(lazy) is lazy
+
+
+def test_labels_of_a_channel_first_image_drop_the_channel_placement():
+    placement = {"scale": (1.0, 2.0, 0.5), "translate": (0.0, 1.0, 3.0)}
+    assert without_channel(placement, "CYX") == {"scale": (2.0, 0.5), "translate": (1.0, 3.0)}
+    rgb = {"scale": (2.0, 0.5), "translate": (1.0, 3.0)}  # napari leaves the RGB axis out
+    assert without_channel(rgb, "YXC") == rgb

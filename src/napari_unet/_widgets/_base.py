@@ -22,7 +22,13 @@ class SessionWidget(Container):
     """
 
     def __init__(self, napari_viewer: Any):
-        super().__init__(labels=True)
+        super().__init__(labels=False)
+        # napari docks ``.native``, which for a scrollable magicgui container is the
+        # content, not its scroll area: so the controls live in ``body``, whose scroll
+        # area is what this widget shows. Three docks then fit a laptop screen.
+        self.body = Container(labels=True, scrollable=True)
+        self.native.layout().addWidget(self.body.root_native_widget)
+        self.native.layout().setContentsMargins(0, 0, 0, 0)
         self.viewer = napari_viewer
         self.session = session_for(napari_viewer, self)
         self.last_error = ""
@@ -33,6 +39,17 @@ class SessionWidget(Container):
         self.native.destroyed.connect(self._on_destroyed)
         self._undock_watch = _UndockWatch(self._on_destroyed)
         self.native.installEventFilter(self._undock_watch)
+
+    def extend(self, widgets: Any) -> None:
+        """Add controls (into the scrolling ``body``)."""
+        self.body.extend(widgets)
+
+    def __iter__(self) -> Any:
+        return iter(self.body)
+
+    def reset_choices(self, *args: Any) -> None:
+        """Refresh the layer choices of every control."""
+        self.body.reset_choices(*args)
 
     def follow(self, signal: Any, callback: Any) -> None:
         """Connect ``callback`` to ``signal`` (of the session or the viewer) for as long as
@@ -47,6 +64,14 @@ class SessionWidget(Container):
         self.closed = True
         if self.worker is not None:  # a job of this widget still runs: stop it
             self.session.engine.request_stop()
+
+    def wrap_labels(self, *labels: Any) -> None:
+        """Let long messages in ``labels`` wrap instead of widening the dock for good."""
+        from qtpy.QtWidgets import QSizePolicy
+
+        for label in labels:
+            label.native.setWordWrap(True)
+            label.native.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
 
     def remember(self, section: str, controls: list) -> None:
         """Restore ``controls``' values from the last session and save them when they change."""

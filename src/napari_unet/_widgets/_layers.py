@@ -18,18 +18,32 @@ def layer_array(layer: Any) -> Any:
     return data
 
 
-def layer_axes(layer: Any, n_channels_model: int | None = None) -> str:
-    """Axes string for a layer: YX / ZYX / TZYX, plus C for RGB(A) layers."""
-    from ..arrays import default_axes
+def layer_axes(layer: Any, n_channels_model: int | None = None, text: str = "") -> str:
+    """Axes string for a layer: ``text`` (what the user typed) checked against the layer's
+    shape, else a guess: YX / ZYX / TZYX, C last for RGB(A) layers, C first or last when
+    that axis matches the model's channels. ``ValueError`` says what to type when the
+    layer is ambiguous (e.g. a 3-plane stack that looks like an RGB picture)."""
+    from ..arrays import check_axes, default_axes
 
-    data = layer_array(layer)
-    rgb = bool(getattr(layer, "rgb", False))
-    return default_axes(tuple(data.shape), n_channels_model or 1, rgb=rgb)
+    shape = tuple(layer_array(layer).shape)
+    if text.strip():
+        return check_axes(text.strip().upper(), shape)
+    rgb = True if getattr(layer, "rgb", False) else None
+    return default_axes(shape, n_channels_model or 1, rgb=rgb)
 
 
 def spatial_placement(layer: Any) -> dict[str, Any]:
-    """``scale`` and ``translate`` of an image layer without its RGB channel axis."""
+    """``scale`` and ``translate`` of an image layer (napari leaves out an RGB axis)."""
     return {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+
+
+def without_channel(placement: dict[str, Any], axes: str) -> dict[str, Any]:
+    """``placement`` for the labels of an image with ``axes``: the entry of a channel axis
+    (e.g. the C of CYX) removed, so labels sit exactly on the image's spatial axes."""
+    if "C" not in axes or len(placement["scale"]) != len(axes):
+        return placement
+    keep = [i for i, a in enumerate(axes) if a != "C"]
+    return {key: tuple(value[i] for i in keep) for key, value in placement.items()}
 
 
 def labels_snapshot(layer: Any) -> np.ndarray:

@@ -63,6 +63,7 @@ class BuildWidget(SessionWidget):
                      self.load_button, self.save_path, self.save_button, self.status])
         knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.patch_size, self.batch_size]
+        self.wrap_labels(self.summary, self.status)
         self.remember("build", knobs + [self.load_path, self.save_path])
         for knob in knobs:
             knob.changed.connect(self.update_summary)

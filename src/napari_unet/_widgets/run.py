@@ -6,10 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit,
                               ProgressBar, PushButton, SpinBox)
 
-from ._layers import layer_array, layer_axes, spatial_placement
+from ._layers import layer_array, layer_axes, spatial_placement, without_channel
 from ._base import SessionWidget
 from ._workers import apply_layer_tuples, report_error, start_worker
 
@@ -19,13 +20,16 @@ INSTANCES, SEMANTIC = "instance labels", "semantic mask"
 
 def result_layers(labels: Any, probs: Any, name: str, placement: dict) -> list[tuple]:
     """LayerDataTuples for the labels and (if not None) the probabilities of image ``name``,
-    placed like the input layer (probabilities of a multi-class model keep a class axis)."""
+    placed like the input layer. A multi-class model's probabilities get their class
+    axis first, so napari shows one class per slider step (not an RGB picture)."""
     out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
     if probs is not None:
         meta = {"name": f"{name} U-Net probability", "colormap": "magma",
-                "contrast_limits": (0.0, 1.0), "blending": "additive"}
-        if probs.ndim == labels.ndim:
-            meta.update(placement)
+                "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False, **placement}
+        if probs.ndim == labels.ndim + 1:
+            probs = np.moveaxis(probs, -1, 0)
+            meta.update(scale=(1.0, *placement["scale"]),
+                        translate=(0.0, *placement["translate"]))
         out.append((probs, meta, "image"))
     return out
 
@@ -37,7 +41,7 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
     labels, probs, axes = yield from engine.call("segment", image, axes, options["labels"],
                                                  options["tile_size"], options["probabilities"],
                                                  model_path)
-    return result_layers(labels, probs, name, placement)
+    return result_layers(labels, probs, name, without_channel(placement, axes))
 
 
 class EngineBlockPredictor:
@@ -79,7 +83,8 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     label_options = options["labels"].with_threshold(summary["threshold"])
     labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
                          **asdict(label_options))
-    return result_layers(labels, probs if options["probabilities"] else None, name, placement)
+    return result_layers(labels, probs if options["probabilities"] else None, name,
+                         without_channel(placement, axes))
 
 
 def as_lazy(data: Any) -> Any:
@@ -128,7 +133,9 @@ class RunWidget(SessionWidget):
         self.extend([self.image, self.source, self.model_file, self.threshold, self.output,
                      self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.run_button, self.progress, self.status])
-        self.remember("run", [self.source, self.model_file, self.threshold,
+        self.wrap_labels(self.status)
+        self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
+        self.remember("run", [self.source, self.threshold,
                                                 self.output, self.min_size, self.split_touching,
                                                 self.link_planes, self.tile_size, self.probabilities])
         self.run_button.changed.connect(self.start)
@@ -167,8 +174,13 @@ class RunWidget(SessionWidget):
                     f"choose an existing .keras model file (got {model_path!r})"))
                 return
             channels = None
-        axes = self.axes.value.strip().upper() or layer_axes(layer, channels)
-        if channels is not None and channels == 1 and axes.endswith("C") and layer.rgb:
+        try:
+            axes = (layer_axes(layer, channels, self.axes.value)
+                    if channels is not None or layer.rgb or self.axes.value.strip() else None)
+        except ValueError as err:  # the engine guesses with the model file's channels
+            report_error(self, "Run", err)
+            return
+        if axes is not None and channels is not None and channels == 1 and axes.endswith("C") and layer.rgb:
             report_error(self, "Run", ValueError(
                 f"'{layer.name}' is an RGB image but the model takes 1 channel: build a model with "
                 "3 input channels, or convert the image to grey"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import (CheckBox, ComboBox, FloatSpinBox, Label, ProgressBar, PushButton,
+from magicgui.widgets import (CheckBox, ComboBox, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton,
                               SpinBox)
 
 from ._layers import labels_snapshot, layer_array, layer_axes
@@ -40,6 +40,8 @@ class TrainWidget(SessionWidget):
         self.clear_pairs = PushButton(text="Clear pairs", name="clear_pairs", tooltip="Empty the list of pairs.")
         self.pairs_label = Label(value="the image/labels above", name="pairs_label", label="pairs",
                                  tooltip="Pairs used for training.")
+        self.axes = LineEdit(value="", name="axes", label="axes",
+                             tooltip="Axes of the image, e.g. YX, ZYX, YXC, CYX, CZYX. Empty = guess from the layer.")
         self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
                                    tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
@@ -64,15 +66,17 @@ class TrainWidget(SessionWidget):
                                       tooltip="Stop after the current batch; the best weights so far are kept.")
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Batches done in this training run.")
-        self.device = Label(value="device: shown when training starts", name="device",
+        self.device = Label(value="shown when training starts", name="device",
                             tooltip="Where the network runs.")
         self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
         self.plot = LossPlot()
-        self.extend([self.image, self.labels, self.add_pair, self.clear_pairs, self.pairs_label,
-                     self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
+        self.extend([self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
+                     self.pairs_label, self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
                      self.learning_rate, self.validation, self.augment, self.loss,
                      self.train_button, self.stop_button, self.progress, self.device, self.status,
                      self.plot])
+        self.wrap_labels(self.pairs_label, self.device, self.status)
+        self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.remember("train", [self.label_mode, self.patch_size, self.epochs,
                                                   self.steps, self.batch_size, self.learning_rate,
                                                   self.validation, self.augment, self.loss])
@@ -131,10 +135,11 @@ class TrainWidget(SessionWidget):
             labels = [labels_snapshot(lab) for _, lab in pairs]
             summary = self.session.summary
             channels = summary["config"]["in_channels"] if summary else None
-            axes = [layer_axes(img, channels) for img, _ in pairs]
+            axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
             new_config = None
             if summary is None:
-                new_config = {"in_channels": 3 if axes[0].endswith("C") else 1}
+                shape, first = layer_array(pairs[0][0]).shape, axes[0]
+                new_config = {"in_channels": shape[first.index("C")] if "C" in first else 1}
         except ValueError as err:
             report_error(self, "Train", err)
             return
@@ -161,7 +166,7 @@ class TrainWidget(SessionWidget):
         if self.closed:
             return
         if isinstance(event, tuple):
-            self.device.value = f"device: {event[1]}"
+            self.device.value = event[1]
             return
         self.progress.max = event.epochs * event.batches
         self.progress.value = (event.epoch - 1) * event.batches + event.batch

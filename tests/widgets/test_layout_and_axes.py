@@ -1,0 +1,63 @@
+"""The docks fit a laptop screen, messages wrap, and axes follow the chosen layer."""
+
+import numpy as np
+
+from .conftest import WORKER_TIMEOUT_MS, set_fast_training, wait_for_worker
+
+
+def test_the_three_docks_fit_1280_by_800(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    window = viewer.window._qt_window
+    window.resize(1280, 800)
+    window.show()
+    qtbot.wait(200)
+    assert window.height() <= 800 and window.width() <= 1280
+    w["run"].status.value = "a very long error message that goes on " * 20
+    w["build"].status.value = "another long message " * 30
+    qtbot.wait(200)
+    assert window.width() <= 1280 and window.height() <= 800
+    assert viewer.window._qt_viewer.canvas.native.width() > 300  # the image keeps its room
+
+
+def test_changing_the_image_resets_the_axes_guess(viewer_with_widgets):
+    viewer, w = viewer_with_widgets
+    viewer.add_image(np.zeros((3, 32, 32), np.float32), name="stack")
+    for widget in (w["train"], w["run"]):
+        widget.reset_choices()
+        widget.axes.value = "TYX"
+        widget.image.value = viewer.layers["stack"]
+        assert widget.axes.value == ""
+
+
+def test_a_picture_that_looks_rgb_is_refused_with_advice(viewer_with_widgets):
+    viewer, w = viewer_with_widgets
+    viewer.add_image(np.zeros((64, 64, 3), np.float32), name="odd", rgb=False)
+    train = w["train"]
+    train.reset_choices()
+    train.image.value = viewer.layers["odd"]
+    train.labels.value = viewer.layers["truth"]
+    train.start()
+    assert "RGB" in train.last_error and "axes" in train.last_error
+    assert not train.session.busy
+
+
+def test_a_channel_first_layer_trains_a_two_channel_model(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    grey = viewer.layers["nuclei"].data.astype(np.float32)
+    viewer.add_image(np.stack([grey, grey[::-1]]), name="two channels")
+    train = w["train"]
+    train.reset_choices()
+    set_fast_training(train, epochs=1, steps=2)
+    train.image.value = viewer.layers["two channels"]
+    train.axes.value = "CYX"
+    train.start()
+    wait_for_worker(qtbot, train)
+    assert train.last_error == "", train.last_error
+    assert train.session.summary["config"]["in_channels"] == 2
+    run = w["run"]
+    run.reset_choices()
+    run.image.value = viewer.layers["two channels"]  # guessed: the model takes 2 channels
+    run.start()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert run.last_error == "", run.last_error
+    assert viewer.layers["two channels U-Net"].data.shape == grey.shape
