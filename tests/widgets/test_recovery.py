@@ -56,3 +56,29 @@ def test_closing_the_train_dock_stops_its_training(viewer_with_widgets, qtbot):
     # flight when the dock closed, not the 500 asked for
     assert epochs_at_close <= info["epochs_run"] < epochs_at_close + 20
     assert w["build"].build_button.enabled and w["run"].run_button.enabled
+
+
+def test_a_loaded_model_shows_its_history_and_the_run_names_its_model(viewer_with_widgets,
+                                                                      qtbot, tmp_path):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    set_fast_training(w["train"], epochs=2, steps=2)
+    w["train"].start()
+    wait_for_worker(qtbot, w["train"])
+    path = tmp_path / "m.keras"
+    w["build"].save_path.value = str(path)
+    w["build"].save()
+    qtbot.waitUntil(lambda: w["build"].worker is None and path.exists(), timeout=WORKER_TIMEOUT_MS)
+    build_tiny(qtbot, w["build"])  # a new, untrained model: nothing to plot
+    assert w["train"].plot.history == {}
+    w["build"].load_path.value = str(path)
+    w["build"].load()
+    qtbot.waitUntil(lambda: w["build"].worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert len(w["train"].plot.history["loss"]) == 2
+    run = w["run"]
+    run.source.value = "model file"
+    run.model_file.value = str(path)
+    run.image.value = viewer.layers["nuclei"]
+    run.start()
+    wait_for_worker(qtbot, run)
+    assert "m.keras" in run.status.value

@@ -26,7 +26,11 @@ class LossPlot(Container):
         self.draw()
 
     def clear(self) -> None:
-        self.history = {}
+        self.show_history({})
+
+    def show_history(self, history: dict[str, list[float]]) -> None:
+        """Show a whole training history (per-epoch lists of ``loss``, ``iou``, ``val_*``)."""
+        self.history = {key: [float(v) for v in values] for key, values in history.items()}
         self.draw()
 
     def add_epoch(self, logs: dict[str, Any]) -> None:

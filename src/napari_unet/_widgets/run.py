@@ -213,10 +213,15 @@ class RunWidget(SessionWidget):
         self.session.set_busy(False)  # the job is over; a lazy layer is sliced right away
         layers = apply_layer_tuples(self.viewer, tuples)
         labels = layers[0]
+        model = (Path(str(self.model_file.value)).name if self.source.value == FROM_FILE
+                 else "the viewer's model")
+        if self.closed:
+            return
         if as_lazy(labels.data) is not None:
-            self.status.value = f"{labels.name}: lazy, computed as you view it"
+            self.status.value = f"{labels.name}: lazy, computed as you view it ({model})"
         else:
-            self.status.value = f"{labels.name}: {int(labels.data.max())} objects/classes"
+            self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
+                                 f"({model})")
 
     def _on_finish(self) -> None:
         self.session.set_busy(False)

@@ -84,7 +84,7 @@ class TrainWidget(SessionWidget):
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
-        self.follow(self.session.changed, lambda text: setattr(self.status, "value", text))
+        self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
 
     def _add_pair(self, *_: Any) -> None:
@@ -178,6 +178,12 @@ class TrainWidget(SessionWidget):
         elif not self._stopping:
             self.status.value = (f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/"
                                  f"{event.batches}: loss {event.logs['loss']:.4f}")
+
+    def _on_model_changed(self, description: str) -> None:
+        """Say which model the viewer has now, and plot its training history (if any)."""
+        self.status.value = description
+        if self.worker is None:  # a loaded or new model, not the one training now
+            self.plot.show_history((self.session.summary or {}).get("history", {}))
 
     def _on_done(self, summary: dict) -> None:
         """Keep the trained model's summary (also when the dock was closed meanwhile)."""
