@@ -2,9 +2,11 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
 
-Opens the 2D sample, docks the three widgets, builds a small U-Net, trains it
-through the Train widget, runs it through the Run widget, and grabs the window
-after each step (``viewer.screenshot(canvas_only=False)``).
+Opens the 2D sample in a 1280x800 window, docks the three widgets side by side in
+one column (they scroll instead of overflowing the screen), builds a small U-Net,
+trains it through the Train widget, runs it through the Run widget, shows an error
+(saving into a folder that cannot be written), and grabs the window after each
+step (``viewer.screenshot(canvas_only=False)``).
 """
 
 from __future__ import annotations
@@ -36,13 +38,17 @@ def main() -> None:
     os.environ["NAPARI_UNET_SETTINGS_DIR"] = tempfile.mkdtemp()  # defaults, not your settings
     OUT.mkdir(exist_ok=True)
     viewer = napari.Viewer(title="napari-unet walkthrough")
-    viewer.window.resize(1600, 1000)
+    viewer.window.resize(1280, 800)
     app = QApplication.instance()
     viewer.open_sample("napari-unet", "nuclei")
     widgets = {}
     for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name, tabify=True)
+        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name)
     build, train, run = widgets.values()
+    app.processEvents()
+    viewer.screenshot(str(OUT / "0_docks_fit.png"), canvas_only=False)  # all three, stacked
+    for widget in (train, run):  # then tabbed, one full-height tab at a time
+        viewer.window._qt_window.tabifyDockWidget(_dock(build), _dock(widget))
     build.start_neurons.value = 8
     build.depth.value = 3
     _raise_dock(build)
@@ -73,20 +79,32 @@ def main() -> None:
     _raise_dock(run)
     app.processEvents()
     viewer.screenshot(str(OUT / "3_segmented.png"), canvas_only=False)
-    print("status:", train.status.value, "|", run.status.value)
+    build.save_path.value = "/proc/napari-unet.keras"
+    build.save()
+    wait(lambda: build.worker is None, app)
+    _raise_dock(build)
+    app.processEvents()
+    viewer.screenshot(str(OUT / "4_error.png"), canvas_only=False)
+    print("status:", train.status.value, "|", run.status.value, "|", build.status.value)
     viewer.close()
 
 
-def _raise_dock(widget) -> None:
-    """Bring the tab holding ``widget`` to the front (tabs are QDockWidgets)."""
+def _dock(widget):
+    """The QDockWidget holding ``widget``."""
     from qtpy.QtWidgets import QDockWidget
 
     parent = widget.native.parent()
     while parent is not None and not isinstance(parent, QDockWidget):
         parent = parent.parent()
-    if parent is not None:
-        parent.show()
-        parent.raise_()
+    return parent
+
+
+def _raise_dock(widget) -> None:
+    """Bring the tab holding ``widget`` to the front."""
+    dock = _dock(widget)
+    if dock is not None:
+        dock.show()
+        dock.raise_()
 
 
 if __name__ == "__main__":

@@ -70,10 +70,14 @@ def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
     export = build_unet(model.config)
     export.set_weights(weights)
     metadata = json.dumps(model.metadata(), indent=2, default=_json_default)
-    with atomic_path(path) as tmp:
-        export.save(tmp)
-        with zipfile.ZipFile(tmp, "a") as zf:
-            zf.writestr(METADATA_ENTRY, metadata)
+    try:
+        with atomic_path(path) as tmp:
+            export.save(tmp)
+            with zipfile.ZipFile(tmp, "a") as zf:
+                zf.writestr(METADATA_ENTRY, metadata)
+    except OSError as err:
+        raise ValueError(f"Cannot write the model file {str(path)!r} ({err.strerror or err}); "
+                         "choose a folder you can write to.") from err
     return path
 
 

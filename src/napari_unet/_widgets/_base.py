@@ -41,8 +41,18 @@ class SessionWidget(Container):
         self.native.installEventFilter(self._undock_watch)
 
     def extend(self, widgets: Any) -> None:
-        """Add controls (into the scrolling ``body``)."""
+        """Add controls (into the scrolling ``body``, which scrolls up and down only: it
+        is kept as wide as its widest control, so nothing is cut off on the right)."""
+        from qtpy.QtWidgets import QComboBox
+
         self.body.extend(widgets)
+        for control in self.body:  # long choices are elided, they do not widen the dock
+            if isinstance(control.native, QComboBox):
+                control.native.setSizeAdjustPolicy(
+                    QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+                control.native.setMinimumContentsLength(12)
+        width = self.body.native.minimumSizeHint().width() + 20  # room for the scroll bar
+        self.body.root_native_widget.setMinimumWidth(width)
 
     def __iter__(self) -> Any:
         return iter(self.body)

@@ -18,7 +18,10 @@ class LossPlot(Container):
         self.figure = Figure(figsize=(4.0, 2.2), dpi=80, tight_layout=True)
         self.loss_ax, self.iou_ax = self.figure.subplots(1, 2)
         self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(170)
+        self.canvas.setMinimumSize(160, 170)  # narrow docks: the figure shrinks, not the dock
+        from qtpy.QtWidgets import QSizePolicy
+
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.canvas.setToolTip("Loss and IoU after every epoch: training (solid), validation (dashed).")
         self.native.layout().addWidget(self.canvas)
         self.tooltip = "Loss and IoU after every epoch: training (solid), validation (dashed)."
