@@ -24,13 +24,18 @@ def test_a_failed_save_is_reported_and_the_plugin_stays_usable(viewer_with_widge
     assert w["build"].last_error == ""
 
 
-def test_a_killed_engine_is_reported_and_restarted(viewer_with_widgets, qtbot):
-    viewer, w = viewer_with_widgets
+def _start_long_training(w, qtbot, epochs):
+    """Build a tiny model and train it for ``epochs``; returns once the first epoch ended."""
     build_tiny(qtbot, w["build"])
-    set_fast_training(w["train"], epochs=200, steps=10)
+    set_fast_training(w["train"], epochs=epochs, steps=10)
     w["train"].start()
     qtbot.waitUntil(lambda: len(w["train"].plot.history.get("loss", [])) >= 1,
                     timeout=WORKER_TIMEOUT_MS)
+
+
+def test_a_killed_engine_is_reported_and_restarted(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    _start_long_training(w, qtbot, epochs=200)
     os.kill(w["train"].session.engine._proc.pid, signal.SIGKILL)
     wait_for_worker(qtbot, w["train"])
     assert "ended unexpectedly" in w["train"].last_error
@@ -42,11 +47,7 @@ def test_a_killed_engine_is_reported_and_restarted(viewer_with_widgets, qtbot):
 
 def test_closing_the_train_dock_stops_its_training(viewer_with_widgets, qtbot):
     viewer, w = viewer_with_widgets
-    build_tiny(qtbot, w["build"])
-    set_fast_training(w["train"], epochs=500, steps=10)
-    w["train"].start()
-    qtbot.waitUntil(lambda: len(w["train"].plot.history.get("loss", [])) >= 1,
-                    timeout=WORKER_TIMEOUT_MS)
+    _start_long_training(w, qtbot, epochs=500)
     viewer.window.remove_dock_widget(w["train"].native)
     epochs_at_close = len(w["train"].plot.history["loss"])
     qtbot.waitUntil(lambda: not w["build"].session.busy, timeout=WORKER_TIMEOUT_MS)
