@@ -118,10 +118,12 @@ def test_errors_cross_the_process_boundary_typed(engine, tmp_path):
     from napari_unet.model_files import ModelFileError
 
     engine.run("build", {"depth": 1, "start_neurons": 2})
-    with pytest.raises(EngineError) as info:  # an OSError in the engine: not a RuntimeError
-        engine.run("save", "/proc/napari-unet-test.keras")
-    assert not isinstance(info.value, RuntimeError)
+    with pytest.raises(EngineError) as info:  # a TypeError in the engine: not a RuntimeError
+        engine.run("build", {"depth": 1}, "an argument too many")
+    assert not isinstance(info.value, RuntimeError) and "TypeError" in str(info.value)
     assert "Traceback" in info.value.remote_traceback
+    with pytest.raises(ValueError, match="Cannot write the model file"):
+        engine.run("save", "/proc/napari-unet-test.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="bad.keras"):
