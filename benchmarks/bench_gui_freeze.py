@@ -75,7 +75,7 @@ def main() -> None:
     freeze = watch(app, lambda: run.worker is None and "computed as you view it" in run.status.value)
     drawn_until = time.perf_counter() + 1
     freeze = max(freeze, watch(app, lambda: time.perf_counter() > drawn_until))
-    labels = viewer.layers[f"lazy U-Net"]
+    labels = viewer.layers["lazy U-Net"]
     print(f"lazy run {args.lazy_size}²: longest freeze {freeze:.3f} s "
           f"({time.perf_counter() - started:.1f} s in all; status: {run.status.value!r}; "
           f"labels shown: {int(np.asarray(labels._slice.image.view).max())} objects in view)")
