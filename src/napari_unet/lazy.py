@@ -167,6 +167,7 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     """
     from functools import partial
 
+    from .checks import check_whole
     from .inference import check_run_options
     from .model_files import resolve_model
 
@@ -175,8 +176,8 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
     arrays.check_channels(axes, image.shape, unet.config.in_channels)
     check_run_options(unet.config, tile_size, batch_size, memory_budget)
-    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
-        raise ValueError(f"chunk must be a whole number of pixels >= 1, or None; got {chunk!r}.")
+    if chunk is not None:
+        chunk = check_whole("chunk", chunk, 1, unit=" of pixels")
     options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
     block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
     return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Generator, NamedTuple, Sequence
 
 import numpy as np
 
-from .checks import check_switch, is_real, is_whole
+from .checks import check_switch, check_whole, is_real, is_whole
 from .config import UNetConfig
 from .model import UNetModel
 from .progress import TrainProgress, drain
@@ -52,8 +52,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "batch_size", "epochs"):
-            if not is_whole(getattr(self, name)) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a whole number >= 1; got {getattr(self, name)!r}.")
+            check_whole(name, getattr(self, name), 1)
         if self.steps_per_epoch is not None and (not is_whole(self.steps_per_epoch)
                                                  or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch must be a whole number >= 1, or None for about "
