@@ -74,7 +74,7 @@ def test_an_engine_killed_while_idle_is_reaped_and_reported_once():
         pid = eng._proc.pid
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):  # up to about 10 s, without asking the engine anything
-            if _reaped(pid):
+            if _reaped(pid) and not eng.alive:  # the reaper thread returns just after waitpid
                 break
             time.sleep(0.1)
         assert _reaped(pid), f"the killed engine is still a {psutil.Process(pid).status()} process"
