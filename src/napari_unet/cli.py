@@ -132,8 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove objects smaller than this (pixels)")
     p.set_defaults(func=cmd_evaluate)
 
-    p = _subparser(sub, "info", "describe a model file without loading TensorFlow")
-    p.add_argument("model", help="a .keras file saved by napari-unet")
+    p = _subparser(sub, "info", "describe a model file without loading TensorFlow, or "
+                   "(without one) where networks run here: backend, device, precision")
+    p.add_argument("model", nargs="?", help="a .keras file saved by napari-unet")
     p.set_defaults(func=cmd_info)
     return parser
 

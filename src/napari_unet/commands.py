@@ -279,8 +279,35 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _environment() -> dict:
+    """Where networks run in this process: versions, backend, device in plain words,
+    the precision ``"auto"`` picks, accelerator memory and data-parallel devices."""
+    from .inference import prediction_memory_budget
+    from .keras_backend import (accelerator_memory, backend_name, data_parallel,
+                                describe_device, load_keras, resolve_precision)
+    from .version import __version__
+
+    keras = load_keras()
+    free = accelerator_memory()
+    parallel = data_parallel(None)
+    return {
+        "napari_unet_version": __version__,
+        "keras_version": keras.__version__,
+        "backend": backend_name(),
+        "device": describe_device(),
+        "precision_auto": resolve_precision("auto"),
+        "accelerator_free_gib": None if free is None else round(free / 2**30, 1),
+        "prediction_memory_budget_gib": round(prediction_memory_budget() / 2**30, 2),
+        "data_parallel_devices": parallel.devices if parallel else 1,
+    }
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .config import UNetConfig
+
+    if args.model is None:
+        print(json.dumps(_environment(), indent=2, ensure_ascii=False))
+        return 0
     from .model_files import read_metadata
     from .costs import count_parameters, flops_per_megapixel, halo, receptive_field
 

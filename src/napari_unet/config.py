@@ -15,6 +15,7 @@ from typing import Any
 from .checks import check_switch, check_whole, is_real
 
 MAX_DEPTH = 6
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class UNetConfig:
         ``n_classes`` classes (class 0 is background).
     kernel_size : int
         Odd size of the square convolution kernels.
+    precision : str
+        Arithmetic of the layers, not of the stored weights (always float32):
+        ``"float32"``, ``"mixed_bfloat16"`` or ``"mixed_float16"`` (Keras mixed
+        precision: float32 weights and output layer, 16-bit compute), or
+        ``"auto"``: mixed bfloat16 on GPUs with bfloat16 matrix units, float32
+        elsewhere (resolved where the network is built).
     """
 
     start_neurons: int = 16
@@ -51,12 +58,13 @@ class UNetConfig:
     in_channels: int = 1
     n_classes: int = 1
     kernel_size: int = 3
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
         # numpy scalars (np.int64(4), np.float32(0.5), np.bool_) are stored as plain Python values
         for f in fields(self):
-            kind = {"int": int, "float": float, "bool": bool}[f.type]
+            kind = {"int": int, "float": float, "bool": bool, "str": str}[f.type]
             object.__setattr__(self, f.name, kind(getattr(self, f.name)))
 
     def validate(self) -> None:
@@ -76,6 +84,8 @@ class UNetConfig:
             if not is_real(value) or not 0.0 <= value < 1.0:
                 raise ValueError(f"{name} must be a number in [0, 1); got {value!r}.")
         check_switch("batch_norm", self.batch_norm)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
 
     @property
     def size_multiple(self) -> int:

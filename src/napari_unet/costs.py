@@ -124,18 +124,20 @@ def training_memory_bytes(config: UNetConfig, patch_size: int, batch_size: int) 
     return int(activations + weights)
 
 
-# Peak bytes per window pixel of the default U-Net on CPU (TensorFlow), divided by
-# its channel sum below: 374 B/px measured for a 2048x2048 pass (benchmarks/
-# bench_predict.py, docs/benchmarks.md), 157 channels -> 2.4, rounded up.
-_BYTES_PER_CHANNEL_PIXEL = 2.5
+# Peak bytes per window pixel of the default U-Net, divided by its channel sum below
+# (157): on CPU (TensorFlow) 374 B/px for a 2048x2048 pass (benchmarks/bench_predict.py)
+# -> 2.4, rounded up; on an H100 814 B/px (PyTorch, measured) and at most 844 B/px (JAX,
+# the process peak) for a 4096x4096 pass (benchmarks/bench_devices.py) -> 5.4, rounded up.
+_BYTES_PER_CHANNEL_PIXEL = {False: 2.5, True: 5.5}
 
 
-def inference_bytes_per_pixel(config: UNetConfig) -> float:
-    """Estimated peak memory in bytes per input pixel of one window during inference."""
+def inference_bytes_per_pixel(config: UNetConfig, accelerator: bool = False) -> float:
+    """Estimated peak memory in bytes per input pixel of one window during inference,
+    on a CPU or (``accelerator``) on a GPU, whose libraries keep more buffers alive."""
     channels = config.in_channels + max(1, config.n_classes)
     for level in range(config.depth + 1):
         channels += 5 * config.filters(level) / 4**level
-    return _BYTES_PER_CHANNEL_PIXEL * channels
+    return _BYTES_PER_CHANNEL_PIXEL[bool(accelerator)] * channels
 
 
 def available_memory() -> int:
@@ -154,19 +156,20 @@ def default_memory_budget() -> int:
 
 
 def auto_tile_size(config: UNetConfig, memory_budget: int | None = None,
-                   shape: tuple[int, int] | None = None) -> int:
+                   shape: tuple[int, int] | None = None, accelerator: bool = False) -> int:
     """Window side in pixels (a multiple of ``2**depth``) for tiled prediction with ``config``.
 
     The window must fit the memory budget (default: a quarter of the available
     memory, at most 1 GiB). Without ``shape`` it is the largest that fits; with
     the (Y, X) ``shape`` of the image it is the one, among those that fit, that
     computes the fewest pixels in total (halos included) for that image.
+    ``accelerator``: the budget is GPU memory (see `inference_bytes_per_pixel`).
     """
     if memory_budget is None:
         memory_budget = default_memory_budget()
     m, context = config.size_multiple, halo(config)
     smallest = round_up(4 * context, m)
-    largest = int(math.sqrt(memory_budget / inference_bytes_per_pixel(config)))
+    largest = int(math.sqrt(memory_budget / inference_bytes_per_pixel(config, accelerator)))
     largest = max(largest // m * m, smallest)
     if shape is None:
         return largest

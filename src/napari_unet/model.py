@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["build_unet", "UNetModel"]
 
 
-def build_unet(config: UNetConfig | None = None, name: str = "unet") -> keras.Model:
+def build_unet(config: UNetConfig | None = None, name: str = "unet",
+               precision: str | None = None) -> keras.Model:
     """Build the U-Net described by ``config`` (defaults: the classic Keras U-Net).
 
     Returns an uncompiled ``keras.Model`` taking ``(batch, H, W, in_channels)``
@@ -27,17 +28,21 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet") -> keras.Mo
     ``(batch, H, W, 1)`` sigmoid foreground probability (``n_classes == 1``) or
     ``(batch, H, W, n_classes)`` softmax class probabilities.
 
+    ``precision`` (default: ``config.precision``, ``"auto"`` resolved for the
+    device here) sets the layers' Keras dtype policy; the weights and the
+    output layer stay float32 whatever it is.
+
     Layer names: ``enc{k}_conv{1,2}``, ``enc{k}_pool``, ``enc{k}_drop`` for
     k = 1..depth, ``bottleneck_conv{1,2}``, then ``dec{k}_up``, ``dec{k}_concat``,
     ``dec{k}_drop``, ``dec{k}_conv{1,2}`` for k = depth..1, and ``output``.
     """
-    from .keras_backend import load_keras
+    from .keras_backend import load_keras, resolve_precision
 
     config = UNetConfig() if config is None else config
     if not isinstance(config, UNetConfig):
         raise ValueError(f"build_unet expects a UNetConfig or None; got {type(config).__name__}.")
     keras = load_keras()
-    layers = keras.layers
+    layers = _PolicyLayers(keras.layers, resolve_precision(precision or config.precision))
     inputs = keras.Input(shape=(None, None, config.in_channels), name="image")
     x = inputs
     skips = []
@@ -55,9 +60,22 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet") -> keras.Mo
         x = layers.Dropout(config.dropout, name=f"dec{k}_drop")(x)
         x = _conv_block(layers, x, config, config.filters(k - 1), f"dec{k}")
     activation = "sigmoid" if config.n_classes == 1 else "softmax"
-    outputs = layers.Conv2D(config.n_classes, 1, padding="same", activation=activation,
-                            name="output")(x)
+    outputs = keras.layers.Conv2D(config.n_classes, 1, padding="same", activation=activation,
+                                  name="output", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+class _PolicyLayers:
+    """``keras.layers`` with every layer made under one dtype policy (mixed precision)."""
+
+    def __init__(self, layers: Any, policy: str):
+        self._layers, self._policy = layers, policy
+
+    def __getattr__(self, name: str) -> Any:
+        layer = getattr(self._layers, name)
+        if self._policy == "float32":
+            return layer
+        return lambda *args, **kwargs: layer(*args, dtype=self._policy, **kwargs)
 
 
 def _conv_block(layers, x, config: UNetConfig, filters: int, prefix: str):

@@ -67,12 +67,15 @@ def save_model(model: UNetModel, path: str | os.PathLike) -> Path:
     if not all(np.isfinite(w).all() for w in weights):
         raise ValueError("The model's weights are not all finite (its training diverged); it "
                          "is not saved. Train again with a lower learning rate.")
-    export = build_unet(model.config)
+    from .keras_backend import quiet_native_stderr
+
+    export = build_unet(model.config, precision="float32")  # files hold float32 networks
     export.set_weights(weights)
     metadata = json.dumps(model.metadata(), indent=2, default=_json_default)
     try:
         with atomic_path(path) as tmp:
-            export.save(tmp)
+            with quiet_native_stderr():
+                export.save(tmp)
             with zipfile.ZipFile(tmp, "a") as zf:
                 zf.writestr(METADATA_ENTRY, metadata)
     except OSError as err:
@@ -104,13 +107,14 @@ def load_model(path: str | os.PathLike) -> UNetModel:
     ``ValueError``) naming the file for any missing, corrupt, foreign, tampered
     or incompatible file.
     """
-    from .keras_backend import load_keras
+    from .keras_backend import load_keras, quiet_native_stderr, resolve_precision
 
     keras = load_keras()
     path = Path(path)
     _, fields, stored_config = read_model_file(path)
-    reference = build_unet(fields["config"])
-    expected = as_json(keras.saving.serialize_keras_object(reference))
+    reference = build_unet(fields["config"], precision="float32")
+    with quiet_native_stderr():
+        expected = as_json(keras.saving.serialize_keras_object(reference))
     compare_networks(path, stored_config, expected, tolerate_missing=True)
     try:
         loaded = keras.saving.load_model(os.fspath(path), compile=False, safe_mode=True)
@@ -120,8 +124,11 @@ def load_model(path: str | os.PathLike) -> UNetModel:
             "corrupt or was written by an incompatible version."
         ) from err
     compare_networks(path, describe_network(loaded), describe_network(reference), tolerate_missing=False)
-    reference.set_weights(loaded.get_weights())
-    return UNetModel(keras_model=reference, **fields)
+    network = reference
+    if resolve_precision(fields["config"].precision) != "float32":
+        network = build_unet(fields["config"])  # mixed precision chosen for this device
+    network.set_weights(loaded.get_weights())
+    return UNetModel(keras_model=network, **fields)
 
 
 

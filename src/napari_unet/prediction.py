@@ -41,8 +41,9 @@ def iter_predict(
     tile_size : side in pixels of the square windows fed to the network
         (including the halo); chosen from ``memory_budget`` if None.
     batch_size : windows per network call; chosen from the budget if None.
-    memory_budget : bytes the network's activations may use (default: a quarter
-        of available memory, at most 1 GiB).
+    memory_budget : bytes the network's activations may use (default: half of
+        the free memory of the GPU the backend uses; on a CPU a quarter of the
+        available memory, at most 1 GiB).
     stats : per-channel normalisation (lo, hi) to use instead of this image's
         own percentiles (the lazy path passes those of the whole array).
 

@@ -10,7 +10,9 @@ behind the napari widgets drains the same generator.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
 import time
 import warnings
@@ -21,7 +23,8 @@ import numpy as np
 
 from .checks import check_switch, check_whole, is_real, is_whole
 from .config import UNetConfig
-from .model import UNetModel
+from .fit_loop import FitOutcome, fit_events
+from .model import UNetModel, build_unet
 from .progress import TrainProgress, drain
 from .training_data import LABEL_MODES, PatchSampler, prepare_training_data, split_validation
 
@@ -49,6 +52,7 @@ class TrainSettings:
     label_mode: str = "dense"
     augment: bool = True
     seed: int | None = None
+    data_parallel: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "batch_size", "epochs"):
@@ -69,6 +73,8 @@ class TrainSettings:
         check_switch("augment", self.augment)
         if self.seed is not None and not is_whole(self.seed):
             raise ValueError(f"seed must be a whole number or None; got {self.seed!r}.")
+        if self.data_parallel is not None:
+            check_switch("data_parallel", self.data_parallel)
 
     def check_for(self, config: UNetConfig) -> None:
         """Raise ``ValueError`` unless the patches fit the network's pooling grid."""
@@ -110,15 +116,19 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
         ``learning_rate`` (Adam), ``steps_per_epoch`` (default: the annotated
         pixels about twice, at least 10), ``validation_fraction`` (share of
         annotated blocks held out), ``loss`` (``"bce"`` or ``"bce_dice"``),
-        ``label_mode``, ``augment`` (random flips and 90-degree rotations) and
-        ``seed`` (reproducible sampling, augmentation and dropout).
+        ``label_mode``, ``augment`` (random flips and 90-degree rotations),
+        ``seed`` (reproducible sampling, augmentation and dropout) and
+        ``data_parallel`` (None: split each batch across all local GPUs when
+        there are several; True: across all local devices, at least two; False:
+        one device; see `napari_unet.keras_backend.DataParallel`).
 
     If the loss stops being finite, training stops: with the weights of the
     best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
     happened), or with a ``ValueError`` when no epoch ended finite.
     """
     options = TrainSettings(**settings)
-    unet = _resolve_train_model(model)
+    parallel = _parallel_plan(options)
+    unet = _resolve_train_model(model, parallel)
     options.check_for(unet.config)
     images, labels, axes_list = _as_lists(images, labels, axes, names)
     xs, ys = prepare_training_data(images, labels, unet.config, options.label_mode,
@@ -128,23 +138,74 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
                                                  options.patch_size, unet.config.n_classes,
                                                  options.label_mode, rng)
+    validation = _split_evenly(validation, parallel)
     sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
                            options.augment, rng)
     steps = options.steps_for(train_targets)
-    _compile(unet, options)
     started = time.perf_counter()
-    outcome = yield from _fit_loop(unet.keras_model, sampler, validation, options.epochs, steps,
-                                   options.batch_size, should_stop)
+    outcome = yield from _fit(unet, options, sampler, validation, steps, should_stop, parallel)
     _report_divergence(outcome, options.learning_rate)
     _record_provenance(unet, outcome, options, steps, time.perf_counter() - started,
                        "val_loss" if validation is not None else "loss")
     return TrainResult(unet, outcome.history)
 
 
-def _resolve_train_model(model: Any) -> UNetModel:
+def _fit(unet: UNetModel, options: TrainSettings, sampler: PatchSampler, validation: Any,
+         steps: int, should_stop: Any, parallel: Any):
+    """Compile (in the data-parallel scope, if any) and run `fit_events` on patches made
+    ahead by `_patch_workers` threads; returns its `FitOutcome`."""
+    with parallel.scope() if parallel else contextlib.nullcontext():
+        _compile(unet, options)
+    batches = sampler.stream(workers=_patch_workers())
+    try:
+        return (yield from fit_events(unet.keras_model, batches, validation, options.epochs,
+                                      steps, options.batch_size, should_stop,
+                                      parallel.scope if parallel else None))
+    finally:
+        batches.close()
+
+
+def _split_evenly(validation: Any, parallel: Any) -> Any:
+    """The validation patches, a multiple of the data-parallel devices in number (every
+    batch must split evenly); None when fewer than that are left."""
+    if parallel is None or validation is None:
+        return validation
+    keep = len(validation[0]) // parallel.devices * parallel.devices
+    return (validation[0][:keep], validation[1][:keep]) if keep else None
+
+
+def _patch_workers() -> int:
+    """Threads that cut training patches ahead of the device: a quarter of the cores, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 1) // 4))
+
+
+def _parallel_plan(options: TrainSettings) -> Any:
+    """The data-parallel plan (None: one device); the batch must split evenly over it."""
+    from .keras_backend import data_parallel
+
+    plan = data_parallel(options.data_parallel)
+    if plan is not None and options.batch_size % plan.devices:
+        raise ValueError(f"batch_size must be a multiple of the {plan.devices} devices that "
+                         f"share each batch; got {options.batch_size}. Use "
+                         f"{plan.devices * max(1, round(options.batch_size / plan.devices))}, "
+                         "or data_parallel=False.")
+    return plan
+
+
+def _resolve_train_model(model: Any, parallel: Any = None) -> UNetModel:
+    """The `UNetModel` to train; with a data-parallel plan its network is (re)built in the
+    plan's scope, so its weights are mirrored on every device."""
     if isinstance(model, UNetModel):
+        if parallel is not None:
+            weights = model.keras_model.get_weights()
+            with parallel.scope():
+                model.keras_model = build_unet(model.config)
+            model.keras_model.set_weights(weights)
         return model
     if model is None or isinstance(model, UNetConfig):
+        if parallel is not None:
+            with parallel.scope():
+                return UNetModel.new(model or UNetConfig())
         return UNetModel.new(model or UNetConfig())
     raise ValueError(
         f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
@@ -179,15 +240,18 @@ def _seeded_rng(seed: int | None) -> np.random.Generator:
 
 def _compile(unet: UNetModel, options: TrainSettings) -> None:
     """Compile the network with Adam, the masked loss and the masked IoU metric."""
-    from .keras_backend import make_adam
+    from .keras_backend import load_keras, make_adam, resolve_precision
     from .losses import MaskedIoU, make_loss
 
-    unet.keras_model.compile(optimizer=make_adam(options.learning_rate),
+    optimizer = make_adam(options.learning_rate)
+    if resolve_precision(unet.config.precision) == "mixed_float16":  # float16 gradients underflow
+        optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
+    unet.keras_model.compile(optimizer=optimizer,
                              loss=make_loss(options.loss),
                              metrics=[MaskedIoU(threshold=unet.threshold)])
 
 
-def _report_divergence(outcome: _FitOutcome, learning_rate: float) -> None:
+def _report_divergence(outcome: FitOutcome, learning_rate: float) -> None:
     """Warn when training stopped on a non-finite loss; raise when nothing usable is left."""
     if not outcome.diverged:
         return
@@ -201,10 +265,10 @@ def _report_divergence(outcome: _FitOutcome, learning_rate: float) -> None:
                   RuntimeWarning, stacklevel=4)
 
 
-def _record_provenance(unet: UNetModel, outcome: _FitOutcome, options: TrainSettings,
+def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSettings,
                        steps: int, seconds: float, monitor: str) -> None:
     """Store the history and how, when and with what the model was trained on ``unet``."""
-    from .keras_backend import load_keras
+    from .keras_backend import load_keras, resolve_precision
     from .version import __version__
 
     keras = load_keras()
@@ -215,6 +279,7 @@ def _record_provenance(unet: UNetModel, outcome: _FitOutcome, options: TrainSett
         "napari_unet_version": __version__,
         "keras_version": keras.__version__,
         "backend": keras.backend.backend(),
+        "precision": resolve_precision(unet.config.precision),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "train_seconds": round(seconds, 2),
         "epochs_run": len(outcome.history["loss"]),
@@ -225,63 +290,6 @@ def _record_provenance(unet: UNetModel, outcome: _FitOutcome, options: TrainSett
         "steps_per_epoch": steps,
         **settings,
     }
-
-
-class _FitOutcome(NamedTuple):
-    history: dict[str, list[float]]
-    best_epoch: int  # 0 when no epoch ended with a finite loss
-    stopped: bool
-    diverged: str  # "" or what went non-finite, e.g. "the loss became nan at epoch 2, batch 3"
-
-
-def _fit_loop(km: Any, sampler: PatchSampler, validation: tuple | None, epochs: int,
-              steps: int, batch_size: int, should_stop: Callable[[], bool] | None):
-    """Train ``km`` (compiled) for ``epochs`` x ``steps`` batches, yielding `TrainProgress`.
-
-    ``validation`` is ``(x_val, y_val)`` or None. Stops after the current batch
-    when ``should_stop()`` is true, and at once when the loss stops being
-    finite. Leaves the weights of the best finite epoch (lowest ``val_loss``,
-    else ``loss``) in ``km`` and returns a `_FitOutcome`.
-    """
-    history: dict[str, list[float]] = {"loss": [], "iou": []}
-    if validation is not None:
-        history.update(val_loss=[], val_iou=[])
-    monitor = "val_loss" if validation is not None else "loss"
-    best, best_weights, best_epoch = math.inf, None, 0
-    stopped, diverged = False, ""
-    for epoch in range(1, epochs + 1):
-        sums = {"loss": 0.0, "iou": 0.0}
-        for step in range(1, steps + 1):
-            raw = km.train_on_batch(*sampler.batch(), return_dict=True)
-            if not math.isfinite(float(raw["loss"])):
-                diverged = f"the loss became {float(raw['loss'])} at epoch {epoch}, batch {step}"
-                break
-            # Keras resets its metrics at every train_on_batch: keep the running means here
-            sums = {key: sums[key] + float(raw[key]) for key in sums}
-            logs = {key: value / step for key, value in sums.items()}
-            yield TrainProgress(epoch, epochs, step, steps, "batch", dict(logs))
-            stopped = should_stop is not None and bool(should_stop())
-            if stopped:
-                break
-        if diverged:
-            break
-        if validation is not None:
-            raw = km.evaluate(*validation, batch_size=batch_size, verbose=0, return_dict=True)
-            logs.update(val_loss=float(raw["loss"]), val_iou=float(raw["iou"]))
-        weights = km.get_weights() if logs[monitor] < best else None
-        if not math.isfinite(logs[monitor]) or not all(np.isfinite(w).all() for w in weights or []):
-            diverged = f"the {monitor} or the weights became non-finite at epoch {epoch}"
-            break
-        for key in history:
-            history[key].append(logs[key])
-        if weights is not None:
-            best, best_weights, best_epoch = logs[monitor], weights, epoch
-        yield TrainProgress(epoch, epochs, step, steps, "epoch", dict(logs))
-        if stopped:
-            break
-    if best_weights is not None:
-        km.set_weights(best_weights)
-    return _FitOutcome(history, best_epoch, stopped, diverged)
 
 
 def train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,

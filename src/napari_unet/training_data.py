@@ -9,7 +9,8 @@ images and ``(B, P, P, 1)`` targets. Nothing here modifies its inputs.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections import deque
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -192,9 +193,11 @@ class PatchSampler:
         self.weights = areas / areas.sum()
         self.channels = self.images[0].shape[-1]
 
-    def batch(self) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(x, y)`` shaped ``(B, P, P, C)`` and ``(B, P, P, 1)``, float32."""
-        p, rng = self.patch_size, self.rng
+    def batch(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` shaped ``(B, P, P, C)`` and ``(B, P, P, 1)``, float32, drawn
+        with ``rng`` (default: the sampler's own generator)."""
+        p = self.patch_size
+        rng = self.rng if rng is None else rng
         x = np.empty((self.batch_size, p, p, self.channels), np.float32)
         y = np.empty((self.batch_size, p, p, 1), np.float32)
         for i in range(self.batch_size):
@@ -213,6 +216,29 @@ class PatchSampler:
         if self.augment:
             x, y = augment_dihedral(x, y, rng)
         return x, y
+
+
+    def stream(self, workers: int = 1, ahead: int = 4) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches without end, made ``ahead`` batches in advance on ``workers`` threads.
+
+        Batch ``k`` is drawn with its own generator seeded from the sampler's
+        generator and ``k``, so the sequence is the same for any number of
+        workers. Closing the iterator stops the threads.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        base = int(self.rng.integers(2**63))
+        pool = ThreadPoolExecutor(max(1, int(workers)), thread_name_prefix="napari-unet-patches")
+        pending: deque = deque()
+        k = 0
+        try:
+            while True:
+                while len(pending) < max(1, ahead):
+                    pending.append(pool.submit(self.batch, np.random.default_rng([base, k])))
+                    k += 1
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def prepare_training_data(

@@ -83,3 +83,13 @@ def test_predict_zarr_lazily_to_zarr(tmp_path, trained_tiny):
     result = zarr.open_array(out, mode="r")[:]
     np.testing.assert_array_equal(result, segment(trained_tiny, image, instances=False))
     assert main(["predict", str(model), src, str(tmp_path / "out.tif")]) == 2
+
+
+def test_info_without_a_model_says_where_networks_run(capsys):
+    import json
+
+    assert main(["info"]) == 0
+    env = json.loads(capsys.readouterr().out)
+    assert env["device"].startswith("CPU — no GPU visible to")
+    assert env["precision_auto"] == "float32" and env["data_parallel_devices"] == 1
+    assert env["accelerator_free_gib"] is None and 0 < env["prediction_memory_budget_gib"] <= 1

@@ -90,19 +90,32 @@ def test_bad_prediction_input(random_tiny):
         segment(random_tiny, np.zeros((32, 32)), threshold=1.5)
 
 
-def test_out_of_memory_retries_with_smaller_batches(random_tiny, monkeypatch):
-    km = random_tiny.keras_model
-    real = km.predict_on_batch
+@pytest.mark.parametrize("when", ["run", "fetch"])
+def test_out_of_memory_retries_with_smaller_batches(random_tiny, monkeypatch, when):
+    """Running out of memory when a batch is dispatched, or (asynchronous backends) only
+    when its result is fetched, halves the batch and starts again."""
+    from napari_unet.keras_backend import forward_for
+
+    forward = forward_for(random_tiny.keras_model)
+    real_run, real_fetch = forward.run, forward.fetch
     calls = []
 
-    def flaky(x):
+    def run(x, lo, scale):
         calls.append(len(x))
-        if len(x) > 1:
+        if when == "run" and len(x) > 1:
             raise MemoryError("out of memory")
-        return real(x)
+        return len(x), real_run(x, lo, scale)
 
-    monkeypatch.setattr(km, "predict_on_batch", flaky)
+    def fetch(handle):
+        if when == "fetch" and handle[0] > 1:
+            raise RuntimeError("RESOURCE_EXHAUSTED: out of memory while trying to allocate")
+        return real_fetch(handle[1])
+
+    monkeypatch.setattr(forward, "run", run)
+    monkeypatch.setattr(forward, "fetch", fetch)
     image = np.random.default_rng(3).random((4, 32, 32)).astype(np.float32)
     with pytest.warns(RuntimeWarning, match="Out of memory"):
         probs = predict(random_tiny, image, batch_size=4)
+    monkeypatch.undo()
+    np.testing.assert_allclose(probs, predict(random_tiny, image), atol=1e-6)
     assert probs.shape == image.shape and calls[0] == 4 and calls[-1] == 1
