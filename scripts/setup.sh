@@ -36,4 +36,14 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[${extra}]"
+if [[ "$extra" == "test" ]]; then
+  # PyTorch for the tests of the other Keras backends (JAX comes with the [test] extra):
+  # its CPU build, from a local wheel where the machine has one, else from pytorch.org
+  # (PyPI's default Linux build bundles 3 GB of CUDA libraries)
+  wheel=$(ls /opt/wheels/torch-*+cpu-cp3*.whl 2>/dev/null | head -1 || true)
+  if [[ -z "$wheel" ]] || ! .venv/bin/python -m pip install -q "$wheel" 2>/dev/null; then
+    .venv/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu \
+      --extra-index-url https://pypi.org/simple
+  fi
+fi
 echo "setup.sh: ready (.venv, extra [${extra}])" >&2

@@ -28,6 +28,8 @@ _EXPORTS = {
     "segment": "prediction",
     "probabilities_and_labels": "prediction",
     "LabelOptions": "postprocess",
+    "predict_folder": "folders",
+    "iter_predict_folder": "folders",
     "save_model": "model_files",
     "load_model": "model_files",
     "make_nuclei": "sample_data",

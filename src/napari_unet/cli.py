@@ -85,12 +85,19 @@ def _add_train_parser(sub) -> None:
 
 
 def _add_predict_parser(sub) -> None:
-    p = _subparser(sub, "predict", "segment an image file with a saved model")
+    p = _subparser(sub, "predict", "segment an image file, or every image of a folder, with a "
+                   "saved model")
     p.add_argument("model", help="a .keras file saved by napari-unet")
-    p.add_argument("input", help="image file (.tif or .png), or a .zarr array (predicted lazily)")
-    p.add_argument("output", help="label image to write (.tif/.png; .zarr for a .zarr input)")
-    p.add_argument("--probabilities", help="also write the probability map here (.tif, or .zarr)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist")
+    p.add_argument("input", help="image file (.tif or .png), a .zarr array (predicted lazily), "
+                   "or a folder of them")
+    p.add_argument("output", help="label image to write (.tif/.png; .zarr for a .zarr input); "
+                   "for an input folder, the folder to write <name>.tif files and summary.csv "
+                   "into (created if missing)")
+    p.add_argument("--probabilities", help="also write the probability map here (.tif, or .zarr; "
+                   "a folder for an input folder)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace outputs that exist (for a folder: predict files again "
+                        "instead of skipping those already done)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
     p.add_argument("--threshold", type=_number(0, 1, low_open=True),
                    help="foreground threshold in (0, 1) (default: the model's)")

@@ -4,11 +4,12 @@ for the options). Each returns the exit status; expected failures raise ``ValueE
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import signal
 import sys
 from pathlib import Path
+
+from .zarr_files import is_zarr
 
 __all__ = ["cmd_demo", "cmd_train", "cmd_predict", "cmd_evaluate", "cmd_info"]
 
@@ -163,7 +164,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import probabilities_and_labels
 
     options = _label_options(args)
-    if _is_zarr(args.input) or _is_zarr(args.output):
+    if Path(args.input).is_dir() and not is_zarr(args.input):
+        return _predict_folder(args, options)
+    if is_zarr(args.input) or is_zarr(args.output):
         return _predict_zarr(args, options)
     check_image_output(Path(args.output))
     if args.probabilities and Path(args.probabilities).suffix.lower() not in (".tif", ".tiff"):
@@ -183,6 +186,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
           f"{int(labels.max())} {count}")
+    return 0
+
+
+def _predict_folder(args: argparse.Namespace, options) -> int:
+    """Every image of the input folder, one model load, a bar over files; skips finished
+    outputs unless --overwrite; exit status 2 when some files failed."""
+    from .folders import SUMMARY, iter_predict_folder
+
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ValueError(f"output {args.output!r} is a file; for an input folder give an "
+                         "output folder.")
+    bar = None
+    failed = []
+    for result in iter_predict_folder(args.model, args.input, args.output, options,
+                                      probabilities_dir=args.probabilities,
+                                      overwrite=args.overwrite, axes=args.axes,
+                                      tile_size=args.tile_size, batch_size=args.batch_size):
+        if bar is None:
+            bar = _progress_bar(result.total, "files", unit="file")
+        if result.status == "failed":
+            failed.append(result)
+            bar.write(f"failed: {result.file}: {result.error}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    done = bar.n - len(failed)
+    print(f"wrote {args.output}: {done} of {bar.n} files done or already there; "
+          f"summary in {Path(args.output) / SUMMARY}")
+    if failed:
+        print(f"napari-unet: error: {len(failed)} of {bar.n} files failed (listed in "
+              f"{SUMMARY}); fix them and run the same command again to do just those.",
+              file=sys.stderr)
+        return 2
     return 0
 
 
@@ -206,24 +241,15 @@ class _TileBar:
             self.bar.close()
 
 
-def _is_zarr(path: str | None) -> bool:
-    return bool(path) and str(path).rstrip("/\\").lower().endswith(".zarr")
-
-
 def _predict_zarr(args: argparse.Namespace, options) -> int:
     """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass."""
     from .outputs import check_outputs
 
     for name, path in (("input", args.input), ("output", args.output),
                        ("--probabilities", args.probabilities)):
-        if path and not _is_zarr(path):
+        if path and not is_zarr(path):
             raise ValueError(f"A .zarr input is predicted lazily into .zarr folders; {name} "
                              f"{str(path)!r} must end in .zarr too.")
-    try:
-        import zarr  # noqa: F401
-    except ImportError:
-        raise ValueError("reading and writing .zarr needs the zarr package: "
-                         "pip install zarr") from None
     if not Path(args.input).is_dir():
         raise ValueError(f"Input {str(args.input)!r} does not exist (or is not a .zarr folder).")
     check_outputs({"output": args.output, "--probabilities": args.probabilities},
@@ -233,28 +259,12 @@ def _predict_zarr(args: argparse.Namespace, options) -> int:
 
 
 def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
-    import dask
-    import dask.array as da
-    from dask.diagnostics import ProgressBar
+    from .zarr_files import predict_zarr
 
-    from .model_files import load_model
-    from .outputs import atomic_path
-    from .prediction import probabilities_and_labels
-
-    model = load_model(args.model)
-    try:
-        image = da.from_zarr(args.input)
-    except Exception as err:  # noqa: BLE001 - any zarr failure means an unreadable input
-        raise ValueError(f"Could not read {str(args.input)!r} as a zarr array: {err}") from err
-    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
-                                             tile_size=args.tile_size, batch_size=args.batch_size)
-    targets = [(labels, args.output)] + ([(probs, args.probabilities)] if args.probabilities else [])
-    with contextlib.ExitStack() as stack:
-        tmps = [stack.enter_context(atomic_path(path)) for _, path in targets]
-        stores = [arr.to_zarr(str(tmp), compute=False) for (arr, _), tmp in zip(targets, tmps)]
-        with ProgressBar(out=sys.stderr):
-            dask.compute(*stores)
-    print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype} (zarr, lazy blocks)")
+    shape, dtype = predict_zarr(args.model, args.input, args.output, options,
+                                probabilities_out=args.probabilities, axes=args.axes,
+                                tile_size=args.tile_size, batch_size=args.batch_size)
+    print(f"wrote {args.output}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
     return 0
 
 

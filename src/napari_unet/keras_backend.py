@@ -141,19 +141,19 @@ def describe_device() -> str:
                 names.append(tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name))
             except Exception:  # noqa: BLE001 - details are best effort
                 names.append(gpu.name)
-        return "GPU — " + ", ".join(names)
+        return "GPU — " + ", ".join(names) + " (TensorFlow)"
     if backend == "jax":
         import jax
 
         devices = jax.devices()
         if devices[0].platform == "cpu":
             return "CPU — no GPU visible to JAX: " + why_no_gpu("jax")
-        return "GPU — " + ", ".join(d.device_kind for d in devices)
+        return "GPU — " + ", ".join(d.device_kind for d in devices) + " (JAX)"
     if backend == "torch":
         import torch
 
         if torch.cuda.is_available():
-            return "GPU — " + torch.cuda.get_device_name(0)
+            return "GPU — " + torch.cuda.get_device_name(0) + " (PyTorch)"
         return "CPU — no GPU visible to PyTorch: " + why_no_gpu("torch")
     return f"{backend} backend"
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
-from ..config import UNetConfig
+from ..config import PRECISIONS, UNetConfig
 from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
 from ._workers import report_error, report_info, start_worker
@@ -42,6 +42,10 @@ class BuildWidget(SessionWidget):
                                  tooltip="1 = objects vs background (sigmoid). 2 or more = semantic classes (softmax), 0 = background.")
         self.kernel_size = ComboBox(value=d.kernel_size, choices=[1, 3, 5, 7], name="kernel_size",
                                     label="kernel size", tooltip="Size of the square convolution kernels (classic: 3).")
+        self.precision = ComboBox(value=d.precision, choices=list(PRECISIONS), name="precision",
+                                  label="precision",
+                                  tooltip="auto: mixed bfloat16 on GPUs with bfloat16 units (faster, float32 "
+                                          "weights), float32 elsewhere. Model files always hold float32 weights.")
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size",
                                   label="patch (for estimate)", tooltip="Training patch size used for the memory estimate.")
         self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch (for estimate)",
@@ -58,11 +62,12 @@ class BuildWidget(SessionWidget):
         self.status = Label(value=self.session.description, name="status",
                             tooltip="The model that Train and Run use in this viewer.")
         self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
-                     self.in_channels, self.n_classes, self.kernel_size, self.patch_size,
-                     self.batch_size, self.summary, self.build_button, self.load_path,
+                     self.in_channels, self.n_classes, self.kernel_size, self.precision,
+                     self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
                      self.load_button, self.save_path, self.save_button, self.status])
         knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
-                 self.in_channels, self.n_classes, self.kernel_size, self.patch_size, self.batch_size]
+                 self.in_channels, self.n_classes, self.kernel_size, self.precision, self.patch_size,
+                 self.batch_size]
         self.wrap_labels(self.summary, self.status)
         self.remember("build", knobs + [self.load_path, self.save_path])
         for knob in knobs:
@@ -79,7 +84,8 @@ class BuildWidget(SessionWidget):
         return UNetConfig(start_neurons=self.start_neurons.value, depth=self.depth.value,
                           dropout_first=float(self.dropout_first.value), dropout=float(self.dropout.value),
                           batch_norm=bool(self.batch_norm.value), in_channels=self.in_channels.value,
-                          n_classes=self.n_classes.value, kernel_size=int(self.kernel_size.value))
+                          n_classes=self.n_classes.value, kernel_size=int(self.kernel_size.value),
+                          precision=str(self.precision.value))
 
     def update_summary(self, *_: Any) -> None:
         try:
