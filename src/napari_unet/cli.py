@@ -1,4 +1,4 @@
-"""The ``napari-unet`` command: demo, train, predict, evaluate, info.
+"""The ``napari-unet`` command: demo, train, predict, evaluate, info, export.
 
 Run ``napari-unet COMMAND --help`` for the options of each command.
 """
@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from .commands import cmd_demo, cmd_evaluate, cmd_info, cmd_predict, cmd_train
+from .commands import cmd_demo, cmd_evaluate, cmd_export, cmd_info, cmd_predict, cmd_train
 
 
 def _whole(minimum: int):
@@ -143,6 +143,18 @@ def build_parser() -> argparse.ArgumentParser:
                    "(without one) where networks run here: backend, device, precision")
     p.add_argument("model", nargs="?", help="a .keras file saved by napari-unet")
     p.set_defaults(func=cmd_info)
+
+    p = _subparser(sub, "export", "write a model as a BioImage Model Zoo package (.zip) for "
+                   "ilastik, deepImageJ and the bioimage.io tools")
+    p.add_argument("model", help="a .keras file saved by napari-unet")
+    p.add_argument("output", help="the package to write (.zip)")
+    p.add_argument("--name", help="the model's name in the package")
+    p.add_argument("--author", action="append", help="an author (repeat for several)")
+    p.add_argument("--license", default="CC-BY-4.0", help="SPDX licence of the weights")
+    p.add_argument("--test-image", help="a .tif/.png image to ship as the test input "
+                   "(default: synthetic nuclei)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing package")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -337,3 +337,18 @@ def cmd_info(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary, indent=2))
     return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .bioimageio_export import export_bioimageio
+    from .image_files import read_image
+    from .outputs import check_outputs
+
+    check_outputs({"output": args.output}, {"model": args.model, "--test-image": args.test_image},
+                  overwrite=args.overwrite)
+    test_image = read_image(args.test_image) if args.test_image else None
+    path = export_bioimageio(args.model, args.output, name=args.name, authors=args.author,
+                             license=args.license, test_image=test_image,
+                             overwrite=args.overwrite)
+    print(f"wrote {path}: a bioimage.io model package (format 0.5, Keras 3 weights)")
+    return 0

@@ -73,6 +73,14 @@ class EngineState:
             raise ValueError("there is no model yet: build, load or train one first")
         return str(save_model(self.model, path))
 
+    def export_bioimageio(self, path: str, name: str | None = None) -> str:
+        """Write the current model as a bioimage.io package (replacing ``path``)."""
+        from .bioimageio_export import export_bioimageio
+
+        if self.model is None:
+            raise ValueError("there is no model yet: build, load or train one first")
+        return str(export_bioimageio(self.model, path, name=name, overwrite=True))
+
     def train(self, images, labels, axes, settings: dict, new_config: dict | None = None):
         from .config import UNetConfig
         from .training import iter_train

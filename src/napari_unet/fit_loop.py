@@ -43,9 +43,10 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     y_val)`` or None. Yields a `TrainProgress` per batch and per epoch; returns
     a `FitOutcome`. When ``should_stop()`` turns true, or the loss stops being
     finite, training ends after the batch in flight (and its epoch's
-    validation). ``should_stop`` is called after every batch on the training
-    thread (or Keras' callback thread), so it must be safe to call from another
-    thread (e.g. ``threading.Event.is_set``). The weights of the best finite epoch (lowest
+    validation). ``should_stop`` is called on the training thread before every
+    batch but the first, so it must be safe to call from another thread (e.g.
+    ``threading.Event.is_set``); when it answers True, the batch then starting is
+    the last. The weights of the best finite epoch (lowest
     ``val_loss``, else ``loss``) are left in ``km``. An exception inside
     ``fit`` is raised here; closing the generator stops ``fit`` and waits for
     its thread. ``scope`` (optional) gives the context (a data-parallel
@@ -106,6 +107,13 @@ class _Record:
     def epoch_begins(self, epoch: int) -> None:
         self.epoch, self.batch, self.waiting = epoch + 1, 0, {}
 
+    def batch_begins(self, first: bool) -> None:
+        """Before every batch but the ``first`` of the training, ask ``should_stop``; the
+        batch about to start is then the last (Keras cannot skip it)."""
+        if self.should_stop is not None and not first and not self.stopped:
+            self.stopped = bool(self.should_stop())
+            self.halt = self.halt or self.stopped
+
     def batch_ends(self, batch: int, logs: Any) -> None:
         # on Keras' callback threads batch ends can finish out of order: pass them on in order
         with self.lock:
@@ -113,9 +121,6 @@ class _Record:
             while self.batch in self.waiting:
                 self._batch_done(self.batch, self.waiting.pop(self.batch))
                 self.batch += 1
-                if self.should_stop is not None and not self.stopped:
-                    self.stopped = bool(self.should_stop())
-                    self.halt = self.halt or self.stopped
 
     def _batch_done(self, batch: int, logs: dict[str, float]) -> None:
         if self.diverged:
@@ -164,13 +169,17 @@ def _relay_class() -> type:
             self.record.epoch_begins(epoch)
 
         def on_train_batch_begin(self, batch: int, logs: Any = None) -> None:
+            # on the training thread, in step: asking here stops at the same batch on every
+            # backend (batch ends may be reported late, on Keras' callback threads)
+            self.record.batch_begins(first=(self.record.epoch, batch) == (1, 0))
             if self.record.halt:
-                self.model.stop_training = True
+                self._model.stop_training = True  # not self.model: see on_train_batch_end
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            # may run on a Keras callback thread while the next step runs: it must not touch
+            # the model (on JAX, `self.model` syncs the device state into the variables,
+            # racing the training thread, which has already donated those buffers)
             self.record.batch_ends(batch, logs)
-            if self.record.halt:
-                self.model.stop_training = True
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             self.record.epoch_ends(epoch, logs, self.model.get_weights)

@@ -103,14 +103,19 @@ def load_model(path: str | os.PathLike) -> UNetModel:
     """Load a model file written by `save_model` and return it as a `UNetModel`.
 
     The network is rebuilt by `build_unet` from the stored config, checked
-    against the stored one and given its weights. Raises `ModelFileError` (a
+    against the stored one and given its weights. A bioimage.io package (``.zip``)
+    exported by napari-unet is read through its attached model file. Raises `ModelFileError` (a
     ``ValueError``) naming the file for any missing, corrupt, foreign, tampered
     or incompatible file.
     """
     from .keras_backend import load_keras, quiet_native_stderr, resolve_precision
 
-    keras = load_keras()
     path = Path(path)
+    if path.suffix.lower() == ".zip":
+        from .bioimageio_export import import_bioimageio
+
+        return import_bioimageio(path)
+    keras = load_keras()
     _, fields, stored_config = read_model_file(path)
     reference = build_unet(fields["config"], precision="float32")
     with quiet_native_stderr():
@@ -131,11 +136,10 @@ def load_model(path: str | os.PathLike) -> UNetModel:
     return UNetModel(keras_model=network, **fields)
 
 
-
-
 def resolve_model(model: Any) -> UNetModel:
     """``model`` itself if it is a `UNetModel`, else the model file at that path (str or
-    path-like) loaded with `load_model`; ``ValueError`` for anything else."""
+    path-like) loaded with `load_model`, or a bioimage.io package (``.zip``) exported by
+    napari-unet; ``ValueError`` for anything else."""
     if isinstance(model, UNetModel):
         return model
     if isinstance(model, (str, bytes)) or hasattr(model, "__fspath__"):

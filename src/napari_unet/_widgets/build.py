@@ -8,6 +8,7 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..config import PRECISIONS, UNetConfig
+from ..version import __version__
 from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
 from ._workers import report_error, report_info, start_worker
@@ -59,22 +60,30 @@ class BuildWidget(SessionWidget):
         self.save_path = FileEdit(mode="w", filter="*.keras", name="save_path", label="save as",
                                   tooltip="Where to save the current model (.keras).")
         self.save_button = PushButton(text="Save model", name="save", tooltip="Save the current model, its settings and training history.")
+        self.export_path = FileEdit(mode="w", filter="*.zip", name="export_path", label="export as",
+                                    tooltip="A BioImage Model Zoo package (.zip) that ilastik, deepImageJ "
+                                            "and the bioimage.io tools can run.")
+        self.export_button = PushButton(text="Export for bioimage.io", name="export",
+                                        tooltip="Write the current model as a bioimage.io package (needs "
+                                                "the bioimageio.spec package in the engine's Python).")
         self.status = Label(value=self.session.description, name="status",
                             tooltip="The model that Train and Run use in this viewer.")
         self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                      self.in_channels, self.n_classes, self.kernel_size, self.precision,
                      self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
-                     self.load_button, self.save_path, self.save_button, self.status])
+                     self.load_button, self.save_path, self.save_button, self.export_path,
+                     self.export_button, self.status])
         knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.precision, self.patch_size,
                  self.batch_size]
         self.wrap_labels(self.summary, self.status)
-        self.remember("build", knobs + [self.load_path, self.save_path])
+        self.remember("build", knobs + [self.load_path, self.save_path, self.export_path])
         for knob in knobs:
             knob.changed.connect(self.update_summary)
         self.build_button.changed.connect(self.build)
         self.load_button.changed.connect(self.load)
         self.save_button.changed.connect(self.save)
+        self.export_button.changed.connect(self.export)
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
         self.update_summary()
@@ -98,7 +107,8 @@ class BuildWidget(SessionWidget):
             f"{count_parameters(c):,} parameters\n"
             f"{flops_per_megapixel(c) / 1e9:.1f} GFLOP per megapixel\n"
             f"receptive field {receptive_field(c)} px (tile halo {halo(c)} px)\n"
-            f"training memory ~{mem:.2f} GiB for {self.batch_size.value}x{self.patch_size.value}² px"
+            f"training memory ~{mem:.2f} GiB for {self.batch_size.value}x{self.patch_size.value}² px\n"
+            f"napari-unet {__version__}"
         )
 
     def build(self, *_: Any) -> None:
@@ -132,6 +142,17 @@ class BuildWidget(SessionWidget):
             return
         self._start("save", path, done=lambda p: report_info(self, f"saved {p}"), title="Save")
 
+    def export(self, *_: Any) -> None:
+        if not self.session.has_model:
+            report_error(self, "Export", ValueError("there is no model yet: build, load or train one first"))
+            return
+        path = str(self.export_path.value or "")
+        if not path.endswith(".zip"):
+            report_error(self, "Export", ValueError(f"choose a file name ending in .zip (got {path!r})"))
+            return
+        self._start("export_bioimageio", path, done=lambda p: report_info(self, f"exported {p}"),
+                    title="Export")
+
     def _show_config(self, config: UNetConfig) -> None:
         for key, value in config.to_dict().items():
             getattr(self, key).value = value
@@ -153,7 +174,7 @@ class BuildWidget(SessionWidget):
         self.session.set_busy(False)
 
     def _set_enabled(self, enabled: bool) -> None:
-        for button in (self.build_button, self.load_button, self.save_button):
+        for button in (self.build_button, self.load_button, self.save_button, self.export_button):
             button.enabled = enabled
 
     def _on_model_changed(self, description: str) -> None:
