@@ -1,10 +1,12 @@
 """BioImage Model Zoo (bioimage.io) packages: export a napari-unet model, import one back.
 
 `export_bioimageio` writes a bioimage.io model package (a zip with ``rdf.yaml``,
-format 0.5) that ilastik, deepImageJ, the bioimage.io tools and napari-unet can run:
+format 0.5) that bioimageio.core (and the tools built on it) and napari-unet run:
 
 - weights in the Keras 3 format (``keras_v3``): the float32 network, as saved by
-  `save_model`, without napari-unet's own metadata entry;
+  `save_model`, without napari-unet's own metadata entry; with the TensorFlow
+  backend also a TensorFlow SavedModel (``tensorflow_saved_model_bundle``, the
+  format deepImageJ runs) whose ``serve`` endpoint returns ``{"probability": ...}``;
 - pre-processing ``scale_range`` with the model's percentiles per channel (the same
   mapping as `PercentileNormalization`, with bioimage.io's epsilon 1e-6), and the
   probabilities as output; the threshold and class names are in the documentation
@@ -29,13 +31,14 @@ from typing import Any
 
 import numpy as np
 
+from .model_files import PACKAGE_ATTACHMENT as ATTACHMENT
+
 __all__ = ["export_bioimageio", "import_bioimageio", "EXPORT_EPSILON"]
 
 EXPORT_EPSILON = 1e-6
 UNET_CITATION = ("Ronneberger, O., Fischer, P., Brox, T. U-Net: Convolutional Networks for "
                  "Biomedical Image Segmentation. MICCAI 2015.")
 UNET_DOI = "10.1007/978-3-319-24574-4_28"
-ATTACHMENT = "napari_unet_model.keras"
 
 
 def _spec() -> Any:
@@ -91,6 +94,8 @@ def _write_files(unet: Any, folder: Path, test_image: np.ndarray | None) -> dict
              "input": folder / "test_input.npy", "output": folder / "test_output.npy",
              "cover": folder / "cover.png", "readme": folder / "README.md"}
     network.save(files["weights"])
+    if _saved_model(network, folder / "saved_model"):
+        files["saved_model"] = folder / "saved_model.zip"
     save_model(unet, files["model"])
     raw = _test_input(unet, test_image)
     x = _scale_range(unet, raw)
@@ -103,6 +108,30 @@ def _write_files(unet: Any, folder: Path, test_image: np.ndarray | None) -> dict
     write_image(files["cover"], overlay(grey, labels.astype(np.uint8)))
     files["readme"].write_text(_readme(unet, keras.__version__), encoding="utf-8")
     return files
+
+
+def _saved_model(network: Any, folder: Path) -> bool:
+    """A TensorFlow SavedModel of ``network`` zipped beside ``folder`` (the format
+    deepImageJ runs), with a ``serve`` endpoint returning ``{"probability": ...}``;
+    False (nothing written) on backends other than TensorFlow."""
+    import shutil
+
+    from .keras_backend import backend_name, load_keras, quiet_native_stderr
+
+    if backend_name() != "tensorflow":
+        return False
+    import tensorflow as tf
+
+    keras = load_keras()
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    channels = network.input_shape[-1]
+    archive.add_endpoint("serve", lambda x: {"probability": network(x, training=False)},
+                         input_signature=[tf.TensorSpec((None, None, None, channels), tf.float32)])
+    with quiet_native_stderr():
+        archive.write_out(str(folder), verbose=False)
+    shutil.make_archive(str(folder), "zip", root_dir=folder)
+    return True
 
 
 def _test_input(unet: Any, image: np.ndarray | None) -> np.ndarray:
@@ -215,9 +244,15 @@ def _describe(v0_5: Any, unet: Any, files: dict[str, Path], name: str | None,
         test_tensor=v0_5.FileDescr(source=files["output"]),
         data=v0_5.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)))]
     backend_version = _backend_version(backend_name())
+    saved_model = None
+    if "saved_model" in files:
+        saved_model = v0_5.TensorflowSavedModelBundleWeightsDescr(
+            source=files["saved_model"], tensorflow_version=v0_5.Version(backend_version),
+            parent="keras_v3")
     weights = v0_5.WeightsDescr(keras_v3=v0_5.KerasV3WeightsDescr(
         source=files["weights"], keras_version=v0_5.Version(keras.__version__),
-        backend=(backend_name(), v0_5.Version(backend_version))))
+        backend=(backend_name(), v0_5.Version(backend_version))),
+        tensorflow_saved_model_bundle=saved_model)
     return v0_5.ModelDescr(
         name=name or "napari-unet U-Net",
         description=(description or f"U-Net ({unet.config.depth} levels, "
@@ -244,21 +279,10 @@ def _backend_version(backend: str) -> str:
 def import_bioimageio(path: str | Path) -> Any:
     """The `UNetModel` in a bioimage.io package written by `export_bioimageio`
     (restored from its attached napari-unet model file); ``ValueError`` for packages of
-    other networks, which napari-unet cannot run."""
-    import zipfile
-
+    other networks, which napari-unet cannot run. `load_model` does the same for any
+    ``.zip`` path."""
     from .model_files import load_model
 
-    path = Path(path)
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{str(path)!r} is not a bioimage.io package (.zip): {err}") from None
-    with archive:
-        if ATTACHMENT not in archive.namelist():
-            raise ValueError(f"{path.name!r} was not exported by napari-unet (no {ATTACHMENT}); "
-                             "napari-unet runs only its own U-Nets.")
-        with tempfile.TemporaryDirectory(prefix="napari-unet-import-") as tmp:
-            target = Path(tmp) / ATTACHMENT
-            target.write_bytes(archive.read(ATTACHMENT))
-            return load_model(target)
+    if Path(path).suffix.lower() != ".zip":
+        raise ValueError(f"A bioimage.io package is a .zip file; got {Path(path).name!r}.")
+    return load_model(path)

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     p = _subparser(sub, "export", "write a model as a BioImage Model Zoo package (.zip) for "
-                   "ilastik, deepImageJ and the bioimage.io tools")
+                   "the bioimage.io tools")
     p.add_argument("model", help="a .keras file saved by napari-unet")
     p.add_argument("output", help="the package to write (.zip)")
     p.add_argument("--name", help="the model's name in the package")

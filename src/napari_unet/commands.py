@@ -194,9 +194,12 @@ def _predict_folder(args: argparse.Namespace, options) -> int:
     outputs unless --overwrite; exit status 2 when some files failed."""
     from .folders import SUMMARY, iter_predict_folder
 
-    if Path(args.output).exists() and not Path(args.output).is_dir():
-        raise ValueError(f"output {args.output!r} is a file; for an input folder give an "
-                         "output folder.")
+    from .image_files import IMAGE_SUFFIXES
+
+    out = Path(args.output)
+    if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES):
+        raise ValueError(f"the input {args.input!r} is a folder, so the output must be a "
+                         f"folder too (for <name>.tif files); got the file name {args.output!r}.")
     bar = None
     failed = []
     for result in iter_predict_folder(args.model, args.input, args.output, options,

@@ -120,6 +120,18 @@ class EngineState:
         return drain(iter_probabilities(self._model_for(model_path), block, axes=axes,
                                         stats=stats, tile_size=tile_size))
 
+    def predict_folder(self, in_dir: str, out_dir: str, options, tile_size: int | None = None,
+                       model_path: str | None = None):
+        """Every image of ``in_dir`` into ``out_dir`` (`napari_unet.folders`), yielding a
+        `FileResult` per file; returns them as dicts."""
+        from dataclasses import asdict
+
+        from .folders import iter_predict_folder
+
+        results = yield from iter_predict_folder(self._model_for(model_path), in_dir, out_dir,
+                                                 options, tile_size=tile_size)
+        return [asdict(r) for r in results]
+
     def segment(self, image, axes: str | None, options, tile_size: int | None = None,
                 probabilities: bool = False, model_path: str | None = None):
         """Labels of ``image`` with `LabelOptions` ``options``, yielding progress; returns

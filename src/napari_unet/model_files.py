@@ -112,9 +112,7 @@ def load_model(path: str | os.PathLike) -> UNetModel:
 
     path = Path(path)
     if path.suffix.lower() == ".zip":
-        from .bioimageio_export import import_bioimageio
-
-        return import_bioimageio(path)
+        return _load_package(path)
     keras = load_keras()
     _, fields, stored_config = read_model_file(path)
     reference = build_unet(fields["config"], precision="float32")
@@ -134,6 +132,28 @@ def load_model(path: str | os.PathLike) -> UNetModel:
         network = build_unet(fields["config"])  # mixed precision chosen for this device
     network.set_weights(loaded.get_weights())
     return UNetModel(keras_model=network, **fields)
+
+
+PACKAGE_ATTACHMENT = "napari_unet_model.keras"
+
+
+def _load_package(path: Path) -> UNetModel:
+    """The model in a bioimage.io package exported by napari-unet: its attached model file
+    (see `napari_unet.bioimageio_export`); ``ValueError`` for other packages."""
+    import tempfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{str(path)!r} is not a bioimage.io package (.zip): {err}") from None
+    with archive:
+        if PACKAGE_ATTACHMENT not in archive.namelist():
+            raise ValueError(f"{path.name!r} was not exported by napari-unet (no "
+                             f"{PACKAGE_ATTACHMENT}); napari-unet runs only its own U-Nets.")
+        with tempfile.TemporaryDirectory(prefix="napari-unet-import-") as tmp:
+            target = Path(tmp) / PACKAGE_ATTACHMENT
+            target.write_bytes(archive.read(PACKAGE_ATTACHMENT))
+            return load_model(target)
 
 
 def resolve_model(model: Any) -> UNetModel:

@@ -28,8 +28,11 @@ def test_package_validates_and_bioimageio_core_reproduces_its_test_output(packag
     assert descr.validation_summary.status in ("valid-format", "passed"), descr.validation_summary
     assert descr.weights.keras_v3 is not None and descr.name == "tiny nuclei U-Net"
     assert str(descr.cite[0].doi) == "10.1007/978-3-319-24574-4_28"
+    assert descr.weights.tensorflow_saved_model_bundle is not None
     summary = bioimageio_core.test_model(package)
     assert summary.status == "passed", summary.format()
+    reproduced = [d.name for d in summary.details if d.name.startswith("Reproduce test outputs")]
+    assert len(reproduced) == 2 and any("tensorflow_saved_model_bundle" in n for n in reproduced)
 
 
 def test_the_packages_test_output_is_what_napari_unet_predicts(package, trained_tiny):

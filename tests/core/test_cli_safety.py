@@ -118,7 +118,8 @@ def test_unreadable_inputs_are_named(files, capsys):
     assert "corrupt" in line and "corrupt.tif" in line
     assert main(["predict", files["model"], str(files["dir"] / "images"),
                  str(files["dir"] / "o.tif")]) == 2
-    assert "is a folder" in _err_line(capsys)
+    assert "is a folder, so the output must be a folder" in _err_line(capsys)
+    assert not (files["dir"] / "o.tif").exists()
 
 
 def test_training_errors_name_the_file(files, capsys):

@@ -241,3 +241,42 @@ def test_lazy_layer_gives_a_lazy_labels_layer_equal_to_the_eager_one(viewer_with
             predictor(np.zeros((32, 32), np.float32), "YX", None)
     finally:
         run.session.set_busy(False)
+
+
+def test_export_for_bioimageio_and_run_on_a_folder(viewer_with_widgets, qtbot, tmp_path):
+    """Build writes a bioimage.io package through the engine; Run segments every image of
+    a folder into another folder with it, skips them on a second run, and reports."""
+    import tifffile
+
+    from napari_unet.sample_data import make_nuclei
+
+    viewer, w = viewer_with_widgets
+    build, run = w["build"], w["run"]
+    build_tiny(qtbot, build)
+    build.export_path.value = tmp_path / "tiny.zip"
+    build.export()
+    qtbot.waitUntil(lambda: build.export_button.enabled and (tmp_path / "tiny.zip").exists(),
+                    timeout=120_000)
+    assert build.last_error == "", build.last_error
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        tifffile.imwrite(images / f"cell{i}.tif", make_nuclei((64, 64), seed=50 + i)[0])
+    run.source.value = "model file"
+    run.model_file.value = tmp_path / "tiny.zip"
+    run.folder_in.value = images
+    run.folder_out.value = tmp_path / "labels"
+    run.start_folder()
+    wait_for_worker(qtbot, run)
+    assert run.last_error == "", run.last_error
+    assert sorted(p.name for p in (tmp_path / "labels").iterdir()) == ["cell0.tif", "cell1.tif",
+                                                                       "summary.csv"]
+    assert run.status.value.startswith("2 done, 0 already there, 0 failed")
+    assert run.progress.value == run.progress.max == 2
+    run.start_folder()
+    wait_for_worker(qtbot, run)
+    assert run.status.value.startswith("0 done, 2 already there, 0 failed")
+    run.folder_out.value = images  # never into the input folder
+    run.start_folder()
+    wait_for_worker(qtbot, run)
+    assert "is the input folder" in run.last_error

@@ -54,18 +54,7 @@ class BuildWidget(SessionWidget):
         self.summary = Label(value="", name="summary", tooltip="Size and cost of the network with these settings.")
         self.build_button = PushButton(text="Build new model", name="build",
                                        tooltip="Create a fresh, untrained U-Net with these settings for Train and Run.")
-        self.load_path = FileEdit(mode="r", filter="*.keras", name="load_path", label="model file",
-                                  tooltip="A .keras model saved by napari-unet.")
-        self.load_button = PushButton(text="Load model", name="load", tooltip="Load the model file above for Train and Run.")
-        self.save_path = FileEdit(mode="w", filter="*.keras", name="save_path", label="save as",
-                                  tooltip="Where to save the current model (.keras).")
-        self.save_button = PushButton(text="Save model", name="save", tooltip="Save the current model, its settings and training history.")
-        self.export_path = FileEdit(mode="w", filter="*.zip", name="export_path", label="export as",
-                                    tooltip="A BioImage Model Zoo package (.zip) that ilastik, deepImageJ "
-                                            "and the bioimage.io tools can run.")
-        self.export_button = PushButton(text="Export for bioimage.io", name="export",
-                                        tooltip="Write the current model as a bioimage.io package (needs "
-                                                "the bioimageio.spec package in the engine's Python).")
+        self._make_file_controls()
         self.status = Label(value=self.session.description, name="status",
                             tooltip="The model that Train and Run use in this viewer.")
         self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
@@ -87,6 +76,20 @@ class BuildWidget(SessionWidget):
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
         self.update_summary()
+
+    def _make_file_controls(self) -> None:
+        self.load_path = FileEdit(mode="r", filter="*.keras *.zip", name="load_path", label="model file",
+                                  tooltip="A .keras model saved by napari-unet, or a bioimage.io .zip it exported.")
+        self.load_button = PushButton(text="Load model", name="load", tooltip="Load the model file above for Train and Run.")
+        self.save_path = FileEdit(mode="w", filter="*.keras", name="save_path", label="save as",
+                                  tooltip="Where to save the current model (.keras).")
+        self.save_button = PushButton(text="Save model", name="save", tooltip="Save the current model, its settings and training history.")
+        self.export_path = FileEdit(mode="w", filter="*.zip", name="export_path", label="export as",
+                                    tooltip="A BioImage Model Zoo package (.zip) for bioimageio.core and the "
+                                            "tools built on it.")
+        self.export_button = PushButton(text="Export for bioimage.io", name="export",
+                                        tooltip="Write the current model as a bioimage.io package (needs "
+                                                "the bioimageio.spec package in the engine's Python).")
 
     def config(self) -> UNetConfig:
         """The `UNetConfig` of the current settings (raises ValueError if invalid)."""

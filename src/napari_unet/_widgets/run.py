@@ -63,6 +63,22 @@ class EngineBlockPredictor:
         return self.engine.run("predict_block", block, axes, stats, self.model_path, self.tile_size)
 
 
+def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path: str | None):
+    """Worker body: predict every image of ``in_dir`` into ``out_dir`` in the engine,
+    passing one progress event per file on; returns the per-file results (dicts)."""
+    from ..progress import PredictProgress
+
+    call = engine.call("predict_folder", in_dir, out_dir, options["labels"],
+                       options["tile_size"], model_path)
+    while True:
+        try:
+            result = next(call)
+        except StopIteration as done:
+            return done.value
+        yield PredictProgress(result.index, result.total, f"{result.file}: {result.status}"
+                              + (f" ({result.error})" if result.error else ""))
+
+
 def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: str,
                  placement: dict, options: dict, model_path: str | None):
     """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
@@ -108,8 +124,9 @@ class RunWidget(SessionWidget):
                               tooltip="Image layer to segment (2D, stack or time-lapse; RGB allowed).")
         self.source = ComboBox(choices=[CURRENT, FROM_FILE], value=CURRENT, name="source", label="model",
                                tooltip="The model built/trained/loaded in this viewer, or a .keras file.")
-        self.model_file = FileEdit(mode="r", filter="*.keras", name="model_file", label="model file",
-                                   tooltip="A .keras model saved by napari-unet (used when model = model file).")
+        self.model_file = FileEdit(mode="r", filter="*.keras *.zip", name="model_file", label="model file",
+                                   tooltip="A .keras model saved by napari-unet, or a bioimage.io package (.zip) "
+                                           "it exported (used when model = model file).")
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=0.99, step=0.05, name="threshold",
                                       label="threshold", tooltip="Foreground probability above which a pixel is an object.")
         self.output = ComboBox(choices=[INSTANCES, SEMANTIC], value=INSTANCES, name="output", label="output",
@@ -127,19 +144,77 @@ class RunWidget(SessionWidget):
         self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
                                       tooltip="Also add the foreground probability as an Image layer.")
         self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
+        self.folder_in = FileEdit(mode="d", name="folder_in", label="input folder",
+                                  tooltip="Run on every TIFF/PNG/zarr image in this folder instead of a layer.")
+        self.folder_out = FileEdit(mode="d", name="folder_out", label="output folder",
+                                   tooltip="Where to write <name>.tif labels and summary.csv (not the input "
+                                           "folder). Files already there are skipped, so a stopped run resumes.")
+        self.folder_button = PushButton(text="Run on folder", name="run_folder",
+                                        tooltip="Segment every image of the input folder with the chosen model.")
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Tiles (or planes) done.")
         self.status = Label(value="", name="status", tooltip="What is happening.")
         self.extend([self.image, self.source, self.model_file, self.threshold, self.output,
                      self.min_size, self.split_touching, self.link_planes, self.axes,
-                     self.tile_size, self.probabilities, self.run_button, self.progress, self.status])
+                     self.tile_size, self.probabilities, self.run_button, self.folder_in,
+                     self.folder_out, self.folder_button, self.progress, self.status])
         self.wrap_labels(self.status)
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
-        self.remember("run", [self.source, self.threshold,
+        self.remember("run", [self.source, self.folder_in, self.folder_out, self.threshold,
                                                 self.output, self.min_size, self.split_touching,
                                                 self.link_planes, self.tile_size, self.probabilities])
         self.run_button.changed.connect(self.start)
-        self.follow(self.session.busy_changed, lambda busy: setattr(self.run_button, "enabled", not busy))
+        self.folder_button.changed.connect(self.start_folder)
+        self.follow(self.session.busy_changed, self._on_busy)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.run_button.enabled = self.folder_button.enabled = not busy
+
+    def _model_choice(self) -> tuple[bool, str | None]:
+        """(ok, model file or None for the viewer's model); reports what is missing."""
+        if self.source.value == CURRENT:
+            if not self.session.has_model:
+                report_error(self, "Run", ValueError(
+                    "there is no model in this viewer yet: build and train one, or choose 'model file'"))
+                return False, None
+            return True, None
+        model_path = str(self.model_file.value or "")
+        if not model_path.endswith((".keras", ".zip")) or not Path(model_path).is_file():
+            report_error(self, "Run", ValueError(
+                f"choose an existing .keras model file or bioimage.io .zip (got {model_path!r})"))
+            return False, None
+        return True, model_path
+
+    def start_folder(self, *_: Any) -> None:
+        """Predict every image of the input folder into the output folder, in a worker."""
+        self.last_error = ""
+        if self.session.busy:
+            report_error(self, "Run", ValueError("the model is busy training; wait or press Stop"))
+            return
+        in_dir, out_dir = str(self.folder_in.value or ""), str(self.folder_out.value or "")
+        if in_dir in ("", ".") or not Path(in_dir).is_dir() or out_dir in ("", "."):
+            report_error(self, "Run on folder", ValueError("choose an existing input folder and "
+                                                           "an output folder"))
+            return
+        ok, model_path = self._model_choice()
+        if not ok:
+            return
+        self.session.set_busy(True)
+        self.progress.value = 0
+        self.status.value = f"segmenting the images of {in_dir}…"
+        self.worker = start_worker(folder_job, self.session.engine, in_dir, out_dir, self.options(),
+                                   model_path, on_yield=self._on_progress,
+                                   on_return=lambda rows: self._on_folder_done(rows, out_dir),
+                                   on_error=lambda err: report_error(self, "Run on folder failed", err),
+                                   on_finish=self._on_finish)
+
+    def _on_folder_done(self, rows: list, out_dir: str) -> None:
+        if self.closed:
+            return
+        counts = {status: sum(r["status"] == status for r in rows)
+                  for status in ("done", "skipped", "failed")}
+        self.status.value = (f"{counts['done']} done, {counts['skipped']} already there, "
+                             f"{counts['failed']} failed; summary.csv in {out_dir}")
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`), ``tile_size`` (None: from memory) and ``probabilities``."""
@@ -161,19 +236,10 @@ class RunWidget(SessionWidget):
         if layer is None:
             report_error(self, "Run", ValueError("choose an image layer to segment"))
             return
-        if self.source.value == CURRENT:
-            if not self.session.has_model:
-                report_error(self, "Run", ValueError(
-                    "there is no model in this viewer yet: build and train one, or choose 'model file'"))
-                return
-            model_path, channels = None, self.session.summary["config"]["in_channels"]
-        else:
-            model_path = str(self.model_file.value or "")
-            if not model_path.endswith(".keras") or not Path(model_path).is_file():
-                report_error(self, "Run", ValueError(
-                    f"choose an existing .keras model file (got {model_path!r})"))
-                return
-            channels = None
+        ok, model_path = self._model_choice()
+        if not ok:
+            return
+        channels = None if model_path else self.session.summary["config"]["in_channels"]
         try:
             axes = (layer_axes(layer, channels, self.axes.value)
                     if channels is not None or layer.rgb or self.axes.value.strip() else None)
