@@ -136,25 +136,21 @@ class BuildWidget(SessionWidget):
         self.session.set_summary(summary, f"loaded {Path(path).name} ({epochs} epochs trained)")
 
     def save(self, *_: Any) -> None:
-        if not self.session.has_model:
-            report_error(self, "Save", ValueError("there is no model yet: build, load or train one first"))
-            return
-        path = str(self.save_path.value or "")
-        if not path.endswith(".keras"):
-            report_error(self, "Save", ValueError(f"choose a file name ending in .keras (got {path!r})"))
-            return
-        self._start("save", path, done=lambda p: report_info(self, f"saved {p}"), title="Save")
+        self._write_model(self.save_path.value, ".keras", "save", "Save", "saved")
 
     def export(self, *_: Any) -> None:
+        self._write_model(self.export_path.value, ".zip", "export_bioimageio", "Export", "exported")
+
+    def _write_model(self, value: Any, suffix: str, method: str, title: str, verb: str) -> None:
+        """Save or export the current model to the file ``value`` (ending in ``suffix``)."""
         if not self.session.has_model:
-            report_error(self, "Export", ValueError("there is no model yet: build, load or train one first"))
+            report_error(self, title, ValueError("there is no model yet: build, load or train one first"))
             return
-        path = str(self.export_path.value or "")
-        if not path.endswith(".zip"):
-            report_error(self, "Export", ValueError(f"choose a file name ending in .zip (got {path!r})"))
+        path = str(value or "")
+        if not path.endswith(suffix):
+            report_error(self, title, ValueError(f"choose a file name ending in {suffix} (got {path!r})"))
             return
-        self._start("export_bioimageio", path, done=lambda p: report_info(self, f"exported {p}"),
-                    title="Export")
+        self._start(method, path, done=lambda p: report_info(self, f"{verb} {p}"), title=title)
 
     def _show_config(self, config: UNetConfig) -> None:
         for key, value in config.to_dict().items():
