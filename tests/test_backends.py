@@ -5,7 +5,8 @@ Keras is imported); the TensorFlow run is the main suite itself. The modules bel
 are those whose code paths differ by backend: building, training (``fit`` on a
 thread, callbacks synchronous or not), prediction (the compiled forward pass, the
 device-side normalisation), model files, losses, lazy prediction, precision and
-device sizing (data-parallel training has its own two-backend test). The rest of the core suite is pure
+device sizing, argument checks and divergence, and bioimage.io export (data-parallel
+training has its own two-backend test). The rest of the core suite is pure
 numpy or the CLI; it was run under both backends by hand (docs/benchmarks.md).
 """
 
@@ -18,7 +19,8 @@ import pytest
 
 CORE = Path(__file__).parent / "core"
 MODULES = ["test_model.py", "test_training.py", "test_prediction.py", "test_devices.py",
-           "test_model_files.py", "test_losses.py", "test_lazy.py", "test_normalization.py"]
+           "test_model_files.py", "test_losses.py", "test_lazy.py", "test_normalization.py",
+           "test_argument_checks.py", "test_bioimageio.py"]
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
