@@ -33,6 +33,7 @@ _EXPORTS = {
     "save_model": "model_files",
     "load_model": "model_files",
     "make_nuclei": "sample_data",
+    "evaluate": "metrics",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -79,8 +79,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     callback = _train_callback("training")
     metrics = run_demo(args.out, settings, callback)
     callback.close()
-    print(json.dumps({k: metrics[k] for k in ("foreground_iou", "object_f1", "train_seconds",
-                                               "predict_seconds")}, indent=2))
+    print(json.dumps({k: metrics[k] for k in ("foreground_iou", "object_f1", "ap@0.5", "ap@0.75",
+                                               "train_seconds", "predict_seconds")}, indent=2))
     print(f"foreground IoU on the held-out image: {metrics['foreground_iou']:.3f}")
     print(f"wrote {args.out}/model.keras, labels.tif, overlay.png, metrics.json")
     if args.gui:
@@ -274,7 +274,7 @@ def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .image_files import list_pairs, read_image
     from .model_files import load_model
-    from .metrics import foreground_iou, matched_objects
+    from .metrics import evaluate
     from .prediction import segment
 
     model = load_model(args.model)
@@ -282,13 +282,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for image_path, mask_path in list_pairs(args.images, args.masks):
         try:
             labels = segment(model, read_image(image_path), min_size=args.min_size)
-            truth = read_image(mask_path)
-            rows.append({"image": image_path.name, "foreground_iou": foreground_iou(labels, truth),
-                         **matched_objects(labels, truth)})
+            rows.append({"image": image_path.name, **evaluate(labels, read_image(mask_path))})
         except ValueError as err:
             raise ValueError(f"{image_path.name} / {mask_path.name}: {err}") from err
-    mean = sum(r["foreground_iou"] for r in rows) / len(rows)
-    print(json.dumps({"images": rows, "mean_foreground_iou": mean}, indent=2))
+    means = {f"mean_{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "image"}
+    print(json.dumps({"images": rows, **means}, indent=2))
     return 0
 
 

@@ -45,11 +45,12 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
 
     Writes ``model.keras``, ``labels.tif``, ``overlay.png`` and ``metrics.json``
     (and the held-out ``image.tif`` with its ``truth.tif``, for viewing);
-    returns the metrics dict (foreground IoU, object F1, timings ...).
+    returns the metrics dict (`napari_unet.metrics.evaluate`'s keys: foreground IoU,
+    Dice, precision/recall/F1/AP at IoU 0.5 to 0.9; object F1 as before; timings ...).
     """
     from .image_files import overlay, write_image
     from .model_files import save_model
-    from .metrics import foreground_iou, matched_objects
+    from .metrics import evaluate, matched_objects
     from .prediction import segment
     from .training import train
 
@@ -70,7 +71,7 @@ def run_demo(out_dir: str | Path, settings: DemoSettings | None = None,
     labels = segment(result.model, test_image, min_size=20, split_touching=True)
     predict_s = time.perf_counter() - t1
     metrics = {
-        "foreground_iou": foreground_iou(labels, test_truth),
+        **evaluate(labels, test_truth),
         **{f"object_{k}": v for k, v in matched_objects(labels, test_truth).items()},
         "train_seconds": round(train_s, 1),
         "predict_seconds": round(predict_s, 2),

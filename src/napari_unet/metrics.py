@@ -42,3 +42,70 @@ def matched_objects(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 
     precision, recall = tp / n_pred, tp / n_true
     f1 = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
     return {"precision": precision, "recall": recall, "f1": f1, "n_pred": n_pred, "n_true": n_true}
+
+
+THRESHOLDS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+
+
+def evaluate(labels: Any, truth: Any, thresholds: tuple[float, ...] = THRESHOLDS) -> dict[str, float]:
+    """Every quality measure of instance ``labels`` against instance ``truth`` (same shape).
+
+    Returns a flat dict (the same keys in `napari-unet evaluate` and the demo's
+    ``metrics.json``): ``foreground_iou`` and ``dice`` of the foreground; ``n_pred``
+    and ``n_true`` objects; and for each IoU threshold t in ``thresholds``
+    ``precision@t``, ``recall@t``, ``f1@t`` and ``ap@t``, the average precision of the
+    Data Science Bowl 2018 and the StarDist paper, TP / (TP + FP + FN); and ``mean_ap``
+    over the thresholds. Objects are matched one to one, maximising the total IoU
+    over the pairs with IoU >= t (Hungarian matching).
+    """
+    pred, true = label_pair(labels, truth)
+    p, t = pred > 0, true > 0
+    both, total = np.count_nonzero(p & t), np.count_nonzero(p) + np.count_nonzero(t)
+    union = total - both
+    out: dict[str, float] = {"foreground_iou": 1.0 if union == 0 else both / union,
+                             "dice": 1.0 if total == 0 else 2 * both / total}
+    pairs, n_true, n_pred = _iou_pairs(pred, true)
+    out.update(n_pred=n_pred, n_true=n_true)
+    aps = []
+    for threshold in thresholds:
+        tp = _matches(pairs, threshold)
+        fp, fn = n_pred - tp, n_true - tp
+        key = f"{threshold:g}"
+        out[f"precision@{key}"] = tp / n_pred if n_pred else float(n_true == 0)
+        out[f"recall@{key}"] = tp / n_true if n_true else float(n_pred == 0)
+        out[f"f1@{key}"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
+        out[f"ap@{key}"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
+        aps.append(out[f"ap@{key}"])
+    out["mean_ap"] = float(np.mean(aps)) if aps else float("nan")
+    return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
+
+
+def _iou_pairs(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """(true id, predicted id, IoU) of every overlapping pair of objects, as rows of a
+    (K, 3) float array, and the numbers of true and predicted objects."""
+    t, p = truth.ravel(), pred.ravel()
+    t_area, p_area = np.bincount(t), np.bincount(p)
+    n_true, n_pred = int(np.count_nonzero(t_area[1:])), int(np.count_nonzero(p_area[1:]))
+    overlap = (t > 0) & (p > 0)
+    keys, inter = np.unique((t[overlap] << 32) | p[overlap], return_counts=True)
+    t_ids, p_ids = keys >> 32, keys & 0xFFFFFFFF
+    iou = inter / (t_area[t_ids] + p_area[p_ids] - inter)
+    return np.stack([t_ids, p_ids, iou], axis=1) if len(keys) else np.zeros((0, 3)), n_true, n_pred
+
+
+def _matches(pairs: np.ndarray, threshold: float) -> int:
+    """True positives: pairs of a one-to-one matching with the largest total IoU among
+    the pairs whose IoU is >= ``threshold`` (Hungarian matching where objects compete)."""
+    chosen = pairs[pairs[:, 2] >= threshold]
+    if len(chosen) == 0:
+        return 0
+    t_ids, t_index = np.unique(chosen[:, 0], return_inverse=True)
+    p_ids, p_index = np.unique(chosen[:, 1], return_inverse=True)
+    if len(t_ids) == len(p_ids) == len(chosen):  # no object in two pairs: all match
+        return len(chosen)
+    from scipy.optimize import linear_sum_assignment
+
+    iou = np.zeros((len(t_ids), len(p_ids)))
+    iou[t_index, p_index] = chosen[:, 2]
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    return int(np.count_nonzero(iou[rows, cols] > 0))

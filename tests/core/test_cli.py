@@ -45,6 +45,7 @@ def test_train_predict_evaluate_on_files(tmp_path, capsys):
     assert main(["info", str(model)]) == 0
     report = capsys.readouterr().out
     assert "mean_foreground_iou" in report and '"parameters"' in report
+    assert '"mean_ap@0.5"' in report and '"mean_dice"' in report
 
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys, trained_tiny):

@@ -33,3 +33,37 @@ def test_measures_refuse_mismatched_or_invalid_labels():
         foreground_iou(np.zeros((2, 3), int), np.zeros((3, 2), int))
     with pytest.raises(ValueError, match="negative"):
         matched_objects(np.full((2, 2), -1), np.zeros((2, 2), int))
+
+
+def test_evaluate_by_hand_on_a_merged_pair():
+    """Two 4-px nuclei side by side, predicted as one 8-px object: each pair has IoU 0.5,
+    so at 0.5 one is matched (TP 1, FP 0, FN 1) and above 0.5 none is."""
+    from napari_unet.metrics import evaluate
+
+    truth = np.array([[1, 1, 2, 2], [1, 1, 2, 2]])
+    pred = np.array([[7, 7, 7, 7], [7, 7, 7, 7]])
+    m = evaluate(pred, truth)
+    assert m["n_true"] == 2 and m["n_pred"] == 1
+    assert m["foreground_iou"] == 1.0 and m["dice"] == 1.0
+    assert m["precision@0.5"] == 1.0 and m["recall@0.5"] == 0.5
+    assert m["f1@0.5"] == pytest.approx(2 / 3) and m["ap@0.5"] == pytest.approx(0.5)
+    assert m["ap@0.55"] == 0.0 and m["ap@0.9"] == 0.0
+    assert m["mean_ap"] == pytest.approx(0.5 / 9)
+
+
+def test_evaluate_matches_one_to_one_and_handles_empty_images():
+    from napari_unet.metrics import evaluate
+
+    truth = np.zeros((6, 6), int)
+    truth[:3, :3], truth[3:, 3:] = 1, 2
+    pred = np.zeros((6, 6), int)
+    pred[:3, :3], pred[3:, 3:], pred[0, 5] = 5, 9, 3  # two exact, one false positive
+    m = evaluate(pred, truth)
+    assert m["ap@0.9"] == pytest.approx(2 / 3) and m["precision@0.9"] == pytest.approx(2 / 3)
+    assert m["recall@0.9"] == 1.0
+    assert evaluate(truth, truth)["mean_ap"] == 1.0
+    empty = np.zeros((4, 4), int)
+    assert evaluate(empty, empty)["ap@0.5"] == 1.0 and evaluate(empty, empty)["dice"] == 1.0
+    assert evaluate(empty, truth[:4, :4])["ap@0.5"] == 0.0
+    with pytest.raises(ValueError):
+        evaluate(np.zeros((2, 3), int), np.zeros((3, 2), int))

@@ -161,13 +161,19 @@ def test_train_gives_a_finite_model_or_a_clear_error(labels, mode, lr):
        truth=_arrays(st.sampled_from([np.uint8, np.uint16, np.int64]),
                      hnp.array_shapes(min_dims=1, max_dims=3, max_side=10)))
 def test_evaluation_scores_lie_in_0_1_or_a_clear_error(pred, truth):
-    for measure in (foreground_iou, matched_objects):
+    from napari_unet.metrics import evaluate
+
+    for measure in (foreground_iou, matched_objects, evaluate):
         try:
             score = measure(pred, truth)
         except CLEAR:
             continue
-        values = [score] if isinstance(score, float) else [score[k] for k in ("precision", "recall", "f1")]
-        assert all(0.0 <= v <= 1.0 for v in values)
+        if isinstance(score, float):
+            values = [score]
+        else:
+            values = [v for k, v in score.items() if k.split("@")[0] in (
+                "precision", "recall", "f1", "ap", "mean_ap", "dice", "foreground_iou")]
+        assert values and all(0.0 <= v <= 1.0 for v in values)
 
 
 @pytest.fixture(scope="module")
