@@ -28,17 +28,11 @@ def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
 def matched_objects(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:
     """Object-level precision, recall and F1 (a pair matches when its IoU > ``iou_threshold``)."""
     pred, truth = label_pair(pred, truth)
-    n_pred, n_true = int(len(np.unique(pred)) - (pred == 0).any()), int(len(np.unique(truth)) - (truth == 0).any())
+    pairs, n_true, n_pred = _iou_pairs(pred, truth)
     if n_pred == 0 or n_true == 0:
         return {"precision": float(n_pred == n_true), "recall": float(n_pred == n_true),
                 "f1": float(n_pred == n_true), "n_pred": n_pred, "n_true": n_true}
-    pairs = (truth.ravel() << 32) | pred.ravel()
-    keys, inter = np.unique(pairs[(truth.ravel() > 0) & (pred.ravel() > 0)], return_counts=True)
-    t_ids, p_ids = keys >> 32, keys & 0xFFFFFFFF
-    t_area = np.bincount(truth.ravel())
-    p_area = np.bincount(pred.ravel())
-    iou = inter / (t_area[t_ids] + p_area[p_ids] - inter)
-    tp = int(np.count_nonzero(iou > iou_threshold))  # IoU > 0.5 makes matches unique
+    tp = int(np.count_nonzero(pairs[:, 2] > iou_threshold))  # IoU > 0.5 makes matches unique
     precision, recall = tp / n_pred, tp / n_true
     f1 = 0.0 if tp == 0 else 2 * precision * recall / (precision + recall)
     return {"precision": precision, "recall": recall, "f1": f1, "n_pred": n_pred, "n_true": n_true}
