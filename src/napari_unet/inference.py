@@ -52,8 +52,9 @@ def check_run_options(config: UNetConfig, tile_size: Any, batch_size: Any,
         memory_budget = prediction_memory_budget()
     elif not is_whole(memory_budget) or memory_budget < 1:
         raise ValueError(
-            f"memory_budget must be a whole number of bytes >= 1, or None for a quarter "
-            f"of the available memory; got {memory_budget!r}."
+            f"memory_budget must be a whole number of bytes >= 1, or None for half the GPU's "
+            f"free memory (on a CPU a quarter of the available memory, at most 1 GiB); got "
+            f"{memory_budget!r}."
         )
     return (None if batch_size is None else int(batch_size)), int(memory_budget)
 
@@ -64,7 +65,11 @@ def prediction_memory_budget() -> int:
     memory, at most 1 GiB (`napari_unet.costs.default_memory_budget`)."""
     from .keras_backend import accelerator_memory
 
-    free = accelerator_memory()
+    return _budget(accelerator_memory())
+
+
+def _budget(free: int | None) -> int:
+    """The prediction budget given the accelerator's free bytes (None: no accelerator)."""
     return free // 2 if free else default_memory_budget()
 
 
@@ -103,9 +108,12 @@ def iter_probabilities(
     axes = arrays.resolve_axes(axes, image.shape, config.in_channels)
     arrays.check_channels(axes, image.shape, config.in_channels)
     planes, lead = arrays.to_planes(image, axes)
+    free = accelerator_memory()  # asked once: on TensorFlow GPUs it runs nvidia-smi
+    if memory_budget is None:
+        memory_budget = _budget(free)
     batch_size, memory_budget = check_run_options(config, tile_size, batch_size, memory_budget)
     shape = planes.shape[1:3]
-    accelerator = accelerator_memory() is not None
+    accelerator = free is not None
     if tile_size is None:
         tile_size, message = auto_tile_size(config, memory_budget, shape, accelerator), ""
     else:
