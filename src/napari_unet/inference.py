@@ -19,6 +19,7 @@ from .checks import is_whole
 from .config import UNetConfig
 from .costs import auto_tile_size, default_memory_budget, halo, inference_bytes_per_pixel
 from .model import UNetModel
+from .normalization import offset_and_scale
 from .progress import PredictProgress
 from .tiling import plan_tiles, round_up
 
@@ -216,8 +217,7 @@ def _device_input(unet: UNetModel, planes: np.ndarray, stats: Any,
     """
     c = planes.shape[-1]
     if planes.dtype in _DEVICE_DTYPES:
-        lo, hi = (np.asarray(v, np.float32).reshape(1, 1, 1, c) for v in stats)
-        scale = np.where(hi - lo > 1e-12, hi - lo, np.float32(1)).astype(np.float32)
+        lo, scale = (v.reshape(1, 1, 1, c) for v in offset_and_scale(stats, np.float32))
         prepare = lambda plane: plane  # noqa: E731
     else:
         lo, scale = np.zeros((1, 1, 1, c), np.float32), np.ones((1, 1, 1, c), np.float32)

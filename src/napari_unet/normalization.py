@@ -53,10 +53,9 @@ class PercentileNormalization:
         self, planes: np.ndarray, stats: tuple[np.ndarray, np.ndarray] | None = None
     ) -> np.ndarray:
         """Return a new float32 array ``(planes - lo) / (hi - lo)``; constant images give 0."""
-        lo, hi = stats if stats is not None else self.statistics(planes)
+        stats = stats if stats is not None else self.statistics(planes)
         work = _work_dtype(planes.dtype)
-        scale = np.asarray(np.where(hi - lo > 1e-12, hi - lo, 1.0), work)
-        lo = np.asarray(lo, work)
+        lo, scale = offset_and_scale(stats, work)
         out = planes.astype(work)  # always a copy: the caller's array stays untouched
         out -= lo
         out /= scale
@@ -78,6 +77,13 @@ class PercentileNormalization:
 
 
 _NORMALISED_LIMIT = 1e30
+
+
+def offset_and_scale(stats: tuple[Any, Any], dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(lo, scale)`` in ``dtype`` for ``(planes - lo) / scale``: ``scale`` is ``hi - lo``,
+    or 1 where the channel is constant (which then maps to 0)."""
+    lo, hi = stats
+    return np.asarray(lo, dtype), np.asarray(np.where(hi - lo > 1e-12, hi - lo, 1.0), dtype)
 _COUNTABLE = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.int8), np.dtype(np.int16))
 
 

@@ -195,18 +195,17 @@ def _parallel_plan(options: TrainSettings) -> Any:
 def _resolve_train_model(model: Any, parallel: Any = None) -> UNetModel:
     """The `UNetModel` to train; with a data-parallel plan its network is (re)built in the
     plan's scope, so its weights are mirrored on every device."""
+    scope = parallel.scope() if parallel is not None else contextlib.nullcontext()
     if isinstance(model, UNetModel):
         if parallel is not None:
             weights = model.keras_model.get_weights()
-            with parallel.scope():
+            with scope:
                 model.keras_model = build_unet(model.config)
             model.keras_model.set_weights(weights)
         return model
     if model is None or isinstance(model, UNetConfig):
-        if parallel is not None:
-            with parallel.scope():
-                return UNetModel.new(model or UNetConfig())
-        return UNetModel.new(model or UNetConfig())
+        with scope:
+            return UNetModel.new(model or UNetConfig())
     raise ValueError(
         f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
         f"or None (the default network); got {type(model).__name__}."
