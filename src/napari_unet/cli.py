@@ -80,6 +80,12 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--loss", choices=("bce", "bce_dice"), default="bce", help="loss function")
     p.add_argument("--label-mode", choices=("dense", "sparse"), default="dense",
                    help="dense labels, or sparse scribbles (0 = unlabelled, 1 = background)")
+    p.add_argument("--target", choices=("auto", "foreground", "classes", "boundary"),
+                   default="auto", help="what the network learns: boundary (background/interior/"
+                   "boundary, for touching objects; auto picks it for instance masks), "
+                   "foreground, or classes")
+    p.add_argument("--boundary-width", type=_whole(1), default=2,
+                   help="width in px of the boundary band (1-3) for --target boundary")
     p.add_argument("--seed", type=int, help="random seed for reproducible training")
     p.set_defaults(func=cmd_train)
 
@@ -100,10 +106,13 @@ def _add_predict_parser(sub) -> None:
                         "instead of skipping those already done)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
     p.add_argument("--threshold", type=_number(0, 1, low_open=True),
-                   help="foreground threshold in (0, 1) (default: the model's)")
+                   help="foreground threshold in (0, 1) (default: the model's calibrated one)")
+    p.add_argument("--seed-threshold", type=_number(0, 1, low_open=True),
+                   help="interior probability that seeds an object, boundary models (default: "
+                        "the model's calibrated one)")
     p.add_argument("--semantic", action="store_true", help="write a 0/1 mask instead of instance ids")
-    p.add_argument("--min-size", type=_whole(0), default=0,
-                   help="remove objects smaller than this (pixels)")
+    p.add_argument("--min-size", type=_whole(0),
+                   help="remove objects smaller than this (pixels; default: the model's)")
     p.add_argument("--split-touching", action="store_true", help="watershed to separate touching objects")
     p.add_argument("--link-planes", action="store_true", help="label objects in 3D across Z")
     p.add_argument("--tile-size", type=_whole(1),
@@ -135,8 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .keras file saved by napari-unet")
     p.add_argument("--images", required=True, help="folder of .tif/.png images")
     p.add_argument("--masks", required=True, help="folder of ground-truth labels, same names")
-    p.add_argument("--min-size", type=_whole(0), default=0,
-                   help="remove objects smaller than this (pixels)")
+    p.add_argument("--min-size", type=_whole(0),
+                   help="remove objects smaller than this (pixels; default: the model's)")
     p.set_defaults(func=cmd_evaluate)
 
     p = _subparser(sub, "info", "describe a model file without loading TensorFlow, or "

@@ -136,6 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        steps_per_epoch=args.steps, learning_rate=args.lr,
                        validation_fraction=args.validation, loss=args.loss,
                        label_mode=args.label_mode, axes=args.axes, seed=args.seed,
+                       target=args.target, boundary_width=args.boundary_width,
                        callback=callback, verbose=False, should_stop=interrupt, names=names)
     callback.close()
     save_model(result.model, args.out)
@@ -154,7 +155,7 @@ def _label_options(args: argparse.Namespace):
     from .postprocess import LabelOptions
 
     return LabelOptions(args.threshold, not args.semantic, args.min_size, args.split_touching,
-                        args.link_planes)
+                        args.link_planes, args.seed_threshold)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

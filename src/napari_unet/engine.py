@@ -45,7 +45,7 @@ class EngineState:
         if self.model is None:
             return None
         return {"config": self.model.config.to_dict(), "history": self.model.history,
-                "info": self.model.info, "threshold": self.model.threshold,
+                "info": self.model.info, **_decoding(self.model),
                 "normalization": self.model.normalization.to_dict()}
 
     def device(self) -> str:
@@ -108,7 +108,7 @@ class EngineState:
     def model_summary(self, model_path: str | None = None) -> dict:
         """Summary of the current model, or of the model file at ``model_path``."""
         model = self._model_for(model_path)
-        return {"config": model.config.to_dict(), "threshold": model.threshold,
+        return {"config": model.config.to_dict(), **_decoding(model),
                 "normalization": model.normalization.to_dict()}
 
     def predict_block(self, block, axes: str, stats, model_path: str | None = None,
@@ -144,6 +144,13 @@ class EngineState:
         probs, labels = yield from iter_segment(model, image, options, axes=axes,
                                                 tile_size=tile_size)
         return labels, (probs if probabilities else None), axes
+
+
+def _decoding(model: Any) -> dict:
+    """How ``model`` turns probabilities into labels by default (its calibrated values)."""
+    return {"target": model.target, "threshold": model.threshold,
+            "seed_threshold": model.seed_threshold, "min_size": model.min_size,
+            "class_names": list(model.class_names)}
 
 
 def _serve(conn: Any, stop_event: threading.Event) -> None:

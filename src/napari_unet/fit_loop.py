@@ -32,11 +32,13 @@ class FitOutcome(NamedTuple):
     best_epoch: int  # 0 when no epoch ended with a finite loss
     stopped: bool
     diverged: str  # "" or what went non-finite, e.g. "the loss became nan at epoch 2, batch 3"
+    early_stopped: bool = False  # no better epoch for `patience` epochs
 
 
 def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
                validation: tuple | None, epochs: int, steps: int, batch_size: int,
-               should_stop: Callable[[], bool] | None, scope: Callable[[], Any] | None = None):
+               should_stop: Callable[[], bool] | None, scope: Callable[[], Any] | None = None,
+               patience: int | None = None):
     """Train the compiled ``km`` on ``batches`` for ``epochs`` x ``steps`` batches.
 
     ``batches`` yields ``(x, y)`` without end; ``validation`` is ``(x_val,
@@ -46,21 +48,29 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     validation). ``should_stop`` is called on the training thread before every
     batch but the first, so it must be safe to call from another thread (e.g.
     ``threading.Event.is_set``); when it answers True, the batch then starting is
-    the last. The weights of the best finite epoch (lowest
-    ``val_loss``, else ``loss``) are left in ``km``. An exception inside
+    the last. The weights of the best finite epoch (highest ``val_iou``, else
+    ``iou``; the lower loss breaks ties) are left in ``km``. With ``patience``,
+    the learning rate is halved after ``patience // 2`` (at least 2) epochs
+    without a better epoch, and training ends after ``patience``. An exception inside
     ``fit`` is raised here; closing the generator stops ``fit`` and waits for
     its thread. ``scope`` (optional) gives the context (a data-parallel
     distribution) that ``fit`` runs in on its thread.
     """
     events: queue.Queue = queue.Queue()
-    record = _Record(events, epochs, steps, validation is not None, should_stop)
-    relay = _relay_class()(record)
+    record = _Record(events, epochs, steps, validation is not None, should_stop, patience)
+    callbacks = [_relay_class()(record)]
+    if patience:
+        from .keras_backend import load_keras
+
+        callbacks.append(load_keras().callbacks.ReduceLROnPlateau(
+            monitor=record.monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
+            min_delta=1e-4, verbose=0))
 
     def work() -> None:
         try:
             with scope() if scope is not None else contextlib.nullcontext():
                 km.fit(batches, epochs=epochs, steps_per_epoch=steps, validation_data=validation,
-                       validation_batch_size=batch_size, callbacks=[relay], shuffle=False,
+                       validation_batch_size=batch_size, callbacks=callbacks, shuffle=False,
                        verbose=0)
             events.put(("done", None))
         except BaseException as err:  # noqa: BLE001 - handed to the generator's thread
@@ -81,7 +91,8 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
         thread.join()
     if record.best_weights is not None:
         km.set_weights(record.best_weights)
-    return FitOutcome(record.history, record.best_epoch, record.stopped, record.diverged)
+    return FitOutcome(record.history, record.best_epoch, record.stopped, record.diverged,
+                      record.early_stopped)
 
 
 class _Record:
@@ -93,14 +104,15 @@ class _Record:
     """
 
     def __init__(self, events: queue.Queue, epochs: int, steps: int, validating: bool,
-                 should_stop: Callable[[], bool] | None = None):
+                 should_stop: Callable[[], bool] | None = None, patience: int | None = None):
         self.events, self.epochs, self.steps = events, epochs, steps
-        self.should_stop, self.stopped = should_stop, False
-        self.monitor = "val_loss" if validating else "loss"
+        self.should_stop, self.stopped, self.patience = should_stop, False, patience
+        self.monitor = "val_iou" if validating else "iou"
         self.history: dict[str, list[float]] = {"loss": [], "iou": []}
         if validating:
             self.history.update(val_loss=[], val_iou=[])
-        self.best, self.best_weights, self.best_epoch = math.inf, None, 0
+        self.best, self.best_weights, self.best_epoch = (-math.inf, math.inf), None, 0
+        self.early_stopped = False
         self.halt, self.diverged, self.epoch, self.batch = False, "", 1, 0
         self.lock, self.waiting = threading.Lock(), {}
 
@@ -133,20 +145,25 @@ class _Record:
                                                 "batch", logs)))
 
     def epoch_ends(self, epoch: int, logs: Any, get_weights: Callable[[], list]) -> None:
-        """Record a finished epoch; ``get_weights`` is called only when it is the best so far."""
+        """Record a finished epoch; its weights (``get_weights()``) are kept when it is the best
+        so far."""
         if self.diverged:
             return
         logs = {key: float(logs[key]) for key in self.history}
-        weights = get_weights() if logs[self.monitor] < self.best else None
-        if not math.isfinite(logs[self.monitor]) or not all(
-                np.isfinite(w).all() for w in weights or []):
-            self.diverged = f"the {self.monitor} or the weights became non-finite at epoch {epoch + 1}"
+        loss = logs["val_loss" if self.monitor == "val_iou" else "loss"]
+        score = (logs[self.monitor], -loss)
+        weights = get_weights()  # checked every epoch: a NaN may hide behind a finite loss
+        if not (math.isfinite(loss) and math.isfinite(logs[self.monitor])) or not all(
+                np.isfinite(w).all() for w in weights):
+            self.diverged = f"the loss or the weights became non-finite at epoch {epoch + 1}"
             self.halt = True
             return
         for key, value in logs.items():
             self.history[key].append(value)
-        if weights is not None:
-            self.best, self.best_weights, self.best_epoch = logs[self.monitor], weights, epoch + 1
+        if score > self.best:
+            self.best, self.best_weights, self.best_epoch = score, weights, epoch + 1
+        elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
+            self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
                                                 "epoch", logs)))
 

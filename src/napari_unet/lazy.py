@@ -206,33 +206,34 @@ def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int
     return np.ascontiguousarray(probs[tuple(crop)])
 
 
-def lazy_labels(probs: Any, spatial_axes: str, *, n_classes: int, threshold: float,
-                instances: bool, min_size: int = 0, split_touching: bool = False,
-                link_planes: bool = False) -> Any:
-    """Labels from lazy probabilities, block by block.
+def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "foreground") -> Any:
+    """Labels from lazy probabilities, block by block (`labels_from_probabilities` with
+    `LabelOptions` ``options``, their None values filled in, and the model's ``target``).
 
-    Semantic masks and multi-class maps are computed per block. Instance labels
-    need whole planes (or whole stacks with ``link_planes``): Y and X (and Z)
-    are merged into one chunk per plane first; ids are unique within each plane
-    (or stack), not across the whole array.
+    Masks and class maps are computed per block. Instance labels need whole
+    planes (or whole stacks with ``link_planes``): Y and X (and Z) are merged
+    into one chunk per plane first; ids are unique within each plane (or
+    stack), not across the whole array.
     """
-    from .postprocess import LabelOptions, labels_from_probabilities, smallest_label_dtype
+    from .postprocess import labels_from_probabilities, smallest_label_dtype
 
-    LabelOptions(threshold, instances, min_size, split_touching, link_planes)  # checks values now
-    if n_classes > 1:
-        dtype = smallest_label_dtype(n_classes - 1)
-        return probs.map_blocks(lambda p: np.argmax(p, axis=-1).astype(dtype),
-                                drop_axis=probs.ndim - 1, dtype=dtype)
-    if not instances:
-        return probs.map_blocks(lambda p: (p > threshold).astype(np.uint8), dtype=np.uint8)
+    if options.threshold is None or options.min_size is None or options.seed_threshold is None:
+        raise ValueError("lazy_labels needs the model's values filled in: pass "
+                         "options.for_model(...).")
+    classed = target != "foreground"  # the probabilities have a trailing class axis
+    drop = {"drop_axis": probs.ndim - 1} if classed else {}
+    if not options.instances:
+        dtype = smallest_label_dtype(probs.shape[-1] - 1) if target == "classes" else np.uint8
+        return probs.map_blocks(labels_from_probabilities, spatial_axes, options, target,
+                                dtype=dtype, **drop)
     whole = {spatial_axes.index("Y"): -1, spatial_axes.index("X"): -1}
-    if link_planes and "Z" in spatial_axes:
+    if options.link_planes and "Z" in spatial_axes:
         whole[spatial_axes.index("Z")] = -1
+    if classed:
+        whole[probs.ndim - 1] = -1
     probs = probs.rechunk(whole)
 
     def label_block(p: np.ndarray) -> np.ndarray:
-        return labels_from_probabilities(p, spatial_axes, threshold=threshold, instances=True,
-                                         min_size=min_size, split_touching=split_touching,
-                                         link_planes=link_planes).astype(np.uint32)
+        return labels_from_probabilities(p, spatial_axes, options, target).astype(np.uint32)
 
-    return probs.map_blocks(label_block, dtype=np.uint32)
+    return probs.map_blocks(label_block, dtype=np.uint32, **drop)

@@ -46,19 +46,36 @@ class _MaskedLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="napari_unet")
 class MaskedCrossentropy(_MaskedLoss):
-    """Binary (sigmoid) or categorical (softmax) cross-entropy over annotated pixels only."""
+    """Binary (sigmoid) or categorical (softmax) cross-entropy over annotated pixels only.
+
+    ``class_weights`` (optional, one per class, 2 for a sigmoid output) weighs
+    each pixel by its target class; the result is the weighted mean, so rare
+    classes (the boundary band) count as much as their weight says.
+    """
 
     default_name = "masked_crossentropy"
+
+    def __init__(self, class_weights=None, name=None, **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.class_weights = None if class_weights is None else [float(w) for w in class_weights]
 
     def call(self, y_true, y_pred):
         mask, target = _mask_and_onehot(y_true, y_pred)
         p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
         if y_pred.shape[-1] == 1:
             ce = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
+            onehot = ops.concatenate([1.0 - target, target], axis=-1)
         else:
             ce = -ops.sum(target * ops.log(p), axis=-1, keepdims=True)
-        total = ops.sum(ce * mask) / ops.maximum(ops.sum(mask), 1.0)
+            onehot = target
+        if self.class_weights is not None:
+            weights = ops.convert_to_tensor(self.class_weights, dtype=ce.dtype)
+            mask = mask * ops.sum(onehot * weights, axis=-1, keepdims=True)
+        total = ops.sum(ce * mask) / ops.maximum(ops.sum(mask), _EPS)
         return _per_sample(total, mask)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}
 
 
 @keras.saving.register_keras_serializable(package="napari_unet")
@@ -81,13 +98,17 @@ class MaskedDice(_MaskedLoss):
 class MaskedCrossentropyDice(keras.losses.Loss):
     """Masked cross-entropy plus masked soft Dice."""
 
-    def __init__(self, name="masked_crossentropy_dice", **kwargs):
+    def __init__(self, class_weights=None, name="masked_crossentropy_dice", **kwargs):
         super().__init__(name=name, **kwargs)
-        self._ce = MaskedCrossentropy()
+        self.class_weights = class_weights
+        self._ce = MaskedCrossentropy(class_weights)
         self._dice = MaskedDice()
 
     def call(self, y_true, y_pred):
         return self._ce.call(y_true, y_pred) + self._dice.call(y_true, y_pred)
+
+    def get_config(self):
+        return {**super().get_config(), "class_weights": self.class_weights}
 
 
 @keras.saving.register_keras_serializable(package="napari_unet")
@@ -126,10 +147,11 @@ class MaskedIoU(keras.metrics.Metric):
         return {**super().get_config(), "threshold": self.threshold}
 
 
-def make_loss(name: str) -> keras.losses.Loss:
-    """``"bce"`` -> masked cross-entropy; ``"bce_dice"`` -> cross-entropy + Dice."""
+def make_loss(name: str, class_weights=None) -> keras.losses.Loss:
+    """``"bce"`` -> masked cross-entropy; ``"bce_dice"`` -> cross-entropy + Dice; both
+    with optional per-class weights on the cross-entropy."""
     if name == "bce":
-        return MaskedCrossentropy()
+        return MaskedCrossentropy(class_weights)
     if name == "bce_dice":
-        return MaskedCrossentropyDice()
+        return MaskedCrossentropyDice(class_weights)
     raise ValueError(f"loss must be 'bce' or 'bce_dice'; got {name!r}.")

@@ -74,6 +74,14 @@ def evaluate(labels: Any, truth: Any, thresholds: tuple[float, ...] = THRESHOLDS
     return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
 
 
+def match_counts(labels: Any, truth: Any, threshold: float = 0.5) -> tuple[int, int, int]:
+    """``(true positives, predicted objects, true objects)`` at IoU ``threshold`` with the
+    one-to-one matching of `evaluate`; counts of several images add up to pooled scores."""
+    pred, true = label_pair(labels, truth)
+    pairs, n_true, n_pred = _iou_pairs(pred, true)
+    return _matches(pairs, threshold), n_pred, n_true
+
+
 def _iou_pairs(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int, int]:
     """(true id, predicted id, IoU) of every overlapping pair of objects, as rows of a
     (K, 3) float array, and the numbers of true and predicted objects."""

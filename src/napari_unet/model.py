@@ -103,6 +103,13 @@ class UNetModel:
     config : its `UNetConfig`.
     normalization : how images are normalised before they reach the network.
     threshold : foreground probability above which a pixel is foreground.
+    target : what the network learnt: ``"foreground"`` (one sigmoid output),
+        ``"classes"`` (softmax over classes) or ``"boundary"`` (softmax over
+        background / interior / boundary, decoded into instances by a seeded
+        watershed); "" is filled in from ``config.n_classes``.
+    seed_threshold : interior probability above which a pixel seeds an object
+        (``"boundary"`` models).
+    min_size : objects of fewer pixels are dropped from instance labels by default.
     class_names : one name per output class (index 0 = background).
     history : per-epoch training metrics (``loss``, ``val_loss``, ``iou`` ...).
     info : training settings and provenance (package version, best epoch, ...).
@@ -112,18 +119,34 @@ class UNetModel:
     config: UNetConfig = field(default_factory=UNetConfig)
     normalization: PercentileNormalization = field(default_factory=PercentileNormalization)
     threshold: float = 0.5
+    target: str = ""
+    seed_threshold: float = 0.5
+    min_size: int = 0
     class_names: list[str] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not self.target:
+            self.target = "foreground" if self.config.n_classes == 1 else "classes"
+        wanted = {"foreground": self.config.n_classes == 1, "classes": self.config.n_classes > 1,
+                  "boundary": self.config.n_classes == 3}
+        if not wanted.get(self.target, False):
+            raise ValueError(f"target {self.target!r} does not fit a network with n_classes="
+                             f"{self.config.n_classes}; use 'foreground' (1 output), 'classes' "
+                             "(2 or more) or 'boundary' (3).")
+        if self.target == "boundary" and not self.class_names:
+            self.class_names = ["background", "interior", "boundary"]
         if not self.class_names:
             n = max(2, self.config.n_classes)
             self.class_names = ["background"] + (
                 ["foreground"] if n == 2 else [f"class {i}" for i in range(1, n)]
             )
-        if not 0.0 < float(self.threshold) < 1.0:
-            raise ValueError(f"threshold must be between 0 and 1; got {self.threshold}.")
+        for name in ("threshold", "seed_threshold"):
+            if not 0.0 < float(getattr(self, name)) < 1.0:
+                raise ValueError(f"{name} must be between 0 and 1; got {getattr(self, name)}.")
+        if int(self.min_size) != self.min_size or self.min_size < 0:
+            raise ValueError(f"min_size must be a whole number of pixels >= 0; got {self.min_size}.")
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs: Any) -> UNetModel:
@@ -139,6 +162,9 @@ class UNetModel:
             "config": self.config.to_dict(),
             "normalization": self.normalization.to_dict(),
             "threshold": float(self.threshold),
+            "target": self.target,
+            "seed_threshold": float(self.seed_threshold),
+            "min_size": int(self.min_size),
             "class_names": list(self.class_names),
             "history": {k: [float(v) for v in vals] for k, vals in self.history.items()},
             "info": self.info,

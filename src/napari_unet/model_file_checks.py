@@ -182,14 +182,22 @@ def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
             "napari-unet to load it."
         )
     try:
-        return {
+        fields = {
             "config": UNetConfig.from_dict(_expect(meta.get("config"), dict, "config")),
             "normalization": _normalization(meta.get("normalization", {})),
             "threshold": _threshold(meta.get("threshold", 0.5)),
+            "target": _target(meta.get("target", "")),
+            "seed_threshold": _threshold(meta.get("seed_threshold", 0.5), "seed_threshold"),
+            "min_size": _min_size(meta.get("min_size", 0)),
             "class_names": _strings(meta.get("class_names", []), "class_names"),
             "history": _history(meta.get("history", {})),
             "info": _expect(meta.get("info", {}), dict, "info"),
         }
+        n_classes = fields["config"].n_classes
+        if fields["target"] and (n_classes == 1) != (fields["target"] == "foreground") or (
+                fields["target"] == "boundary" and n_classes != 3):
+            raise ValueError(f"target {fields['target']!r} does not fit n_classes={n_classes}.")
+        return fields
     except (TypeError, ValueError, OverflowError) as err:
         raise ModelFileError(
             f"{str(path)!r} has invalid metadata in {METADATA_ENTRY}: {err}"
@@ -219,11 +227,24 @@ def _number(value: Any, name: str, finite: bool = True) -> float:
     return number
 
 
-def _threshold(value: Any) -> float:
-    threshold = _number(value, "threshold")
+def _threshold(value: Any, name: str = "threshold") -> float:
+    threshold = _number(value, name)
     if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be between 0 and 1; got {threshold}.")
+        raise ValueError(f"{name} must be between 0 and 1; got {threshold}.")
     return threshold
+
+
+def _target(value: Any) -> str:
+    if value not in ("", "foreground", "classes", "boundary"):
+        raise ValueError(f"target must be 'foreground', 'classes' or 'boundary'; got "
+                         f"{_short(value)}.")
+    return value
+
+
+def _min_size(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValueError(f"min_size must be a whole number of pixels >= 0; got {_short(value)}.")
+    return value
 
 
 def _normalization(value: Any) -> PercentileNormalization:

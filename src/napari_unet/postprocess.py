@@ -7,11 +7,13 @@ the smallest unsigned integer dtype that holds their largest id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from .boundaries import BACKGROUND, INTERIOR
 from .checks import check_switch, check_whole, is_real
 
 
@@ -20,34 +22,46 @@ class LabelOptions:
     """How probabilities become labels; every value is checked when it is created.
 
     ``threshold``: foreground probability above which a pixel is foreground, in
-    (0, 1), or None for the model's own. ``instances``: one id per object (else
-    a 0/1 mask). ``min_size``: objects under this many pixels are removed.
-    ``split_touching``: separate touching objects by a watershed.
-    ``link_planes``: label objects in 3D across Z instead of per plane.
+    (0, 1). ``instances``: one id per object (else a 0/1 mask, or the class map
+    of a multi-class model). ``min_size``: objects under this many pixels are
+    removed. ``split_touching``: separate touching objects of a foreground model
+    by a watershed on the distance transform. ``link_planes``: label objects in
+    3D across Z instead of per plane. ``seed_threshold``: interior probability
+    that seeds an object of a boundary model. ``threshold``, ``min_size`` and
+    ``seed_threshold`` left as None take the model's own (calibrated) values.
     """
 
     threshold: float | None = None
     instances: bool = True
-    min_size: int = 0
+    min_size: int | None = None
     split_touching: bool = False
     link_planes: bool = False
+    seed_threshold: float | None = None
 
     def __post_init__(self) -> None:
-        t = self.threshold
-        if t is not None:
-            if not is_real(t) or not 0.0 < t < 1.0:
-                raise ValueError(f"threshold must be a number between 0 and 1 (exclusive); got {t!r}.")
-            object.__setattr__(self, "threshold", float(t))
-        object.__setattr__(self, "min_size", check_whole("min_size", self.min_size, 0, unit=" of pixels"))
+        for name in ("threshold", "seed_threshold"):
+            t = getattr(self, name)
+            if t is not None:
+                if not is_real(t) or not 0.0 < t < 1.0:
+                    raise ValueError(f"{name} must be a number between 0 and 1 (exclusive), or "
+                                     f"None for the model's own; got {t!r}.")
+                object.__setattr__(self, name, float(t))
+        if self.min_size is not None:
+            object.__setattr__(self, "min_size",
+                               check_whole("min_size", self.min_size, 0, unit=" of pixels"))
         for name in ("instances", "split_touching", "link_planes"):
             object.__setattr__(self, name, check_switch(name, getattr(self, name)))
 
-    def with_threshold(self, default: float) -> LabelOptions:
-        """These options with ``threshold`` filled in from ``default`` when it is None."""
-        if self.threshold is not None:
-            return self
-        return LabelOptions(float(default), self.instances, self.min_size, self.split_touching,
-                            self.link_planes)
+    def for_model(self, threshold: float, seed_threshold: float = 0.5,
+                  min_size: int = 0) -> LabelOptions:
+        """These options with every value left as None taken from a model's (the arguments)."""
+        return replace(self, threshold=_first(self.threshold, threshold),
+                       seed_threshold=_first(self.seed_threshold, seed_threshold),
+                       min_size=_first(self.min_size, min_size))
+
+
+def _first(value: Any, default: Any) -> Any:
+    return default if value is None else value
 
 
 def smallest_label_dtype(max_label: int) -> np.dtype:
@@ -103,6 +117,48 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
     return relabel_sequential(labels)
 
 
+def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_threshold: float = 0.5,
+                      min_size: int = 0) -> np.ndarray:
+    """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
+    probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
+    as predicted by a network trained on `napari_unet.boundaries.boundary_classes`.
+
+    Seeds are the connected regions of confident interior; a seeded watershed
+    on the interior probability grows them over the foreground, so a boundary
+    band between two touching objects splits them; foreground regions without
+    a seed keep one id each.
+
+    ``threshold``: foreground is ``p(interior) + p(boundary) > threshold``.
+    ``seed_threshold``: seeds are connected regions where ``p(interior) >
+    seed_threshold``. ``min_size``: objects of fewer pixels are removed.
+    """
+    from skimage.segmentation import watershed
+
+    probs = np.asarray(probs)
+    if probs.shape[-1] != 3:
+        raise ValueError(f"Boundary decoding needs 3 classes (background, interior, boundary) "
+                         f"on the last axis; got shape {probs.shape}.")
+    interior = probs[..., INTERIOR]
+    mask = (1.0 - probs[..., BACKGROUND]) > threshold
+    if not mask.any():
+        return np.zeros(mask.shape, np.int64)
+    seeds, n = ndi.label((interior > seed_threshold) & mask)
+    labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
+    orphans, n_orphans = ndi.label(mask & (labels == 0))  # foreground that no seed reached
+    if n_orphans:
+        labels = np.where(orphans > 0, orphans + n, labels)
+    return relabel_sequential(remove_small(labels.astype(np.int64), min_size))
+
+
+def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
+    """One id per connected object of each non-background class of a class map."""
+    out = np.zeros(classes.shape, np.int64)
+    for c in np.unique(classes[classes > 0]):
+        lab = label_mask(classes == c, min_size=min_size)
+        out = np.where(lab > 0, lab + out.max(), out)
+    return out
+
+
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     """Renumber ids to 1..n keeping 0 as background."""
     ids = np.unique(labels)
@@ -114,41 +170,54 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def labels_from_probabilities(
-    probs: np.ndarray,
-    spatial_axes: str,
-    *,
-    n_classes: int = 1,
-    threshold: float = 0.5,
-    instances: bool = True,
-    min_size: int = 0,
-    split_touching: bool = False,
-    link_planes: bool = False,
-) -> np.ndarray:
+def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: LabelOptions,
+                              target: str = "foreground") -> np.ndarray:
     """Label image from probabilities with axes ``spatial_axes`` (e.g. ``"TZYX"``).
 
-    Binary (``n_classes == 1``): threshold, then instance ids (unique over the
-    whole array; per YX plane, or per Z stack when ``link_planes``) or a 0/1
-    mask. Multi-class: argmax over the trailing class axis. The options are
-    checked as `LabelOptions` (``ValueError`` for out-of-range values).
+    ``probs`` is float (..., spatial) for a ``"foreground"`` model or has a trailing
+    class axis for ``"classes"`` and ``"boundary"`` models; ``options`` is a
+    `LabelOptions` whose None values were filled in (`LabelOptions.for_model`).
+
+    - ``"foreground"``: threshold, then instance ids (per YX plane, or per Z
+      stack when ``link_planes``; unique over the whole array) or a 0/1 mask.
+    - ``"boundary"``: instances by `decode_boundaries`, or the 0/1 foreground mask.
+    - ``"classes"``: the class map (argmax), or with ``instances`` one id per
+      connected object of any non-background class.
+
+    Returns the smallest unsigned dtype that holds the largest id.
     """
-    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes)
-    threshold, min_size = options.threshold, options.min_size
-    if n_classes > 1:
+    if options.threshold is None or options.min_size is None or options.seed_threshold is None:
+        raise ValueError("labels_from_probabilities needs the model's values filled in: "
+                         "pass options.for_model(...).")
+    if target == "classes" and not options.instances:
         classes = np.argmax(probs, axis=-1)
-        return classes.astype(smallest_label_dtype(n_classes - 1))
-    mask = probs > threshold
-    if not instances:
+        return classes.astype(smallest_label_dtype(probs.shape[-1] - 1))
+    if target == "foreground":
+        mask = probs > options.threshold
+    elif target == "boundary":
+        mask = (1.0 - probs[..., BACKGROUND]) > options.threshold
+    else:
+        classes = np.argmax(probs, axis=-1)
+        mask = classes > 0
+    if not options.instances:
         return mask.astype(np.uint8)
-    unit_ndim = 3 if (link_planes and "Z" in spatial_axes) else 2
+    unit_ndim = 3 if (options.link_planes and "Z" in spatial_axes) else 2
     lead = mask.shape[: mask.ndim - unit_ndim]
-    units = mask.reshape((-1,) + mask.shape[mask.ndim - unit_ndim:])
-    out = np.zeros(units.shape, np.int64)
+    source = probs if target == "boundary" else classes if target == "classes" else mask
+    units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])
+    out = np.zeros((len(units),) + mask.shape[mask.ndim - unit_ndim:], np.int64)
     offset = 0
     for i, unit in enumerate(units):
-        lab = label_mask(unit, min_size=min_size, split_touching=split_touching)
-        n = int(lab.max())
+        if target == "boundary":
+            lab = decode_boundaries(unit, threshold=options.threshold,
+                                    seed_threshold=options.seed_threshold,
+                                    min_size=options.min_size)
+        elif target == "classes":
+            lab = _label_classes(unit, options.min_size)
+        else:
+            lab = label_mask(unit, min_size=options.min_size,
+                             split_touching=options.split_touching and target == "foreground")
         out[i] = np.where(lab > 0, lab + offset, 0)
-        offset += n
+        offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])
     return out.astype(smallest_label_dtype(offset))

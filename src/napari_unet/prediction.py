@@ -84,19 +84,16 @@ def iter_segment(model: Any, image: Any, options: Any = None, *, axes: str | Non
     labels at the model's threshold); the other arguments are those of
     `iter_predict`. Labels are described in `segment`.
     """
-    from dataclasses import asdict
-
     from .postprocess import labels_from_probabilities
 
     unet, options, axes = _resolve(model, image, options, axes)
     probs = yield from iter_probabilities(unet, image, axes=axes, **kwargs)
-    labels = labels_from_probabilities(probs, axes.replace("C", ""),
-                                       n_classes=unet.config.n_classes, **asdict(options))
+    labels = labels_from_probabilities(probs, axes.replace("C", ""), options, unet.target)
     return probs, labels
 
 
 def _resolve(model: Any, image: Any, options: Any, axes: str | None):
-    """The loaded model, the options with the model's threshold filled in, and the axes."""
+    """The loaded model, the options with the model's values filled in, and the axes."""
     from .postprocess import LabelOptions
 
     unet = resolve_model(model)
@@ -104,7 +101,7 @@ def _resolve(model: Any, image: Any, options: Any, axes: str | None):
     if not isinstance(options, LabelOptions):
         raise ValueError(f"options must be a LabelOptions or None; got {type(options).__name__}.")
     axes = arrays.resolve_axes(axes, np.shape(image), unet.config.in_channels)
-    return unet, options.with_threshold(unet.threshold), axes
+    return unet, options.for_model(unet.threshold, unet.seed_threshold, unet.min_size), axes
 
 
 def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
@@ -118,14 +115,11 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     """
     if not _is_dask(image):
         return drain(iter_segment(model, image, options, axes=axes, **kwargs), callback)
-    from dataclasses import asdict
-
     from .lazy import lazy_labels, predict_dask
 
     unet, options, axes = _resolve(model, image, options, axes)
     probs = predict_dask(unet, image, axes=axes, **kwargs)
-    return probs, lazy_labels(probs, axes.replace("C", ""), n_classes=unet.config.n_classes,
-                              **asdict(options))
+    return probs, lazy_labels(probs, axes.replace("C", ""), options, unet.target)
 
 
 def segment(
@@ -134,27 +128,32 @@ def segment(
     *,
     threshold: float | None = None,
     instances: bool = True,
-    min_size: int = 0,
+    min_size: int | None = None,
     split_touching: bool = False,
     link_planes: bool = False,
+    seed_threshold: float | None = None,
     axes: str | None = None,
     callback: Callable[[PredictProgress], None] | None = None,
     **kwargs: Any,
 ) -> np.ndarray:
     """Label image of ``image``: the spatial shape of the input, smallest integer dtype.
 
-    Binary models: pixels with probability > ``threshold`` (default: the
-    model's, usually 0.5) are foreground; with ``instances`` each connected
-    object gets its own id (objects under ``min_size`` pixels are removed;
-    ``split_touching`` separates touching objects by a distance-transform
-    watershed; ``link_planes`` connects objects across Z instead of labelling
-    each plane alone). Without ``instances`` the result is a 0/1 mask.
-    Multi-class models: the class index of each pixel (argmax). A dask
-    ``image`` gives lazy labels. Other keyword arguments are those of
-    `iter_predict`; every option is checked before any work.
+    Foreground models: pixels with probability > ``threshold`` are foreground;
+    with ``instances`` each connected object gets its own id (``split_touching``
+    separates touching objects by a distance-transform watershed). Boundary
+    models (trained on instance labels): objects grow from seeds of interior
+    probability > ``seed_threshold`` over the foreground by a watershed, so
+    touching objects stay apart. Objects under ``min_size`` pixels are removed;
+    ``link_planes`` connects objects across Z instead of labelling each plane
+    alone. Without ``instances`` the result is a 0/1 mask (multi-class models:
+    the class index of each pixel). ``threshold``, ``seed_threshold`` and
+    ``min_size`` default to the model's calibrated values. A dask ``image`` gives
+    lazy labels. Other keyword arguments are those of `iter_predict`; every
+    option is checked before any work.
     """
     from .postprocess import LabelOptions
 
-    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes)
+    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes,
+                           seed_threshold)
     return probabilities_and_labels(model, image, options, axes=axes, callback=callback,
                                     **kwargs)[1]

@@ -39,14 +39,18 @@ def _place_centres(rng, shape, n, radii, touch_fraction):
     return centres, sizes
 
 
-def _render(shape, centres, sizes, rng, anisotropy=None):
-    """Rasterise ellipses/ellipsoids; returns (labels int32, intensity float)."""
+def _render(shape, centres, sizes, rng, anisotropy=None, wobble=0.0, elongation=(0.7, 1.3)):
+    """Rasterise ellipses/ellipsoids; returns (labels int32, intensity float).
+
+    ``wobble`` > 0 bends 2D outlines by random 2nd-4th angular harmonics of that
+    relative amplitude (kidney and bean shapes); ``elongation`` is the range of
+    the per-axis stretch of each nucleus."""
     ndim = len(shape)
     labels = np.zeros(shape, np.int32)
     signal = np.zeros(shape, np.float64)
     texture = _smooth_noise(rng, shape, 1.5)
     for i, (c, r) in enumerate(zip(centres, sizes), start=1):
-        axes = r * rng.uniform(0.7, 1.3, ndim)
+        axes = r * rng.uniform(*elongation, ndim)
         if anisotropy is not None:
             axes[0] *= anisotropy
         lo = np.maximum(np.floor(c - axes.max() - 1).astype(int), 0)
@@ -57,6 +61,11 @@ def _render(shape, centres, sizes, rng, anisotropy=None):
             u = grids[0] * np.cos(t) + grids[1] * np.sin(t)
             v = -grids[0] * np.sin(t) + grids[1] * np.cos(t)
             rho = (u / axes[0]) ** 2 + (v / axes[1]) ** 2
+            if wobble:
+                phi = np.arctan2(v / axes[1], u / axes[0])
+                bend = 1.0 + sum(rng.uniform(0, wobble) * np.cos(k * phi + rng.uniform(0, 2 * np.pi))
+                                 for k in (2, 3, 4))
+                rho = rho / bend**2
         else:
             rho = sum((g / a) ** 2 for g, a in zip(grids, axes))
         inside = rho <= 1.0
@@ -80,15 +89,20 @@ def _camera(rng, signal, shape, photons, background):
 
 def make_nuclei(shape: tuple[int, int] = (256, 256), n_nuclei: int | None = None, *,
                 radius: tuple[float, float] = (6.0, 14.0), touching: float = 0.25,
-                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                density: float = 0.3, irregular: float = 0.0, seed: int = 0
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic 2D nuclei image and its ground-truth instance labels.
 
     Parameters
     ----------
     shape : (Y, X) size in pixels.
-    n_nuclei : number of nuclei; by default about 30 % of the area is covered.
+    n_nuclei : number of nuclei; by default as many as cover ``density`` of the area.
     radius : range of nucleus radii in pixels.
-    touching : probability that a new nucleus may touch a previous one.
+    touching : probability (0-1) that a new nucleus may touch, even overlap, a previous one
+        (the later one is drawn on top, as in a projection).
+    density : share of the area covered by nuclei when ``n_nuclei`` is None (0.05-0.7);
+        with ``touching`` >= 0.5 and ``density`` >= 0.45 nuclei crowd into clumps
+        (`make_crowded_nuclei`).
     seed : random seed; the same seed gives the same image.
 
     Returns ``(image, labels)``: uint16 camera counts (offset 100) and uint16
@@ -98,12 +112,28 @@ def make_nuclei(shape: tuple[int, int] = (256, 256), n_nuclei: int | None = None
     shape = tuple(int(s) for s in shape)
     if len(shape) != 2 or min(shape) < 8:
         raise ValueError(f"shape must be (Y, X) with sides >= 8; got {shape}.")
+    if not 0.05 <= float(density) <= 0.7:
+        raise ValueError(f"density must be between 0.05 and 0.7 (share of the area); got {density!r}.")
+    if not 0.0 <= float(touching) <= 1.0:
+        raise ValueError(f"touching must be a probability between 0 and 1; got {touching!r}.")
     if n_nuclei is None:
-        n_nuclei = max(1, int(0.3 * shape[0] * shape[1] / (np.pi * np.mean(radius) ** 2)))
+        n_nuclei = max(1, int(density * shape[0] * shape[1] / (np.pi * np.mean(radius) ** 2)))
+    if not 0.0 <= float(irregular) <= 0.3:
+        raise ValueError(f"irregular must be between 0 (ellipses) and 0.3; got {irregular!r}.")
     centres, sizes = _place_centres(rng, shape, n_nuclei, radius, touching)
-    labels, signal = _render(shape, centres, sizes, rng)
+    elongation = (0.7 - irregular, 1.3 + 2 * irregular)
+    labels, signal = _render(shape, centres, sizes, rng, wobble=irregular, elongation=elongation)
     image = _camera(rng, signal, shape, photons=rng.uniform(150, 250), background=0.12)
     return image, labels.astype(np.uint16)
+
+
+def make_crowded_nuclei(shape: tuple[int, int] = (256, 256), *, seed: int = 0
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Crowded, irregular nuclei: half the area covered, most nuclei touching or
+    overlapping a neighbour, bent and stretched outlines (`make_nuclei` with
+    ``density=0.5, touching=0.7, irregular=0.2``); what the accuracy benchmark and
+    the boundary-aware target are measured on."""
+    return make_nuclei(shape, density=0.5, touching=0.7, irregular=0.2, seed=seed)
 
 
 def make_nuclei_stack(shape: tuple[int, int, int] = (16, 128, 128), n_nuclei: int | None = None, *,

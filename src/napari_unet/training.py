@@ -26,7 +26,8 @@ from .config import UNetConfig
 from .fit_loop import FitOutcome, fit_events
 from .model import UNetModel, build_unet
 from .progress import TrainProgress, drain
-from .training_data import LABEL_MODES, PatchSampler, prepare_training_data, split_validation
+from .training_data import (LABEL_MODES, TARGETS, PatchSampler, choose_target,
+                            class_weights, prepare_training_data, split_validation)
 
 __all__ = ["TrainResult", "TrainSettings", "iter_train", "train", "console_progress"]
 
@@ -53,6 +54,11 @@ class TrainSettings:
     augment: bool = True
     seed: int | None = None
     data_parallel: bool | None = None
+    target: str = "auto"
+    boundary_width: int = 2
+    patience: int | None = 8
+    time_budget: float | None = None
+    calibrate: bool = True
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "batch_size", "epochs"):
@@ -75,6 +81,16 @@ class TrainSettings:
             raise ValueError(f"seed must be a whole number or None; got {self.seed!r}.")
         if self.data_parallel is not None:
             check_switch("data_parallel", self.data_parallel)
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}; got {self.target!r}.")
+        check_whole("boundary_width", self.boundary_width, 1, 3)
+        if self.patience is not None:
+            check_whole("patience", self.patience, 1, unit=" of epochs")
+        if self.time_budget is not None and (not is_real(self.time_budget)
+                                             or self.time_budget <= 0):
+            raise ValueError(f"time_budget must be a number of seconds > 0, or None; got "
+                             f"{self.time_budget!r}.")
+        check_switch("calibrate", self.calibrate)
 
     def check_for(self, config: UNetConfig) -> None:
         """Raise ``ValueError`` unless the patches fit the network's pooling grid."""
@@ -128,39 +144,104 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     """
     options = TrainSettings(**settings)
     parallel = _parallel_plan(options)
-    unet = _resolve_train_model(model, parallel)
-    options.check_for(unet.config)
     images, labels, axes_list = _as_lists(images, labels, axes, names)
-    xs, ys = prepare_training_data(images, labels, unet.config, options.label_mode,
-                                   unet.normalization, axes_list, names)
-    rng = _seeded_rng(options.seed)
-    block = max(unet.config.size_multiple, options.patch_size // 4)
-    train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
-                                                 options.patch_size, unet.config.n_classes,
-                                                 options.label_mode, rng)
-    validation = _split_evenly(validation, parallel)
-    sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
-                           options.augment, rng)
+    unet = _resolve_train_model(model, parallel, options, labels)
+    options.check_for(unet.config)
+    xs, ys, truths = prepare_training_data(images, labels, unet.config, options.label_mode,
+                                           unet.normalization, axes_list, names, unet.target,
+                                           options.boundary_width)
+    train_targets, validation, sampler = _split(unet, options, xs, ys, parallel)
     steps = options.steps_for(train_targets)
+    weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
-    outcome = yield from _fit(unet, options, sampler, validation, steps, should_stop, parallel)
+    stop = _with_deadline(should_stop, options.time_budget, started)
+    outcome = yield from _fit(unet, options, sampler, validation, steps, stop, parallel, weights)
     _report_divergence(outcome, options.learning_rate)
-    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started,
-                       "val_loss" if validation is not None else "loss")
+    monitor = "val_iou" if validation is not None else "iou"
+    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started, monitor)
+    unet.info["class_weights"] = weights
+    _calibrate(unet, options, xs, ys, truths, train_targets)
     return TrainResult(unet, outcome.history)
 
 
+def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, parallel: Any
+           ) -> tuple[list, Any, PatchSampler]:
+    """Hold out validation blocks (larger for boundary targets, so whole objects fall
+    inside); returns the training targets, the validation patches and the patch sampler."""
+    rng = _seeded_rng(options.seed)
+    block = max(unet.config.size_multiple,
+                options.patch_size // (2 if unet.target == "boundary" else 4))
+    train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
+                                                 options.patch_size, unet.config.n_classes,
+                                                 options.label_mode, rng)
+    sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
+                           options.augment, rng)
+    return train_targets, _split_evenly(validation, parallel), sampler
+
+
+def _with_deadline(should_stop: Callable[[], bool] | None, budget: float | None,
+                   started: float) -> Callable[[], bool] | None:
+    """``should_stop``, also answering True once ``budget`` seconds have passed."""
+    if budget is None:
+        return should_stop
+    return lambda: (time.perf_counter() - started > budget
+                    or (should_stop is not None and bool(should_stop())))
+
+
+def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
+               train_targets: list) -> None:
+    """Choose the model's label settings on the held-out region (`napari_unet.calibration`),
+    store them on ``unet`` (threshold, seed_threshold, min_size, info["calibration"]) and
+    warn when the model marks (almost) everything one way."""
+    from .calibration import calibrate, collapse_warning, plane_probabilities
+
+    planes = _calibration_planes(ys, train_targets)
+    probs = plane_probabilities(unet, [xs[i] for i in planes])
+    annotated = [ys[i] >= 0 for i in planes]
+    if unet.target == "foreground":
+        foreground = [p > unet.threshold for p in probs]
+    else:
+        foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
+    message = collapse_warning(foreground, [ys[i] > 0 for i in planes], annotated)
+    unet.info["collapse_warning"] = message
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+    if options.label_mode != "dense" or not options.calibrate:
+        return
+    regions = [(ys[i] >= 0) & (train_targets[i] < 0) for i in planes]
+    truths = [truths[i] if unet.target == "boundary" else (truths[i] > 0) for i in planes]
+    result = calibrate(unet, probs, truths, regions if any(r.any() for r in regions) else None)
+    if result is not None:
+        unet.threshold, unet.seed_threshold, unet.min_size = (
+            result.threshold, result.seed_threshold, result.min_size)
+        unet.info["calibration"] = result.to_dict()
+
+
+def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) -> list[int]:
+    """Indices of the planes calibration predicts: those with held-out pixels first, then
+    the others, up to ``limit`` pixels in all (at least one plane)."""
+    held = [i for i, (y, t) in enumerate(zip(ys, train_targets)) if np.any((y >= 0) & (t < 0))]
+    order = held + [i for i in range(len(ys)) if i not in set(held)]
+    chosen, total = [], 0
+    for i in order:
+        if chosen and total + ys[i].size > limit:
+            break
+        chosen.append(i)
+        total += ys[i].size
+    return chosen
+
+
 def _fit(unet: UNetModel, options: TrainSettings, sampler: PatchSampler, validation: Any,
-         steps: int, should_stop: Any, parallel: Any):
+         steps: int, should_stop: Any, parallel: Any, weights: list[float] | None):
     """Compile (in the data-parallel scope, if any) and run `fit_events` on patches made
     ahead by `_patch_workers` threads; returns its `FitOutcome`."""
     with parallel.scope() if parallel else contextlib.nullcontext():
-        _compile(unet, options)
+        _compile(unet, options, weights)
     batches = sampler.stream(workers=_patch_workers())
     try:
         return (yield from fit_events(unet.keras_model, batches, validation, options.epochs,
                                       steps, options.batch_size, should_stop,
-                                      parallel.scope if parallel else None))
+                                      parallel.scope if parallel else None, options.patience))
     finally:
         batches.close()
 
@@ -192,11 +273,19 @@ def _parallel_plan(options: TrainSettings) -> Any:
     return plan
 
 
-def _resolve_train_model(model: Any, parallel: Any = None) -> UNetModel:
-    """The `UNetModel` to train; with a data-parallel plan its network is (re)built in the
+def _resolve_train_model(model: Any, parallel: Any, options: TrainSettings,
+                         labels: list) -> UNetModel:
+    """The `UNetModel` to train: a given one (its target must agree with ``options.target``)
+    or a new one whose target `choose_target` picks from the labels (a ``"boundary"``
+    network has 3 outputs). With a data-parallel plan the network is (re)built in the
     plan's scope, so its weights are mirrored on every device."""
+    from dataclasses import replace
+
     scope = parallel.scope() if parallel is not None else contextlib.nullcontext()
     if isinstance(model, UNetModel):
+        if options.target not in ("auto", model.target):
+            raise ValueError(f"This model was trained for target {model.target!r}; it cannot "
+                             f"continue as {options.target!r}. Build a new model instead.")
         if parallel is not None:
             weights = model.keras_model.get_weights()
             with scope:
@@ -204,8 +293,12 @@ def _resolve_train_model(model: Any, parallel: Any = None) -> UNetModel:
             model.keras_model.set_weights(weights)
         return model
     if model is None or isinstance(model, UNetConfig):
+        config = model or UNetConfig()
+        target = choose_target(options.target, config.n_classes, options.label_mode, labels)
+        if target == "boundary":
+            config = replace(config, n_classes=3)
         with scope:
-            return UNetModel.new(model or UNetConfig())
+            return UNetModel.new(config, target=target)
     raise ValueError(
         f"model must be a UNetConfig (a new network), a UNetModel (continue training) "
         f"or None (the default network); got {type(model).__name__}."
@@ -237,8 +330,9 @@ def _seeded_rng(seed: int | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-def _compile(unet: UNetModel, options: TrainSettings) -> None:
-    """Compile the network with Adam, the masked loss and the masked IoU metric."""
+def _compile(unet: UNetModel, options: TrainSettings, weights: list[float] | None) -> None:
+    """Compile the network with Adam, the masked loss (class ``weights``, if any) and the
+    masked IoU metric."""
     from .keras_backend import load_keras, make_adam, resolve_precision
     from .losses import MaskedIoU, make_loss
 
@@ -246,7 +340,7 @@ def _compile(unet: UNetModel, options: TrainSettings) -> None:
     if resolve_precision(unet.config.precision) == "mixed_float16":  # float16 gradients underflow
         optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
     unet.keras_model.compile(optimizer=optimizer,
-                             loss=make_loss(options.loss),
+                             loss=make_loss(options.loss, weights),
                              metrics=[MaskedIoU(threshold=unet.threshold)])
 
 
@@ -285,6 +379,7 @@ def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSetti
         "best_epoch": outcome.best_epoch,
         "monitor": monitor,
         "stopped_early": outcome.stopped,
+        "early_stopping": outcome.early_stopped,
         "diverged": outcome.diverged,
         "steps_per_epoch": steps,
         **settings,

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import arrays
+from .boundaries import boundary_classes
 from .config import UNetConfig
 from .normalization import PercentileNormalization
 
@@ -22,6 +23,7 @@ IGNORE = -1.0
 
 
 LABEL_MODES = ("dense", "sparse")
+TARGETS = ("auto", "foreground", "classes", "boundary")
 
 
 def encode_targets(labels: np.ndarray, n_classes: int, mode: str = "dense") -> np.ndarray:
@@ -54,6 +56,50 @@ def encode_targets(labels: np.ndarray, n_classes: int, mode: str = "dense") -> n
             )
         target = labels.astype(np.float32) - 1.0  # 0 (unannotated) becomes IGNORE
     return target
+
+
+def choose_target(target: str, n_classes: int, label_mode: str, labels: Sequence[Any]) -> str:
+    """What a new network of ``n_classes`` outputs learns from ``labels``.
+
+    ``"foreground"`` (one sigmoid output: object or not), ``"classes"`` (softmax
+    over class ids) or ``"boundary"`` (softmax over background / interior /
+    boundary made from instance ids, see `napari_unet.boundaries`). ``"auto"``
+    picks ``"boundary"`` for dense labels with object ids above 1 (instances)
+    when the network has one output, ``"classes"`` when it has several, and
+    ``"foreground"`` otherwise. ``ValueError`` for a combination that cannot train.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}; got {target!r}.")
+    if target == "auto":
+        if n_classes > 1:
+            return "classes"
+        instances = label_mode == "dense" and any(np.max(np.asarray(lab), initial=0) > 1
+                                                  for lab in labels)
+        return "boundary" if instances else "foreground"
+    if target == "boundary" and (label_mode != "dense" or n_classes not in (1, 3)):
+        raise ValueError("target 'boundary' learns from dense instance labels (0 = background, "
+                         "1..n = objects) with a 3-class network (or the default config, which "
+                         f"becomes one); got label_mode={label_mode!r} and n_classes={n_classes}.")
+    if target == "foreground" and n_classes != 1:
+        raise ValueError(f"target 'foreground' needs a network with one output (n_classes=1); "
+                         f"got n_classes={n_classes}. Use target 'classes'.")
+    if target == "classes" and n_classes < 2:
+        raise ValueError("target 'classes' needs a network with n_classes >= 2; build one with "
+                         "more classes, or use target 'foreground' or 'boundary'.")
+    return target
+
+
+def class_weights(targets: Sequence[np.ndarray], n_classes: int) -> list[float]:
+    """Per-class loss weights that lift rare classes: ``freq ** -0.5``, scaled so the
+    annotated pixels keep a mean weight of 1 (absent classes get weight 1)."""
+    counts = np.zeros(n_classes, np.float64)
+    for t in targets:
+        counts += np.bincount(t[t >= 0].astype(np.int64), minlength=n_classes)[:n_classes]
+    freq = counts / max(counts.sum(), 1.0)
+    raw = np.where(freq > 0, np.maximum(freq, 1e-6) ** -0.5, 0.0)
+    scale = (freq * raw).sum()
+    weights = np.where(freq > 0, raw / max(scale, 1e-12), 1.0)
+    return [round(float(w), 4) for w in weights]
 
 
 def check_targets(targets: Sequence[np.ndarray], n_classes: int, mode: str) -> None:
@@ -249,14 +295,19 @@ def prepare_training_data(
     normalization: PercentileNormalization,
     axes: Sequence[str | None] | None = None,
     names: Sequence[str] | None = None,
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    target: str = "foreground",
+    boundary_width: int = 2,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     """Check, normalise and encode image/label pairs.
 
     Each image may be 2D (YX) or a stack (ZYX, TYX, TZYX, optionally with a
     channel axis); its labels have the same spatial shape. Only planes that
     carry annotation are used (for dense labels: planes with any label > 0).
     ``names`` (e.g. file names) are used in error messages instead of "image 2".
-    Returns normalised float32 ``(H, W, C)`` planes and float32 ``(H, W)`` targets.
+    ``target`` (`choose_target`): for ``"boundary"`` the instance ids become
+    background / interior / boundary classes, the band ``boundary_width`` px wide.
+    Returns normalised float32 ``(H, W, C)`` planes, float32 ``(H, W)`` targets,
+    and the label planes as given (int, for measuring instances).
     """
     if len(images) != len(labels):
         raise ValueError(
@@ -266,7 +317,7 @@ def prepare_training_data(
     if not images:
         raise ValueError("No training images given.")
     axes = list(axes) if axes is not None else [None] * len(images)
-    out_x, out_y = [], []
+    out_x, out_y, out_labels = [], [], []
     for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
         if names is not None:
             what = f"image {names[i]!r}"
@@ -285,6 +336,9 @@ def prepare_training_data(
             if not (single_dense or np.any(lab > 0)):
                 continue
             out_x.append(normalization.apply(plane[None], stats)[0])
+            out_labels.append(lab)
+            if target == "boundary":
+                lab = boundary_classes(lab, boundary_width)
             out_y.append(encode_targets(lab, config.n_classes, label_mode))
     if not out_x:
         raise ValueError(
@@ -292,7 +346,7 @@ def prepare_training_data(
             "scribbles, background 1 and objects 2) before training."
         )
     check_targets(out_y, config.n_classes, label_mode)
-    return out_x, out_y
+    return out_x, out_y, out_labels
 
 
 def split_validation(images: Sequence[np.ndarray], targets: Sequence[np.ndarray], fraction: float,

@@ -89,7 +89,7 @@ def test_a_corrupt_file_is_reported_and_the_others_are_done(folder, tmp_path, tr
 def test_probabilities_go_to_their_own_folder(folder, tmp_path, trained_tiny):
     predict_folder(trained_tiny, folder, tmp_path / "labels", probabilities_dir=tmp_path / "probs")
     probs = tifffile.imread(tmp_path / "probs" / "cell0.tif")
-    assert probs.dtype == np.float32 and probs.shape == (64, 80)
+    assert probs.dtype == np.float32 and probs.shape == (64, 80, 3)  # a boundary model's classes
     with pytest.raises(ValueError, match="separate folders"):
         predict_folder(trained_tiny, folder, tmp_path / "labels", probabilities_dir=tmp_path / "labels")
 

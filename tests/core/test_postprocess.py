@@ -1,7 +1,17 @@
 import numpy as np
 
-from napari_unet.postprocess import (labels_from_probabilities, remove_small, smallest_label_dtype,
-                                     split_touching_objects)
+import pytest
+
+from napari_unet.boundaries import boundary_classes
+from napari_unet.metrics import evaluate
+from napari_unet.postprocess import (LabelOptions, decode_boundaries, remove_small,
+                                     smallest_label_dtype, split_touching_objects)
+from napari_unet.postprocess import labels_from_probabilities as _labels
+
+
+def labels_from_probabilities(probs, axes, target="foreground", **options):
+    """The labels with these options, the model's values being 0.5 / 0.5 / 0."""
+    return _labels(probs, axes, LabelOptions(**options).for_model(0.5, 0.5, 0), target)
 
 
 def _two_touching_discs():
@@ -50,3 +60,73 @@ def test_split_touching_on_an_empty_stack_gives_no_objects():
     empty = np.zeros((3, 4, 5), np.float32)
     labels = labels_from_probabilities(empty, "ZYX", split_touching=True, link_planes=True)
     assert labels.shape == empty.shape and labels.max() == 0
+
+
+def _touching_instances():
+    """Three objects: two discs touching along a line, and a rectangle apart."""
+    yy, xx = np.mgrid[:48, :72]
+    labels = np.zeros((48, 72), np.int32)
+    labels[(yy - 20) ** 2 + (xx - 18) ** 2 < 121] = 1
+    labels[((yy - 20) ** 2 + (xx - 38) ** 2 < 121) & (labels == 0)] = 2
+    labels[32:46, 54:70] = 3
+    return labels
+
+
+@pytest.mark.parametrize("width", [1, 2, 3])
+def test_the_boundary_band_separates_touching_objects(width):
+    labels = _touching_instances()
+    classes = boundary_classes(labels, width)
+    assert set(np.unique(classes)) == {0, 1, 2}
+    assert np.all(classes[labels == 0] == 0) and np.all(classes[labels > 0] > 0)
+    interior = classes == 1
+    from scipy import ndimage as ndi
+
+    assert ndi.label(interior)[1] == 3  # the touching pair's interiors are apart
+    seam = (labels == 1) & np.roll(labels == 2, -1, axis=1)  # object 1 pixels next to object 2
+    assert seam.any() and np.all(classes[seam] == 2)
+    # the band is `width` px wide inside the rectangle's straight left edge
+    x0 = int(np.argmax(labels[38] == 3))
+    assert list(classes[38, x0 - 1:x0 + width + 1]) == [0] + [2] * width + [1]
+    assert labels.tolist() == _touching_instances().tolist()  # input untouched
+
+
+def test_decoding_gives_back_the_same_objects():
+    labels = _touching_instances()
+    classes = boundary_classes(labels, 2)
+    probs = np.eye(3, dtype=np.float32)[classes]
+    decoded = decode_boundaries(probs)
+    assert decoded.max() == 3
+    for i in (1, 2, 3):
+        best = max(np.count_nonzero((decoded == j) & (labels == i))
+                   / np.count_nonzero((decoded == j) | (labels == i)) for j in (1, 2, 3))
+        assert best > 0.95
+    assert evaluate(decoded, labels)["ap@0.9"] == 1.0
+    # through labels_from_probabilities, per plane of a stack and linked in 3D
+    stack = np.stack([probs, probs])
+    assert labels_from_probabilities(stack, "ZYX", "boundary").max() == 6
+    assert labels_from_probabilities(stack, "ZYX", "boundary", link_planes=True).max() == 3
+    mask = labels_from_probabilities(probs, "YX", "boundary", instances=False)
+    assert mask.dtype == np.uint8 and np.array_equal(mask, labels > 0)
+
+
+def test_decoding_keeps_seedless_foreground_and_drops_small_objects():
+    probs = np.zeros((20, 20, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[2:8, 2:8] = [0.0, 0.2, 0.8]  # foreground without a confident interior: one object
+    probs[12:14, 12:14] = [0.0, 0.9, 0.1]  # 4 pixels
+    assert decode_boundaries(probs).max() == 2
+    assert decode_boundaries(probs, min_size=5).max() == 1
+    assert decode_boundaries(np.eye(3, dtype=np.float32)[np.zeros((5, 5), int)]).max() == 0
+    with pytest.raises(ValueError, match="3 classes"):
+        decode_boundaries(np.zeros((5, 5, 2)))
+    with pytest.raises(ValueError, match="boundary_width"):
+        boundary_classes(np.zeros((5, 5), int), 4)
+
+
+def test_class_maps_as_instances_keep_objects_of_different_classes_apart():
+    classes = np.zeros((10, 10), int)
+    classes[2:5, 2:5], classes[2:5, 5:8] = 1, 2  # touching objects of two classes
+    probs = np.eye(3, dtype=np.float32)[classes]
+    assert labels_from_probabilities(probs, "YX", "classes").max() == 2
+    class_map = labels_from_probabilities(probs, "YX", "classes", instances=False)
+    assert np.array_equal(class_map, classes)

@@ -73,8 +73,10 @@ def test_multiclass_outputs(nuclei):
     image = nuclei[0]
     probs = predict(model, image)
     assert probs.shape == image.shape + (3,)
-    classes = segment(model, image)
+    classes = segment(model, image, instances=False)
     assert classes.shape == image.shape and classes.max() <= 2 and classes.dtype == np.uint8
+    objects = segment(model, image)  # one id per connected object of any class
+    assert objects.shape == image.shape and objects.max() >= classes.max()
 
 
 def test_bad_prediction_input(random_tiny):

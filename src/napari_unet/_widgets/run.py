@@ -83,8 +83,6 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
                  placement: dict, options: dict, model_path: str | None):
     """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
     probabilities); napari computes, through the engine, only the blocks it shows."""
-    from dataclasses import asdict
-
     from ..arrays import resolve_axes
     from ..config import UNetConfig
     from ..normalization import PercentileNormalization
@@ -96,9 +94,9 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     axes = resolve_axes(axes, image.shape, config.in_channels)
     predictor = EngineBlockPredictor(engine, session, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
-    label_options = options["labels"].with_threshold(summary["threshold"])
-    labels = lazy_labels(probs, axes.replace("C", ""), n_classes=config.n_classes,
-                         **asdict(label_options))
+    label_options = options["labels"].for_model(summary["threshold"], summary["seed_threshold"],
+                                                summary["min_size"])
+    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary["target"])
     return result_layers(labels, probs if options["probabilities"] else None, name,
                          without_channel(placement, axes))
 

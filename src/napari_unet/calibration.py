@@ -1,0 +1,147 @@
+"""After training: choose how probabilities become labels, and check the model did not collapse.
+
+`calibrate` predicts the annotated planes with the trained network and picks
+the foreground threshold, the seed threshold (boundary models) and the
+minimum object size that give the best score on the held-out validation
+region: instance AP@0.5 for boundary models (objects cut by the region's
+edge are cut the same way in the truth, so they still match), foreground IoU
+for foreground models. Values are searched on small grids; the defaults
+(0.5, 0.5, 0) are always among the candidates, so calibration never does
+worse than them on that region. `collapse_warning` names a model that marks
+(almost) everything foreground or background.
+
+No Keras here beyond running the network through `napari_unet.inference`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .metrics import match_counts
+
+__all__ = ["Calibration", "calibrate", "collapse_warning", "plane_probabilities"]
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
+MIN_OBJECTS = 10  # fewer held-out objects than this: calibrate on all annotated planes
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Chosen values and what they scored: ``metric`` (``"ap@0.5"`` or ``"foreground_iou"``)
+    measured on ``measured_on`` (``"validation"`` region or all ``"annotated"`` planes)
+    with these values (``score``) and with the defaults 0.5 / 0.5 / 0 (``default_score``)."""
+
+    threshold: float
+    seed_threshold: float
+    min_size: int
+    metric: str
+    score: float
+    default_score: float
+    measured_on: str
+    objects: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Probabilities of already normalised float32 (H, W, C) planes: (H, W) for a foreground
+    model, (H, W, K) otherwise."""
+    from .inference import iter_probabilities
+    from .progress import drain
+
+    out = []
+    for plane in planes:
+        c = plane.shape[-1]
+        identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
+        out.append(drain(iter_probabilities(unet, plane, axes="YXC", stats=identity)))
+    return out
+
+
+def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+              regions: Sequence[np.ndarray] | None) -> Calibration | None:
+    """Best label settings for ``unet`` (a `UNetModel`) on planes it predicted as ``probs``.
+
+    ``truths`` are the planes' labels (instance ids, or a 0/1 mask for a foreground
+    model); ``regions`` are boolean masks of the held-out validation pixels
+    (None, or holding fewer than `MIN_OBJECTS` objects: all pixels count). Returns
+    None for models whose labels need no settings (``"classes"``).
+    """
+    if unet.target == "classes":
+        return None
+    measured_on = "validation"
+    if regions is None or _objects(truths, regions) < MIN_OBJECTS:
+        regions, measured_on = [np.ones(t.shape, bool) for t in truths], "annotated"
+    truths = [np.where(r, t, 0) for t, r in zip(truths, regions)]
+    if unet.target == "boundary":
+        return _calibrate_instances(probs, truths, regions, measured_on)
+    return _calibrate_foreground(probs, truths, regions, measured_on)
+
+
+def _objects(truths: Sequence[np.ndarray], regions: Sequence[np.ndarray]) -> int:
+    return sum(len(np.unique(t[r & (t > 0)])) for t, r in zip(truths, regions))
+
+
+def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
+    def iou(threshold: float) -> float:
+        both = union = 0
+        for p, t, r in zip(probs, truths, regions):
+            pred, true = (p > threshold) & r, t > 0
+            both += np.count_nonzero(pred & true)
+            union += np.count_nonzero(pred | true)
+        return both / union if union else 1.0
+
+    scores = {th: iou(th) for th in sorted(set(THRESHOLDS) | {0.2, 0.8})}
+    best = max(scores, key=lambda th: (scores[th], -abs(th - 0.5)))
+    return Calibration(best, 0.5, 0, "foreground_iou", round(scores[best], 4),
+                       round(scores[0.5], 4), measured_on, _objects(truths, regions))
+
+
+def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
+    from .postprocess import decode_boundaries
+
+    def ap(threshold: float, seed: float, min_size: int) -> float:
+        tp = n_pred = n_true = 0
+        for p, t, r in zip(probs, truths, regions):
+            labels = decode_boundaries(p, threshold=threshold, seed_threshold=seed,
+                                       min_size=min_size)
+            counts = match_counts(np.where(r, labels, 0), t, 0.5)
+            tp, n_pred, n_true = tp + counts[0], n_pred + counts[1], n_true + counts[2]
+        denominator = n_pred + n_true - tp
+        return tp / denominator if denominator else 1.0
+
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
+    median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0
+    sizes = sorted({int(round(f * median)) for f in SIZE_FRACTIONS})
+    start = sizes[len(sizes) // 2]
+    grid = {(th, seed): ap(th, seed, start) for th in THRESHOLDS for seed in SEED_THRESHOLDS}
+    threshold, seed = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
+    by_size = {size: ap(threshold, seed, size) for size in sizes}
+    min_size = max(by_size, key=lambda size: (by_size[size], -size))
+    return Calibration(threshold, seed, min_size, "ap@0.5", round(by_size[min_size], 4),
+                       round(ap(0.5, 0.5, 0), 4), measured_on, _objects(truths, regions))
+
+
+def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                     annotated: Sequence[np.ndarray]) -> str:
+    """A sentence when the predicted ``foreground`` masks cover (almost) all or none of the
+    ``annotated`` pixels while the ``truths`` (boolean foreground) do not; else ``""``."""
+    pred = sum(np.count_nonzero(f & a) for f, a in zip(foreground, annotated))
+    true = sum(np.count_nonzero(t & a) for t, a in zip(truths, annotated))
+    total = max(1, sum(np.count_nonzero(a) for a in annotated))
+    pred_share, true_share = pred / total, true / total
+    if pred_share > 0.98 and true_share < 0.9:
+        what = "almost every pixel as foreground"
+    elif pred_share < 0.02 and true_share > 0.05:
+        what = "almost every pixel as background"
+    else:
+        return ""
+    return (f"The trained model predicts {what} ({pred_share:.0%} foreground where the labels "
+            f"have {true_share:.0%}): it has collapsed and its labels are useless. Train longer "
+            "or with more annotations, lower the learning rate, or turn batch norm off for short "
+            "runs.")
