@@ -25,9 +25,9 @@ from .metrics import match_counts
 __all__ = ["Calibration", "calibrate", "collapse_warning", "plane_probabilities"]
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
-MIN_OBJECTS = 10  # fewer held-out objects than this: calibrate on all annotated planes
+MIN_OBJECTS = 50  # fewer held-out objects than this: calibrate on all annotated planes
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,11 @@ def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
     threshold, seed = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
     by_size = {size: ap(threshold, seed, size) for size in sizes}
     min_size = max(by_size, key=lambda size: (by_size[size], -size))
+    default = ap(0.5, 0.5, 0)
+    if default >= by_size[min_size]:  # never worse than the defaults on this region
+        threshold, seed, min_size, by_size[0] = 0.5, 0.5, 0, default
     return Calibration(threshold, seed, min_size, "ap@0.5", round(by_size[min_size], 4),
-                       round(ap(0.5, 0.5, 0), 4), measured_on, _objects(truths, regions))
+                       round(default, 4), measured_on, _objects(truths, regions))
 
 
 def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],

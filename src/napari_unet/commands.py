@@ -66,13 +66,11 @@ class _StopOnInterrupt:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import DemoSettings, run_demo
+    from .demo import DemoSettings, quick_demo_settings, run_demo
 
     settings = DemoSettings(epochs=args.epochs, steps_per_epoch=args.steps, seed=args.seed)
     if args.quick:
-        settings = DemoSettings(n_train=2, image_size=128, test_size=128, epochs=2,
-                                steps_per_epoch=3, patch_size=64, batch_size=4,
-                                start_neurons=8, depth=2, seed=args.seed)
+        settings = quick_demo_settings(args.seed)
     print(f"napari-unet demo: training a U-Net on {settings.n_train} synthetic images "
           f"({settings.epochs} epochs x {settings.steps_per_epoch} batches), results in {args.out}",
           file=sys.stderr)
@@ -332,7 +330,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         "receptive_field_px": receptive_field(config),
         "halo_px": halo(config),
         "normalization": meta.get("normalization"),
+        "target": meta.get("target") or ("foreground" if config.n_classes == 1 else "classes"),
         "threshold": meta.get("threshold"),
+        "seed_threshold": meta.get("seed_threshold", 0.5),
+        "min_size": meta.get("min_size", 0),
         "class_names": meta.get("class_names"),
         "info": meta.get("info"),
         "epochs": len(meta.get("history", {}).get("loss", [])),

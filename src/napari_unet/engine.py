@@ -88,6 +88,8 @@ class EngineState:
         model = self.model
         if model is None:
             model = UNetConfig.from_dict(new_config or {})
+        elif not model.history:  # built, never trained: the labels choose its target
+            model = model.config
         result = yield from iter_train(images, labels, model, axes=axes,
                                        should_stop=self.stop_event.is_set, **settings)
         self.model = result.model

@@ -117,13 +117,18 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
     return relabel_sequential(labels)
 
 
+SEED_MIN_PIXELS = 5
+
+
 def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_threshold: float = 0.5,
                       min_size: int = 0) -> np.ndarray:
     """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
     probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
     as predicted by a network trained on `napari_unet.boundaries.boundary_classes`.
 
-    Seeds are the connected regions of confident interior; a seeded watershed
+    Seeds are the connected regions of confident interior (those of fewer than
+    `SEED_MIN_PIXELS` pixels are dropped, so specks of confidence inside a large
+    object do not cut it up); a seeded watershed
     on the interior probability grows them over the foreground, so a boundary
     band between two touching objects splits them; foreground regions without
     a seed keep one id each.
@@ -142,7 +147,9 @@ def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_thresho
     mask = (1.0 - probs[..., BACKGROUND]) > threshold
     if not mask.any():
         return np.zeros(mask.shape, np.int64)
-    seeds, n = ndi.label((interior > seed_threshold) & mask)
+    seeds, _ = ndi.label((interior > seed_threshold) & mask)
+    seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
+    n = int(seeds.max())
     labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
     orphans, n_orphans = ndi.label(mask & (labels == 0))  # foreground that no seed reached
     if n_orphans:

@@ -41,7 +41,26 @@ class TrainResult(NamedTuple):
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How to train (the keyword arguments of `iter_train`), checked when created."""
+    """How to train (the keyword arguments of `iter_train`), checked when created.
+
+    ``patch_size`` (side in pixels of the random patches, a multiple of
+    2**depth), ``batch_size``, ``epochs``, ``learning_rate`` (Adam),
+    ``steps_per_epoch`` (default: the annotated pixels about twice, at least
+    10), ``validation_fraction`` (share of annotated blocks held out), ``loss``
+    (``"bce"`` or ``"bce_dice"``), ``label_mode``, ``augment`` (True: flips,
+    rotations, elastic deformation, intensity, gamma, noise; False: none; or a
+    dict / `napari_unet.augmentation.Augmentation` switching each, e.g.
+    ``{"blur": True}``), ``seed`` (reproducible sampling, augmentation and
+    dropout), ``data_parallel`` (None: split each batch across all local GPUs
+    when there are several; True: across all local devices, at least two;
+    False: one device; see `napari_unet.keras_backend.DataParallel`),
+    ``target`` (``"auto"``: ``"boundary"`` for instance labels, see
+    `napari_unet.training_data.choose_target`), ``boundary_width`` (px, 1-3),
+    ``patience`` (epochs without a better validation IoU before training ends;
+    the learning rate halves after half as many; None: never), ``time_budget``
+    (seconds, then training ends as if stopped) and ``calibrate`` (choose the
+    label thresholds on the validation blocks, `napari_unet.calibration`).
+    """
 
     patch_size: int = 128
     batch_size: int = 8
@@ -51,7 +70,7 @@ class TrainSettings:
     validation_fraction: float = 0.15
     loss: str = "bce"
     label_mode: str = "dense"
-    augment: bool = True
+    augment: Any = True
     seed: int | None = None
     data_parallel: bool | None = None
     target: str = "auto"
@@ -76,7 +95,9 @@ class TrainSettings:
             raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
         if self.label_mode not in LABEL_MODES:
             raise ValueError(f"label_mode must be one of {LABEL_MODES}; got {self.label_mode!r}.")
-        check_switch("augment", self.augment)
+        from .augmentation import Augmentation
+
+        object.__setattr__(self, "augment", Augmentation.from_setting(self.augment))
         if self.seed is not None and not is_whole(self.seed):
             raise ValueError(f"seed must be a whole number or None; got {self.seed!r}.")
         if self.data_parallel is not None:
@@ -127,16 +148,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     names : one name per image (e.g. its file name) for error messages.
-    settings : the fields of `TrainSettings`: ``patch_size`` (side in pixels of
-        the random patches, a multiple of 2**depth), ``batch_size``, ``epochs``,
-        ``learning_rate`` (Adam), ``steps_per_epoch`` (default: the annotated
-        pixels about twice, at least 10), ``validation_fraction`` (share of
-        annotated blocks held out), ``loss`` (``"bce"`` or ``"bce_dice"``),
-        ``label_mode``, ``augment`` (random flips and 90-degree rotations),
-        ``seed`` (reproducible sampling, augmentation and dropout) and
-        ``data_parallel`` (None: split each batch across all local GPUs when
-        there are several; True: across all local devices, at least two; False:
-        one device; see `napari_unet.keras_backend.DataParallel`).
+    settings : the fields of `TrainSettings` (there documented).
 
     If the loss stops being finite, training stops: with the weights of the
     best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from . import arrays
+from .augmentation import Augmentation
 from .boundaries import boundary_classes
 from .config import UNetConfig
 from .normalization import PercentileNormalization
@@ -197,19 +198,6 @@ def grid_patches(
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
 
-def augment_dihedral(x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Apply one random flip / 90-degree rotation per sample to ``x`` and ``y`` (N, P, P, C)."""
-    x, y = x.copy(), y.copy()
-    for i in range(x.shape[0]):
-        k = int(rng.integers(4))
-        flip = bool(rng.integers(2))
-        xi, yi = np.rot90(x[i], k, axes=(0, 1)), np.rot90(y[i], k, axes=(0, 1))
-        if flip:
-            xi, yi = xi[:, ::-1], yi[:, ::-1]
-        x[i], y[i] = xi, yi
-    return x, y
-
-
 class PatchSampler:
     """Draw random training batches from normalised images and their targets.
 
@@ -219,16 +207,17 @@ class PatchSampler:
     targets : list of float32 ``(H, W)`` arrays (class index or ``IGNORE``).
     patch_size : side of the square patches in pixels.
     batch_size : patches per batch.
-    augment : random flips and 90-degree rotations.
+    augment : an `napari_unet.augmentation.Augmentation`, or True (its defaults) / False.
     rng : source of randomness (seeded for reproducible training).
 
     Half of the patches are centred on a random annotated pixel, so sparse
     scribbles are seen often; the rest are uniform over the image.
     """
 
-    def __init__(self, images, targets, patch_size: int, batch_size: int, augment: bool,
+    def __init__(self, images, targets, patch_size: int, batch_size: int, augment: Any,
                  rng: np.random.Generator):
-        self.patch_size, self.batch_size, self.augment, self.rng = patch_size, batch_size, augment, rng
+        self.patch_size, self.batch_size, self.rng = patch_size, batch_size, rng
+        self.augment = Augmentation.from_setting(augment)
         self.images, self.targets, self.annotated = [], [], []
         for image, target in zip(images, targets):
             image, target = _pad_to(image, target, patch_size)
@@ -259,8 +248,8 @@ class PatchSampler:
                 y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
             x[i] = image[y0:y0 + p, x0:x0 + p]
             y[i, ..., 0] = target[y0:y0 + p, x0:x0 + p]
-        if self.augment:
-            x, y = augment_dihedral(x, y, rng)
+        if self.augment.any:
+            x, y = self.augment.apply(x, y, rng)
         return x, y
 
 

@@ -16,7 +16,8 @@ def test_quick_demo_writes_all_outputs(tmp_path, capsys):
     for name in ("model.keras", "labels.tif", "overlay.png", "metrics.json"):
         assert (tmp_path / name).is_file(), name
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert 0.0 <= metrics["foreground_iou"] <= 1.0
+    assert 0.0 <= metrics["foreground_iou"] <= 1.0 and 0.0 <= metrics["ap@0.5"] <= 1.0
+    assert metrics["target"] == "boundary" and metrics["calibration"]["metric"] == "ap@0.5"
     assert "foreground IoU" in capsys.readouterr().out
     overlay = read_image(tmp_path / "overlay.png")
     assert overlay.ndim == 3 and overlay.shape[-1] == 3

@@ -48,10 +48,54 @@ def test_sampler_and_augmentation_keep_image_and_target_aligned():
     rng = np.random.default_rng(1)
     img = rng.random((40, 50, 1)).astype(np.float32)
     target = (img[..., 0] > 0.5).astype(np.float32)
-    sampler = T.PatchSampler([img], [target], 32, 6, True, rng)
+    sampler = T.PatchSampler([img], [target], 32, 6, {"flips": True, "intensity": False,
+                                                      "gamma": False, "noise": False}, rng)
     x, y = sampler.batch()
     assert x.shape == (6, 32, 32, 1) and y.shape == (6, 32, 32, 1)
     np.testing.assert_array_equal(y[..., 0], (x[..., 0] > 0.5).astype(np.float32))
+
+
+def _discs(n=4, size=64):
+    """A batch of images whose target is exactly where the image is bright (plus IGNORE)."""
+    yy, xx = np.mgrid[:size, :size]
+    x = np.zeros((n, size, size, 1), np.float32)
+    for i in range(n):
+        x[i, ..., 0] = ((yy - 20 - 5 * i) ** 2 + (xx - 30) ** 2 < 150).astype(np.float32)
+    y = x.copy()
+    y[:, :4] = T.IGNORE
+    return x, y
+
+
+def test_elastic_deformation_moves_image_and_target_together():
+    from napari_unet.augmentation import Augmentation
+
+    x, y = _discs()
+    only_elastic = Augmentation(flips=False, intensity=False, gamma=False, noise=False,
+                                elastic=True, probability=1.0)
+    wx, wy = only_elastic.apply(x, y, np.random.default_rng(3))
+    assert not np.array_equal(wy, y)  # it moved
+    known = wy >= 0
+    agree = np.mean((wx[known] > 0.5) == (wy[known] > 0.5))
+    assert agree > 0.98
+    assert set(np.unique(wy)) <= {T.IGNORE, 0.0, 1.0}  # classes and IGNORE stay exact
+    assert np.array_equal(x, _discs()[0])  # inputs untouched
+
+
+def test_photometric_augmentations_change_the_image_only():
+    from napari_unet.augmentation import Augmentation
+
+    x, y = _discs()
+    photometric = Augmentation(flips=False, blur=True, probability=1.0)
+    px, py = photometric.apply(x, y, np.random.default_rng(0))
+    assert np.array_equal(py, y) and not np.allclose(px, x)
+    assert px.dtype == np.float32 and np.isfinite(px).all()
+    none = Augmentation.from_setting(False)
+    assert not none.any and np.array_equal(none.apply(x, y, np.random.default_rng(0))[0], x)
+    assert Augmentation.from_setting({"elastic": True}).elastic
+    with pytest.raises(ValueError, match="Unknown augmentations"):
+        Augmentation.from_setting({"rotate": True})
+    with pytest.raises(ValueError, match="augment must be"):
+        Augmentation.from_setting("yes")
 
 
 def test_small_images_are_padded_with_ignored_targets():

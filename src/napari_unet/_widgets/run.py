@@ -125,16 +125,7 @@ class RunWidget(SessionWidget):
         self.model_file = FileEdit(mode="r", filter="*.keras *.zip", name="model_file", label="model file",
                                    tooltip="A .keras model saved by napari-unet, or a bioimage.io package (.zip) "
                                            "it exported (used when model = model file).")
-        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=0.99, step=0.05, name="threshold",
-                                      label="threshold", tooltip="Foreground probability above which a pixel is an object.")
-        self.output = ComboBox(choices=[INSTANCES, SEMANTIC], value=INSTANCES, name="output", label="output",
-                               tooltip="Instance labels: one id per object. Semantic mask: 1 = object, 0 = background.")
-        self.min_size = SpinBox(value=0, min=0, max=1_000_000, name="min_size", label="min object size",
-                                tooltip="Remove objects smaller than this many pixels (0 = keep all).")
-        self.split_touching = CheckBox(value=False, name="split_touching", label="split touching",
-                                       tooltip="Separate touching objects with a watershed on the distance transform.")
-        self.link_planes = CheckBox(value=False, name="link_planes", label="link objects in 3D",
-                                    tooltip="For stacks: connect objects across Z (3D labels) instead of labelling each plane.")
+        self._make_label_controls()
         self.axes = LineEdit(value="", name="axes", label="axes",
                              tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
         self.tile_size = SpinBox(value=0, min=0, max=16384, step=16, name="tile_size", label="tile size",
@@ -152,18 +143,37 @@ class RunWidget(SessionWidget):
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Tiles (or planes) done.")
         self.status = Label(value="", name="status", tooltip="What is happening.")
-        self.extend([self.image, self.source, self.model_file, self.threshold, self.output,
-                     self.min_size, self.split_touching, self.link_planes, self.axes,
+        self.extend([self.image, self.source, self.model_file, self.calibrated, self.threshold,
+                     self.output, self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.run_button, self.folder_in,
                      self.folder_out, self.folder_button, self.progress, self.status])
         self.wrap_labels(self.status)
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
-        self.remember("run", [self.source, self.folder_in, self.folder_out, self.threshold,
-                                                self.output, self.min_size, self.split_touching,
-                                                self.link_planes, self.tile_size, self.probabilities])
+        self.calibrated.changed.connect(self._on_calibrated)
+        self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
+                              self.threshold, self.output, self.min_size, self.split_touching,
+                              self.link_planes, self.tile_size, self.probabilities])
         self.run_button.changed.connect(self.start)
         self.folder_button.changed.connect(self.start_folder)
         self.follow(self.session.busy_changed, self._on_busy)
+
+    def _make_label_controls(self) -> None:
+        """The controls that say how probabilities become labels (`LabelOptions`)."""
+        self.calibrated = CheckBox(value=True, name="calibrated", label="model's settings",
+                                   tooltip="Use the threshold, seed threshold and minimum object size chosen "
+                                           "on the validation data when the model was trained (uncheck to set "
+                                           "threshold and min object size here).")
+        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=0.99, step=0.05, name="threshold",
+                                      label="threshold", enabled=False,
+                                      tooltip="Foreground probability above which a pixel is an object.")
+        self.output = ComboBox(choices=[INSTANCES, SEMANTIC], value=INSTANCES, name="output", label="output",
+                               tooltip="Instance labels: one id per object. Semantic mask: 1 = object, 0 = background.")
+        self.min_size = SpinBox(value=0, min=0, max=1_000_000, name="min_size", label="min object size",
+                                enabled=False, tooltip="Remove objects smaller than this many pixels (0 = keep all).")
+        self.split_touching = CheckBox(value=False, name="split_touching", label="split touching",
+                                       tooltip="Separate touching objects with a watershed on the distance transform.")
+        self.link_planes = CheckBox(value=False, name="link_planes", label="link objects in 3D",
+                                    tooltip="For stacks: connect objects across Z (3D labels) instead of labelling each plane.")
 
     def _on_busy(self, busy: bool) -> None:
         self.run_button.enabled = self.folder_button.enabled = not busy
@@ -214,13 +224,18 @@ class RunWidget(SessionWidget):
         self.status.value = (f"{counts['done']} done, {counts['skipped']} already there, "
                              f"{counts['failed']} failed; summary.csv in {out_dir}")
 
+    def _on_calibrated(self, calibrated: bool) -> None:
+        self.threshold.enabled = self.min_size.enabled = not calibrated
+
     def options(self) -> dict:
-        """``labels`` (`LabelOptions`), ``tile_size`` (None: from memory) and ``probabilities``."""
+        """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
+        "model's settings" is on), ``tile_size`` (None: from memory) and ``probabilities``."""
         from ..postprocess import LabelOptions
 
-        labels = LabelOptions(float(self.threshold.value), self.output.value == INSTANCES,
-                              self.min_size.value, bool(self.split_touching.value),
-                              bool(self.link_planes.value))
+        mine = not self.calibrated.value
+        labels = LabelOptions(float(self.threshold.value) if mine else None,
+                              self.output.value == INSTANCES, self.min_size.value if mine else None,
+                              bool(self.split_touching.value), bool(self.link_planes.value))
         return {"labels": labels, "tile_size": self.tile_size.value or None,
                 "probabilities": bool(self.probabilities.value)}
 

@@ -12,8 +12,34 @@ from ._plot import LossPlot
 from ._base import SessionWidget
 from ._workers import report_error, start_worker
 
+TARGETS = ("auto", "boundary", "foreground", "classes")  # `napari_unet.training_data.TARGETS`
 LABEL_MODES = {"dense labels (0 = background)": "dense",
                "scribbles (1 = background, 2.. = classes)": "sparse"}
+
+
+def training_report(summary: dict) -> str:
+    """One paragraph on a finished training: how it ended, the best epoch and its IoU, what
+    the network learnt, the calibrated label settings, and any collapse warning."""
+    info, history = summary["info"], summary["history"]
+    how = "stopped" if info.get("stopped_early") else "trained"
+    if info.get("early_stopping"):
+        how = "trained (no better epoch lately, so it ended early)"
+    if info.get("diverged"):
+        how = f"stopped because {info['diverged']} (lower the learning rate); kept"
+    monitor, best = info["monitor"], info["best_epoch"]
+    where = " on scribbles only" if info.get("label_mode") == "sparse" else ""
+    text = (f"{how}: {info['epochs_run']} epochs, best epoch {best} "
+            f"({monitor.replace('_', ' ')}{where} {history[monitor][best - 1]:.3f}); "
+            f"learnt {summary.get('target', 'foreground')}")
+    calibration = info.get("calibration")
+    if calibration:
+        text += (f"; calibrated on the {calibration['measured_on']} pixels: threshold "
+                 f"{calibration['threshold']:g}, seed {calibration['seed_threshold']:g}, "
+                 f"min size {calibration['min_size']} px ({calibration['metric']} "
+                 f"{calibration['score']:.3f}, defaults {calibration['default_score']:.3f})")
+    if info.get("collapse_warning"):
+        text += ". WARNING: " + info["collapse_warning"]
+    return text
 
 
 def train_job(engine, images, labels, axes, settings: dict, new_config: dict | None):
@@ -44,6 +70,36 @@ class TrainWidget(SessionWidget):
                              tooltip="Axes of the image, e.g. YX, ZYX, YXC, CYX, CZYX. Empty = guess from the layer.")
         self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
                                    tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
+        self._make_setting_controls()
+        self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
+        self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
+                                      tooltip="Stop after the current batch; the best weights so far are kept.")
+        self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
+                                    tooltip="Batches done in this training run.")
+        self.device = Label(value="shown when training starts", name="device",
+                            tooltip="Where the network runs.")
+        self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
+        self.plot = LossPlot()
+        self.extend([self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
+                     self.pairs_label, self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
+                     self.learning_rate, self.validation, self.target, self.augment, self.loss,
+                     self.train_button, self.stop_button, self.progress, self.device, self.status,
+                     self.plot])
+        self.wrap_labels(self.pairs_label, self.device, self.status)
+        self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
+        self.remember("train", [self.label_mode, self.patch_size, self.epochs,
+                                                  self.steps, self.batch_size, self.learning_rate,
+                                                  self.validation, self.target, self.augment,
+                                                  self.loss])
+        self.add_pair.changed.connect(self._add_pair)
+        self.clear_pairs.changed.connect(self._clear_pairs)
+        self.train_button.changed.connect(self.start)
+        self.stop_button.changed.connect(self.stop)
+        self.follow(self.session.changed, self._on_model_changed)
+        self.follow(self.session.busy_changed, self._on_busy)
+
+    def _make_setting_controls(self) -> None:
+        """The controls of `napari_unet.training.TrainSettings` (patch size ... loss)."""
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
                                   tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
         self.epochs = SpinBox(value=20, min=1, max=10000, name="epochs", label="epochs", tooltip="Number of epochs.")
@@ -57,35 +113,15 @@ class TrainWidget(SessionWidget):
         self.validation = FloatSpinBox(value=0.15, min=0.0, max=0.5, step=0.05, name="validation",
                                        label="validation fraction",
                                        tooltip="Share of labelled blocks held out to measure validation loss (best weights are kept).")
+        self.target = ComboBox(choices=list(TARGETS), value="auto", name="target", label="learn",
+                               tooltip="boundary: background / interior / boundary from instance labels, so "
+                                       "touching objects stay apart (auto picks it when the labels hold "
+                                       "several object ids). foreground: object or not (binary masks). "
+                                       "classes: one class per label value (multi-class models).")
         self.augment = CheckBox(value=True, name="augment", label="augment",
-                                tooltip="Random flips and 90° rotations of each patch.")
+                                tooltip="Random flips and 90° rotations, elastic deformation, brightness, gamma and noise changes of each patch.")
         self.loss = ComboBox(choices=["bce", "bce_dice"], value="bce", name="loss", label="loss",
                              tooltip="bce: cross-entropy. bce_dice: cross-entropy + soft Dice (helps small objects).")
-        self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
-        self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
-                                      tooltip="Stop after the current batch; the best weights so far are kept.")
-        self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
-                                    tooltip="Batches done in this training run.")
-        self.device = Label(value="shown when training starts", name="device",
-                            tooltip="Where the network runs.")
-        self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
-        self.plot = LossPlot()
-        self.extend([self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
-                     self.pairs_label, self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
-                     self.learning_rate, self.validation, self.augment, self.loss,
-                     self.train_button, self.stop_button, self.progress, self.device, self.status,
-                     self.plot])
-        self.wrap_labels(self.pairs_label, self.device, self.status)
-        self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
-        self.remember("train", [self.label_mode, self.patch_size, self.epochs,
-                                                  self.steps, self.batch_size, self.learning_rate,
-                                                  self.validation, self.augment, self.loss])
-        self.add_pair.changed.connect(self._add_pair)
-        self.clear_pairs.changed.connect(self._clear_pairs)
-        self.train_button.changed.connect(self.start)
-        self.stop_button.changed.connect(self.stop)
-        self.follow(self.session.changed, self._on_model_changed)
-        self.follow(self.session.busy_changed, self._on_busy)
 
     def _add_pair(self, *_: Any) -> None:
         if self.image.value is None or self.labels.value is None:
@@ -119,6 +155,7 @@ class TrainWidget(SessionWidget):
             "learning_rate": float(self.learning_rate.value),
             "validation_fraction": float(self.validation.value),
             "augment": bool(self.augment.value),
+            "target": self.target.value,
             "loss": self.loss.value,
             "label_mode": LABEL_MODES[self.label_mode.value],
         }
@@ -172,9 +209,9 @@ class TrainWidget(SessionWidget):
         self.progress.value = (event.epoch - 1) * event.batches + event.batch
         if event.phase == "epoch":
             self.plot.add_epoch(event.logs)
-            val = event.logs.get("val_loss")
+            val, where = event.logs.get("val_iou"), self._validated_on()
             self.status.value = (f"epoch {event.epoch}/{event.epochs}: loss {event.logs['loss']:.4f}"
-                                 + (f", val loss {val:.4f}" if val is not None else ""))
+                                 + (f", val IoU {val:.3f}{where}" if val is not None else ""))
         elif not self._stopping:
             self.status.value = (f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/"
                                  f"{event.batches}: loss {event.logs['loss']:.4f}")
@@ -185,15 +222,13 @@ class TrainWidget(SessionWidget):
         if self.worker is None:  # a loaded or new model, not the one training now
             self.plot.show_history((self.session.summary or {}).get("history", {}))
 
+    def _validated_on(self) -> str:
+        """" (on scribbles only)" when validation pixels are scribbles, which flatter the IoU."""
+        return " (on scribbles only)" if LABEL_MODES[self.label_mode.value] == "sparse" else ""
+
     def _on_done(self, summary: dict) -> None:
         """Keep the trained model's summary (also when the dock was closed meanwhile)."""
-        info, history = summary["info"], summary["history"]
-        how = "stopped" if info.get("stopped_early") else "trained"
-        if info.get("diverged"):
-            how = f"stopped because {info['diverged']} (lower the learning rate); kept"
-        self.session.set_summary(summary, f"{how}: {info['epochs_run']} epochs, best epoch "
-                                          f"{info['best_epoch']} ({info['monitor']} "
-                                          f"{min(history[info['monitor']]):.4f})")
+        self.session.set_summary(summary, training_report(summary))
 
     def _on_finish(self) -> None:
         self.worker = None

@@ -1,0 +1,116 @@
+"""Targets chosen from the labels, class weights, calibration stored and used, collapse warning."""
+
+import numpy as np
+import pytest
+
+from napari_unet import UNetConfig, UNetModel, segment
+from napari_unet.calibration import calibrate, collapse_warning, plane_probabilities
+from napari_unet.model_files import ModelFileError, load_model, save_model
+from napari_unet.training_data import IGNORE, choose_target, class_weights
+
+
+def test_auto_target_follows_the_labels():
+    instances, mask = np.array([[0, 1, 2]]), np.array([[0, 1, 1]])
+    assert choose_target("auto", 1, "dense", [instances]) == "boundary"
+    assert choose_target("auto", 1, "dense", [mask]) == "foreground"
+    assert choose_target("auto", 1, "sparse", [instances]) == "foreground"
+    assert choose_target("auto", 4, "dense", [instances]) == "classes"
+    with pytest.raises(ValueError, match="dense instance labels"):
+        choose_target("boundary", 1, "sparse", [instances])
+    with pytest.raises(ValueError, match="one output"):
+        choose_target("foreground", 2, "dense", [mask])
+    with pytest.raises(ValueError, match="n_classes >= 2"):
+        choose_target("classes", 1, "dense", [mask])
+    with pytest.raises(ValueError, match="target must be one of"):
+        choose_target("edges", 1, "dense", [mask])
+
+
+def test_class_weights_lift_the_rare_class_and_keep_a_mean_of_one():
+    target = np.zeros((10, 10), np.float32)
+    target[:3] = 1
+    target[3, :4] = 2
+    target[9] = IGNORE
+    weights = class_weights([target], 3)
+    assert weights[2] > weights[1] > weights[0]
+    counts = np.bincount(target[target >= 0].astype(int), minlength=3)
+    assert np.isclose((counts * np.array(weights)).sum() / counts.sum(), 1.0, atol=1e-3)
+    assert class_weights([np.zeros((4, 4), np.float32)], 3)[1:] == [1.0, 1.0]  # absent classes
+
+
+def test_weighted_crossentropy_is_the_weighted_mean():
+    from napari_unet.losses import MaskedCrossentropy
+
+    y_true = np.array([[[[0.0], [1.0], [2.0], [-1.0]]]], np.float32)
+    y_pred = np.array([[[[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6], [1, 0, 0]]]],
+                      np.float32)
+    weights = [1.0, 2.0, 4.0]
+    ce = -np.log([0.7, 0.6, 0.6])
+    expected = (ce * weights).sum() / sum(weights)
+    got = float(np.asarray(MaskedCrossentropy(weights)(y_true, y_pred)))
+    assert np.isclose(got, expected, rtol=1e-5)
+    assert np.isclose(float(np.asarray(MaskedCrossentropy()(y_true, y_pred))), ce.mean(), rtol=1e-5)
+
+
+def test_calibration_is_stored_saved_and_used_by_default(trained_tiny, nuclei, tmp_path):
+    calibration = trained_tiny.info["calibration"]
+    assert trained_tiny.target == "boundary" and calibration["metric"] == "ap@0.5"
+    assert calibration["measured_on"] in ("validation", "annotated")
+    assert calibration["score"] >= calibration["default_score"]
+    assert (trained_tiny.threshold, trained_tiny.seed_threshold, trained_tiny.min_size) == (
+        calibration["threshold"], calibration["seed_threshold"], calibration["min_size"])
+    loaded = load_model(save_model(trained_tiny, tmp_path / "m.keras"))
+    assert (loaded.target, loaded.threshold, loaded.seed_threshold, loaded.min_size) == (
+        "boundary", trained_tiny.threshold, trained_tiny.seed_threshold, trained_tiny.min_size)
+    image = nuclei[0]
+    by_default = segment(loaded, image)
+    explicit = segment(loaded, image, threshold=loaded.threshold,
+                       seed_threshold=loaded.seed_threshold, min_size=loaded.min_size)
+    assert np.array_equal(by_default, explicit)
+    coarse = segment(loaded, image, min_size=10_000)  # the model's min size is overridable
+    assert coarse.max() == 0 or coarse.max() < by_default.max()
+
+
+def test_calibration_picks_the_values_that_score_best():
+    """Interior probability 0.7 in the cores of two touching squares and 0.6 on their seam:
+    only a seed threshold between them splits the pair, and calibration finds one."""
+    truth = np.zeros((20, 30), np.int32)
+    truth[5:15, 5:15], truth[5:15, 15:25] = 1, 2
+    probs = np.zeros((20, 30, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[5:15, 5:25] = [0.0, 0.6, 0.4]
+    probs[7:13, 7:13] = probs[7:13, 17:23] = [0.0, 0.7, 0.3]
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
+    result = calibrate(model, [probs], [truth], None)
+    assert 0.6 <= result.seed_threshold < 0.7 and result.score == 1.0
+    assert result.default_score < 1.0 and result.measured_on == "annotated"
+
+
+def test_the_collapse_warning_fires_on_an_all_foreground_model(nuclei):
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2))
+    kernel, bias = model.keras_model.get_layer("output").get_weights()
+    model.keras_model.get_layer("output").set_weights([kernel * 0, bias + 20.0])
+    image, labels = nuclei
+    plane = (image[..., None] / image.max()).astype(np.float32)
+    foreground = [p > 0.5 for p in plane_probabilities(model, [plane])]
+    message = collapse_warning(foreground, [labels > 0], [np.ones(labels.shape, bool)])
+    assert "almost every pixel as foreground" in message
+    assert collapse_warning([labels > 0], [labels > 0], [np.ones(labels.shape, bool)]) == ""
+
+
+def test_a_model_file_with_a_target_that_does_not_fit_is_refused(trained_tiny, tmp_path):
+    import json
+    import zipfile
+
+    path = save_model(trained_tiny, tmp_path / "m.keras")
+    with zipfile.ZipFile(path) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    meta = json.loads(entries["napari_unet.json"])
+    for bad in ("foreground", "edges"):
+        meta["target"] = bad
+        entries["napari_unet.json"] = json.dumps(meta).encode()
+        broken = tmp_path / f"{bad}.keras"
+        with zipfile.ZipFile(broken, "w") as zf:
+            for name, data in entries.items():
+                zf.writestr(name, data)
+        with pytest.raises(ModelFileError, match="target"):
+            load_model(broken)
