@@ -30,6 +30,9 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert w["train"].last_error == ""
     summary = w["train"].session.summary
     assert summary["info"]["epochs_run"] == 6
+    # instance labels on a built, untrained model: it learns the boundary target
+    assert summary["target"] == "boundary" and "learnt boundary" in w["train"].status.value
+    assert "calibrated on the" in w["train"].status.value
     assert w["train"].device.value.startswith("device: CPU") or "GPU" in w["train"].device.value
     assert len(w["train"].plot.history["loss"]) == 6
     assert w["train"].progress.value == w["train"].progress.max == 60
@@ -51,8 +54,10 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert w["run"].last_error == "", w["run"].last_error
     assert viewer.layers["nuclei U-Net"] is labels  # updated, not added
     assert set(np.unique(labels.data)) <= {0, 1}
-    probs = viewer.layers["nuclei U-Net probability"]
-    assert probs.data.dtype == np.float32 and tuple(probs.scale) == (0.5, 0.5)
+    probs = viewer.layers["nuclei U-Net probability"]  # background / interior / boundary
+    assert probs.data.dtype == np.float32 and probs.data.shape == (3, 128, 128)
+    assert tuple(probs.scale) == (1.0, 0.5, 0.5) and not probs.rgb
+    assert "the model's settings: threshold" in w["run"].status.value
     assert len(viewer.layers) == n_layers + 2
 
 

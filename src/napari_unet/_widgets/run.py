@@ -296,11 +296,24 @@ class RunWidget(SessionWidget):
                  else "the viewer's model")
         if self.closed:
             return
+        settings = self._settings_used()
         if as_lazy(labels.data) is not None:
-            self.status.value = f"{labels.name}: lazy, computed as you view it ({model})"
+            self.status.value = f"{labels.name}: lazy, computed as you view it ({model}{settings})"
         else:
             self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
-                                 f"({model})")
+                                 f"({model}{settings})")
+
+    def _settings_used(self) -> str:
+        """", threshold 0.5, seed 0.9, min size 12 px" for the viewer's model with its own
+        (calibrated) settings; "" when they are not known here (a model file)."""
+        summary = self.session.summary or {}
+        if not self.calibrated.value:
+            return f", threshold {self.threshold.value:g}, min size {self.min_size.value} px"
+        if self.source.value == FROM_FILE or "threshold" not in summary:
+            return ", the model's own settings"
+        seed = f", seed {summary['seed_threshold']:g}" if summary.get("target") == "boundary" else ""
+        return (f", the model's settings: threshold {summary['threshold']:g}{seed}, min size "
+                f"{summary['min_size']} px")
 
     def _on_finish(self) -> None:
         self.session.set_busy(False)
