@@ -1,7 +1,7 @@
 """Instance accuracy on crowded synthetic nuclei: Otsu + watershed, the seed 2-class U-Net,
 and the boundary-aware U-Net with calibration, trained and tested in one run.
 
-    python benchmarks/bench_accuracy.py [--train 8] [--test 4] [--epochs 20] [--steps 30]
+    python benchmarks/bench_accuracy.py [--train 8] [--test 4] [--epochs 25] [--steps 30]
 
 Training images and test images are different `make_crowded_nuclei` seeds (256 x 256,
 about half the area covered, most nuclei touching, irregular outlines). Both U-Nets get the
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", type=int, default=8, help="training images")
     parser.add_argument("--test", type=int, default=4, help="test images")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--steps", type=int, default=30, help="batches per epoch")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="also write the results here")
