@@ -34,6 +34,7 @@ _EXPORTS = {
     "load_model": "model_files",
     "make_nuclei": "sample_data",
     "evaluate": "metrics",
+    "evaluate_classes": "metrics",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -217,9 +217,7 @@ def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "fore
     """
     from .postprocess import labels_from_probabilities, smallest_label_dtype
 
-    if options.threshold is None or options.min_size is None or options.seed_threshold is None:
-        raise ValueError("lazy_labels needs the model's values filled in: pass "
-                         "options.for_model(...).")
+    options.check_filled("lazy_labels")
     classed = target != "foreground"  # the probabilities have a trailing class axis
     drop = {"drop_axis": probs.ndim - 1} if classed else {}
     if not options.instances:

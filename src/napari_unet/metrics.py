@@ -74,6 +74,32 @@ def evaluate(labels: Any, truth: Any, thresholds: tuple[float, ...] = THRESHOLDS
     return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
 
 
+def evaluate_classes(classes: Any, truth: Any, class_names: list[str] | None = None
+                     ) -> dict[str, float]:
+    """Per-class scores of a class map against a true class map (0 = background): for each
+    class c present in either, ``"<name> iou"``, ``"<name> dice"`` (pixels of class c) and
+    ``"<name> ap@0.5"`` (connected objects of class c, matched one to one as in
+    `evaluate`); ``<name>`` is ``class_names[c]`` or ``"class c"``. Also ``mean_class_iou``."""
+    from scipy import ndimage as ndi
+
+    pred, true = label_pair(classes, truth)
+    out: dict[str, float] = {}
+    ious = []
+    for c in sorted(set(np.unique(pred)) | set(np.unique(true)) - {0}):
+        if c == 0:
+            continue
+        name = class_names[c] if class_names and c < len(class_names) else f"class {c}"
+        p, t = pred == c, true == c
+        both, total = np.count_nonzero(p & t), np.count_nonzero(p) + np.count_nonzero(t)
+        out[f"{name} iou"] = both / (total - both) if total > both else 1.0
+        out[f"{name} dice"] = 2 * both / total if total else 1.0
+        tp, n_pred, n_true = match_counts(ndi.label(p)[0], ndi.label(t)[0], 0.5)
+        out[f"{name} ap@0.5"] = tp / (n_pred + n_true - tp) if (n_pred + n_true) else 1.0
+        ious.append(out[f"{name} iou"])
+    out["mean_class_iou"] = float(np.mean(ious)) if ious else 1.0
+    return {k: float(v) for k, v in out.items()}
+
+
 def match_counts(labels: Any, truth: Any, threshold: float = 0.5) -> tuple[int, int, int]:
     """``(true positives, predicted objects, true objects)`` at IoU ``threshold`` with the
     one-to-one matching of `evaluate`; counts of several images add up to pooled scores."""

@@ -52,6 +52,12 @@ class LabelOptions:
         for name in ("instances", "split_touching", "link_planes"):
             object.__setattr__(self, name, check_switch(name, getattr(self, name)))
 
+    def check_filled(self, what: str) -> None:
+        """``ValueError`` unless the model's values were filled in (`for_model`)."""
+        if self.threshold is None or self.min_size is None or self.seed_threshold is None:
+            raise ValueError(f"{what} needs the model's values filled in: pass "
+                             "options.for_model(...).")
+
     def for_model(self, threshold: float, seed_threshold: float = 0.5,
                   min_size: int = 0) -> LabelOptions:
         """These options with every value left as None taken from a model's (the arguments)."""
@@ -193,9 +199,7 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
 
     Returns the smallest unsigned dtype that holds the largest id.
     """
-    if options.threshold is None or options.min_size is None or options.seed_threshold is None:
-        raise ValueError("labels_from_probabilities needs the model's values filled in: "
-                         "pass options.for_model(...).")
+    options.check_filled("labels_from_probabilities")
     if target == "classes" and not options.instances:
         classes = np.argmax(probs, axis=-1)
         return classes.astype(smallest_label_dtype(probs.shape[-1] - 1))

@@ -67,3 +67,20 @@ def test_evaluate_matches_one_to_one_and_handles_empty_images():
     assert evaluate(empty, truth[:4, :4])["ap@0.5"] == 0.0
     with pytest.raises(ValueError):
         evaluate(np.zeros((2, 3), int), np.zeros((3, 2), int))
+
+
+def test_per_class_scores_of_class_maps():
+    from napari_unet.metrics import evaluate_classes
+
+    truth = np.zeros((10, 12), int)
+    truth[1:4, 1:4], truth[6:9, 1:4], truth[1:5, 6:10] = 1, 1, 2
+    pred = truth.copy()
+    pred[6:9, 1:4] = 0  # one class-1 object missed
+    pred[1:5, 6:8] = 2
+    pred[1:5, 8:10] = 0  # half of the class-2 object
+    scores = evaluate_classes(pred, truth, ["background", "nucleus", "membrane"])
+    assert scores["nucleus iou"] == 0.5 and scores["nucleus ap@0.5"] == 0.5
+    # half the membrane object: IoU 0.5, which matches at the 0.5 threshold as in evaluate
+    assert scores["membrane iou"] == 0.5 and scores["membrane ap@0.5"] == 1.0
+    assert np.isclose(scores["nucleus dice"], 2 * 9 / 27)
+    assert scores["mean_class_iou"] == 0.5

@@ -8,6 +8,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 from napari_unet._widgets import RunWidget, TrainWidget
+from napari_unet.metrics import evaluate
 
 from .conftest import build_tiny, iou, set_fast_training, wait_for_worker
 
@@ -47,6 +48,15 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert tuple(labels.scale) == (0.5, 0.5) and tuple(labels.translate) == (10.0, 20.0)
     assert iou(labels.data, viewer.layers["truth"].data) > 0.6
     assert len(viewer.layers) == n_layers + 1
+
+    w["run"].truth.value = viewer.layers["truth"]  # Evaluate: the same scores as the API
+    w["run"].start_evaluate()
+    qtbot.waitUntil(lambda: "AP@0.5" in w["run"].scores.value, timeout=60_000)
+    assert w["run"].last_error == ""
+    assert w["run"].last_scores == evaluate(labels.data, viewer.layers["truth"].data)
+    w["run"].truth.value = labels  # scoring the labels against themselves is refused
+    w["run"].start_evaluate()
+    assert "other than the U-Net's own" in w["run"].last_error
 
     w["run"].output.value = "semantic mask"
     w["run"].probabilities.value = True

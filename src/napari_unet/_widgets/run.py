@@ -12,6 +12,7 @@ from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label,
 
 from ._layers import layer_array, layer_axes, spatial_placement, without_channel
 from ._base import SessionWidget
+from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._workers import apply_layer_tuples, report_error, start_worker
 
 CURRENT, FROM_FILE = "current model", "model file"
@@ -140,14 +141,22 @@ class RunWidget(SessionWidget):
                                            "folder). Files already there are skipped, so a stopped run resumes.")
         self.folder_button = PushButton(text="Run on folder", name="run_folder",
                                         tooltip="Segment every image of the input folder with the chosen model.")
+        self.truth = ComboBox(choices=self._labels_layers, name="truth", label="ground truth",
+                              tooltip="A labels layer with the true objects of the image above, to score "
+                                      "its U-Net labels against.")
+        self.evaluate_button = PushButton(text="Evaluate", name="evaluate",
+                                          tooltip="Score the image's U-Net labels against the ground truth: "
+                                                  "AP, precision, recall, F1, IoU (napari_unet.evaluate).")
+        self.scores = Label(value="", name="scores", tooltip="The last evaluation.")
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Tiles (or planes) done.")
         self.status = Label(value="", name="status", tooltip="What is happening.")
         self.extend([self.image, self.source, self.model_file, self.calibrated, self.threshold,
                      self.output, self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.run_button, self.folder_in,
-                     self.folder_out, self.folder_button, self.progress, self.status])
-        self.wrap_labels(self.status)
+                     self.folder_out, self.folder_button, self.truth, self.evaluate_button,
+                     self.scores, self.progress, self.status])
+        self.wrap_labels(self.status, self.scores)
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.calibrated.changed.connect(self._on_calibrated)
         self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
@@ -155,6 +164,7 @@ class RunWidget(SessionWidget):
                               self.link_planes, self.tile_size, self.probabilities])
         self.run_button.changed.connect(self.start)
         self.folder_button.changed.connect(self.start_folder)
+        self.evaluate_button.changed.connect(self.start_evaluate)
         self.follow(self.session.busy_changed, self._on_busy)
 
     def _make_label_controls(self) -> None:
@@ -215,6 +225,27 @@ class RunWidget(SessionWidget):
                                    on_return=lambda rows: self._on_folder_done(rows, out_dir),
                                    on_error=lambda err: report_error(self, "Run on folder failed", err),
                                    on_finish=self._on_finish)
+
+    def start_evaluate(self, *_: Any) -> None:
+        """Score the chosen image's U-Net labels against the ground-truth layer, in a worker."""
+        self.last_error = ""
+        try:
+            labels, truth, name = evaluation_inputs(self.viewer, self.image.value, self.truth.value)
+        except ValueError as err:
+            report_error(self, "Evaluate", err)
+            return
+        self.scores.value = f"scoring {name}…"
+        self.evaluate_button.enabled = False
+        self.evaluator = start_worker(
+            evaluate_job, labels.copy(), np.array(truth, copy=True),
+            on_return=lambda metrics: self._show_scores(metrics, name),
+            on_error=lambda err: report_error(self, "Evaluate failed", err),
+            on_finish=lambda: setattr(self.evaluate_button, "enabled", True))
+
+    def _show_scores(self, metrics: dict, name: str) -> None:
+        self.last_scores = metrics
+        if not self.closed:
+            self.scores.value = scores_text(metrics, name)
 
     def _on_folder_done(self, rows: list, out_dir: str) -> None:
         if self.closed:
