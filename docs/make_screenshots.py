@@ -71,10 +71,13 @@ def main() -> None:
     viewer.screenshot(str(OUT / "2_trained.png"), canvas_only=False)
 
     run.image.value = viewer.layers["nuclei"]
-    run.min_size.value = 20
-    run.split_touching.value = True
+    run.calibrated.value = True  # the threshold, seed and min size chosen in training
+    run.split_touching.value = False  # a boundary model keeps touching nuclei apart itself
     run.start()
     wait(lambda: run.worker is None, app)
+    run.truth.value = viewer.layers["nuclei ground truth"]
+    run.start_evaluate()
+    wait(lambda: "AP@0.5" in run.scores.value, app)
     viewer.layers["nuclei ground truth"].visible = False
     _raise_dock(run)
     app.processEvents()
@@ -85,7 +88,8 @@ def main() -> None:
     _raise_dock(build)
     app.processEvents()
     viewer.screenshot(str(OUT / "4_error.png"), canvas_only=False)
-    print("status:", train.status.value, "|", run.status.value, "|", build.status.value)
+    print("status:", train.status.value, "|", run.status.value, "|", run.scores.value, "|",
+          build.status.value)
     viewer.close()
 
 

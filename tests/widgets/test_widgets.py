@@ -34,6 +34,10 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     # instance labels on a built, untrained model: it learns the boundary target
     assert summary["target"] == "boundary" and "learnt boundary" in w["train"].status.value
     assert "calibrated on the" in w["train"].status.value
+    # Run shows the model's calibrated values in its greyed boxes
+    assert w["run"].calibrated.value and not w["run"].threshold.enabled
+    assert abs(w["run"].threshold.value - summary["threshold"]) < 1e-9
+    assert w["run"].min_size.value == summary["min_size"]
     assert w["train"].device.value.startswith("device: CPU") or "GPU" in w["train"].device.value
     assert len(w["train"].plot.history["loss"]) == 6
     assert w["train"].progress.value == w["train"].progress.max == 60

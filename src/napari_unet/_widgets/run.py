@@ -166,6 +166,7 @@ class RunWidget(SessionWidget):
         self.folder_button.changed.connect(self.start_folder)
         self.evaluate_button.changed.connect(self.start_evaluate)
         self.follow(self.session.busy_changed, self._on_busy)
+        self.follow(self.session.changed, lambda *_: self._show_model_values())
 
     def _make_label_controls(self) -> None:
         """The controls that say how probabilities become labels (`LabelOptions`)."""
@@ -257,6 +258,15 @@ class RunWidget(SessionWidget):
 
     def _on_calibrated(self, calibrated: bool) -> None:
         self.threshold.enabled = self.min_size.enabled = not calibrated
+        self._show_model_values()
+
+    def _show_model_values(self) -> None:
+        """With "model's settings" on, show the viewer's model's threshold and min size in
+        the (greyed) boxes, so what runs is what is shown."""
+        summary = self.session.summary or {}
+        if self.calibrated.value and "threshold" in summary:
+            self.threshold.value = summary["threshold"]
+            self.min_size.value = summary["min_size"]
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
