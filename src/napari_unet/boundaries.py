@@ -19,7 +19,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["BACKGROUND", "INTERIOR", "BOUNDARY", "BOUNDARY_CLASS_NAMES", "boundary_classes"]
+__all__ = ["BACKGROUND", "INTERIOR", "BOUNDARY", "BOUNDARY_CLASS_NAMES", "boundary_classes",
+           "touching_seams"]
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 BOUNDARY_CLASS_NAMES = ["background", "interior", "boundary"]
@@ -56,3 +57,15 @@ def boundary_classes(labels: np.ndarray, width: int = 2) -> np.ndarray:
     out[inside] = INTERIOR
     out[edge] = BOUNDARY
     return out
+
+
+def touching_seams(labels: np.ndarray, width: int = 2) -> np.ndarray:
+    """Boolean mask of the object pixels within ``width`` of another object (not of the
+    background): where touching objects meet, which is where they get merged."""
+    labels = np.asarray(labels)
+    footprint = _disk(int(width), labels.ndim)
+    top = int(labels.max()) + 1
+    high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
+    low = ndi.minimum_filter(np.where(labels > 0, labels, top), footprint=footprint,
+                             mode="nearest")
+    return (labels > 0) & ((high != labels) | ((low != labels) & (low != top)))

@@ -162,7 +162,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     xs, ys, truths = prepare_training_data(images, labels, unet.config, options.label_mode,
                                            unet.normalization, axes_list, names, unet.target,
                                            options.boundary_width)
-    train_targets, validation, sampler = _split(unet, options, xs, ys, parallel)
+    train_targets, validation, sampler = _split(unet, options, xs, ys, truths, parallel)
     steps = options.steps_for(train_targets)
     weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
@@ -176,18 +176,25 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     return TrainResult(unet, outcome.history)
 
 
-def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, parallel: Any
-           ) -> tuple[list, Any, PatchSampler]:
+def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
+           parallel: Any) -> tuple[list, Any, PatchSampler]:
     """Hold out validation blocks (larger for boundary targets, so whole objects fall
-    inside); returns the training targets, the validation patches and the patch sampler."""
+    inside); returns the training targets, the validation patches and the patch sampler
+    (which, for boundary targets, shows the seams of touching objects more often)."""
+    from .boundaries import touching_seams
+
     rng = _seeded_rng(options.seed)
     block = max(unet.config.size_multiple,
                 options.patch_size // (2 if unet.target == "boundary" else 4))
     train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
                                                  options.patch_size, unet.config.n_classes,
                                                  options.label_mode, rng)
+    focus = None
+    if unet.target == "boundary":
+        focus = [touching_seams(t, options.boundary_width) & (kept >= 0)
+                 for t, kept in zip(truths, train_targets)]
     sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
-                           options.augment, rng)
+                           options.augment, rng, focus)
     return train_targets, _split_evenly(validation, parallel), sampler
 
 

@@ -209,13 +209,16 @@ class PatchSampler:
     batch_size : patches per batch.
     augment : an `napari_unet.augmentation.Augmentation`, or True (its defaults) / False.
     rng : source of randomness (seeded for reproducible training).
+    focus : optional boolean ``(H, W)`` masks, one per image, of pixels to show more
+        often (where touching objects meet, for the boundary target).
 
     Half of the patches are centred on a random annotated pixel, so sparse
-    scribbles are seen often; the rest are uniform over the image.
+    scribbles are seen often (with ``focus``, half of those on a focus pixel); the
+    rest are uniform over the image.
     """
 
     def __init__(self, images, targets, patch_size: int, batch_size: int, augment: Any,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, focus: Sequence[np.ndarray] | None = None):
         self.patch_size, self.batch_size, self.rng = patch_size, batch_size, rng
         self.augment = Augmentation.from_setting(augment)
         self.images, self.targets, self.annotated = [], [], []
@@ -224,6 +227,11 @@ class PatchSampler:
             self.images.append(image)
             self.targets.append(target)
             self.annotated.append(np.flatnonzero(target >= 0))
+        self.focus = [None] * len(self.targets)
+        for i, mask in enumerate(focus or []):
+            padded = np.zeros(self.targets[i].shape, bool)  # targets may have been padded
+            padded[:mask.shape[0], :mask.shape[1]] = mask
+            self.focus[i] = np.flatnonzero(padded)
         areas = np.array([t.size for t in self.targets], dtype=float)
         self.weights = areas / areas.sum()
         self.channels = self.images[0].shape[-1]
@@ -240,6 +248,8 @@ class PatchSampler:
             image, target = self.images[j], self.targets[j]
             h, w = target.shape
             annotated = self.annotated[j]
+            if self.focus[j] is not None and self.focus[j].size and rng.random() < 0.5:
+                annotated = self.focus[j]
             if annotated.size and rng.random() < 0.5:
                 cy, cx = np.unravel_index(annotated[rng.integers(annotated.size)], (h, w))
                 y0 = int(np.clip(cy - p // 2 + rng.integers(-p // 4, p // 4 + 1), 0, h - p))

@@ -2,7 +2,7 @@ import numpy as np
 
 import pytest
 
-from napari_unet.boundaries import boundary_classes
+from napari_unet.boundaries import boundary_classes, touching_seams
 from napari_unet.metrics import evaluate
 from napari_unet.postprocess import (LabelOptions, decode_boundaries, remove_small,
                                      smallest_label_dtype, split_touching_objects)
@@ -130,3 +130,11 @@ def test_class_maps_as_instances_keep_objects_of_different_classes_apart():
     assert labels_from_probabilities(probs, "YX", "classes").max() == 2
     class_map = labels_from_probabilities(probs, "YX", "classes", instances=False)
     assert np.array_equal(class_map, classes)
+
+
+def test_seams_are_where_objects_touch_not_where_they_meet_background():
+    labels = _touching_instances()
+    seams = touching_seams(labels, 2)
+    assert seams.any() and not seams[labels == 3].any()  # the rectangle touches nothing
+    assert set(np.unique(labels[seams])) == {1, 2}
+    assert np.all(boundary_classes(labels, 2)[seams] == 2)  # seams are boundary pixels

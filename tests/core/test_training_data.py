@@ -105,3 +105,22 @@ def test_small_images_are_padded_with_ignored_targets():
     x, y = T.PatchSampler([img], [target], 16, 2, False, np.random.default_rng(0)).batch()
     assert x.shape == (2, 16, 16, 1)
     assert np.count_nonzero(y == T.IGNORE) == 2 * (16 * 16 - 10 * 12)
+
+
+def test_the_sampler_shows_focus_pixels_more_often():
+    rng = np.random.default_rng(0)
+    img = rng.random((64, 64, 1)).astype(np.float32)
+    target = np.zeros((64, 64), np.float32)
+    focus = np.zeros((64, 64), bool)
+    focus[60:, 60:] = True  # a corner the uniform draw rarely centres on
+
+    def corner_share(sampler):
+        hits = 0
+        for k in range(200):
+            x, _ = sampler.batch(np.random.default_rng(k))
+            hits += np.count_nonzero(x[..., 0] == img[63, 63, 0])
+        return hits
+
+    plain = T.PatchSampler([img], [target], 16, 4, False, rng)
+    focused = T.PatchSampler([img], [target], 16, 4, False, rng, [focus])
+    assert corner_share(focused) > 2 * corner_share(plain)
