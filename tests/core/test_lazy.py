@@ -67,3 +67,18 @@ def test_zarr_on_a_distributed_cluster_loads_the_model_once_per_worker(model, tm
     assert np.abs(result - predict(model, image, axes="ZYX")).max() <= 1e-4
     assert sorted(loads.values()) and all(n <= 1 for n in loads.values())
     assert sum(loads.values()) >= 1
+
+
+def test_lazy_labels_of_a_boundary_model_equal_the_eager_ones():
+    boundary = UNetModel.new(UNetConfig(depth=2, start_neurons=4, n_classes=3), target="boundary",
+                             seed_threshold=0.34)
+    image = np.random.default_rng(3).random((2, 90, 110)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(1, 45, 55))
+    for instances in (True, False):
+        eager = segment(boundary, image, instances=instances)
+        lazy_labels = segment(boundary, lazy, instances=instances)
+        assert isinstance(lazy_labels, da.Array)
+        computed = lazy_labels.compute()
+        for plane, expected in zip(computed, eager):  # lazy ids restart in every plane
+            offset = int(expected[expected > 0].min()) - 1 if expected.any() else 0
+            np.testing.assert_array_equal(plane, np.where(expected > 0, expected - offset, 0))
