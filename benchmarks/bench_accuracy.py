@@ -30,7 +30,7 @@ import numpy as np
 
 def pooled(labels_list, truths) -> dict:
     """Foreground IoU and AP@0.5/0.75 over all test images together."""
-    from napari_unet.metrics import match_counts
+    from napari_unet.metrics import average_precision, match_counts
 
     both = union = 0
     out = {}
@@ -43,7 +43,7 @@ def pooled(labels_list, truths) -> dict:
         for pred, true in zip(labels_list, truths):
             a, b, c = match_counts(pred, true, t)
             tp, n_pred, n_true = tp + a, n_pred + b, n_true + c
-        out[f"ap@{t:g}"] = round(tp / (n_pred + n_true - tp), 3)
+        out[f"ap@{t:g}"] = round(average_precision(tp, n_pred, n_true), 3)
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import match_counts
+from .metrics import average_precision, match_counts
 
 __all__ = ["Calibration", "calibrate", "collapse_warning", "plane_probabilities"]
 
@@ -128,8 +128,7 @@ def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
                                        min_size=min_size)
             counts = match_counts(np.where(r, labels, 0), t, 0.5)
             tp, n_pred, n_true = tp + counts[0], n_pred + counts[1], n_true + counts[2]
-        denominator = n_pred + n_true - tp
-        return tp / denominator if denominator else 1.0
+        return average_precision(tp, n_pred, n_true)
 
     areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
     median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0

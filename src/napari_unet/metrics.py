@@ -20,9 +20,7 @@ def label_pair(pred: Any, truth: Any) -> tuple[np.ndarray, np.ndarray]:
 def foreground_iou(pred: np.ndarray, truth: np.ndarray) -> float:
     """Intersection over union of the foreground (label > 0) of two label images."""
     p, t = label_pair(pred, truth)
-    p, t = p > 0, t > 0
-    union = np.count_nonzero(p | t)
-    return 1.0 if union == 0 else float(np.count_nonzero(p & t) / union)
+    return float(_iou_and_dice(p > 0, t > 0)[0])
 
 
 def matched_objects(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:
@@ -53,11 +51,8 @@ def evaluate(labels: Any, truth: Any, thresholds: tuple[float, ...] = THRESHOLDS
     over the pairs with IoU >= t (Hungarian matching).
     """
     pred, true = label_pair(labels, truth)
-    p, t = pred > 0, true > 0
-    both, total = np.count_nonzero(p & t), np.count_nonzero(p) + np.count_nonzero(t)
-    union = total - both
-    out: dict[str, float] = {"foreground_iou": 1.0 if union == 0 else both / union,
-                             "dice": 1.0 if total == 0 else 2 * both / total}
+    iou, dice = _iou_and_dice(pred > 0, true > 0)
+    out: dict[str, float] = {"foreground_iou": iou, "dice": dice}
     pairs, n_true, n_pred = _iou_pairs(pred, true)
     out.update(n_pred=n_pred, n_true=n_true)
     aps = []
@@ -68,7 +63,7 @@ def evaluate(labels: Any, truth: Any, thresholds: tuple[float, ...] = THRESHOLDS
         out[f"precision@{key}"] = tp / n_pred if n_pred else float(n_true == 0)
         out[f"recall@{key}"] = tp / n_true if n_true else float(n_pred == 0)
         out[f"f1@{key}"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else 1.0
-        out[f"ap@{key}"] = tp / (tp + fp + fn) if (tp + fp + fn) else 1.0
+        out[f"ap@{key}"] = average_precision(tp, n_pred, n_true)
         aps.append(out[f"ap@{key}"])
     out["mean_ap"] = float(np.mean(aps)) if aps else float("nan")
     return {k: float(v) if not isinstance(v, int) else v for k, v in out.items()}
@@ -85,19 +80,29 @@ def evaluate_classes(classes: Any, truth: Any, class_names: list[str] | None = N
     pred, true = label_pair(classes, truth)
     out: dict[str, float] = {}
     ious = []
-    for c in sorted(set(np.unique(pred)) | set(np.unique(true)) - {0}):
-        if c == 0:
-            continue
+    for c in sorted((set(np.unique(pred)) | set(np.unique(true))) - {0}):
         name = class_names[c] if class_names and c < len(class_names) else f"class {c}"
         p, t = pred == c, true == c
-        both, total = np.count_nonzero(p & t), np.count_nonzero(p) + np.count_nonzero(t)
-        out[f"{name} iou"] = both / (total - both) if total > both else 1.0
-        out[f"{name} dice"] = 2 * both / total if total else 1.0
-        tp, n_pred, n_true = match_counts(ndi.label(p)[0], ndi.label(t)[0], 0.5)
-        out[f"{name} ap@0.5"] = tp / (n_pred + n_true - tp) if (n_pred + n_true) else 1.0
+        out[f"{name} iou"], out[f"{name} dice"] = _iou_and_dice(p, t)
+        out[f"{name} ap@0.5"] = average_precision(*match_counts(ndi.label(p)[0],
+                                                                 ndi.label(t)[0], 0.5))
         ious.append(out[f"{name} iou"])
     out["mean_class_iou"] = float(np.mean(ious)) if ious else 1.0
     return {k: float(v) for k, v in out.items()}
+
+
+def _iou_and_dice(p: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """IoU and Dice of two boolean masks (both 1.0 when both are empty)."""
+    both, total = np.count_nonzero(p & t), np.count_nonzero(p) + np.count_nonzero(t)
+    union = total - both
+    return (both / union if union else 1.0), (2 * both / total if total else 1.0)
+
+
+def average_precision(tp: int, n_pred: int, n_true: int) -> float:
+    """TP / (TP + FP + FN) from `match_counts` (summed over images for a pooled score);
+    1.0 when there is nothing to find and nothing was found."""
+    misses = n_pred + n_true - tp
+    return tp / misses if misses else 1.0
 
 
 def match_counts(labels: Any, truth: Any, threshold: float = 0.5) -> tuple[int, int, int]:
