@@ -34,6 +34,25 @@ def _disk(width: int, ndim: int) -> np.ndarray:
     return (grid**2).sum(axis=0) <= width**2
 
 
+def _near_others(labels: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(near_object, near_background)``: pixels with another object, or background,
+    within ``width`` (pixels outside the image do not count). ``ValueError`` for labels
+    that are not integers or a width other than 1-3."""
+    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
+        raise ValueError(f"Instance labels must be integers; got dtype {labels.dtype}.")
+    if int(width) != width or not 1 <= width <= 3:
+        raise ValueError(f"boundary_width must be 1, 2 or 3 pixels; got {width!r}.")
+    labels = labels.astype(np.int64)
+    footprint = _disk(int(width), labels.ndim)
+    top = int(labels.max()) + 1
+    high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
+    low_object = ndi.minimum_filter(np.where(labels > 0, labels, top), footprint=footprint,
+                                    mode="nearest")
+    near_object = ((high != labels) & (high > 0)) | ((low_object != labels) & (low_object != top))
+    near_background = ndi.minimum_filter(labels, footprint=footprint, mode="nearest") == 0
+    return near_object, near_background
+
+
 def boundary_classes(labels: np.ndarray, width: int = 2) -> np.ndarray:
     """Background (0) / interior (1) / boundary (2) classes of instance ``labels``.
 
@@ -44,18 +63,11 @@ def boundary_classes(labels: np.ndarray, width: int = 2) -> np.ndarray:
     cut by the image border keep their interior there. Returns uint8.
     """
     labels = np.asarray(labels)
-    if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
-        raise ValueError(f"Instance labels must be integers; got dtype {labels.dtype}.")
-    if int(width) != width or not 1 <= width <= 3:
-        raise ValueError(f"boundary_width must be 1, 2 or 3 pixels; got {width!r}.")
-    footprint = _disk(int(width), labels.ndim)
-    high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
-    low = ndi.minimum_filter(labels, footprint=footprint, mode="nearest")
+    near_object, near_background = _near_others(labels, width)
     inside = labels > 0
-    edge = inside & ((high != labels) | (low != labels))
     out = np.zeros(labels.shape, np.uint8)
     out[inside] = INTERIOR
-    out[edge] = BOUNDARY
+    out[inside & (near_object | near_background)] = BOUNDARY
     return out
 
 
@@ -63,9 +75,4 @@ def touching_seams(labels: np.ndarray, width: int = 2) -> np.ndarray:
     """Boolean mask of the object pixels within ``width`` of another object (not of the
     background): where touching objects meet, which is where they get merged."""
     labels = np.asarray(labels)
-    footprint = _disk(int(width), labels.ndim)
-    top = int(labels.max()) + 1
-    high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
-    low = ndi.minimum_filter(np.where(labels > 0, labels, top), footprint=footprint,
-                             mode="nearest")
-    return (labels > 0) & ((high != labels) | ((low != labels) & (low != top)))
+    return (labels > 0) & _near_others(labels, width)[0]
