@@ -138,10 +138,10 @@ def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
     threshold, seed = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
     by_size = {size: ap(threshold, seed, size) for size in sizes}
     min_size = max(by_size, key=lambda size: (by_size[size], -size))
-    default = ap(0.5, 0.5, 0)
-    if default >= by_size[min_size]:  # never worse than the defaults on this region
-        threshold, seed, min_size, by_size[0] = 0.5, 0.5, 0, default
-    return Calibration(threshold, seed, min_size, "ap@0.5", round(by_size[min_size], 4),
+    score, default = by_size[min_size], ap(0.5, 0.5, 0)
+    if default >= score:  # never worse than the defaults on this region
+        threshold, seed, min_size, score = 0.5, 0.5, 0, default
+    return Calibration(threshold, seed, min_size, "ap@0.5", round(score, 4),
                        round(default, 4), measured_on, _objects(truths, regions))
 
 

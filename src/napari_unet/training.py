@@ -240,7 +240,7 @@ def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) 
     """Indices of the planes calibration predicts: those with held-out pixels first, then
     the others, up to ``limit`` pixels in all (at least one plane)."""
     held = [i for i, (y, t) in enumerate(zip(ys, train_targets)) if np.any((y >= 0) & (t < 0))]
-    order = held + [i for i in range(len(ys)) if i not in set(held)]
+    order = held + sorted(set(range(len(ys))) - set(held))
     chosen, total = [], 0
     for i in order:
         if chosen and total + ys[i].size > limit:
