@@ -64,15 +64,19 @@ class MaskedCrossentropy(_MaskedLoss):
         p = ops.clip(y_pred, _EPS, 1.0 - _EPS)
         if y_pred.shape[-1] == 1:
             ce = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
-            onehot = ops.concatenate([1.0 - target, target], axis=-1)
         else:
             ce = -ops.sum(target * ops.log(p), axis=-1, keepdims=True)
-            onehot = target
         if self.class_weights is not None:
-            weights = ops.convert_to_tensor(self.class_weights, dtype=ce.dtype)
-            mask = mask * ops.sum(onehot * weights, axis=-1, keepdims=True)
+            mask = mask * self._pixel_weights(target, ce.dtype)
         total = ops.sum(ce * mask) / ops.maximum(ops.sum(mask), _EPS)
         return _per_sample(total, mask)
+
+    def _pixel_weights(self, target, dtype):
+        """(B, H, W, 1) weight of each pixel's target class (``target``: binary or one-hot)."""
+        weights = ops.convert_to_tensor(self.class_weights, dtype=dtype)
+        if target.shape[-1] == 1:
+            return weights[0] + (weights[1] - weights[0]) * target
+        return ops.sum(target * weights, axis=-1, keepdims=True)
 
     def get_config(self):
         return {**super().get_config(), "class_weights": self.class_weights}

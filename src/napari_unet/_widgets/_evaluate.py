@@ -28,7 +28,7 @@ def evaluation_inputs(viewer: Any, image_layer: Any, truth_layer: Any) -> tuple[
     if truth_layer.name == name:
         raise ValueError("choose a ground-truth layer other than the U-Net's own labels")
     for what, data in ((name, labels), (truth_layer.name, truth_layer.data)):
-        if isinstance(data, list) or not isinstance(data, np.ndarray):
+        if not isinstance(data, np.ndarray):  # dask, zarr, or a multiscale list
             raise ValueError(f"{what!r} is lazy or multiscale; evaluation needs labels in "
                              "memory (run on an in-memory image)")
     if labels.shape != truth_layer.data.shape:
