@@ -42,10 +42,14 @@ class Augmentation:
     elastic: bool = True
     probability: float = 0.5
 
+    @classmethod
+    def switches(cls) -> list[str]:
+        """The names of the on/off transforms (every field but ``probability``)."""
+        return [f.name for f in fields(cls) if f.name != "probability"]
+
     def __post_init__(self) -> None:
-        for f in fields(self):
-            if f.name != "probability":
-                object.__setattr__(self, f.name, check_switch(f.name, getattr(self, f.name)))
+        for name in self.switches():
+            object.__setattr__(self, name, check_switch(name, getattr(self, name)))
         if not is_real(self.probability) or not 0.0 <= self.probability <= 1.0:
             raise ValueError(f"augmentation probability must be in [0, 1]; got "
                              f"{self.probability!r}.")
@@ -56,8 +60,7 @@ class Augmentation:
         if isinstance(value, cls):
             return value
         if isinstance(value, (bool, np.bool_)):
-            return cls() if value else cls(**{f.name: False for f in fields(cls)
-                                               if f.name != "probability"})
+            return cls() if value else cls(**dict.fromkeys(cls.switches(), False))
         if isinstance(value, dict):
             unknown = sorted(set(value) - {f.name for f in fields(cls)})
             if unknown:
@@ -72,7 +75,7 @@ class Augmentation:
 
     @property
     def any(self) -> bool:
-        return any(getattr(self, f.name) for f in fields(self) if f.name != "probability")
+        return any(getattr(self, name) for name in self.switches())
 
     def apply(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
               ) -> tuple[np.ndarray, np.ndarray]:
