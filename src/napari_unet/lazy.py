@@ -121,12 +121,15 @@ def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
 
 
 def lazy_probabilities(image: Any, axes: str, config: Any, normalization: PercentileNormalization,
-                       block_fn: Any, chunk: int | None = None) -> Any:
-    """Dask array of probabilities; ``block_fn(block, axes, stats)`` predicts one block.
+                       block_fn: Any, chunk: int | None = None, outputs: int | None = None) -> Any:
+    """Dask array of probabilities; ``block_fn(block, axes, stats, origin)`` predicts one
+    block whose first pixel is at ``origin`` (row, column) of the whole image.
 
     ``image`` is a dask array with (validated) ``axes``; ``config`` the model's
     `UNetConfig`. Computes the normalisation statistics of the whole array now
     (one strided read) and returns the lazy result (see the module docstring).
+    ``outputs``: values per pixel that ``block_fn`` returns on a trailing axis
+    (default: the model's probabilities, no axis for one class).
     """
     import dask.array as da
 
@@ -141,7 +144,7 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
     for i in (iy, ix):  # an axis in one block has no neighbour to borrow context from
         depth[i] = halo if len(image.chunks[i]) > 1 else 0
     grown = da.overlap.overlap(image, depth=depth, boundary="none")
-    n_classes = config.n_classes
+    n_classes = config.n_classes if outputs is None else outputs
     out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
     kwargs: dict[str, Any] = {}
     if n_classes > 1:
@@ -150,8 +153,9 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
             kwargs["new_axis"] = image.ndim
     elif "C" in axes:
         kwargs["drop_axis"] = image.ndim - 1
+    starts = [np.cumsum((0,) + image.chunks[i]).tolist() for i in (iy, ix)]
     return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats, halo=halo,
-                            iy=iy, ix=ix, dtype=np.float32, chunks=tuple(out_chunks),
+                            iy=iy, ix=ix, starts=starts, dtype=np.float32, chunks=tuple(out_chunks),
                             meta=np.empty((0,) * len(out_chunks), np.float32), **kwargs)
 
 
@@ -183,8 +187,8 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)
 
 
-def _predict_with_handle(block: np.ndarray, axes: str, stats, handle: ModelHandle,
-                         options: dict) -> np.ndarray:
+def _predict_with_handle(block: np.ndarray, axes: str, stats, origin: tuple[int, int],
+                         handle: ModelHandle, options: dict) -> np.ndarray:
     from .inference import iter_probabilities
     from .progress import drain
 
@@ -194,10 +198,12 @@ def _predict_with_handle(block: np.ndarray, axes: str, stats, handle: ModelHandl
 
 
 def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int,
-                   iy: int, ix: int, block_info=None) -> np.ndarray:
+                   iy: int, ix: int, starts: list, block_info=None) -> np.ndarray:
     loc = block_info[0]["chunk-location"]
     nchunks = block_info[0]["num-chunks"]
-    probs = block_fn(block, axes, stats)
+    origin = tuple(int(first[loc[i]]) - (halo if loc[i] > 0 else 0)
+                   for first, i in zip(starts, (iy, ix)))
+    probs = block_fn(block, axes, stats, origin)
     crop = [slice(None)] * probs.ndim
     for i in (iy, ix):
         lo = halo if loc[i] > 0 else 0

@@ -16,7 +16,7 @@ from .normalization import PercentileNormalization
 if TYPE_CHECKING:  # pragma: no cover
     import keras
 
-__all__ = ["build_unet", "UNetModel"]
+__all__ = ["build_unet", "unet_graph", "UNetModel"]
 
 
 def build_unet(config: UNetConfig | None = None, name: str = "unet",
@@ -43,53 +43,67 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet",
         raise ValueError(f"build_unet expects a UNetConfig or None; got {type(config).__name__}.")
     keras = load_keras()
     layers = _PolicyLayers(keras.layers, resolve_precision(precision or config.precision))
+
+    def dropout(x, name: str, rate: float, stride: int):
+        return layers.make("Dropout", name, rate)(x)
+
     inputs = keras.Input(shape=(None, None, config.in_channels), name="image")
-    x = inputs
-    skips = []
-    for k in range(1, config.depth + 1):
-        x = _conv_block(layers, x, config, config.filters(k - 1), f"enc{k}")
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{k}_pool")(x)
-        rate = config.dropout_first if k == 1 else config.dropout
-        x = layers.Dropout(rate, name=f"enc{k}_drop")(x)
-    x = _conv_block(layers, x, config, config.filters(config.depth), "bottleneck")
-    for k in range(config.depth, 0, -1):
-        x = layers.Conv2DTranspose(config.filters(k - 1), config.kernel_size, strides=2,
-                                   padding="same", name=f"dec{k}_up")(x)
-        x = layers.Concatenate(name=f"dec{k}_concat")([x, skips[k - 1]])
-        x = layers.Dropout(config.dropout, name=f"dec{k}_drop")(x)
-        x = _conv_block(layers, x, config, config.filters(k - 1), f"dec{k}")
-    activation = "sigmoid" if config.n_classes == 1 else "softmax"
-    outputs = keras.layers.Conv2D(config.n_classes, 1, padding="same", activation=activation,
-                                  name="output", dtype="float32")(x)
+    outputs = unet_graph(config, inputs, layers.make, dropout)
     return keras.Model(inputs, outputs, name=name)
 
 
+def unet_graph(config: UNetConfig, x: Any, layer: Any, dropout: Any) -> Any:
+    """The U-Net's layers applied to the tensor ``x``; returns the output tensor.
+
+    ``layer(kind, name, *args, **kwargs)`` gives the layer called ``name`` (made as
+    ``keras.layers.<kind>(*args, **kwargs)`` by `build_unet`, or taken from a built
+    network to share its weights); ``dropout(x, name, rate, stride)`` applies the dropout
+    layer ``name`` to ``x``, a feature map ``stride`` pixels per step of the input.
+    """
+    skips = []
+    for k in range(1, config.depth + 1):
+        x = _conv_block(layer, x, config, config.filters(k - 1), f"enc{k}")
+        skips.append(x)
+        x = layer("MaxPooling2D", f"enc{k}_pool", 2)(x)
+        rate = config.dropout_first if k == 1 else config.dropout
+        x = dropout(x, f"enc{k}_drop", rate, 2**k)
+    x = _conv_block(layer, x, config, config.filters(config.depth), "bottleneck")
+    for k in range(config.depth, 0, -1):
+        x = layer("Conv2DTranspose", f"dec{k}_up", config.filters(k - 1), config.kernel_size,
+                  strides=2, padding="same")(x)
+        x = layer("Concatenate", f"dec{k}_concat")([x, skips[k - 1]])
+        x = dropout(x, f"dec{k}_drop", config.dropout, 2 ** (k - 1))
+        x = _conv_block(layer, x, config, config.filters(k - 1), f"dec{k}")
+    activation = "sigmoid" if config.n_classes == 1 else "softmax"
+    return layer("Conv2D", "output", config.n_classes, 1, padding="same", activation=activation,
+                 dtype="float32")(x)
+
+
 class _PolicyLayers:
-    """``keras.layers`` with every layer made under one dtype policy (mixed precision)."""
+    """Makes ``keras.layers`` under one dtype policy (mixed precision) unless a layer names
+    its own ``dtype``; ``make(kind, name, ...)`` is `unet_graph`'s ``layer``."""
 
     def __init__(self, layers: Any, policy: str):
         self._layers, self._policy = layers, policy
 
-    def __getattr__(self, name: str) -> Any:
-        layer = getattr(self._layers, name)
-        if self._policy == "float32":
-            return layer
-        return lambda *args, **kwargs: layer(*args, dtype=self._policy, **kwargs)
+    def make(self, kind: str, name: str, *args: Any, **kwargs: Any) -> Any:
+        if self._policy != "float32":
+            kwargs.setdefault("dtype", self._policy)
+        return getattr(self._layers, kind)(*args, name=name, **kwargs)
 
 
-def _conv_block(layers, x, config: UNetConfig, filters: int, prefix: str):
+def _conv_block(layer, x, config: UNetConfig, filters: int, prefix: str):
     """Two 'same' convolutions with ReLU (``{prefix}_conv1``, ``_conv2``), each followed by
     batch normalisation (``_bn``) before its ReLU (``_relu``) when ``config.batch_norm``."""
     for i in (1, 2):
         if config.batch_norm:
-            x = layers.Conv2D(filters, config.kernel_size, padding="same", use_bias=False,
-                              name=f"{prefix}_conv{i}")(x)
-            x = layers.BatchNormalization(name=f"{prefix}_bn{i}")(x)
-            x = layers.Activation("relu", name=f"{prefix}_relu{i}")(x)
+            x = layer("Conv2D", f"{prefix}_conv{i}", filters, config.kernel_size, padding="same",
+                      use_bias=False)(x)
+            x = layer("BatchNormalization", f"{prefix}_bn{i}")(x)
+            x = layer("Activation", f"{prefix}_relu{i}", "relu")(x)
         else:
-            x = layers.Conv2D(filters, config.kernel_size, activation="relu", padding="same",
-                              name=f"{prefix}_conv{i}")(x)
+            x = layer("Conv2D", f"{prefix}_conv{i}", filters, config.kernel_size,
+                      activation="relu", padding="same")(x)
     return x
 
 

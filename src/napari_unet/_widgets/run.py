@@ -57,7 +57,7 @@ class EngineBlockPredictor:
         self.engine, self.session, self.model_path = engine, session, model_path
         self.tile_size = tile_size
 
-    def __call__(self, block: Any, axes: str, stats: Any) -> Any:
+    def __call__(self, block: Any, axes: str, stats: Any, origin: Any = None) -> Any:
         if self.session.busy:
             raise RuntimeError("the U-Net model is busy; this part of the lazy result will be "
                                "computed when it is viewed again")

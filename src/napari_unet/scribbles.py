@@ -1,0 +1,171 @@
+"""Scribbles: sparse annotations (0 = unpainted, 1 = background, 2.. = classes), what a user
+paints in the Train widget's scribble mode, and how they are counted.
+
+`simulate_scribbles` draws strokes the way a user does (a line through some objects, a
+few background strokes between them), from full ground truth, for tests, benchmarks and
+the documentation; `correction_strokes` adds a second round where a prediction is worst.
+`annotation_record` counts painted pixels per class, which a trained model keeps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["simulate_scribbles", "correction_strokes", "annotation_record", "worst_block"]
+
+
+def _line(p0: Sequence[float], p1: Sequence[float], shape: tuple[int, int]) -> tuple:
+    """Pixel rows and columns of the straight segment p0 -> p1 (clipped to ``shape``)."""
+    n = int(max(abs(p1[0] - p0[0]), abs(p1[1] - p0[1]))) + 1
+    rows = np.clip(np.round(np.linspace(p0[0], p1[0], n)).astype(int), 0, shape[0] - 1)
+    cols = np.clip(np.round(np.linspace(p0[1], p1[1], n)).astype(int), 0, shape[1] - 1)
+    return rows, cols
+
+
+def _object_strokes(ids: np.ndarray, objects: np.ndarray, rng: np.random.Generator,
+                    margin: int) -> np.ndarray:
+    """A stroke along the long axis of each object in ``objects``, kept ``margin`` px
+    inside its outline (as a user paints the middle of a nucleus)."""
+    from scipy import ndimage
+
+    out = np.zeros(ids.shape, bool)
+    for obj in objects:
+        mask = ids == obj
+        inner = ndimage.distance_transform_edt(mask) > margin
+        if not inner.any():
+            inner = mask
+        rows, cols = np.nonzero(inner)
+        centre = np.array([rows.mean(), cols.mean()])
+        spread = np.cov(np.stack([rows, cols])) if rows.size > 2 else np.eye(2)
+        axis = np.linalg.eigh(spread + 1e-6 * np.eye(2))[1][:, -1]
+        reach = 2 * np.sqrt(max(np.linalg.eigvalsh(spread)[-1], 1.0))
+        r, c = _line(centre - reach * axis, centre + reach * axis, ids.shape)
+        out[r, c] = True
+        out &= inner | ~mask
+    return out & (ids > 0)
+
+
+def _background_strokes(background: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` random straight strokes across the image, kept only on ``background`` pixels."""
+    h, w = background.shape
+    out = np.zeros(background.shape, bool)
+    for _ in range(n):
+        p0 = rng.uniform((0, 0), (h, w))
+        angle = rng.uniform(0, np.pi)
+        length = rng.uniform(0.2, 0.5) * min(h, w)
+        p1 = p0 + length * np.array([np.sin(angle), np.cos(angle)])
+        r, c = _line(p0, p1, (h, w))
+        out[r, c] = True
+    return out & background
+
+
+def simulate_scribbles(labels: np.ndarray, coverage: float = 0.02, *, classes: Any = None,
+                       margin: int = 2, seed: int = 0) -> np.ndarray:
+    """Scribbles a user might paint on a YX image whose full labels are ``labels``.
+
+    Parameters
+    ----------
+    labels : int ``(H, W)`` ground truth, 0 = background, > 0 = object ids.
+    coverage : at most this share of the pixels is painted (0 < coverage <= 0.2).
+    classes : optional int ``(H, W)`` class of each pixel (1..n); default: every
+        object is class 1. Painted value = class + 1.
+    margin : strokes stay this many px away from object outlines (users paint
+        clearly inside or outside, not on the edge).
+    seed : random seed.
+
+    Returns uint8 ``(H, W)`` scribbles: 0 = unpainted, 1 = background, 2.. = classes;
+    about half the painted pixels are object strokes, half background strokes.
+    """
+    from scipy import ndimage
+
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise ValueError(f"labels must be a YX array; got shape {labels.shape}.")
+    if not 0 < float(coverage) <= 0.2:
+        raise ValueError(f"coverage must be a share of the pixels in (0, 0.2]; got {coverage!r}.")
+    rng = np.random.default_rng(seed)
+    budget = int(coverage * labels.size)
+    ids = [int(i) for i in rng.permutation(np.unique(labels[labels > 0]))]
+    objects = np.zeros(labels.shape, bool)
+    for k in range(len(ids)):
+        more = objects | _object_strokes(labels, ids[k:k + 1], rng, margin)
+        if more.sum() > budget // 2:
+            break
+        objects = more
+    far = ndimage.distance_transform_edt(labels == 0) > margin
+    background = np.zeros(labels.shape, bool)
+    for _ in range(200):
+        more = background | _background_strokes(far, 1, rng)
+        if more.sum() > budget - objects.sum():
+            break
+        background = more
+    out = np.zeros(labels.shape, np.uint8)
+    out[background] = 1
+    cls = np.where(labels > 0, 1, 0) if classes is None else np.asarray(classes)
+    out[objects] = (cls[objects] + 1).astype(np.uint8)
+    return out
+
+
+def worst_block(truth: np.ndarray, prediction: np.ndarray, block: int = 64) -> tuple[slice, slice]:
+    """The ``block`` x ``block`` window (on a half-block grid) where the binary
+    ``prediction`` disagrees most with the binary ``truth``; returns its (row, column)
+    slices."""
+    wrong = (np.asarray(truth) > 0) != (np.asarray(prediction) > 0)
+    h, w = wrong.shape
+    step = max(1, block // 2)
+    best, where = -1, (slice(0, block), slice(0, block))
+    for y0 in range(0, max(1, h - block + 1), step):
+        for x0 in range(0, max(1, w - block + 1), step):
+            count = int(wrong[y0:y0 + block, x0:x0 + block].sum())
+            if count > best:
+                best, where = count, (slice(y0, y0 + block), slice(x0, x0 + block))
+    return where
+
+
+def correction_strokes(scribbles: np.ndarray, labels: np.ndarray, prediction: np.ndarray, *,
+                       block: int = 64, coverage: float = 0.1, seed: int = 1) -> np.ndarray:
+    """A second round of painting: new strokes (`simulate_scribbles`, ``coverage`` of the
+    window) inside the window where ``prediction`` is most wrong (`worst_block`), added to
+    a copy of ``scribbles`` without painting over earlier strokes. Returns the new array."""
+    window = worst_block(labels, prediction, block)
+    extra = simulate_scribbles(labels[window], coverage, seed=seed)
+    out = np.array(scribbles, copy=True)
+    region = out[window]
+    region[region == 0] = extra[region == 0]
+    return out
+
+
+def annotation_record(labels: Sequence[np.ndarray], mode: str, names: Sequence[str] | None = None,
+                      class_names: Sequence[str] | None = None) -> list[dict]:
+    """Painted pixels per class, one entry per image: ``{"image", "pixels", "annotated",
+    "per_class": {name: count}}``. ``mode`` is ``"sparse"`` (0 = unpainted, 1 =
+    background, 2.. = classes) or ``"dense"`` (every pixel annotated, 0 = background,
+    > 0 = objects or classes; ``objects`` counts instance ids)."""
+    record = []
+    for i, lab in enumerate(labels):
+        lab = np.asarray(lab)
+        values, counts = np.unique(lab, return_counts=True)
+        entry: dict[str, Any] = {"image": names[i] if names else f"image {i + 1}",
+                                 "pixels": int(lab.size)}
+        instances = mode == "dense" and (not class_names or values.max() >= len(class_names))
+        offset = 1 if mode == "sparse" else 0
+        per_class: dict[str, int] = {}
+        for value, count in zip(values.tolist(), counts.tolist()):
+            index = value - offset
+            if index < 0:
+                continue
+            if instances:
+                name = "background" if index == 0 else "objects"
+            elif class_names and index < len(class_names):
+                name = class_names[index]
+            else:
+                name = "background" if index == 0 else f"class {index}"
+            per_class[name] = per_class.get(name, 0) + int(count)
+        entry["annotated"] = int(sum(per_class.values()))
+        entry["per_class"] = per_class
+        if mode == "dense":
+            entry["objects"] = int(np.count_nonzero(values > 0))
+        record.append(entry)
+    return record
