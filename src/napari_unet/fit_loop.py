@@ -38,7 +38,7 @@ class FitOutcome(NamedTuple):
 def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
                validation: tuple | None, epochs: int, steps: int, batch_size: int,
                should_stop: Callable[[], bool] | None, scope: Callable[[], Any] | None = None,
-               patience: int | None = None):
+               patience: int | None = None, side_job: Any = None):
     """Train the compiled ``km`` on ``batches`` for ``epochs`` x ``steps`` batches.
 
     ``batches`` yields ``(x, y)`` without end; ``validation`` is ``(x_val,
@@ -52,12 +52,14 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     ``iou``; the lower loss breaks ties) are left in ``km``. With ``patience``,
     the learning rate is halved after ``patience // 2`` (at least 2) epochs
     without a better epoch, and training ends after ``patience``. An exception inside
-    ``fit`` is raised here; closing the generator stops ``fit`` and waits for
-    its thread. ``scope`` (optional) gives the context (a data-parallel
-    distribution) that ``fit`` runs in on its thread.
+    ``fit`` is raised here; closing the generator stops ``fit`` and waits for its
+    thread. ``scope``: the context (a data-parallel distribution) ``fit`` runs in.
+    ``side_job`` (e.g. a `napari_unet.training_preview.PreviewJob`) runs on the training
+    thread before a batch when ``side_job.due()``; ``side_job.run(epoch, batch)`` is yielded.
     """
     events: queue.Queue = queue.Queue()
-    record = _Record(events, epochs, steps, validation is not None, should_stop, patience)
+    record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
+                     side_job)
     callbacks = [_relay_class()(record)]
     if patience:
         from .keras_backend import load_keras
@@ -104,7 +106,8 @@ class _Record:
     """
 
     def __init__(self, events: queue.Queue, epochs: int, steps: int, validating: bool,
-                 should_stop: Callable[[], bool] | None = None, patience: int | None = None):
+                 should_stop: Callable[[], bool] | None = None, patience: int | None = None,
+                 side_job: Any = None):
         self.events, self.epochs, self.steps = events, epochs, steps
         self.should_stop, self.stopped, self.patience = should_stop, False, patience
         self.monitor = "val_iou" if validating else "iou"
@@ -115,6 +118,7 @@ class _Record:
         self.early_stopped = False
         self.halt, self.diverged, self.epoch, self.batch = False, "", 1, 0
         self.lock, self.waiting = threading.Lock(), {}
+        self.side_job = side_job
 
     def epoch_begins(self, epoch: int) -> None:
         self.epoch, self.batch, self.waiting = epoch + 1, 0, {}
@@ -191,6 +195,10 @@ def _relay_class() -> type:
             self.record.batch_begins(first=(self.record.epoch, batch) == (1, 0))
             if self.record.halt:
                 self._model.stop_training = True  # not self.model: see on_train_batch_end
+            elif self.record.side_job is not None and self.record.side_job.due():
+                self.model  # noqa: B018 - on JAX this brings the device state into the variables
+                self.record.events.put(("side", self.record.side_job.run(self.record.epoch,
+                                                                         batch + 1)))
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             # may run on a Keras callback thread while the next step runs: it must not touch

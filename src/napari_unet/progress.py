@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Generator
 
-__all__ = ["TrainProgress", "PredictProgress", "drain"]
+__all__ = ["TrainProgress", "TrainPreview", "PredictProgress", "drain"]
 
 
 @dataclass
@@ -24,6 +24,23 @@ class TrainProgress:
     batches: int
     phase: str
     logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TrainPreview:
+    """What the network makes of a preview region with its weights at ``epoch``, ``batch``
+    (see `napari_unet.training_preview`): ``labels`` (H, W) as the model would label it,
+    ``foreground`` (H, W) float32 probability, ``origin`` (row, column) of the region in
+    plane ``plane`` of image ``image``, and ``seconds`` the preview took."""
+
+    epoch: int
+    batch: int
+    labels: Any
+    foreground: Any
+    image: int
+    plane: int
+    origin: tuple[int, int]
+    seconds: float
 
 
 @dataclass

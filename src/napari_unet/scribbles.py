@@ -3,7 +3,8 @@ paints in the Train widget's scribble mode, and how they are counted.
 
 `simulate_scribbles` draws strokes the way a user does (a line through some objects, a
 few background strokes between them), from full ground truth, for tests, benchmarks and
-the documentation; `correction_strokes` adds a second round where a prediction is worst.
+the documentation; `correction_strokes` adds a second round, painted on the mistakes where a prediction
+is worst.
 `annotation_record` counts painted pixels per class, which a trained model keeps.
 """
 
@@ -125,15 +126,28 @@ def worst_block(truth: np.ndarray, prediction: np.ndarray, block: int = 64) -> t
 
 
 def correction_strokes(scribbles: np.ndarray, labels: np.ndarray, prediction: np.ndarray, *,
-                       block: int = 64, coverage: float = 0.1, seed: int = 1) -> np.ndarray:
-    """A second round of painting: new strokes (`simulate_scribbles`, ``coverage`` of the
-    window) inside the window where ``prediction`` is most wrong (`worst_block`), added to
-    a copy of ``scribbles`` without painting over earlier strokes. Returns the new array."""
-    window = worst_block(labels, prediction, block)
-    extra = simulate_scribbles(labels[window], coverage, seed=seed)
+                       block: int = 64, coverage: float = 0.1, margin: int = 1,
+                       seed: int = 1) -> np.ndarray:
+    """A second round of painting, as a user corrects mistakes: inside the window where
+    ``prediction`` is most wrong (`worst_block`), paint the wrongly predicted pixels more
+    than ``margin`` px from a true outline (clear mistakes, not a blurred edge) with
+    their true class (1 = background, 2 = object), at most ``coverage`` of the window,
+    without painting over earlier strokes. Returns a new array (``scribbles`` is kept)."""
+    from scipy import ndimage
+
+    rows, cols = worst_block(labels, prediction, block)
+    truth = np.asarray(labels)[rows, cols] > 0
+    clear = np.maximum(ndimage.distance_transform_edt(truth),
+                       ndimage.distance_transform_edt(~truth)) > margin
+    wrong = ((truth != (np.asarray(prediction)[rows, cols] > 0)) & clear
+             & (scribbles[rows, cols] == 0))
+    where = np.flatnonzero(wrong)
+    budget = int(coverage * wrong.size)
+    if where.size > budget:
+        where = np.random.default_rng(seed).choice(where, budget, replace=False)
     out = np.array(scribbles, copy=True)
-    region = out[window]
-    region[region == 0] = extra[region == 0]
+    region = out[rows, cols]
+    region.flat[where] = np.where(truth.flat[where], 2, 1)
     return out
 
 
@@ -142,14 +156,15 @@ def annotation_record(labels: Sequence[np.ndarray], mode: str, names: Sequence[s
     """Painted pixels per class, one entry per image: ``{"image", "pixels", "annotated",
     "per_class": {name: count}}``. ``mode`` is ``"sparse"`` (0 = unpainted, 1 =
     background, 2.. = classes) or ``"dense"`` (every pixel annotated, 0 = background,
-    > 0 = objects or classes; ``objects`` counts instance ids)."""
+    > 0 = objects; ``objects`` counts their ids). ``class_names``: one name per class
+    (index 0 = background); for dense labels, given only when values are classes."""
     record = []
     for i, lab in enumerate(labels):
         lab = np.asarray(lab)
         values, counts = np.unique(lab, return_counts=True)
         entry: dict[str, Any] = {"image": names[i] if names else f"image {i + 1}",
                                  "pixels": int(lab.size)}
-        instances = mode == "dense" and (not class_names or values.max() >= len(class_names))
+        instances = mode == "dense" and not class_names
         offset = 1 if mode == "sparse" else 0
         per_class: dict[str, int] = {}
         for value, count in zip(values.tolist(), counts.tolist()):

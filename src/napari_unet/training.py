@@ -21,11 +21,13 @@ from typing import Any, Callable, Generator, NamedTuple, Sequence
 
 import numpy as np
 
+from . import arrays
 from .checks import check_switch, check_whole, is_real, is_whole
 from .config import UNetConfig
 from .fit_loop import FitOutcome, fit_events
 from .model import UNetModel, build_unet
 from .progress import TrainProgress, drain
+from .scribbles import annotation_record
 from .training_data import (LABEL_MODES, TARGETS, PatchSampler, choose_target,
                             class_weights, prepare_training_data, split_validation)
 
@@ -58,8 +60,10 @@ class TrainSettings:
     `napari_unet.training_data.choose_target`), ``boundary_width`` (px, 1-3),
     ``patience`` (epochs without a better validation IoU before training ends;
     the learning rate halves after half as many; None: never), ``time_budget``
-    (seconds, then training ends as if stopped) and ``calibrate`` (choose the
-    label thresholds on the validation blocks, `napari_unet.calibration`).
+    (seconds, then training ends as if stopped), ``calibrate`` (choose the
+    label thresholds on the validation blocks, `napari_unet.calibration`) and
+    ``freeze_encoder`` (fine-tuning: the encoder and bottleneck keep their weights,
+    only the decoder learns).
     """
 
     patch_size: int = 128
@@ -78,6 +82,7 @@ class TrainSettings:
     patience: int | None = 8
     time_budget: float | None = None
     calibrate: bool = True
+    freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
         for name in ("patch_size", "batch_size", "epochs"):
@@ -112,6 +117,7 @@ class TrainSettings:
             raise ValueError(f"time_budget must be a number of seconds > 0, or None; got "
                              f"{self.time_budget!r}.")
         check_switch("calibrate", self.calibrate)
+        check_switch("freeze_encoder", self.freeze_encoder)
 
     def check_for(self, config: UNetConfig) -> None:
         """Raise ``ValueError`` unless the patches fit the network's pooling grid."""
@@ -131,7 +137,7 @@ class TrainSettings:
 def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,
                axes: Sequence[str | None] | str | None = None,
                should_stop: Callable[[], bool] | None = None,
-               names: Sequence[str] | None = None,
+               names: Sequence[str] | None = None, preview: Any = None,
                **settings: Any) -> Generator[TrainProgress, None, TrainResult]:
     """Train a U-Net, yielding `TrainProgress`; the generator returns a `TrainResult`.
 
@@ -148,7 +154,13 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     names : one name per image (e.g. its file name) for error messages.
+    preview : a `napari_unet.training_preview.Preview`: every few seconds the region
+        it names is labelled with the current weights and yielded as a `TrainPreview`.
     settings : the fields of `TrainSettings` (there documented).
+
+    Training a `UNetModel` again continues it: its optimizer (and so Adam's moments)
+    is kept when it has one, the new epochs extend ``history``, and ``info["rounds"]``
+    lists every round with its annotation record (painted pixels per class and image).
 
     If the loss stops being finite, training stops: with the weights of the
     best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
@@ -165,15 +177,31 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     train_targets, validation, sampler = _split(unet, options, xs, ys, truths, parallel)
     steps = options.steps_for(train_targets)
     weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
+    side_job = _preview_job(unet, preview, images, axes_list)
+    record = annotation_record(labels, options.label_mode, names, unet.class_names
+                               if options.label_mode == "sparse" or unet.target == "classes" else None)
     started = time.perf_counter()
     stop = _with_deadline(should_stop, options.time_budget, started)
-    outcome = yield from _fit(unet, options, sampler, validation, steps, stop, parallel, weights)
+    outcome = yield from _fit(unet, options, sampler, validation, steps, stop, parallel, weights,
+                              side_job)
     _report_divergence(outcome, options.learning_rate)
     monitor = "val_iou" if validation is not None else "iou"
-    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started, monitor)
+    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started, monitor,
+                       record)
     unet.info["class_weights"] = weights
     _calibrate(unet, options, xs, ys, truths, train_targets)
     return TrainResult(unet, outcome.history)
+
+
+def _preview_job(unet: UNetModel, preview: Any, images: list, axes_list: list) -> Any:
+    """The `napari_unet.training_preview.PreviewJob` for ``preview`` (None: none)."""
+    if preview is None:
+        return None
+    from .training_preview import PreviewJob
+
+    return PreviewJob(unet, preview, images, [
+        arrays.resolve_axes(a, np.shape(i), unet.config.in_channels)
+        for i, a in zip(images, axes_list)])
 
 
 def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
@@ -251,18 +279,35 @@ def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) 
 
 
 def _fit(unet: UNetModel, options: TrainSettings, sampler: PatchSampler, validation: Any,
-         steps: int, should_stop: Any, parallel: Any, weights: list[float] | None):
-    """Compile (in the data-parallel scope, if any) and run `fit_events` on patches made
-    ahead by `_patch_workers` threads; returns its `FitOutcome`."""
+         steps: int, should_stop: Any, parallel: Any, weights: list[float] | None,
+         side_job: Any = None):
+    """Compile (in the data-parallel scope, if any; with the encoder frozen when asked)
+    and run `fit_events` on patches made ahead by `_patch_workers` threads; returns its
+    `FitOutcome`. The encoder is trainable again afterwards."""
+    frozen = _freeze_encoder(unet.keras_model, options.freeze_encoder)
     with parallel.scope() if parallel else contextlib.nullcontext():
         _compile(unet, options, weights)
     batches = sampler.stream(workers=_patch_workers())
     try:
         return (yield from fit_events(unet.keras_model, batches, validation, options.epochs,
                                       steps, options.batch_size, should_stop,
-                                      parallel.scope if parallel else None, options.patience))
+                                      parallel.scope if parallel else None, options.patience,
+                                      side_job))
     finally:
         batches.close()
+        for layer in frozen:
+            layer.trainable = True
+
+
+def _freeze_encoder(km: Any, freeze: bool) -> list:
+    """Make the encoder and bottleneck layers untrainable when ``freeze``; returns them."""
+    if not freeze:
+        return []
+    layers = [layer for layer in km.layers if layer.name.startswith(("enc", "bottleneck"))
+              and layer.trainable and layer.weights]
+    for layer in layers:
+        layer.trainable = False
+    return layers
 
 
 def _split_evenly(validation: Any, parallel: Any) -> Any:
@@ -350,14 +395,19 @@ def _seeded_rng(seed: int | None) -> np.random.Generator:
 
 
 def _compile(unet: UNetModel, options: TrainSettings, weights: list[float] | None) -> None:
-    """Compile the network with Adam, the masked loss (class ``weights``, if any) and the
+    """Compile the network with Adam (the one it trained with, when it did, so a second
+    round continues its moments), the masked loss (class ``weights``, if any) and the
     masked IoU metric."""
     from .keras_backend import load_keras, make_adam, resolve_precision
     from .losses import MaskedIoU, make_loss
 
-    optimizer = make_adam(options.learning_rate)
-    if resolve_precision(unet.config.precision) == "mixed_float16":  # float16 gradients underflow
-        optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
+    optimizer = getattr(unet.keras_model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        optimizer.learning_rate = options.learning_rate  # continue: Adam's moments are kept
+    else:
+        optimizer = make_adam(options.learning_rate)
+        if resolve_precision(unet.config.precision) == "mixed_float16":  # float16 grads underflow
+            optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
     unet.keras_model.compile(optimizer=optimizer,
                              loss=make_loss(options.loss, weights),
                              metrics=[MaskedIoU(threshold=unet.threshold)])
@@ -378,13 +428,20 @@ def _report_divergence(outcome: FitOutcome, learning_rate: float) -> None:
 
 
 def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSettings,
-                       steps: int, seconds: float, monitor: str) -> None:
-    """Store the history and how, when and with what the model was trained on ``unet``."""
+                       steps: int, seconds: float, monitor: str, record: list[dict]) -> None:
+    """Store the history (extending an earlier round's), the annotation ``record`` and
+    how, when and with what the model was trained on ``unet``; ``best_epoch`` counts
+    over all rounds."""
     from .keras_backend import load_keras, resolve_precision
     from .version import __version__
 
     keras = load_keras()
-    unet.history = outcome.history
+    before = len(next(iter(unet.history.values()), [])) if unet.history else 0
+    unet.history = _extend_history(unet.history, outcome.history, before)
+    rounds = list(unet.info.get("rounds", [])) + [{
+        "first_epoch": before + 1, "epochs": len(outcome.history["loss"]),
+        "learning_rate": options.learning_rate, "label_mode": options.label_mode,
+        "freeze_encoder": options.freeze_encoder, "annotations": record}]
     settings = {k: v for k, v in asdict(options).items() if k not in ("seed", "steps_per_epoch")}
     unet.info = {
         **unet.info,
@@ -394,8 +451,10 @@ def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSetti
         "precision": resolve_precision(unet.config.precision),
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "train_seconds": round(seconds, 2),
-        "epochs_run": len(outcome.history["loss"]),
-        "best_epoch": outcome.best_epoch,
+        "epochs_run": before + len(outcome.history["loss"]),
+        "best_epoch": before + outcome.best_epoch if outcome.best_epoch else 0,
+        "annotations": record,
+        "rounds": rounds,
         "monitor": monitor,
         "stopped_early": outcome.stopped,
         "early_stopping": outcome.early_stopped,
@@ -403,6 +462,15 @@ def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSetti
         "steps_per_epoch": steps,
         **settings,
     }
+
+
+def _extend_history(old: dict, new: dict, before: int) -> dict[str, list[float]]:
+    """``old`` epochs (``before`` of them) followed by ``new`` ones, key by key; a metric
+    missing from one round (e.g. no validation) is NaN there."""
+    after = len(new["loss"])
+    keys = list(old) + [k for k in new if k not in old]
+    return {k: list(old.get(k, [math.nan] * before)) + list(new.get(k, [math.nan] * after))
+            for k in keys}
 
 
 def train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,
