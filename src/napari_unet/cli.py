@@ -87,6 +87,10 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--boundary-width", type=_whole(1), default=2,
                    help="width in px of the boundary band (1-3) for --target boundary")
     p.add_argument("--seed", type=int, help="random seed for reproducible training")
+    p.add_argument("--model", help="a .keras model to train on (fine-tune) instead of a new "
+                   "network; its architecture and target are kept")
+    p.add_argument("--freeze-encoder", action="store_true",
+                   help="with --model: train only the decoder (use a lower --lr, e.g. 1e-4)")
     p.set_defaults(func=cmd_train)
 
 
@@ -118,6 +122,11 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--tile-size", type=_whole(1),
                    help="tile side in pixels incl. halo (default: from memory)")
     p.add_argument("--batch-size", type=_whole(1), help="tiles per batch (default: from memory)")
+    p.add_argument("--uncertainty", help="also write the Monte-Carlo dropout uncertainty (.tif): "
+                   "predictive entropy (0-1) here and the spread of the foreground probability "
+                   "next to it as <name>_spread.tif; single image files only")
+    p.add_argument("--passes", type=_whole(2), default=8,
+                   help="stochastic dropout passes for --uncertainty (2-256)")
     p.set_defaults(func=cmd_predict)
 
 

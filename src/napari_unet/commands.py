@@ -114,18 +114,23 @@ def _read_config(args: argparse.Namespace, first_image, names: list[str]):
 
 def cmd_train(args: argparse.Namespace) -> int:
     from .image_files import list_pairs, read_image
-    from .model_files import save_model
+    from .model_files import load_model, save_model
     from .outputs import check_outputs
     from .training import train
 
     if Path(args.out).suffix != ".keras":
         raise ValueError(f"--out must end in .keras; got {args.out!r}.")
-    check_outputs({"--out": args.out}, {"--config": args.config}, overwrite=args.overwrite)
+    check_outputs({"--out": args.out}, {"--config": args.config, "--model": args.model},
+                  overwrite=args.overwrite)
+    if args.model and args.config:
+        raise ValueError("give either --model (train it further) or --config (a new network).")
+    if args.freeze_encoder and not args.model:
+        raise ValueError("--freeze-encoder fine-tunes a trained model: give it with --model.")
     pairs = list_pairs(args.images, args.masks)
     names = [p.name for p, _ in pairs]
     images = [read_image(i) for i, _ in pairs]
     masks = [read_image(m) for _, m in pairs]
-    config = _read_config(args, images[0], names)
+    config = _read_config(args, images[0], names) if not args.model else load_model(args.model)
     print(f"training on {len(pairs)} image(s) from {args.images}", file=sys.stderr)
     callback = _train_callback("training")
     with _StopOnInterrupt() as interrupt:
@@ -135,7 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        validation_fraction=args.validation, loss=args.loss,
                        label_mode=args.label_mode, axes=args.axes, seed=args.seed,
                        target=args.target, boundary_width=args.boundary_width,
-                       callback=callback, verbose=False, should_stop=interrupt, names=names)
+                       freeze_encoder=args.freeze_encoder, callback=callback, verbose=False,
+                       should_stop=interrupt, names=names)
     callback.close()
     save_model(result.model, args.out)
     info = result.model.info
@@ -163,14 +169,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .prediction import probabilities_and_labels
 
     options = _label_options(args)
+    if args.uncertainty and (Path(args.input).is_dir() or is_zarr(args.input)):
+        raise ValueError("--uncertainty works on single image files; for folders run them one "
+                         "by one, for .zarr arrays use napari_unet.uncertainty (lazy) in Python.")
     if Path(args.input).is_dir() and not is_zarr(args.input):
         return _predict_folder(args, options)
     if is_zarr(args.input) or is_zarr(args.output):
         return _predict_zarr(args, options)
     check_image_output(Path(args.output))
-    if args.probabilities and Path(args.probabilities).suffix.lower() not in (".tif", ".tiff"):
-        raise ValueError("--probabilities must be a .tif file (probabilities are float32).")
-    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+    spread = _spread_path(args.uncertainty)
+    for flag, path in (("--probabilities", args.probabilities), ("--uncertainty", args.uncertainty)):
+        if path and Path(path).suffix.lower() not in (".tif", ".tiff"):
+            raise ValueError(f"{flag} must be a .tif file (the map is float32).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities,
+                   "--uncertainty": args.uncertainty, "--uncertainty (spread)": spread},
                   {"input": args.input, "model": args.model}, overwrite=args.overwrite)
     image = read_image(args.input)
     model = load_model(args.model)
@@ -182,10 +194,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
     write_image(args.output, labels)
     if args.probabilities:
         write_image(args.probabilities, probs.astype("float32"))
+    if args.uncertainty:
+        _write_uncertainty(args, model, image, spread)
     count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
           f"{int(labels.max())} {count}")
     return 0
+
+
+def _spread_path(uncertainty: str | None) -> str | None:
+    """Where ``--uncertainty FILE`` puts the spread map: next to it as FILE's name + _spread."""
+    if not uncertainty:
+        return None
+    path = Path(uncertainty)
+    return str(path.with_name(f"{path.stem}_spread{path.suffix}"))
+
+
+def _write_uncertainty(args: argparse.Namespace, model, image, spread: str | None) -> None:
+    """Monte-Carlo dropout maps of ``image``: entropy to --uncertainty, spread beside it."""
+    from .image_files import write_image
+    from .uncertainty import uncertainty
+
+    bar = _TileBar()
+    maps = uncertainty(model, image, args.passes, axes=args.axes, tile_size=args.tile_size,
+                       callback=bar)
+    bar.close()
+    write_image(args.uncertainty, maps.entropy)
+    write_image(spread, maps.spread)
+    print(f"wrote {args.uncertainty} (entropy, mean {float(maps.entropy.mean()):.3f}) and "
+          f"{spread} ({args.passes} dropout passes)")
 
 
 def _predict_folder(args: argparse.Namespace, options) -> int:

@@ -47,6 +47,21 @@ def test_train_predict_evaluate_on_files(tmp_path, capsys):
     report = capsys.readouterr().out
     assert "mean_foreground_iou" in report and '"parameters"' in report
     assert '"mean_ap@0.5"' in report and '"mean_dice"' in report
+    # fine-tune the saved model (decoder only) and map where it is unsure
+    tuned = tmp_path / "tuned.keras"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(tuned),
+                 "--model", str(model), "--freeze-encoder", "--lr", "1e-4", "--epochs", "1",
+                 "--steps", "2", "--patch-size", "32", "--batch-size", "2"]) == 0
+    from napari_unet.model_files import load_model
+
+    rounds = load_model(tuned).info["rounds"]
+    assert len(rounds) == 2 and rounds[1]["freeze_encoder"] and rounds[1]["learning_rate"] == 1e-4
+    entropy = tmp_path / "unsure.tif"
+    assert main(["predict", str(tuned), str(images / "cell1.tif"), str(tmp_path / "l.tif"),
+                 "--uncertainty", str(entropy), "--passes", "3"]) == 0
+    assert read_image(entropy).shape == (64, 64) and read_image(entropy).dtype == np.float32
+    assert read_image(tmp_path / "unsure_spread.tif").shape == (64, 64)
+    assert "3 dropout passes" in capsys.readouterr().out
 
 
 def test_errors_exit_2_with_a_message(tmp_path, capsys, trained_tiny):
@@ -62,6 +77,13 @@ def test_errors_exit_2_with_a_message(tmp_path, capsys, trained_tiny):
     (tmp_path / "x.jpg").write_bytes(b"")
     assert main(["predict", str(model), str(tmp_path / "x.jpg"), str(tmp_path / "o.tif")]) == 2
     assert "only TIFF" in capsys.readouterr().err
+    assert main(["train", "--images", str(tmp_path / "images"), "--masks",
+                 str(tmp_path / "masks"), "--out", str(tmp_path / "n.keras"),
+                 "--freeze-encoder"]) == 2
+    assert "--model" in capsys.readouterr().err
+    assert main(["predict", str(model), str(tmp_path / "images"), str(tmp_path / "out"),
+                 "--uncertainty", str(tmp_path / "u.tif")]) == 2
+    assert "single image files" in capsys.readouterr().err
 
 
 def test_console_script_is_installed():
