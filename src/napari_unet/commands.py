@@ -113,7 +113,7 @@ def _read_config(args: argparse.Namespace, first_image, names: list[str]):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .image_files import list_pairs, read_image
+    from .image_files import read_training_folder
     from .model_files import load_model, save_model
     from .outputs import check_outputs
     from .training import train
@@ -126,12 +126,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("give either --model (train it further) or --config (a new network).")
     if args.freeze_encoder and not args.model:
         raise ValueError("--freeze-encoder fine-tunes a trained model: give it with --model.")
-    pairs = list_pairs(args.images, args.masks)
-    names = [p.name for p, _ in pairs]
-    images = [read_image(i) for i, _ in pairs]
-    masks = [read_image(m) for _, m in pairs]
+    images, masks, names = read_training_folder(args.images, args.masks)
     config = _read_config(args, images[0], names) if not args.model else load_model(args.model)
-    print(f"training on {len(pairs)} image(s) from {args.images}", file=sys.stderr)
+    print(f"training on {len(images)} image(s) from {args.images}", file=sys.stderr)
     callback = _train_callback("training")
     with _StopOnInterrupt() as interrupt:
         result = train(images, masks, config, patch_size=args.patch_size,

@@ -31,6 +31,8 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any, Generator
 
+import numpy as np
+
 __all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineProcess", "EngineState"]
 
 
@@ -81,19 +83,59 @@ class EngineState:
             raise ValueError("there is no model yet: build, load or train one first")
         return str(export_bioimageio(self.model, path, name=name, overwrite=True))
 
-    def train(self, images, labels, axes, settings: dict, new_config: dict | None = None):
+    def train(self, images, labels, axes, settings: dict, new_config: dict | None = None,
+              preview=None, class_names=None, names=None):
+        """Train the current model further (a new one from ``new_config`` when there is
+        none; a built, untrained one is rebuilt so the labels choose its target), yielding
+        progress and `TrainPreview`s of ``preview``; returns the summary."""
         from .config import UNetConfig
         from .training import iter_train
 
         model = self.model
         if model is None:
             model = UNetConfig.from_dict(new_config or {})
-        elif not model.history:  # built, never trained: the labels choose its target
+        elif not model.history:
             model = model.config
-        result = yield from iter_train(images, labels, model, axes=axes,
+        result = yield from iter_train(images, labels, model, axes=axes, preview=preview,
+                                       class_names=class_names, names=names,
                                        should_stop=self.stop_event.is_set, **settings)
         self.model = result.model
         return self.summary()
+
+    def train_folder(self, images_dir: str, masks_dir: str, axes, settings: dict,
+                     new_config: dict | None = None, preview=None):
+        """`train` on the image/mask file pairs of two folders, read here (not in the viewer)."""
+        from .image_files import read_training_folder
+
+        images, masks, names = read_training_folder(images_dir, masks_dir,
+                                                    ("images folder", "masks folder"))
+        if new_config is not None and axes and "C" in axes:  # a new network: its channels
+            from .arrays import check_axes
+
+            axes = check_axes(axes, images[0].shape)
+            new_config = {**new_config, "in_channels": images[0].shape[axes.index("C")]}
+        return (yield from self.train(images, masks, axes, settings, new_config, preview,
+                                      names=names))
+
+    def uncertainty(self, image, axes: str | None, passes: int, tile_size: int | None = None,
+                    model_path: str | None = None):
+        """Monte-Carlo dropout maps of ``image`` (`napari_unet.uncertainty`), yielding
+        progress; returns ``(entropy, spread)``."""
+        from .uncertainty import iter_uncertainty
+
+        result = yield from iter_uncertainty(self._model_for(model_path), image, passes,
+                                             axes=axes, tile_size=tile_size)
+        return result.entropy, result.spread
+
+    def uncertainty_block(self, block, axes: str, stats, origin, passes: int,
+                          model_path: str | None = None, tile_size: int | None = None):
+        """Entropy and spread of one block of a lazy array, stacked on a last axis."""
+        from .progress import drain
+        from .uncertainty import iter_uncertainty
+
+        result = drain(iter_uncertainty(self._model_for(model_path), block, passes, axes=axes,
+                                        stats=stats, tile_size=tile_size, origin=origin))
+        return np.stack([result.entropy, result.spread], axis=-1)
 
     def _model_for(self, model_path: str | None):
         if model_path:

@@ -68,10 +68,12 @@ def check_image_output(path: Path, dtype: np.dtype | None = None, ndim: int | No
         raise ValueError(f"{path.name!r}: PNG holds only 2D images; write a .tif file instead.")
 
 
-def list_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path, Path]]:
-    """Match image and mask files by name (ignoring the suffix); raises if none or unmatched."""
+def list_pairs(images_dir: str | Path, masks_dir: str | Path,
+               what: tuple[str, str] = ("--images", "--masks")) -> list[tuple[Path, Path]]:
+    """Match image and mask files by name (ignoring the suffix); raises if none or unmatched.
+    ``what`` names the two folders in error messages."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
-    for d, what in ((images_dir, "--images"), (masks_dir, "--masks")):
+    for d, what in zip((images_dir, masks_dir), what):
         if not d.is_dir():
             raise ValueError(f"{what} folder {str(d)!r} does not exist.")
     images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
@@ -85,6 +87,15 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path) -> list[tuple[Path
             "same file name as their image."
         )
     return [(images[k], masks[k]) for k in sorted(images)]
+
+
+def read_training_folder(images_dir: str | Path, masks_dir: str | Path,
+                         what: tuple[str, str] = ("--images", "--masks")
+                         ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """The image/mask pairs of two folders (`list_pairs`), read: ``(images, masks, names)``."""
+    pairs = list_pairs(images_dir, masks_dir, what)
+    return ([read_image(i) for i, _ in pairs], [read_image(m) for _, m in pairs],
+            [i.name for i, _ in pairs])
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, truth: np.ndarray | None = None) -> np.ndarray:

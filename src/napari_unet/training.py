@@ -138,6 +138,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
                axes: Sequence[str | None] | str | None = None,
                should_stop: Callable[[], bool] | None = None,
                names: Sequence[str] | None = None, preview: Any = None,
+               class_names: Sequence[str] | None = None,
                **settings: Any) -> Generator[TrainProgress, None, TrainResult]:
     """Train a U-Net, yielding `TrainProgress`; the generator returns a `TrainResult`.
 
@@ -154,6 +155,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     should_stop : called between batches; when it returns True training ends
         after the current batch, validates, and keeps the best weights.
     names : one name per image (e.g. its file name) for error messages.
+    class_names : one name per class, background first (e.g. ``["background",
+        "nucleus"]``), stored in the model; as many as it has outputs (2 for one).
     preview : a `napari_unet.training_preview.Preview`: every few seconds the region
         it names is labelled with the current weights and yielded as a `TrainPreview`.
     settings : the fields of `TrainSettings` (there documented).
@@ -169,7 +172,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     options = TrainSettings(**settings)
     parallel = _parallel_plan(options)
     images, labels, axes_list = _as_lists(images, labels, axes, names)
-    unet = _resolve_train_model(model, parallel, options, labels)
+    unet = _name_classes(_resolve_train_model(model, parallel, options, labels), class_names)
     options.check_for(unet.config)
     xs, ys, truths = prepare_training_data(images, labels, unet.config, options.label_mode,
                                            unet.normalization, axes_list, names, unet.target,
@@ -178,8 +181,6 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     steps = options.steps_for(train_targets)
     weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
     side_job = _preview_job(unet, preview, images, axes_list)
-    record = annotation_record(labels, options.label_mode, names, unet.class_names
-                               if options.label_mode == "sparse" or unet.target == "classes" else None)
     started = time.perf_counter()
     stop = _with_deadline(should_stop, options.time_budget, started)
     outcome = yield from _fit(unet, options, sampler, validation, steps, stop, parallel, weights,
@@ -187,10 +188,33 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     _report_divergence(outcome, options.learning_rate)
     monitor = "val_iou" if validation is not None else "iou"
     _record_provenance(unet, outcome, options, steps, time.perf_counter() - started, monitor,
-                       record)
+                       _annotations(unet, options, labels, names))
     unet.info["class_weights"] = weights
     _calibrate(unet, options, xs, ys, truths, train_targets)
     return TrainResult(unet, outcome.history)
+
+
+def _annotations(unet: UNetModel, options: TrainSettings, labels: list, names: Any) -> list:
+    """The annotation record of this round (`napari_unet.scribbles.annotation_record`)."""
+    named = options.label_mode == "sparse" or unet.target == "classes"
+    return annotation_record(labels, options.label_mode, names,
+                             unet.class_names if named else None)
+
+
+def _name_classes(unet: UNetModel, class_names: Sequence[str] | None) -> UNetModel:
+    """``unet`` with the user's class names (``ValueError`` if their number differs)."""
+    if class_names is None:
+        return unet
+    names = [str(n).strip() for n in class_names]
+    wanted = len(unet.class_names)
+    if len(names) != wanted or not all(names) or len(set(names)) != len(names):
+        raise ValueError(f"class_names must be {wanted} different, non-empty names (background "
+                         f"first) for this {unet.target} network; got {list(class_names)!r}.")
+    if unet.target == "boundary":
+        raise ValueError("a boundary network's classes are background / interior / boundary; "
+                         "class_names are for foreground and classes networks.")
+    unet.class_names = names
+    return unet
 
 
 def _preview_job(unet: UNetModel, preview: Any, images: list, axes_list: list) -> Any:

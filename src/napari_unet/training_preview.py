@@ -87,7 +87,7 @@ class PreviewJob:
         self.stats = unet.normalization.statistics(planes)
         self.region = np.array(planes[preview.plane, rows[0]:rows[1], cols[0]:cols[1]])
         self.origin = (rows[0], cols[0])
-        self.last, self.duration = time.perf_counter(), 0.0
+        self.last, self.duration, self.runs = time.perf_counter(), 0.0, 0
 
     def due(self) -> bool:
         """True when the next preview may run (``every`` s and 9x the last one's time passed)."""
@@ -108,6 +108,8 @@ class PreviewJob:
         labels = labels_from_probabilities(probs, "YX", options, unet.target)
         foreground = probs if probs.ndim == 2 else 1.0 - probs[..., 0]
         self.last = time.perf_counter()
-        self.duration = self.last - started
+        # the first preview also compiles the forward pass once: it does not set the pace
+        self.duration = self.last - started if self.runs else 0.0
+        self.runs += 1
         return TrainPreview(epoch, batch, labels, foreground.astype(np.float32),
                             self.preview.image, self.preview.plane, self.origin, self.duration)

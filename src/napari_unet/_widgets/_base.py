@@ -11,6 +11,9 @@ from magicgui.widgets import Container
 from qtpy.QtCore import QEvent, QObject
 
 from ._session import session_for
+
+# image layers the plugin adds itself: not offered as images to train on or segment
+RESULT_IMAGES = ("U-Net probability", "U-Net uncertainty", "U-Net spread")
 from ._settings import PersistedValues
 
 
@@ -92,7 +95,7 @@ class SessionWidget(Container):
     def _image_layers(self, *_: Any) -> list:
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Image)
-                and not layer.name.endswith("U-Net probability")]
+                and not layer.name.endswith(RESULT_IMAGES)]
 
     def _labels_layers(self, *_: Any) -> list:
         return [(layer.name, layer) for layer in self.viewer.layers

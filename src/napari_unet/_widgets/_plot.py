@@ -37,8 +37,13 @@ class LossPlot(Container):
         self.draw()
 
     def add_epoch(self, logs: dict[str, Any]) -> None:
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(float(value))
+        """Append one epoch's values; a metric missing on either side (a round without
+        validation) is NaN there, so every curve stays aligned with its epochs."""
+        epochs = max((len(v) for v in self.history.values()), default=0)
+        for key in set(self.history) | set(logs):
+            values = self.history.setdefault(key, [])
+            values.extend([float("nan")] * (epochs - len(values)))
+            values.append(float(logs.get(key, float("nan"))))
         self.draw()
 
     def draw(self) -> None:

@@ -35,14 +35,34 @@ def result_layers(labels: Any, probs: Any, name: str, placement: dict) -> list[t
     return out
 
 
+def uncertainty_layers(entropy: Any, spread: Any, name: str, placement: dict) -> list[tuple]:
+    """LayerDataTuples of the Monte-Carlo dropout maps of image ``name``: the entropy
+    (shown: bright = unsure, paint there next) and the spread of the foreground
+    probability (hidden), placed like the input layer."""
+    return [(entropy, {"name": f"{name} U-Net uncertainty", "colormap": "inferno",
+                       "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False,
+                       **placement}, "image"),
+            (spread, {"name": f"{name} U-Net spread", "colormap": "viridis",
+                      "contrast_limits": (0.0, 0.5), "blending": "additive", "rgb": False,
+                      "visible": False, **placement}, "image")]
+
+
 def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
             options: dict, model_path: str | None):
     """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
-    the labels and, if asked, the probabilities, placed like the input layer."""
+    the labels and, if asked, the probabilities and the uncertainty maps, placed like the
+    input layer."""
     labels, probs, axes = yield from engine.call("segment", image, axes, options["labels"],
                                                  options["tile_size"], options["probabilities"],
                                                  model_path)
-    return result_layers(labels, probs, name, without_channel(placement, axes))
+    placement = without_channel(placement, axes)
+    tuples = result_layers(labels, probs, name, placement)
+    if options["uncertainty"]:
+        entropy, spread = yield from engine.call("uncertainty", image, axes,
+                                                 options["uncertainty"], options["tile_size"],
+                                                 model_path)
+        tuples += uncertainty_layers(entropy, spread, name, placement)
+    return tuples
 
 
 class EngineBlockPredictor:
@@ -53,14 +73,18 @@ class EngineBlockPredictor:
     """
 
     def __init__(self, engine: Any, session: Any, model_path: str | None,
-                 tile_size: int | None = None):
+                 tile_size: int | None = None, passes: int = 0):
         self.engine, self.session, self.model_path = engine, session, model_path
-        self.tile_size = tile_size
+        self.tile_size, self.passes = tile_size, passes
 
     def __call__(self, block: Any, axes: str, stats: Any, origin: Any = None) -> Any:
+        """Probabilities of ``block``; with ``passes``, its entropy and spread stacked last."""
         if self.session.busy:
             raise RuntimeError("the U-Net model is busy; this part of the lazy result will be "
                                "computed when it is viewed again")
+        if self.passes:
+            return self.engine.run("uncertainty_block", block, axes, stats, origin, self.passes,
+                                   self.model_path, self.tile_size)
         return self.engine.run("predict_block", block, axes, stats, self.model_path, self.tile_size)
 
 
@@ -98,8 +122,14 @@ def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: 
     label_options = options["labels"].for_model(summary["threshold"], summary["seed_threshold"],
                                                 summary["min_size"])
     labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary["target"])
-    return result_layers(labels, probs if options["probabilities"] else None, name,
-                         without_channel(placement, axes))
+    placement = without_channel(placement, axes)
+    tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)
+    if options["uncertainty"]:
+        maps = lazy_probabilities(image, axes, config, normalization, EngineBlockPredictor(
+            engine, session, model_path, options.get("tile_size"), options["uncertainty"]),
+            outputs=2)
+        tuples += uncertainty_layers(maps[..., 0], maps[..., 1], name, placement)
+    return tuples
 
 
 def as_lazy(data: Any) -> Any:
@@ -133,6 +163,12 @@ class RunWidget(SessionWidget):
                                  tooltip="Side of the tiles sent to the network (incl. halo), a multiple of 2**depth. 0 = from free memory.")
         self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
                                       tooltip="Also add the foreground probability as an Image layer.")
+        self.uncertainty = CheckBox(value=False, name="uncertainty", label="add uncertainty map",
+                                    tooltip="Also add where the model is unsure (Monte-Carlo dropout: "
+                                            "entropy over several passes, bright = unsure; paint scribbles "
+                                            "there next). Costs one prediction per pass.")
+        self.passes = SpinBox(value=8, min=2, max=64, name="passes", label="dropout passes",
+                              tooltip="Stochastic passes for the uncertainty map.")
         self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
         self.folder_in = FileEdit(mode="d", name="folder_in", label="input folder",
                                   tooltip="Run on every TIFF/PNG/zarr image in this folder instead of a layer.")
@@ -153,7 +189,8 @@ class RunWidget(SessionWidget):
         self.status = Label(value="", name="status", tooltip="What is happening.")
         self.extend([self.image, self.source, self.model_file, self.calibrated, self.threshold,
                      self.output, self.min_size, self.split_touching, self.link_planes, self.axes,
-                     self.tile_size, self.probabilities, self.run_button, self.folder_in,
+                     self.tile_size, self.probabilities, self.uncertainty, self.passes,
+                     self.run_button, self.folder_in,
                      self.folder_out, self.folder_button, self.truth, self.evaluate_button,
                      self.scores, self.progress, self.status])
         self.wrap_labels(self.status, self.scores)
@@ -161,7 +198,8 @@ class RunWidget(SessionWidget):
         self.calibrated.changed.connect(self._on_calibrated)
         self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
                               self.threshold, self.output, self.min_size, self.split_touching,
-                              self.link_planes, self.tile_size, self.probabilities])
+                              self.link_planes, self.tile_size, self.probabilities,
+                              self.uncertainty, self.passes])
         self.run_button.changed.connect(self.start)
         self.folder_button.changed.connect(self.start_folder)
         self.evaluate_button.changed.connect(self.start_evaluate)
@@ -270,7 +308,8 @@ class RunWidget(SessionWidget):
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
-        "model's settings" is on), ``tile_size`` (None: from memory) and ``probabilities``."""
+        "model's settings" is on), ``tile_size`` (None: from memory), ``probabilities`` and
+        ``uncertainty`` (dropout passes for the uncertainty maps, 0 = none)."""
         from ..postprocess import LabelOptions
 
         mine = not self.calibrated.value
@@ -278,7 +317,8 @@ class RunWidget(SessionWidget):
                               self.output.value == INSTANCES, self.min_size.value if mine else None,
                               bool(self.split_touching.value), bool(self.link_planes.value))
         return {"labels": labels, "tile_size": self.tile_size.value or None,
-                "probabilities": bool(self.probabilities.value)}
+                "probabilities": bool(self.probabilities.value),
+                "uncertainty": int(self.passes.value) if self.uncertainty.value else 0}
 
     def start(self, *_: Any) -> None:
         """Read the layer and model (GUI thread), then predict in a worker."""

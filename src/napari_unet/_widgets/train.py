@@ -4,17 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from magicgui.widgets import (CheckBox, ComboBox, FloatSpinBox, Label, LineEdit, ProgressBar, PushButton,
-                              SpinBox)
+import numpy as np
+
+from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
+                              PushButton, SpinBox)
 
 from ._layers import labels_snapshot, layer_array, layer_axes
 from ._plot import LossPlot
 from ._base import SessionWidget
+from ._scribble import (class_names_from_text, legend, preview_layer, preview_region,
+                        scribble_layer)
 from ._workers import report_error, start_worker
 
 TARGETS = ("auto", "boundary", "foreground", "classes")  # `napari_unet.training_data.TARGETS`
 LABEL_MODES = {"dense labels (0 = background)": "dense",
                "scribbles (1 = background, 2.. = classes)": "sparse"}
+SCRIBBLES = "scribbles (1 = background, 2.. = classes)"
+LAYERS, FOLDERS = "image and labels layers", "image and mask folders"
 
 
 def training_report(summary: dict) -> str:
@@ -42,12 +48,13 @@ def training_report(summary: dict) -> str:
     return text
 
 
-def train_job(engine, images, labels, axes, settings: dict, new_config: dict | None):
-    """Worker body: ask the engine which device runs, then train there, passing progress
-    on; returns the trained model's summary."""
+def train_job(engine, method: str, *args: Any, **kwargs: Any):
+    """Worker body: ask the engine which device runs, then run its ``method`` ("train" or
+    "train_folder") with ``args``, passing progress and previews on; returns the trained
+    model's summary."""
     device = yield from engine.call("device")
     yield ("device", device)
-    return (yield from engine.call("train", images, labels, axes, settings, new_config))
+    return (yield from engine.call(method, *args, **kwargs))
 
 
 class TrainWidget(SessionWidget):
@@ -56,6 +63,8 @@ class TrainWidget(SessionWidget):
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
         self._stopping = False
+        self._preview_target = None  # (image layer name, axes, region) of the live preview
+        self.previews_shown = 0
         self.pairs: list[tuple[str, str]] = []
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to train on.")
@@ -70,6 +79,8 @@ class TrainWidget(SessionWidget):
                              tooltip="Axes of the image, e.g. YX, ZYX, YXC, CYX, CZYX. Empty = guess from the layer.")
         self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
                                    tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
+        self._make_source_controls()
+        self._make_scribble_controls()
         self._make_setting_controls()
         self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
         self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
@@ -80,23 +91,102 @@ class TrainWidget(SessionWidget):
                             tooltip="Where the network runs.")
         self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
         self.plot = LossPlot()
-        self.extend([self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
-                     self.pairs_label, self.label_mode, self.patch_size, self.epochs, self.steps, self.batch_size,
-                     self.learning_rate, self.validation, self.target, self.augment, self.loss,
+        self.extend([self.source, self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
+                     self.pairs_label, self.images_dir, self.masks_dir, self.label_mode,
+                     self.class_names, self.new_scribbles, self.legend, self.patch_size,
+                     self.epochs, self.steps, self.batch_size, self.learning_rate, self.validation,
+                     self.target, self.augment, self.loss, self.freeze_encoder, self.preview_every,
                      self.train_button, self.stop_button, self.progress, self.device, self.status,
                      self.plot])
-        self.wrap_labels(self.pairs_label, self.device, self.status)
+        self.wrap_labels(self.pairs_label, self.legend, self.device, self.status)
+        self.source.changed.connect(self._show_source)
+        self._show_source()
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.remember("train", [self.label_mode, self.patch_size, self.epochs,
-                                                  self.steps, self.batch_size, self.learning_rate,
-                                                  self.validation, self.target, self.augment,
-                                                  self.loss])
+                                self.steps, self.batch_size, self.learning_rate,
+                                self.validation, self.target, self.augment,
+                                self.loss, self.class_names, self.preview_every])
+        self.new_scribbles.changed.connect(self.make_scribble_layer)
+        self.class_names.changed.connect(lambda *_: self._show_legend())
+        self.freeze_encoder.changed.connect(self._on_freeze)
         self.add_pair.changed.connect(self._add_pair)
         self.clear_pairs.changed.connect(self._clear_pairs)
         self.train_button.changed.connect(self.start)
         self.stop_button.changed.connect(self.stop)
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
+        self.labels.changed.connect(lambda *_: self._show_legend())
+        self.label_mode.changed.connect(lambda *_: self._show_legend())
+
+    def _make_source_controls(self) -> None:
+        """Where the training pairs come from: layers (above) or two folders of files."""
+        self.source = ComboBox(choices=[LAYERS, FOLDERS], value=LAYERS, name="source", label="train on",
+                               tooltip="Layers open in the viewer, or folders of image files and their "
+                                       "masks with the same names (read by the engine, not the viewer).")
+        self.images_dir = FileEdit(mode="d", name="images_dir", label="images folder",
+                                   tooltip="Folder of .tif/.png training images.")
+        self.masks_dir = FileEdit(mode="d", name="masks_dir", label="masks folder",
+                                  tooltip="Folder of label images named like their images.")
+
+    def _make_scribble_controls(self) -> None:
+        """Scribble mode: class names, a button that makes the layer to paint, its legend;
+        fine-tuning and the live preview."""
+        self.class_names = LineEdit(value="nucleus", name="class_names", label="object classes",
+                                    tooltip="Names of the object classes, comma separated (e.g. 'nucleus, "
+                                            "cytoplasm'); scribbles paint 1 = background, 2 = the first, ...")
+        self.new_scribbles = PushButton(text="New scribble layer", name="new_scribbles",
+                                        tooltip="Make an empty labels layer on the chosen image to paint "
+                                                "scribbles on, and switch to scribble labels.")
+        self.legend = Label(value="", name="legend", label="paint")
+        self.freeze_encoder = CheckBox(value=False, name="freeze_encoder",
+                                       label="fine-tune (freeze encoder)",
+                                       tooltip="Train only the decoder of the current (e.g. loaded) model; "
+                                               "use a low learning rate such as 1e-4.")
+        self.preview_every = SpinBox(value=5, min=0, max=600, name="preview_every", label="live preview (s)",
+                                     tooltip="Every so many seconds, label the plane on screen with "
+                                                          "the current weights (a preview layer); 0 = off. "
+                                                          "Previews take at most 10 % of the training time.")
+
+    def _show_source(self, *_: Any) -> None:
+        folders = self.source.value == FOLDERS
+        for control in (self.images_dir, self.masks_dir):
+            control.visible = folders
+        for control in (self.image, self.labels, self.add_pair, self.clear_pairs, self.pairs_label,
+                        self.new_scribbles):
+            control.visible = not folders
+
+    def _show_legend(self) -> None:
+        """The scribble legend: which value paints which class, in the layer's colours."""
+        layer = self.labels.value
+        if LABEL_MODES[self.label_mode.value] != "sparse" or layer is None:
+            self.legend.value = ""
+            return
+        try:
+            self.legend.value = legend(layer, class_names_from_text(self.class_names.value))
+        except ValueError as err:
+            self.legend.value = str(err)
+
+    def make_scribble_layer(self, *_: Any) -> None:
+        """Make (or select) "<image> scribbles" for the chosen image and switch to scribbles."""
+        self.last_error = ""
+        try:
+            image = self.image.value
+            if image is None:
+                raise ValueError("choose the image to paint on first")
+            channels = (self.session.summary or {}).get("config", {}).get("in_channels")
+            layer = scribble_layer(self.viewer, image, layer_axes(image, channels, self.axes.value))
+        except ValueError as err:
+            report_error(self, "Scribbles", err)
+            return
+        self.reset_choices()
+        self.labels.value = layer
+        self.label_mode.value = SCRIBBLES
+        self._show_legend()
+        self.status.value = f"paint on '{layer.name}', then press Train"
+
+    def _on_freeze(self, frozen: bool) -> None:
+        if frozen and self.learning_rate.value >= 1e-3:
+            self.learning_rate.value = 1e-4  # fine-tuning wants small steps
 
     def _make_setting_controls(self) -> None:
         """The controls of `napari_unet.training.TrainSettings` (patch size ... loss)."""
@@ -148,6 +238,7 @@ class TrainWidget(SessionWidget):
 
     def settings(self) -> dict:
         return {
+            "freeze_encoder": bool(self.freeze_encoder.value),
             "patch_size": self.patch_size.value,
             "batch_size": self.batch_size.value,
             "epochs": self.epochs.value,
@@ -161,37 +252,85 @@ class TrainWidget(SessionWidget):
         }
 
     def start(self, *_: Any) -> None:
-        """Read the layers (GUI thread), then train in a worker."""
+        """Read the layers (GUI thread), then train in a worker: the current model further
+        when it was trained (the loss plot goes on), else a new one."""
         self.last_error = ""
         if self.session.busy:
             report_error(self, "Train", ValueError("the model is busy; wait for the running job"))
             return
         try:
-            pairs = self._selected_pairs()
-            images = [layer_array(img) for img, _ in pairs]
-            labels = [labels_snapshot(lab) for _, lab in pairs]
-            summary = self.session.summary
-            channels = summary["config"]["in_channels"] if summary else None
-            axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
-            new_config = None
-            if summary is None:
-                shape, first = layer_array(pairs[0][0]).shape, axes[0]
-                new_config = {"in_channels": shape[first.index("C")] if "C" in first else 1}
+            method, args, kwargs = (self._folder_job() if self.source.value == FOLDERS
+                                    else self._layers_job())
         except ValueError as err:
             report_error(self, "Train", err)
             return
         self._stopping = False
-        self.plot.clear()
+        history = (self.session.summary or {}).get("history") or {}
+        self.plot.show_history(history)  # a trained model goes on: its curve continues
         self.progress.value = 0
         self.session.set_busy(True)
         self.stop_button.enabled = True
-        self.status.value = ("starting training…" if new_config is None else
+        self.status.value = ("continuing training…" if history else
+                             "starting training…" if self.session.summary else
                              "no model yet: training a new default U-Net…")
-        self.worker = start_worker(train_job, self.session.engine, images, labels, axes,
-                                   self.settings(), new_config,
+        self.worker = start_worker(train_job, self.session.engine, method, *args, **kwargs,
                                    on_yield=self._on_progress, on_return=self._on_done,
                                    on_error=lambda err: report_error(self, "Training failed", err),
                                    on_finish=self._on_finish)
+
+    def _new_config(self, shape: tuple, axes: str) -> dict | None:
+        """The config of a new network (None when the viewer has a model): the image's
+        channels, and for scribbles of several object classes one output per class."""
+        if self.session.summary is not None:
+            return None
+        config = {"in_channels": shape[axes.index("C")] if "C" in axes else 1}
+        if LABEL_MODES[self.label_mode.value] == "sparse":
+            names = class_names_from_text(self.class_names.value)
+            if len(names) > 2:
+                config["n_classes"] = len(names)
+        return config
+
+    def _class_names(self) -> list[str] | None:
+        """The class names to store in the model: for scribbles on a model not yet trained."""
+        summary = self.session.summary or {}
+        if LABEL_MODES[self.label_mode.value] != "sparse" or summary.get("history"):
+            return None
+        return class_names_from_text(self.class_names.value)
+
+    def _layers_job(self) -> tuple[str, tuple, dict]:
+        """``("train", args, kwargs)`` for the chosen layer pairs, with the live preview of
+        the first image's plane on screen."""
+        pairs = self._selected_pairs()
+        images = [layer_array(img) for img, _ in pairs]
+        labels = [labels_snapshot(lab) for _, lab in pairs]
+        summary = self.session.summary
+        channels = summary["config"]["in_channels"] if summary else None
+        axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
+        new_config = self._new_config(images[0].shape, axes[0])
+        self._preview_target = None
+        preview = None
+        if self.preview_every.value:
+            from ..training_preview import Preview
+
+            region = preview_region(self.viewer, pairs[0][0], axes[0])
+            self._preview_target = (pairs[0][0].name, axes[0], region)
+            # made now, in the click: adding a layer takes napari ~0.3 s, too long mid-training
+            shape = (region["rows"][1] - region["rows"][0], region["cols"][1] - region["cols"][0])
+            preview_layer(self.viewer, pairs[0][0], axes[0], region, np.zeros(shape, np.uint8))
+            preview = Preview(0, region["plane"], region["rows"], region["cols"],
+                              float(self.preview_every.value))
+        return "train", (images, labels, axes, self.settings(), new_config, preview,
+                         self._class_names(), [img.name for img, _ in pairs]), {}
+
+    def _folder_job(self) -> tuple[str, tuple, dict]:
+        """``("train_folder", args, kwargs)``: the engine reads the two folders itself."""
+        folders = [str(self.images_dir.value), str(self.masks_dir.value)]
+        if any(f in ("", ".") for f in folders):
+            raise ValueError("choose the images folder and the masks folder")
+        self._preview_target = None
+        axes = self.axes.value.strip().upper() or None
+        new_config = None if self.session.summary else {}
+        return "train_folder", (*folders, axes, self.settings(), new_config), {}
 
     def stop(self, *_: Any) -> None:
         self._stopping = True
@@ -205,6 +344,9 @@ class TrainWidget(SessionWidget):
         if isinstance(event, tuple):
             self.device.value = event[1]
             return
+        if hasattr(event, "foreground"):  # a `TrainPreview`
+            self._show_preview(event)
+            return
         self.progress.max = event.epochs * event.batches
         self.progress.value = (event.epoch - 1) * event.batches + event.batch
         if event.phase == "epoch":
@@ -216,9 +358,18 @@ class TrainWidget(SessionWidget):
             self.status.value = (f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/"
                                  f"{event.batches}: loss {event.logs['loss']:.4f}")
 
+    def _show_preview(self, event: Any) -> None:
+        """Put a preview's labels on the image it was made of (if still open)."""
+        if self._preview_target is None or self._preview_target[0] not in self.viewer.layers:
+            return
+        name, axes, region = self._preview_target
+        preview_layer(self.viewer, self.viewer.layers[name], axes, region, event.labels)
+        self.previews_shown += 1
+
     def _on_model_changed(self, description: str) -> None:
         """Say which model the viewer has now, and plot its training history (if any)."""
         self.status.value = description
+        self._on_busy(self.session.busy)
         if self.worker is None:  # a loaded or new model, not the one training now
             self.plot.show_history((self.session.summary or {}).get("history", {}))
 
@@ -238,3 +389,5 @@ class TrainWidget(SessionWidget):
 
     def _on_busy(self, busy: bool) -> None:
         self.train_button.enabled = not busy
+        trained = bool((self.session.summary or {}).get("history"))
+        self.train_button.text = "Continue training" if trained else "Train"
