@@ -248,6 +248,8 @@ def main() -> None:
     """Entry point of ``python -m napari_unet.engine``: read the key from standard input,
     print the address to connect to, accept the call and control connections, serve."""
     key = bytes.fromhex(sys.stdin.readline().strip())
+    if hasattr(os, "nice"):  # training uses every core: the viewer's process goes first
+        os.nice(10)
     listener = Listener(authkey=key)
     print(listener.address, flush=True)
     os.dup2(2, 1)  # from now on, stray output goes to standard error, not the closed pipe

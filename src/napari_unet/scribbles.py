@@ -14,7 +14,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-__all__ = ["simulate_scribbles", "correction_strokes", "annotation_record", "worst_block"]
+__all__ = ["simulate_scribbles", "correction_strokes", "annotation_record", "densest_block",
+           "worst_block", "most_uncertain_block"]
 
 
 def _line(p0: Sequence[float], p1: Sequence[float], shape: tuple[int, int]) -> tuple:
@@ -109,20 +110,31 @@ def simulate_scribbles(labels: np.ndarray, coverage: float = 0.02, *, classes: A
     return out
 
 
-def worst_block(truth: np.ndarray, prediction: np.ndarray, block: int = 64) -> tuple[slice, slice]:
-    """The ``block`` x ``block`` window (on a half-block grid) where the binary
-    ``prediction`` disagrees most with the binary ``truth``; returns its (row, column)
-    slices."""
-    wrong = (np.asarray(truth) > 0) != (np.asarray(prediction) > 0)
-    h, w = wrong.shape
+def densest_block(score: np.ndarray, block: int = 64) -> tuple[slice, slice]:
+    """The ``block`` x ``block`` window (on a half-block grid) of a YX ``score`` map with
+    the largest sum; returns its (row, column) slices."""
+    score = np.asarray(score, dtype=np.float64)
+    h, w = score.shape
     step = max(1, block // 2)
-    best, where = -1, (slice(0, block), slice(0, block))
+    best, where = -np.inf, (slice(0, block), slice(0, block))
     for y0 in range(0, max(1, h - block + 1), step):
         for x0 in range(0, max(1, w - block + 1), step):
-            count = int(wrong[y0:y0 + block, x0:x0 + block].sum())
-            if count > best:
-                best, where = count, (slice(y0, y0 + block), slice(x0, x0 + block))
+            total = float(score[y0:y0 + block, x0:x0 + block].sum())
+            if total > best:
+                best, where = total, (slice(y0, y0 + block), slice(x0, x0 + block))
     return where
+
+
+def worst_block(truth: np.ndarray, prediction: np.ndarray, block: int = 64) -> tuple[slice, slice]:
+    """The window (`densest_block`) where the binary ``prediction`` disagrees most with
+    the binary ``truth``."""
+    return densest_block((np.asarray(truth) > 0) != (np.asarray(prediction) > 0), block)
+
+
+def most_uncertain_block(entropy: np.ndarray, block: int = 64) -> tuple[slice, slice]:
+    """Where to paint next: the window (`densest_block`) of highest total uncertainty in
+    a YX map such as `napari_unet.uncertainty.Uncertainty.entropy`."""
+    return densest_block(entropy, block)
 
 
 def correction_strokes(scribbles: np.ndarray, labels: np.ndarray, prediction: np.ndarray, *,

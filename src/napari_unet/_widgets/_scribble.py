@@ -104,5 +104,9 @@ def preview_layer(viewer: Any, image: Any, axes: str, region: dict, labels: np.n
         layer.data = data
         layer.scale, layer.translate = scale, translate
         return layer
-    return viewer.add_labels(data, name=name, scale=scale, translate=translate, opacity=0.5,
-                             blending="translucent_no_depth")
+    active = viewer.layers.selection.active  # e.g. the scribble layer being painted
+    layer = viewer.add_labels(data, name=name, scale=scale, translate=translate, opacity=0.5,
+                              blending="translucent_no_depth")
+    if active is not None:
+        viewer.layers.selection.active = active  # painting goes on where it was
+    return layer

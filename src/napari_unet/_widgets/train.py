@@ -64,7 +64,8 @@ class TrainWidget(SessionWidget):
         super().__init__(napari_viewer)
         self._stopping = False
         self._preview_target = None  # (image layer name, axes, region) of the live preview
-        self.previews_shown = 0
+        self._made_preview = None  # the preview layer the running training added
+        self.previews_shown = self._previews_before = 0
         self.pairs: list[tuple[str, str]] = []
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to train on.")
@@ -137,7 +138,8 @@ class TrainWidget(SessionWidget):
         self.new_scribbles = PushButton(text="New scribble layer", name="new_scribbles",
                                         tooltip="Make an empty labels layer on the chosen image to paint "
                                                 "scribbles on, and switch to scribble labels.")
-        self.legend = Label(value="", name="legend", label="paint")
+        self.legend = Label(value="", name="legend", label="paint",
+                            tooltip="Which label value paints which class on the scribble layer.")
         self.freeze_encoder = CheckBox(value=False, name="freeze_encoder",
                                        label="fine-tune (freeze encoder)",
                                        tooltip="Train only the decoder of the current (e.g. loaded) model; "
@@ -265,6 +267,7 @@ class TrainWidget(SessionWidget):
             report_error(self, "Train", err)
             return
         self._stopping = False
+        self._previews_before = self.previews_shown
         history = (self.session.summary or {}).get("history") or {}
         self.plot.show_history(history)  # a trained model goes on: its curve continues
         self.progress.value = 0
@@ -275,8 +278,15 @@ class TrainWidget(SessionWidget):
                              "no model yet: training a new default U-Net…")
         self.worker = start_worker(train_job, self.session.engine, method, *args, **kwargs,
                                    on_yield=self._on_progress, on_return=self._on_done,
-                                   on_error=lambda err: report_error(self, "Training failed", err),
-                                   on_finish=self._on_finish)
+                                   on_error=self._on_error, on_finish=self._on_finish)
+
+    def _on_error(self, err: BaseException) -> None:
+        """Report a failed training; a preview layer it made and never filled goes again."""
+        report_error(self, "Training failed", err)
+        layer, self._made_preview = self._made_preview, None
+        if layer is not None and self.previews_shown == self._previews_before and \
+                layer in self.viewer.layers:
+            self.viewer.layers.remove(layer)
 
     def _new_config(self, shape: tuple, axes: str) -> dict | None:
         """The config of a new network (None when the viewer has a model): the image's
@@ -307,7 +317,7 @@ class TrainWidget(SessionWidget):
         channels = summary["config"]["in_channels"] if summary else None
         axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
         new_config = self._new_config(images[0].shape, axes[0])
-        self._preview_target = None
+        self._preview_target = self._made_preview = None
         preview = None
         if self.preview_every.value:
             from ..training_preview import Preview
@@ -316,7 +326,10 @@ class TrainWidget(SessionWidget):
             self._preview_target = (pairs[0][0].name, axes[0], region)
             # made now, in the click: adding a layer takes napari ~0.3 s, too long mid-training
             shape = (region["rows"][1] - region["rows"][0], region["cols"][1] - region["cols"][0])
-            preview_layer(self.viewer, pairs[0][0], axes[0], region, np.zeros(shape, np.uint8))
+            made = f"{pairs[0][0].name} preview" not in self.viewer.layers
+            layer = preview_layer(self.viewer, pairs[0][0], axes[0], region,
+                                  np.zeros(shape, np.uint8))
+            self._made_preview = layer if made else None
             preview = Preview(0, region["plane"], region["rows"], region["cols"],
                               float(self.preview_every.value))
         return "train", (images, labels, axes, self.settings(), new_config, preview,
@@ -327,7 +340,7 @@ class TrainWidget(SessionWidget):
         folders = [str(self.images_dir.value), str(self.masks_dir.value)]
         if any(f in ("", ".") for f in folders):
             raise ValueError("choose the images folder and the masks folder")
-        self._preview_target = None
+        self._preview_target = self._made_preview = None
         axes = self.axes.value.strip().upper() or None
         new_config = None if self.session.summary else {}
         return "train_folder", (*folders, axes, self.settings(), new_config), {}
