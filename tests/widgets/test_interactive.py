@@ -122,6 +122,26 @@ def test_scribble_layer_for_rgb_and_channel_first_layers(viewer_with_widgets, qt
     assert "Scribbles" in train.last_error and len(viewer.layers) == n_layers
 
 
+def test_preview_region_of_a_stack_follows_the_slider_and_the_view(viewer_with_widgets):
+    from napari_unet._widgets._scribble import preview_layer, preview_region
+
+    viewer, _ = viewer_with_widgets
+    stack = viewer.add_image(np.zeros((6, 300, 2000), np.uint16), name="stack",
+                             scale=(2.0, 0.5, 0.5), translate=(0.0, 5.0, 0.0))
+    viewer.dims.set_point(0, 8.0)  # world z = 8 -> plane 4
+    viewer.camera.center = (8.0, 80.0, 500.0)
+    viewer.camera.zoom = 2.0
+    region = preview_region(viewer, stack, "ZYX")
+    assert region["plane"] == 4 and region["index"] == (4,)
+    rows, cols = region["rows"], region["cols"]
+    assert rows == (0, 300)  # the whole height is in view; clipped to the plane
+    assert 64 <= cols[1] - cols[0] <= 1024 and cols[0] <= 1000 <= cols[1]
+    layer = preview_layer(viewer, stack, "ZYX", region,
+                          np.ones((rows[1] - rows[0], cols[1] - cols[0]), np.uint8))
+    assert layer.data.shape == (1, rows[1] - rows[0], cols[1] - cols[0])
+    np.testing.assert_allclose(layer.translate, (8.0, 5.0 + 0.5 * rows[0], 0.5 * cols[0]))
+
+
 def test_training_on_folders(viewer_with_widgets, qtbot, tmp_path):
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])

@@ -183,8 +183,10 @@ class TrainWidget(SessionWidget):
         self.reset_choices()
         self.labels.value = layer
         self.label_mode.value = SCRIBBLES
+        self.validation.value = 0.0  # held-out strokes would only measure the easy pixels
         self._show_legend()
-        self.status.value = f"paint on '{layer.name}', then press Train"
+        self.status.value = (f"paint on '{layer.name}', then press Train (validation is off: "
+                             "with scribbles, judge the live preview)")
 
     def _on_freeze(self, frozen: bool) -> None:
         if frozen and self.learning_rate.value >= 1e-3:
