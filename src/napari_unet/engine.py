@@ -33,7 +33,8 @@ from typing import Any, Generator
 
 import numpy as np
 
-__all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineProcess", "EngineState"]
+__all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineCancelled", "EngineProcess",
+           "EngineState"]
 
 
 class EngineState:
@@ -201,8 +202,6 @@ def _serve(conn: Any, stop_event: threading.Event) -> None:
     """The engine process's loop: receive (method, args, kwargs), send progress and a result."""
     import inspect
 
-    from .progress import drain
-
     state = EngineState(stop_event)
     while True:
         try:
@@ -216,11 +215,39 @@ def _serve(conn: Any, stop_event: threading.Event) -> None:
         try:
             result = getattr(state, method)(*args, **kwargs)
             if inspect.isgenerator(result):
-                result = drain(result, lambda event: conn.send(("progress", event)))
+                result = _drain_cancellable(result, conn, stop_event,
+                                            cancellable=method not in _STOPPABLE)
             conn.send(("result", result))
+        except _Cancelled:
+            conn.send(("cancelled", method))
         except BaseException as err:  # noqa: BLE001 - every failure goes back to the caller
             conn.send(("error", (type(err).__name__, _kind(err), str(err),
                                  traceback.format_exc())))
+
+
+# jobs that end themselves when asked to stop, keeping what they made (training keeps its
+# best weights); every other job is cancelled after its current step, with no result
+_STOPPABLE = ("train", "train_folder")
+
+
+class _Cancelled(Exception):
+    """In the engine: a job was cancelled (`EngineProcess.request_stop`)."""
+
+
+def _drain_cancellable(gen: Any, conn: Any, stop_event: threading.Event,
+                       cancellable: bool) -> Any:
+    """Run ``gen``, sending each event as progress; returns its result. When
+    ``cancellable`` and ``stop_event`` is set after an event, the job is closed and
+    `_Cancelled` raised."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as done:
+            return done.value
+        conn.send(("progress", event))
+        if cancellable and stop_event.is_set():
+            gen.close()
+            raise _Cancelled()
 
 
 def _kind(err: BaseException) -> str:
@@ -266,6 +293,11 @@ class EngineError(Exception):
     def __init__(self, message: str, remote_traceback: str = "") -> None:
         super().__init__(message)
         self.remote_traceback = remote_traceback
+
+
+class EngineCancelled(Exception):
+    """A job other than training was cancelled (`EngineProcess.request_stop`) after its
+    current step; it has no result, and the engine and its model are as before."""
 
 
 class EngineDied(EngineError):
@@ -426,6 +458,8 @@ class EngineProcess:
                 yield payload
             elif kind == "result":
                 return payload
+            elif kind == "cancelled":
+                raise EngineCancelled(f"{payload} was cancelled")
             else:
                 raise _engine_error(payload)
 
@@ -446,7 +480,9 @@ class EngineProcess:
         return drain(self.call(method, *args, **kwargs))
 
     def request_stop(self) -> None:
-        """Ask a running training to stop after its current batch."""
+        """Ask a running training to stop after its current batch (keeping its best
+        weights), or cancel any other running job after its current step (its call then
+        raises `EngineCancelled`)."""
         if self._child is not None:
             self._child.stop()
 

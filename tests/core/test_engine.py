@@ -11,7 +11,8 @@ import pytest
 
 from napari_unet.progress import drain
 from napari_unet.postprocess import LabelOptions
-from napari_unet.engine import EngineClosed, EngineDied, EngineError, EngineProcess
+from napari_unet.engine import (EngineCancelled, EngineClosed, EngineDied, EngineError,
+                                EngineProcess)
 from napari_unet.sample_data import make_nuclei
 
 
@@ -36,6 +37,29 @@ def test_build_train_predict_save_load(engine, tmp_path):
     assert labels_out.shape == image.shape and probs.dtype == np.float32 and axes == "YX"
     path = engine.run("save", str(tmp_path / "m.keras"))
     assert engine.run("load", path)["history"] == summary["history"]
+
+
+def test_cancel_ends_a_prediction_after_its_step_and_training_goes_on(engine):
+    engine.run("build", {"depth": 2, "start_neurons": 4})
+    stack = np.stack([make_nuclei((256, 256), seed=s)[0] for s in range(4)])
+    gen = engine.call("segment", stack, "ZYX", LabelOptions(), 96)  # 256 windows, 8 batches
+    first = next(gen)  # one step done: cancel the rest
+    engine.request_stop()
+    with pytest.raises(EngineCancelled, match="segment was cancelled"):
+        drain(gen)
+    assert first.done < first.total
+    # the engine and its model are as before; a later call is not cancelled by the old request
+    labels, _, _ = engine.run("segment", stack[:1], "ZYX", LabelOptions(), None)
+    assert labels.shape == (1, 256, 256)
+    image, truth = make_nuclei((64, 64), seed=2)
+    events = []
+    gen = engine.call("train", [image], [truth], None, {"patch_size": 32, "batch_size": 2,
+                                                       "epochs": 50, "steps_per_epoch": 2})
+    for event in gen:  # Stop (the same request) ends training but keeps its model
+        events.append(event)
+        if len(events) == 2:
+            engine.request_stop()
+    assert engine.run("model_summary")["config"]["depth"] == 2
 
 
 def test_errors_come_back_as_value_errors_and_the_engine_survives(engine):

@@ -129,8 +129,9 @@ def test_preview_region_of_a_stack_follows_the_slider_and_the_view(viewer_with_w
     stack = viewer.add_image(np.zeros((6, 300, 2000), np.uint16), name="stack",
                              scale=(2.0, 0.5, 0.5), translate=(0.0, 5.0, 0.0))
     viewer.dims.set_point(0, 8.0)  # world z = 8 -> plane 4
-    viewer.camera.center = (8.0, 80.0, 500.0)
-    viewer.camera.zoom = 2.0
+    camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    camera.center = (8.0, 80.0, 500.0)
+    camera.zoom = 2.0
     region = preview_region(viewer, stack, "ZYX")
     assert region["plane"] == 4 and region["index"] == (4,)
     rows, cols = region["rows"], region["cols"]

@@ -10,8 +10,9 @@ from magicgui.widgets import Container
 class LossPlot(Container):
     """Loss (left) and IoU (right) per epoch, training solid and validation dashed."""
 
-    def __init__(self) -> None:
+    def __init__(self, theme: str = "dark") -> None:
         super().__init__(labels=False, name="plot", label="curves")
+        self.colours = _theme_colours(theme)
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
@@ -26,6 +27,11 @@ class LossPlot(Container):
         self.native.layout().addWidget(self.canvas)
         self.tooltip = "Loss and IoU after every epoch: training (solid), validation (dashed)."
         self.history: dict[str, list[float]] = {}
+        self.draw()
+
+    def set_theme(self, theme: str) -> None:
+        """Follow napari's theme (``"dark"``, ``"light"``, ...): background, text, lines."""
+        self.colours = _theme_colours(theme)
         self.draw()
 
     def clear(self) -> None:
@@ -47,16 +53,35 @@ class LossPlot(Container):
         self.draw()
 
     def draw(self) -> None:
+        from matplotlib.ticker import MaxNLocator
+
+        background, text, lines = self.colours
+        self.figure.set_facecolor(background)
         for ax, metric in ((self.loss_ax, "loss"), (self.iou_ax, "iou")):
             ax.clear()
+            ax.set_facecolor(background)
             for key, style in ((metric, "-"), (f"val_{metric}", "--")):
                 values = self.history.get(key)
                 if values:
                     ax.plot(range(1, len(values) + 1), values, style, marker="o", ms=3,
+                            color=lines[key.startswith("val")],
                             label="validation" if key.startswith("val") else "training")
-            ax.set_title(metric, fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.tick_params(labelsize=7)
+            ax.set_title(metric, fontsize=10, color=text)
+            ax.set_xlabel("epoch", fontsize=9, color=text)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
+            ax.tick_params(labelsize=9, colors=text)
+            for spine in ax.spines.values():
+                spine.set_color(text)
             if self.history.get(metric):
-                ax.legend(fontsize=7)
+                ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text)
         self.canvas.draw_idle()
+
+
+def _theme_colours(theme: str) -> tuple[str, str, tuple[str, str]]:
+    """(background, text, (training line, validation line)) of napari theme ``theme``
+    (its own colours; a theme napari does not know falls back to "dark")."""
+    from napari.utils.theme import available_themes, get_theme
+
+    palette = get_theme(theme if theme in available_themes() else "dark")
+    return (palette.background.as_hex(), palette.text.as_hex(),
+            (palette.current.as_hex(), palette.warning.as_hex()))

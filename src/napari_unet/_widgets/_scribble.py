@@ -76,11 +76,13 @@ def preview_region(viewer: Any, image: Any, axes: str) -> dict:
     point = point[spatial] if len(point) > len(spatial) else point
     index = tuple(int(np.clip(round(p), 0, n - 1)) for p, n in zip(point[:len(lead)], lead))
     plane = int(np.ravel_multi_index(index, lead)) if lead else 0
+    scene = getattr(viewer, "scene", None)  # napari >= 0.9; viewer.camera before
+    camera = scene.camera if scene is not None else viewer.camera
     world = np.array(viewer.dims.point, float)
-    world[-2:] = viewer.camera.center[-2:]
+    world[-2:] = camera.center[-2:]
     centre = np.asarray(image.world_to_data(world))[-2:]
     size = np.asarray(viewer.canvas.size, float)  # screen pixels, (height, width)
-    visible = size / max(viewer.camera.zoom, 1e-6) / np.abs(np.asarray(image.scale[-2:]))
+    visible = size / max(camera.zoom, 1e-6) / np.abs(np.asarray(image.scale[-2:]))
     spans = []
     for c, extent, n in zip(centre, visible, (h, w)):
         side = int(np.clip(extent, min(MIN_PREVIEW, n), min(MAX_PREVIEW, n)))

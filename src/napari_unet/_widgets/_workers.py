@@ -28,6 +28,31 @@ def start_worker(job: Callable, *args: Any, on_yield: Callable | None = None,
     return worker
 
 
+class ActivityProgress:
+    """One job's bar in napari's activity dock (``napari.utils.progress``, with its rate
+    and time left), driven from the GUI thread; `close` removes it."""
+
+    def __init__(self, desc: str):
+        from napari.utils import progress
+
+        self.bar = progress(total=0, desc=desc)
+
+    def show(self, done: int, total: int, desc: str | None = None) -> None:
+        """``done`` of ``total`` steps; ``desc`` replaces the description."""
+        if total != self.bar.total:
+            self.bar.total = total
+        if desc is not None:
+            self.bar.set_description(desc)
+        if done >= self.bar.n:
+            self.bar.update(done - self.bar.n)
+        else:  # a new phase that counts from 0 again (e.g. the uncertainty after labels)
+            self.bar.n = done
+            self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def report_error(widget: Any, title: str, err: BaseException) -> None:
     """Show ``err`` as a napari error notification and remember it on ``widget.last_error``.
 

@@ -13,7 +13,7 @@ from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label,
 from ._layers import layer_array, layer_axes, spatial_placement, without_channel
 from ._base import SessionWidget
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
-from ._workers import apply_layer_tuples, report_error, start_worker
+from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
 CURRENT, FROM_FILE = "current model", "model file"
 INSTANCES, SEMANTIC = "instance labels", "semantic mask"
@@ -149,6 +149,7 @@ class RunWidget(SessionWidget):
 
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
+        self.activity = None  # the running job's bar in napari's activity dock
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to segment (2D, stack or time-lapse; RGB allowed).")
         self.source = ComboBox(choices=[CURRENT, FROM_FILE], value=CURRENT, name="source", label="model",
@@ -161,22 +162,8 @@ class RunWidget(SessionWidget):
                              tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
         self.tile_size = SpinBox(value=0, min=0, max=16384, step=16, name="tile_size", label="tile size",
                                  tooltip="Side of the tiles sent to the network (incl. halo), a multiple of 2**depth. 0 = from free memory.")
-        self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
-                                      tooltip="Also add the foreground probability as an Image layer.")
-        self.uncertainty = CheckBox(value=False, name="uncertainty", label="add uncertainty map",
-                                    tooltip="Also add where the model is unsure (Monte-Carlo dropout: "
-                                            "entropy over several passes, bright = unsure; paint scribbles "
-                                            "there next). Costs one prediction per pass.")
-        self.passes = SpinBox(value=8, min=2, max=64, name="passes", label="dropout passes",
-                              tooltip="Stochastic passes for the uncertainty map.")
-        self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
-        self.folder_in = FileEdit(mode="d", name="folder_in", label="input folder",
-                                  tooltip="Run on every TIFF/PNG/zarr image in this folder instead of a layer.")
-        self.folder_out = FileEdit(mode="d", name="folder_out", label="output folder",
-                                   tooltip="Where to write <name>.tif labels and summary.csv (not the input "
-                                           "folder). Files already there are skipped, so a stopped run resumes.")
-        self.folder_button = PushButton(text="Run on folder", name="run_folder",
-                                        tooltip="Segment every image of the input folder with the chosen model.")
+        self._make_output_controls()
+        self._make_folder_controls()
         self.truth = ComboBox(choices=self._labels_layers, name="truth", label="ground truth",
                               tooltip="A labels layer with the true objects of the image above, to score "
                                       "its U-Net labels against.")
@@ -190,7 +177,7 @@ class RunWidget(SessionWidget):
         self.extend([self.image, self.source, self.model_file, self.calibrated, self.threshold,
                      self.output, self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.uncertainty, self.passes,
-                     self.run_button, self.folder_in,
+                     self.run_button, self.cancel_button, self.folder_in,
                      self.folder_out, self.folder_button, self.truth, self.evaluate_button,
                      self.scores, self.progress, self.status])
         self.wrap_labels(self.status, self.scores)
@@ -201,10 +188,36 @@ class RunWidget(SessionWidget):
                               self.link_planes, self.tile_size, self.probabilities,
                               self.uncertainty, self.passes])
         self.run_button.changed.connect(self.start)
+        self.cancel_button.changed.connect(self.cancel)
         self.folder_button.changed.connect(self.start_folder)
         self.evaluate_button.changed.connect(self.start_evaluate)
         self.follow(self.session.busy_changed, self._on_busy)
         self.follow(self.session.changed, lambda *_: self._show_model_values())
+
+    def _make_output_controls(self) -> None:
+        """What Run adds besides the labels, and its Run and Cancel buttons."""
+        self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
+                                      tooltip="Also add the foreground probability as an Image layer.")
+        self.uncertainty = CheckBox(value=False, name="uncertainty", label="add uncertainty map",
+                                    tooltip="Also add where the model is unsure (Monte-Carlo dropout: "
+                                            "entropy over several passes, bright = unsure; paint scribbles "
+                                            "there next). Costs one prediction per pass.")
+        self.passes = SpinBox(value=8, min=2, max=64, name="passes", label="dropout passes",
+                              tooltip="Stochastic passes for the uncertainty map.")
+        self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
+        self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False,
+                                        tooltip="Cancel the running Run (or folder run) after its "
+                                                "current batch of tiles (or file).")
+
+    def _make_folder_controls(self) -> None:
+        """Run on every image of a folder instead of a layer."""
+        self.folder_in = FileEdit(mode="d", name="folder_in", label="input folder",
+                                  tooltip="Run on every TIFF/PNG/zarr image in this folder instead of a layer.")
+        self.folder_out = FileEdit(mode="d", name="folder_out", label="output folder",
+                                   tooltip="Where to write <name>.tif labels and summary.csv (not the input "
+                                           "folder). Files already there are skipped, so a stopped run resumes.")
+        self.folder_button = PushButton(text="Run on folder", name="run_folder",
+                                        tooltip="Segment every image of the input folder with the chosen model.")
 
     def _make_label_controls(self) -> None:
         """The controls that say how probabilities become labels (`LabelOptions`)."""
@@ -262,8 +275,10 @@ class RunWidget(SessionWidget):
         self.worker = start_worker(folder_job, self.session.engine, in_dir, out_dir, self.options(),
                                    model_path, on_yield=self._on_progress,
                                    on_return=lambda rows: self._on_folder_done(rows, out_dir),
-                                   on_error=lambda err: report_error(self, "Run on folder failed", err),
+                                   on_error=lambda err: self._on_error("Run on folder failed", err),
                                    on_finish=self._on_finish)
+        self.cancel_button.enabled = True
+        self.activity = ActivityProgress(f"U-Net: {Path(in_dir).name}/")
 
     def start_evaluate(self, *_: Any) -> None:
         """Score the chosen image's U-Net labels against the ground-truth layer, in a worker."""
@@ -358,14 +373,18 @@ class RunWidget(SessionWidget):
         self.worker = start_worker(*job_args, axes,
                                    layer.name, spatial_placement(layer), self.options(), model_path,
                                    on_yield=self._on_progress, on_return=self._on_done,
-                                   on_error=lambda err: report_error(self, "Run failed", err),
+                                   on_error=lambda err: self._on_error("Run failed", err),
                                    on_finish=self._on_finish)
+        self.cancel_button.enabled = True
+        self.activity = ActivityProgress(f"U-Net: {layer.name}")
 
     def _on_progress(self, event: Any) -> None:
         if self.closed:
             return
         self.progress.max = max(1, event.total)
         self.progress.value = event.done
+        if self.activity is not None:
+            self.activity.show(event.done, max(1, event.total))
         if event.message:
             self.status.value = event.message
 
@@ -396,6 +415,28 @@ class RunWidget(SessionWidget):
         return (f", the model's settings: threshold {summary['threshold']:g}{seed}, min size "
                 f"{summary['min_size']} px")
 
+    def cancel(self, *_: Any) -> None:
+        """Cancel the running Run or folder run after its current step (tile batch or file)."""
+        self.session.engine.request_stop()
+        self.cancel_button.enabled = False
+        self.status.value = "cancelling after the current step…"
+
+    def _on_error(self, title: str, err: BaseException) -> None:
+        """A cancelled job is no failure: say so (files already written stay); else report."""
+        from ..engine import EngineCancelled
+
+        if not isinstance(err, EngineCancelled):
+            report_error(self, title, err)
+        elif not self.closed:
+            self.status.value = ("cancelled: no layer was added or changed" if "folder" not in title
+                                 else "cancelled: the files written so far stay; run again to "
+                                      "do the rest")
+
     def _on_finish(self) -> None:
         self.session.set_busy(False)
         self.worker = None
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
+        if not self.closed:
+            self.cancel_button.enabled = False

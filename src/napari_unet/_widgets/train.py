@@ -14,7 +14,7 @@ from ._plot import LossPlot
 from ._base import SessionWidget
 from ._scribble import (class_names_from_text, legend, preview_layer, preview_region,
                         scribble_layer)
-from ._workers import report_error, start_worker
+from ._workers import ActivityProgress, report_error, start_worker
 
 TARGETS = ("auto", "boundary", "foreground", "classes")  # `napari_unet.training_data.TARGETS`
 LABEL_MODES = {"dense labels (0 = background)": "dense",
@@ -66,6 +66,7 @@ class TrainWidget(SessionWidget):
         self._preview_target = None  # (image layer name, axes, region) of the live preview
         self._made_preview = None  # the preview layer the running training added
         self.previews_shown = self._previews_before = 0
+        self.activity = None  # the job's bar in napari's activity dock
         self.pairs: list[tuple[str, str]] = []
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to train on.")
@@ -91,7 +92,7 @@ class TrainWidget(SessionWidget):
         self.device = Label(value="shown when training starts", name="device",
                             tooltip="Where the network runs.")
         self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
-        self.plot = LossPlot()
+        self.plot = LossPlot(getattr(napari_viewer, "theme", "dark"))
         self.extend([self.source, self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
                      self.pairs_label, self.images_dir, self.masks_dir, self.label_mode,
                      self.class_names, self.new_scribbles, self.legend, self.patch_size,
@@ -102,12 +103,18 @@ class TrainWidget(SessionWidget):
         self.wrap_labels(self.pairs_label, self.legend, self.device, self.status)
         self.source.changed.connect(self._show_source)
         self._show_source()
+        self._snap_patch_size()
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.remember("train", [self.label_mode, self.patch_size, self.epochs,
                                 self.steps, self.batch_size, self.learning_rate,
                                 self.validation, self.target, self.augment,
                                 self.loss, self.class_names, self.preview_every])
+        self._connect_controls()
+
+    def _connect_controls(self) -> None:
+        """What each control does, and what follows the session, the viewer and the theme."""
         self.new_scribbles.changed.connect(self.make_scribble_layer)
+        self.patch_size.changed.connect(self._snap_patch_size)
         self.class_names.changed.connect(lambda *_: self._show_legend())
         self.freeze_encoder.changed.connect(self._on_freeze)
         self.add_pair.changed.connect(self._add_pair)
@@ -116,6 +123,7 @@ class TrainWidget(SessionWidget):
         self.stop_button.changed.connect(self.stop)
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
+        self.follow(self.viewer.events.theme, lambda event: self.plot.set_theme(event.value))
         self.labels.changed.connect(lambda *_: self._show_legend())
         self.label_mode.changed.connect(lambda *_: self._show_legend())
 
@@ -187,6 +195,24 @@ class TrainWidget(SessionWidget):
         self._show_legend()
         self.status.value = (f"paint on '{layer.name}', then press Train (validation is off: "
                              "with scribbles, judge the live preview)")
+
+    def _patch_multiple(self) -> int:
+        """Patch sides must be multiples of 2**depth of the model (the default's: 16)."""
+        depth = (self.session.summary or {}).get("config", {}).get("depth", 4)
+        return 2 ** int(depth)
+
+    def _snap_patch_size(self, *_: Any) -> None:
+        """Keep the patch size a multiple of 2**depth: the arrows step by it, and a typed
+        value is rounded to the nearest one (said in the status)."""
+        m = self._patch_multiple()
+        self.patch_size.step = m
+        self.patch_size.min = m
+        value = self.patch_size.value
+        snapped = max(m, int(round(value / m)) * m)
+        if snapped != value:
+            self.patch_size.value = snapped
+            self.status.value = (f"patch size {value} is not a multiple of 2**depth = {m}: "
+                                 f"using {snapped}")
 
     def _on_freeze(self, frozen: bool) -> None:
         if frozen and self.learning_rate.value >= 1e-3:
@@ -275,9 +301,12 @@ class TrainWidget(SessionWidget):
         self.progress.value = 0
         self.session.set_busy(True)
         self.stop_button.enabled = True
+        first = "" if self.session.engine.alive else "starting the engine, then "
         self.status.value = ("continuing training…" if history else
-                             "starting training…" if self.session.summary else
-                             "no model yet: training a new default U-Net…")
+                             f"{first}compiling the network: the first batch takes a few "
+                             "seconds…" if self.session.summary else
+                             f"no model yet: {first}training a new default U-Net…")
+        self.activity = ActivityProgress("U-Net training")
         self.worker = start_worker(train_job, self.session.engine, method, *args, **kwargs,
                                    on_yield=self._on_progress, on_return=self._on_done,
                                    on_error=self._on_error, on_finish=self._on_finish)
@@ -364,6 +393,9 @@ class TrainWidget(SessionWidget):
             return
         self.progress.max = event.epochs * event.batches
         self.progress.value = (event.epoch - 1) * event.batches + event.batch
+        if self.activity is not None:
+            self.activity.show(self.progress.value, self.progress.max,
+                               f"U-Net training, epoch {event.epoch}/{event.epochs}")
         if event.phase == "epoch":
             self.plot.add_epoch(event.logs)
             val, where = event.logs.get("val_iou"), self._validated_on()
@@ -385,6 +417,7 @@ class TrainWidget(SessionWidget):
         """Say which model the viewer has now, and plot its training history (if any)."""
         self.status.value = description
         self._on_busy(self.session.busy)
+        self._snap_patch_size()
         if self.worker is None:  # a loaded or new model, not the one training now
             self.plot.show_history((self.session.summary or {}).get("history", {}))
 
@@ -398,6 +431,9 @@ class TrainWidget(SessionWidget):
 
     def _on_finish(self) -> None:
         self.worker = None
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
         self.session.set_busy(False)
         if not self.closed:
             self.stop_button.enabled = False

@@ -1,0 +1,80 @@
+"""Smaller controls in a real viewer: Cancel for Run, napari's activity dock, patch sizes
+on the pooling grid, and the loss plot in napari's theme."""
+
+import numpy as np
+
+from napari_unet.sample_data import make_nuclei
+
+from .conftest import build_tiny, set_fast_training, wait_for_worker
+
+
+def test_cancel_ends_a_run_with_nothing_added_and_the_next_run_works(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    stack = np.stack([make_nuclei((256, 256), seed=s)[0] for s in range(4)])
+    viewer.add_image(stack, name="stack")
+    run = w["run"]
+    run.reset_choices()
+    run.image.value = viewer.layers["stack"]
+    run.tile_size.value = 96  # 256 windows in batches: many steps to cancel between
+    bars = []
+
+    def cancel_at_first_step(event):
+        bars.append((run.activity.bar.n, run.activity.bar.total))
+        if len(bars) == 1:
+            run.cancel()
+
+    n_layers = len(viewer.layers)
+    run.start()
+    assert run.cancel_button.enabled
+    run.worker.yielded.connect(cancel_at_first_step)
+    wait_for_worker(qtbot, run)
+    assert run.last_error == "" and run.status.value.startswith("cancelled")
+    assert len(viewer.layers) == n_layers and not run.cancel_button.enabled
+    assert bars[0][1] == 256 and run.activity is None  # 256 windows shown, then closed
+    assert run.run_button.enabled
+    run.tile_size.value = 0
+    run.start()
+    wait_for_worker(qtbot, run)
+    assert run.last_error == "" and "stack U-Net" in viewer.layers
+
+
+def test_training_shows_in_the_activity_dock(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    train = w["train"]
+    set_fast_training(train, epochs=2, steps=3)
+    seen = []
+    train.start()
+    assert "compiling the network" in train.status.value
+    train.worker.yielded.connect(
+        lambda event: seen.append(train.activity.bar.total) if train.activity else None)
+    wait_for_worker(qtbot, train)
+    assert train.last_error == ""
+    assert seen and seen[-1] == 6 and train.activity is None
+
+
+def test_patch_size_follows_the_pooling_grid(viewer_with_widgets, qtbot):
+    viewer, w = viewer_with_widgets
+    train = w["train"]
+    train.patch_size.value = 120  # no model yet: the default U-Net pools 4 times
+    assert train.patch_size.value == 128 and "multiple of 2**depth = 16" in train.status.value
+    build_tiny(qtbot, w["build"])  # depth 2: multiples of 4
+    assert train.patch_size.step == 4
+    train.patch_size.value = 70
+    assert train.patch_size.value == 72
+
+
+def test_loss_plot_follows_napari_theme(viewer_with_widgets):
+    viewer, w = viewer_with_widgets
+    plot = w["train"].plot
+    viewer.theme = "dark"
+    dark = plot.figure.get_facecolor()
+    viewer.theme = "light"
+    light = plot.figure.get_facecolor()
+    assert sum(light[:3]) > sum(dark[:3]) + 1.0
+    plot.add_epoch({"loss": 0.5, "iou": 0.2})
+    plot.add_epoch({"loss": 0.4, "iou": 0.3, "val_loss": 0.45, "val_iou": 0.25})
+    assert np.isnan(plot.history["val_loss"][0]) and plot.history["val_loss"][1] == 0.45
+    ticks = plot.loss_ax.get_xticks()
+    assert np.allclose(ticks, np.round(ticks))  # whole epochs only
