@@ -307,20 +307,41 @@ def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .image_files import list_pairs, read_image
     from .model_files import load_model
-    from .metrics import evaluate
-    from .prediction import segment
+    import numpy as np
+
+    from .metrics import evaluate, evaluate_classes
+    from .postprocess import LabelOptions
+    from .prediction import probabilities_and_labels
 
     model = load_model(args.model)
     rows = []
     for image_path, mask_path in list_pairs(args.images, args.masks):
         try:
-            labels = segment(model, read_image(image_path), min_size=args.min_size)
-            rows.append({"image": image_path.name, **evaluate(labels, read_image(mask_path))})
+            image, truth = read_image(image_path), read_image(mask_path)
+            probs, labels = probabilities_and_labels(model, image, LabelOptions(
+                min_size=args.min_size))
+            row = {"image": image_path.name, **evaluate(labels, truth)}
+            if model.target == "classes":  # and per class, on the class map
+                row.update(evaluate_classes(_class_map(model, image, probs, args.min_size),
+                                            truth, model.class_names))
+            rows.append(row)
         except ValueError as err:
             raise ValueError(f"{image_path.name} / {mask_path.name}: {err}") from err
-    means = {f"mean_{k}": sum(r[k] for r in rows) / len(rows) for k in rows[0] if k != "image"}
+    keys = [k for k in dict.fromkeys(k for r in rows for k in r) if k != "image"]
+    means = {f"mean_{k}": float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     print(json.dumps({"images": rows, **means}, indent=2))
     return 0
+
+
+def _class_map(model, image, probs, min_size: int | None):
+    """The class map (argmax, small objects removed) of a multi-class model's ``probs``."""
+    from .arrays import resolve_axes
+    from .postprocess import LabelOptions, labels_from_probabilities
+
+    axes = resolve_axes(None, image.shape, model.config.in_channels).replace("C", "")
+    options = LabelOptions(instances=False, min_size=min_size).for_model(
+        model.threshold, model.seed_threshold, model.min_size)
+    return labels_from_probabilities(probs, axes, options, "classes")
 
 
 def _environment() -> dict:

@@ -117,3 +117,26 @@ def test_info_without_a_model_says_where_networks_run(capsys):
     assert env["device"].startswith("CPU — no GPU visible to")
     assert env["precision_auto"] == "float32" and env["data_parallel_devices"] == 1
     assert env["accelerator_free_gib"] is None and 0 < env["prediction_memory_budget_gib"] <= 1
+
+
+def test_evaluate_scores_each_class_of_a_multi_class_model(tmp_path, capsys):
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for s in range(2):
+        image, labels = make_nuclei((64, 64), seed=s)
+        classes = np.where(labels > 0, 1 + labels % 2, 0).astype(np.uint8)  # two kinds
+        write_image(images / f"cell{s}.tif", image)
+        write_image(masks / f"cell{s}.tif", classes)
+    model = tmp_path / "classes.keras"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
+                 "--depth", "2", "--start-neurons", "4", "--classes", "3", "--epochs", "1",
+                 "--steps", "2", "--patch-size", "32", "--batch-size", "2"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    first = report["images"][0]
+    # the true masks hold both classes, so both are scored whatever the model predicts
+    assert {"class 1 iou", "class 1 dice", "class 1 ap@0.5", "class 2 iou",
+            "mean_class_iou"} <= set(first)
+    assert "mean_mean_class_iou" in report and "mean_foreground_iou" in report
