@@ -60,3 +60,38 @@ def test_a_channel_first_layer_trains_a_two_channel_model(viewer_with_widgets, q
     qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)
     assert run.last_error == "", run.last_error
     assert viewer.layers["two channels U-Net"].data.shape == grey.shape
+
+
+def test_channel_axis_layers_train_and_run_as_one_three_channel_image(viewer_with_widgets, qtbot):
+    """napari's channel_axis splits a (3, Y, X) image into three layers; chosen together
+    (image + more channels) they are the channels of one image, in order."""
+    viewer, w = viewer_with_widgets
+    grey = viewer.layers["nuclei"].data.astype(np.float32)
+    layers = viewer.add_image(np.stack([grey, grey[::-1], grey[:, ::-1]]), channel_axis=0,
+                              name=["c0", "c1", "c2"], scale=(0.5, 0.5), translate=(10.0, 20.0))
+    train, run = w["train"], w["run"]
+    for widget in (train, run):
+        widget.reset_choices()
+    set_fast_training(train, epochs=1, steps=2)
+    train.image.value = layers[0]
+    train.channels.value = [layers[1], layers[2]]
+    train.start()
+    wait_for_worker(qtbot, train)
+    assert train.last_error == "", train.last_error
+    assert train.session.summary["config"]["in_channels"] == 3
+    run.image.value = layers[0]
+    run.channels.value = [layers[1], layers[2]]
+    run.start()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert run.last_error == "", run.last_error
+    labels = viewer.layers["c0 U-Net"]
+    assert labels.data.shape == grey.shape and tuple(labels.scale) == (0.5, 0.5)
+    run.channels.value = [layers[1]]  # two channels for a 3-channel model: refused, said
+    run.start()
+    qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)
+    assert "channel" in run.last_error
+    other = viewer.add_image(np.zeros((10, 10), np.float32), name="small")
+    run.reset_choices()
+    run.channels.value = [other]
+    run.start()
+    assert "one shape" in run.last_error

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import napari.layers
-from magicgui.widgets import Container
+from magicgui.widgets import Container, Select
 
 from qtpy.QtCore import QEvent, QObject
 
@@ -118,3 +118,13 @@ class _UndockWatch(QObject):
             elif self._docked:
                 self._on_close()
         return False
+
+
+def channel_choice(choices: Any) -> Select:
+    """A short list of image layers to use as further channels of the chosen image."""
+    select = Select(choices=choices, name="channels", label="more channels",
+                    tooltip="Other image layers to use as further channels of the image above, "
+                            "in this order (e.g. the layers napari's channel_axis made of one "
+                            "multichannel image). None: the image alone.")
+    select.native.setMaximumHeight(64)
+    return select

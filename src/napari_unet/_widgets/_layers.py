@@ -49,3 +49,35 @@ def without_channel(placement: dict[str, Any], axes: str) -> dict[str, Any]:
 def labels_snapshot(layer: Any) -> np.ndarray:
     """A copy of a Labels layer's data, safe to use in a worker while the user paints."""
     return np.array(layer_array(layer), copy=True)
+
+
+def with_channels(layer: Any, extra: list, axes_text: str = "") -> tuple[Any, str]:
+    """``layer`` and the ``extra`` image layers (e.g. what napari's ``channel_axis`` split
+    an image into) stacked as the channels of one image.
+
+    Returns ``(array, axes)``: the data with a leading channel axis (numpy, or dask when
+    any layer is lazy) and ``"C"`` + the layers' spatial axes (``axes_text`` without C,
+    or guessed). ``ValueError`` when a layer is RGB, the shapes differ, or the axes name
+    a channel.
+    """
+    from ..arrays import check_axes, default_axes
+
+    layers = [layer] + [other for other in extra if other is not layer]
+    if any(getattr(other, "rgb", False) for other in layers):
+        raise ValueError("RGB layers cannot be combined as channels: choose grey layers, or "
+                         "use the RGB layer alone with a 3-channel model")
+    data = [layer_array(other) for other in layers]
+    shapes = sorted({tuple(d.shape) for d in data})
+    if len(shapes) != 1:
+        raise ValueError(f"the channel layers must all have one shape; got {shapes}")
+    shape = shapes[0]
+    spatial = check_axes(axes_text.strip().upper(), shape) if axes_text.strip() else \
+        default_axes(shape, 1)
+    if "C" in spatial:
+        raise ValueError(f"each channel layer must hold one channel; the axes {spatial!r} "
+                         "name a channel axis: give the layers' own axes, e.g. YX or ZYX")
+    if any(type(d).__module__.startswith(("dask", "zarr")) for d in data):
+        import dask.array as da
+
+        return da.stack([da.asarray(d) for d in data]), "C" + spatial
+    return np.stack([np.asarray(d) for d in data]), "C" + spatial

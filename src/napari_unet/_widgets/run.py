@@ -10,8 +10,8 @@ import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit,
                               ProgressBar, PushButton, SpinBox)
 
-from ._layers import layer_array, layer_axes, spatial_placement, without_channel
-from ._base import SessionWidget
+from ._layers import layer_array, layer_axes, spatial_placement, with_channels, without_channel
+from ._base import SessionWidget, channel_choice
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
@@ -157,6 +157,7 @@ class RunWidget(SessionWidget):
         self.model_file = FileEdit(mode="r", filter="*.keras *.zip", name="model_file", label="model file",
                                    tooltip="A .keras model saved by napari-unet, or a bioimage.io package (.zip) "
                                            "it exported (used when model = model file).")
+        self.channels = channel_choice(self._image_layers)
         self._make_label_controls()
         self.axes = LineEdit(value="", name="axes", label="axes",
                              tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
@@ -174,7 +175,7 @@ class RunWidget(SessionWidget):
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Tiles (or planes) done.")
         self.status = Label(value="", name="status", tooltip="What is happening.")
-        self.extend([self.image, self.source, self.model_file, self.calibrated, self.threshold,
+        self.extend([self.image, self.channels, self.source, self.model_file, self.calibrated, self.threshold,
                      self.output, self.min_size, self.split_touching, self.link_planes, self.axes,
                      self.tile_size, self.probabilities, self.uncertainty, self.passes,
                      self.run_button, self.cancel_button, self.folder_in,
@@ -348,21 +349,13 @@ class RunWidget(SessionWidget):
         ok, model_path = self._model_choice()
         if not ok:
             return
-        channels = None if model_path else self.session.summary["config"]["in_channels"]
         try:
-            axes = (layer_axes(layer, channels, self.axes.value)
-                    if channels is not None or layer.rgb or self.axes.value.strip() else None)
-        except ValueError as err:  # the engine guesses with the model file's channels
+            data, axes = self._input(layer, model_path)
+        except ValueError as err:
             report_error(self, "Run", err)
-            return
-        if axes is not None and channels is not None and channels == 1 and axes.endswith("C") and layer.rgb:
-            report_error(self, "Run", ValueError(
-                f"'{layer.name}' is an RGB image but the model takes 1 channel: build a model with "
-                "3 input channels, or convert the image to grey"))
             return
         self.session.set_busy(True)
         self.progress.value = 0
-        data = layer_array(layer)
         lazy = as_lazy(data)
         if lazy is not None:
             self.status.value = f"preparing a lazy result for {layer.name}…"
@@ -377,6 +370,19 @@ class RunWidget(SessionWidget):
                                    on_finish=self._on_finish)
         self.cancel_button.enabled = True
         self.activity = ActivityProgress(f"U-Net: {layer.name}")
+
+    def _input(self, layer: Any, model_path: str | None) -> tuple[Any, str | None]:
+        """The array to segment and its axes (None: the engine guesses them with the model
+        file's channels): the layer's data, or it and the *more channels* layers stacked."""
+        if self.channels.value:
+            return with_channels(layer, list(self.channels.value), self.axes.value)
+        channels = None if model_path else self.session.summary["config"]["in_channels"]
+        axes = (layer_axes(layer, channels, self.axes.value)
+                if channels is not None or layer.rgb or self.axes.value.strip() else None)
+        if axes is not None and channels == 1 and axes.endswith("C") and layer.rgb:
+            raise ValueError(f"'{layer.name}' is an RGB image but the model takes 1 channel: build "
+                             "a model with 3 input channels, or convert the image to grey")
+        return layer_array(layer), axes
 
     def _on_progress(self, event: Any) -> None:
         if self.closed:

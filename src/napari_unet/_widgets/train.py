@@ -9,9 +9,9 @@ import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
                               PushButton, SpinBox)
 
-from ._layers import labels_snapshot, layer_array, layer_axes
+from ._layers import labels_snapshot, layer_array, layer_axes, with_channels
 from ._plot import LossPlot
-from ._base import SessionWidget
+from ._base import SessionWidget, channel_choice
 from ._scribble import (class_names_from_text, legend, preview_layer, preview_region,
                         scribble_layer)
 from ._workers import ActivityProgress, report_error, start_worker
@@ -93,7 +93,8 @@ class TrainWidget(SessionWidget):
                             tooltip="Where the network runs.")
         self.status = Label(value=self.session.description, name="status", tooltip="What is happening.")
         self.plot = LossPlot(getattr(napari_viewer, "theme", "dark"))
-        self.extend([self.source, self.image, self.labels, self.axes, self.add_pair, self.clear_pairs,
+        self.extend([self.source, self.image, self.channels, self.labels, self.axes, self.add_pair,
+                     self.clear_pairs,
                      self.pairs_label, self.images_dir, self.masks_dir, self.label_mode,
                      self.class_names, self.new_scribbles, self.legend, self.patch_size,
                      self.epochs, self.steps, self.batch_size, self.learning_rate, self.validation,
@@ -132,6 +133,7 @@ class TrainWidget(SessionWidget):
         self.source = ComboBox(choices=[LAYERS, FOLDERS], value=LAYERS, name="source", label="train on",
                                tooltip="Layers open in the viewer, or folders of image files and their "
                                        "masks with the same names (read by the engine, not the viewer).")
+        self.channels = channel_choice(self._image_layers)
         self.images_dir = FileEdit(mode="d", name="images_dir", label="images folder",
                                    tooltip="Folder of .tif/.png training images.")
         self.masks_dir = FileEdit(mode="d", name="masks_dir", label="masks folder",
@@ -161,8 +163,8 @@ class TrainWidget(SessionWidget):
         folders = self.source.value == FOLDERS
         for control in (self.images_dir, self.masks_dir):
             control.visible = folders
-        for control in (self.image, self.labels, self.add_pair, self.clear_pairs, self.pairs_label,
-                        self.new_scribbles):
+        for control in (self.image, self.channels, self.labels, self.add_pair, self.clear_pairs,
+                        self.pairs_label, self.new_scribbles):
             control.visible = not folders
 
     def _show_legend(self) -> None:
@@ -342,23 +344,31 @@ class TrainWidget(SessionWidget):
         """``("train", args, kwargs)`` for the chosen layer pairs, with the live preview of
         the first image's plane on screen."""
         pairs = self._selected_pairs()
-        images = [layer_array(img) for img, _ in pairs]
         labels = [labels_snapshot(lab) for _, lab in pairs]
         summary = self.session.summary
         channels = summary["config"]["in_channels"] if summary else None
-        axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
+        if self.channels.value:  # napari's channel_axis layers, as one image's channels
+            if self.pairs:
+                raise ValueError("more channels go with the image above, not a list of pairs: "
+                                 "clear the pairs")
+            image, ax = with_channels(pairs[0][0], list(self.channels.value), self.axes.value)
+            images, axes, own_axes = [image], [ax], ax[1:]
+        else:
+            images = [layer_array(img) for img, _ in pairs]
+            axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
+            own_axes = axes[0]
         new_config = self._new_config(images[0].shape, axes[0])
         self._preview_target = self._made_preview = None
         preview = None
         if self.preview_every.value:
             from ..training_preview import Preview
 
-            region = preview_region(self.viewer, pairs[0][0], axes[0])
-            self._preview_target = (pairs[0][0].name, axes[0], region)
+            region = preview_region(self.viewer, pairs[0][0], own_axes)
+            self._preview_target = (pairs[0][0].name, own_axes, region)
             # made now, in the click: adding a layer takes napari ~0.3 s, too long mid-training
             shape = (region["rows"][1] - region["rows"][0], region["cols"][1] - region["cols"][0])
             made = f"{pairs[0][0].name} preview" not in self.viewer.layers
-            layer = preview_layer(self.viewer, pairs[0][0], axes[0], region,
+            layer = preview_layer(self.viewer, pairs[0][0], own_axes, region,
                                   np.zeros(shape, np.uint8))
             self._made_preview = layer if made else None
             preview = Preview(0, region["plane"], region["rows"], region["cols"],
