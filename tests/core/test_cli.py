@@ -23,14 +23,20 @@ def test_quick_demo_writes_all_outputs(tmp_path, capsys):
     assert overlay.ndim == 3 and overlay.shape[-1] == 3
 
 
-def test_train_predict_evaluate_on_files(tmp_path, capsys):
+def _image_folders(tmp_path, mask=lambda labels: labels.astype(np.uint8), suffix=".png"):
+    """tmp_path/images and tmp_path/masks with two 64 px nuclei images and ``mask(labels)``."""
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
     masks.mkdir()
     for s in range(2):
         image, labels = make_nuclei((64, 64), seed=s)
         write_image(images / f"cell{s}.tif", image)
-        write_image(masks / f"cell{s}.png", labels.astype(np.uint8))
+        write_image(masks / f"cell{s}{suffix}", mask(labels))
+    return images, masks
+
+
+def test_train_predict_evaluate_on_files(tmp_path, capsys):
+    images, masks = _image_folders(tmp_path)
     model = tmp_path / "model.keras"
     assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
                  "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "2",
@@ -120,14 +126,8 @@ def test_info_without_a_model_says_where_networks_run(capsys):
 
 
 def test_evaluate_scores_each_class_of_a_multi_class_model(tmp_path, capsys):
-    images, masks = tmp_path / "images", tmp_path / "masks"
-    images.mkdir()
-    masks.mkdir()
-    for s in range(2):
-        image, labels = make_nuclei((64, 64), seed=s)
-        classes = np.where(labels > 0, 1 + labels % 2, 0).astype(np.uint8)  # two kinds
-        write_image(images / f"cell{s}.tif", image)
-        write_image(masks / f"cell{s}.tif", classes)
+    two_kinds = lambda labels: np.where(labels > 0, 1 + labels % 2, 0).astype(np.uint8)  # noqa: E731
+    images, masks = _image_folders(tmp_path, two_kinds, ".tif")
     model = tmp_path / "classes.keras"
     assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
                  "--depth", "2", "--start-neurons", "4", "--classes", "3", "--epochs", "1",

@@ -40,9 +40,9 @@ def test_cancel_ends_a_run_with_nothing_added_and_the_next_run_works(viewer_with
 
 
 def test_training_shows_in_the_activity_dock(viewer_with_widgets, qtbot):
-    viewer, w = viewer_with_widgets
-    build_tiny(qtbot, w["build"])
+    _, w = viewer_with_widgets
     train = w["train"]
+    build_tiny(qtbot, w["build"])
     set_fast_training(train, epochs=2, steps=3)
     seen = []
     train.start()
