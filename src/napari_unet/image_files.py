@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -89,12 +90,45 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path,
     return [(images[k], masks[k]) for k in sorted(images)]
 
 
+class ImageFile:
+    """A TIFF or PNG file whose pixels are read only when asked for (``numpy.asarray``,
+    each time: nothing is kept); ``shape``, ``dtype`` and ``ndim`` come from its header.
+    So training on a folder holds one raw image at a time, not the whole folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.name = self.path.name
+        try:
+            if self.path.suffix.lower() == ".png":
+                import imageio.v3 as iio
+
+                props = iio.improps(self.path)
+                shape, dtype = props.shape, props.dtype
+            else:
+                import tifffile
+
+                with tifffile.TiffFile(self.path) as tif:
+                    shape, dtype = tif.series[0].shape, tif.series[0].dtype
+        except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
+            raise ValueError(f"Could not read {str(self.path)!r}: it is corrupt or not an image "
+                             f"({err}).") from err
+        self.shape, self.dtype, self.ndim = tuple(int(n) for n in shape), np.dtype(dtype), len(shape)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = read_image(self.path)
+        return array if dtype is None else array.astype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ImageFile({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+
 def read_training_folder(images_dir: str | Path, masks_dir: str | Path,
                          what: tuple[str, str] = ("--images", "--masks")
-                         ) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
-    """The image/mask pairs of two folders (`list_pairs`), read: ``(images, masks, names)``."""
+                         ) -> tuple[list[ImageFile], list[ImageFile], list[str]]:
+    """The image/mask pairs of two folders (`list_pairs`) as `ImageFile`s, read one at a
+    time when training prepares them: ``(images, masks, names)``."""
     pairs = list_pairs(images_dir, masks_dir, what)
-    return ([read_image(i) for i, _ in pairs], [read_image(m) for _, m in pairs],
+    return ([ImageFile(i) for i, _ in pairs], [ImageFile(m) for _, m in pairs],
             [i.name for i, _ in pairs])
 
 

@@ -39,3 +39,31 @@ def test_pairs_are_matched_by_name(tmp_path):
     (tmp_path / "m" / "b.png").unlink()
     with pytest.raises(ValueError, match="No mask for image"):
         list_pairs(tmp_path / "i", tmp_path / "m")
+
+
+def test_training_folders_are_read_one_file_at_a_time_when_needed(tmp_path, monkeypatch):
+    import napari_unet.image_files as files
+    from napari_unet.config import UNetConfig
+    from napari_unet.sample_data import make_nuclei
+    from napari_unet.training import train
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for s, suffix in ((0, ".tif"), (1, ".png")):
+        image, labels = make_nuclei((48, 64), seed=s)
+        write_image(tmp_path / "images" / f"c{s}{suffix}", image)
+        write_image(tmp_path / "masks" / f"c{s}.png", labels.astype(np.uint8))
+    reads = []
+    real = files.read_image
+    monkeypatch.setattr(files, "read_image", lambda path: reads.append(path) or real(path))
+    images, masks, names = files.read_training_folder(tmp_path / "images", tmp_path / "masks")
+    assert reads == [] and names == ["c0.tif", "c1.png"]  # listed, headers only
+    assert images[0].shape == (48, 64) and images[1].dtype == np.uint16 and masks[0].ndim == 2
+    np.testing.assert_array_equal(np.asarray(images[1]), real(tmp_path / "images" / "c1.png"))
+    reads.clear()
+    train(images, masks, UNetConfig(depth=1, start_neurons=4), epochs=1, steps_per_epoch=1,
+          patch_size=32, batch_size=2, verbose=False, calibrate=False)
+    assert reads  # read when training prepared them
+    (tmp_path / "images" / "c0.tif").write_bytes(b"not a tiff")
+    with pytest.raises(ValueError, match="Could not read"):
+        files.read_training_folder(tmp_path / "images", tmp_path / "masks")
