@@ -67,6 +67,7 @@ def main() -> None:
     train.start()
     wait(lambda: train.worker is None, app)
     _raise_dock(train)
+    _scroll_to_end(train)  # the status and the loss curves are at the bottom of the dock
     app.processEvents()
     viewer.screenshot(str(OUT / "2_trained.png"), canvas_only=False)
 
@@ -101,6 +102,12 @@ def _dock(widget):
     while parent is not None and not isinstance(parent, QDockWidget):
         parent = parent.parent()
     return parent
+
+
+def _scroll_to_end(widget) -> None:
+    """Scroll ``widget``'s controls to their end."""
+    bar = widget.body.root_native_widget.verticalScrollBar()
+    bar.setValue(bar.maximum())
 
 
 def _raise_dock(widget) -> None:

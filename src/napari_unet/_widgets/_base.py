@@ -97,6 +97,11 @@ class SessionWidget(Container):
                 if isinstance(layer, napari.layers.Image)
                 and not layer.name.endswith(RESULT_IMAGES)]
 
+    def _other_image_layers(self, *_: Any) -> list:
+        """The image layers but the chosen ``image`` (the choices of *more channels*)."""
+        chosen = getattr(getattr(self, "image", None), "value", None)
+        return [(name, layer) for name, layer in self._image_layers() if layer is not chosen]
+
     def _labels_layers(self, *_: Any) -> list:
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels)]

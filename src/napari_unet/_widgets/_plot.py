@@ -66,14 +66,16 @@ class LossPlot(Container):
                     ax.plot(range(1, len(values) + 1), values, style, marker="o", ms=3,
                             color=lines[key.startswith("val")],
                             label="validation" if key.startswith("val") else "training")
-            ax.set_title(metric, fontsize=10, color=text)
-            ax.set_xlabel("epoch", fontsize=9, color=text)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
-            ax.tick_params(labelsize=9, colors=text)
+            ax.set_title(metric, fontsize=9, color=text)
+            ax.set_xlabel("epoch", fontsize=8, color=text)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # whole epochs
+            ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
+            ax.tick_params(labelsize=7, colors=text)
             for spine in ax.spines.values():
                 spine.set_color(text)
-            if self.history.get(metric):
-                ax.legend(fontsize=8, facecolor=background, edgecolor=text, labelcolor=text)
+        if self.history.get("loss"):  # one legend: the same two lines on both axes
+            self.loss_ax.legend(fontsize=7, facecolor=background, edgecolor=text,
+                                labelcolor=text, loc="upper right")
         self.canvas.draw_idle()
 
 

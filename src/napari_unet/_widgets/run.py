@@ -157,7 +157,7 @@ class RunWidget(SessionWidget):
         self.model_file = FileEdit(mode="r", filter="*.keras *.zip", name="model_file", label="model file",
                                    tooltip="A .keras model saved by napari-unet, or a bioimage.io package (.zip) "
                                            "it exported (used when model = model file).")
-        self.channels = channel_choice(self._image_layers)
+        self.channels = channel_choice(self._other_image_layers)
         self._make_label_controls()
         self.axes = LineEdit(value="", name="axes", label="axes",
                              tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
@@ -183,6 +183,7 @@ class RunWidget(SessionWidget):
                      self.scores, self.progress, self.status])
         self.wrap_labels(self.status, self.scores)
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
+        self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.calibrated.changed.connect(self._on_calibrated)
         self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
                               self.threshold, self.output, self.min_size, self.split_touching,

@@ -106,6 +106,7 @@ class TrainWidget(SessionWidget):
         self._show_source()
         self._snap_patch_size()
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
+        self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.remember("train", [self.label_mode, self.patch_size, self.epochs,
                                 self.steps, self.batch_size, self.learning_rate,
                                 self.validation, self.target, self.augment,
@@ -133,7 +134,7 @@ class TrainWidget(SessionWidget):
         self.source = ComboBox(choices=[LAYERS, FOLDERS], value=LAYERS, name="source", label="train on",
                                tooltip="Layers open in the viewer, or folders of image files and their "
                                        "masks with the same names (read by the engine, not the viewer).")
-        self.channels = channel_choice(self._image_layers)
+        self.channels = channel_choice(self._other_image_layers)
         self.images_dir = FileEdit(mode="d", name="images_dir", label="images folder",
                                    tooltip="Folder of .tif/.png training images.")
         self.masks_dir = FileEdit(mode="d", name="masks_dir", label="masks folder",
