@@ -31,8 +31,6 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any, Generator
 
-import numpy as np
-
 __all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineCancelled", "EngineProcess",
            "EngineState"]
 
@@ -131,12 +129,10 @@ class EngineState:
     def uncertainty_block(self, block, axes: str, stats, origin, passes: int,
                           model_path: str | None = None, tile_size: int | None = None):
         """Entropy and spread of one block of a lazy array, stacked on a last axis."""
-        from .progress import drain
-        from .uncertainty import iter_uncertainty
+        from .uncertainty import block_maps
 
-        result = drain(iter_uncertainty(self._model_for(model_path), block, passes, axes=axes,
-                                        stats=stats, tile_size=tile_size, origin=origin))
-        return np.stack([result.entropy, result.spread], axis=-1)
+        return block_maps(self._model_for(model_path), block, axes, stats, origin, passes,
+                          tile_size, probabilities=False)
 
     def _model_for(self, model_path: str | None):
         if model_path:
@@ -236,18 +232,20 @@ class _Cancelled(Exception):
 
 def _drain_cancellable(gen: Any, conn: Any, stop_event: threading.Event,
                        cancellable: bool) -> Any:
-    """Run ``gen``, sending each event as progress; returns its result. When
+    """`drain` ``gen``, sending each event as progress; returns its result. When
     ``cancellable`` and ``stop_event`` is set after an event, the job is closed and
     `_Cancelled` raised."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as done:
-            return done.value
+    from .progress import drain
+
+    def send(event: Any) -> None:
         conn.send(("progress", event))
         if cancellable and stop_event.is_set():
-            gen.close()
             raise _Cancelled()
+
+    try:
+        return drain(gen, send)
+    finally:
+        gen.close()  # a cancelled job ends now (closing a finished one does nothing)
 
 
 def _kind(err: BaseException) -> str:

@@ -248,14 +248,23 @@ def uncertainty_dask(model: Any, image: Any, passes: int = DEFAULT_PASSES, *,
     return Uncertainty(stacked[..., 0], stacked[..., 1], probs)
 
 
+def block_maps(model: Any, block: np.ndarray, axes: str, stats: Any, origin: tuple[int, int],
+               passes: int, tile_size: int | None, probabilities: bool = True) -> np.ndarray:
+    """One dask block's maps (block at ``origin`` of the whole image, normalised with the
+    whole image's ``stats``) stacked on a trailing axis: entropy, spread and, when
+    ``probabilities``, the mean probabilities."""
+    result = drain(iter_uncertainty(model, block, passes, axes=axes, stats=stats,
+                                    tile_size=tile_size, origin=origin))
+    maps = [result.entropy[..., None], result.spread[..., None]]
+    if probabilities:
+        probs = result.probabilities
+        maps.append(probs[..., None] if probs.ndim == result.entropy.ndim else probs)
+    return np.concatenate(maps, axis=-1)
+
+
 def _uncertainty_block(block: np.ndarray, axes: str, stats: Any, origin: tuple[int, int],
                        handle: Any, passes: int, tile_size: int | None) -> np.ndarray:
-    """One dask block's maps stacked on a trailing axis: entropy, spread, probabilities."""
+    """`block_maps` with the model a dask worker gets from ``handle``."""
     model = handle.get()
     with handle.lock:
-        result = drain(iter_uncertainty(model, block, passes, axes=axes, stats=stats,
-                                        tile_size=tile_size, origin=origin))
-    probs = result.probabilities
-    if probs.ndim == result.entropy.ndim:
-        probs = probs[..., None]
-    return np.concatenate([result.entropy[..., None], result.spread[..., None], probs], axis=-1)
+        return block_maps(model, block, axes, stats, origin, passes, tile_size)
