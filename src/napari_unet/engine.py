@@ -1,21 +1,23 @@
-"""The model's own process, for graphical front ends.
+"""The model's own process, for graphical front ends: `EngineClient`.
 
 Why a child process: napari draws with OpenGL, and Mesa's drivers put a second copy of
 LLVM into the process; TensorFlow (which bundles its own LLVM for XLA) can crash when
-both are used. So the widgets never import TensorFlow: they drive an `EngineProcess`,
-a ``python -m napari_unet.engine`` child that holds the model, builds, trains, predicts,
-loads and saves it, and streams progress back. The child is a fresh interpreter, so it
-never re-imports the user's ``__main__``: scripts without a main guard, notebooks and
-napari's console work. Side benefits: GPU memory is returned when the engine ends, and
-an engine crash cannot take the viewer down. Scripts and the CLI call the core
-directly and do not need this.
+both are used. So the widgets never import TensorFlow: they drive an `EngineClient`,
+whose ``python -m napari_unet.engine_server`` child holds the model, builds, trains,
+predicts, loads and saves it, and streams progress back. The child is a fresh
+interpreter, so it never re-imports the user's ``__main__``: scripts without a main
+guard, notebooks and napari's console work. Side benefits: GPU memory is returned when
+the engine ends, and an engine crash cannot take the viewer down. Scripts and the CLI
+call the core directly and do not need this.
 
-`EngineProcess.call(method, ...)` is a generator: it yields the progress events of the
-call and returns its result. Errors cross the process boundary typed: ``ValueError``
-(and `ModelFileError`) and ``MemoryError`` as themselves, anything else as
-`EngineError` carrying the engine's traceback; a dead engine as `EngineDied` (the next
-call starts a fresh one), a closed one as `EngineClosed`. None is a ``RuntimeError``,
-which napari's generator workers would take for "worker deleted".
+`EngineClient`'s methods are the whole protocol. Long jobs (``train``, ``segment`` ...)
+are generators: they yield progress events (`TrainProgress`, `PredictProgress` ...) and
+return their result; the others return it. Models are described by `ModelSummary`.
+Errors cross the process boundary typed: ``ValueError`` (and `ModelFileError`) and
+``MemoryError`` as themselves, anything else as `EngineError` carrying the engine's
+traceback; a dead engine as `EngineDied` (the next call starts a fresh one), a closed
+one as `EngineClosed`, a cancelled job as `EngineCancelled`. None is a
+``RuntimeError``, which napari's generator workers would take for "worker deleted".
 """
 
 from __future__ import annotations
@@ -26,263 +28,17 @@ import signal
 import subprocess
 import sys
 import threading
-import traceback
-from multiprocessing.connection import Client, Listener
+from multiprocessing.connection import Client
 from pathlib import Path
-from typing import Any, Generator
+from typing import TYPE_CHECKING, Any, Generator, Sequence
 
-__all__ = ["EngineError", "EngineDied", "EngineClosed", "EngineCancelled", "EngineProcess",
-           "EngineState"]
+if TYPE_CHECKING:
+    from .config import UNetConfig
+    from .folders import FileResult
+    from .model_summary import ModelSummary
+    from .postprocess import LabelOptions
 
-
-class EngineState:
-    """What lives in the engine process: the current model and the operations on it."""
-
-    def __init__(self, stop_event: Any):
-        self.model = None
-        self.stop_event = stop_event
-
-    def summary(self) -> dict | None:
-        if self.model is None:
-            return None
-        return {"config": self.model.config.to_dict(), "history": self.model.history,
-                "info": self.model.info, **_decoding(self.model),
-                "normalization": self.model.normalization.to_dict()}
-
-    def device(self) -> str:
-        from .keras_backend import describe_device
-
-        return describe_device()
-
-    def build(self, config: dict) -> dict:
-        from .config import UNetConfig
-        from .model import UNetModel
-
-        self.model = UNetModel.new(UNetConfig.from_dict(config))
-        return self.summary()
-
-    def load(self, path: str) -> dict:
-        from .model_files import load_model
-
-        self.model = load_model(path)
-        return self.summary()
-
-    def save(self, path: str) -> str:
-        from .model_files import save_model
-
-        if self.model is None:
-            raise ValueError("there is no model yet: build, load or train one first")
-        return str(save_model(self.model, path))
-
-    def export_bioimageio(self, path: str, name: str | None = None) -> str:
-        """Write the current model as a bioimage.io package (replacing ``path``)."""
-        from .bioimageio_export import export_bioimageio
-
-        if self.model is None:
-            raise ValueError("there is no model yet: build, load or train one first")
-        return str(export_bioimageio(self.model, path, name=name, overwrite=True))
-
-    def train(self, images, labels, axes, settings: dict, new_config: dict | None = None,
-              preview=None, class_names=None, names=None):
-        """Train the current model further (a new one from ``new_config`` when there is
-        none; a built, untrained one is rebuilt so the labels choose its target), yielding
-        progress and `TrainPreview`s of ``preview``; returns the summary."""
-        from .config import UNetConfig
-        from .training import iter_train
-
-        model = self.model
-        if model is None:
-            model = UNetConfig.from_dict(new_config or {})
-        elif not model.history:
-            model = model.config
-        result = yield from iter_train(images, labels, model, axes=axes, preview=preview,
-                                       class_names=class_names, names=names,
-                                       should_stop=self.stop_event.is_set, **settings)
-        self.model = result.model
-        return self.summary()
-
-    def train_folder(self, images_dir: str, masks_dir: str, axes, settings: dict,
-                     new_config: dict | None = None, preview=None):
-        """`train` on the image/mask file pairs of two folders, read here (not in the viewer)."""
-        from .image_files import read_training_folder
-
-        images, masks, names = read_training_folder(images_dir, masks_dir,
-                                                    ("images folder", "masks folder"))
-        if new_config is not None and axes and "C" in axes:  # a new network: its channels
-            from .arrays import check_axes
-
-            axes = check_axes(axes, images[0].shape)
-            new_config = {**new_config, "in_channels": images[0].shape[axes.index("C")]}
-        return (yield from self.train(images, masks, axes, settings, new_config, preview,
-                                      names=names))
-
-    def uncertainty(self, image, axes: str | None, passes: int, tile_size: int | None = None,
-                    model_path: str | None = None):
-        """Monte-Carlo dropout maps of ``image`` (`napari_unet.uncertainty`), yielding
-        progress; returns ``(entropy, spread)``."""
-        from .uncertainty import iter_uncertainty
-
-        result = yield from iter_uncertainty(self._model_for(model_path), image, passes,
-                                             axes=axes, tile_size=tile_size)
-        return result.entropy, result.spread
-
-    def uncertainty_block(self, block, axes: str, stats, origin, passes: int,
-                          model_path: str | None = None, tile_size: int | None = None):
-        """Entropy and spread of one block of a lazy array, stacked on a last axis."""
-        from .uncertainty import block_maps
-
-        return block_maps(self._model_for(model_path), block, axes, stats, origin, passes,
-                          tile_size, probabilities=False)
-
-    def _model_for(self, model_path: str | None):
-        if model_path:
-            from .model_files import load_model
-
-            cached = getattr(self, "_file_model", None)
-            if cached is None or cached[0] != model_path:
-                self._file_model = (model_path, load_model(model_path))
-            return self._file_model[1]
-        if self.model is None:
-            raise ValueError("there is no model yet: build and train one, or choose a model file")
-        return self.model
-
-    def model_summary(self, model_path: str | None = None) -> dict:
-        """Summary of the current model, or of the model file at ``model_path``."""
-        model = self._model_for(model_path)
-        return {"config": model.config.to_dict(), **_decoding(model),
-                "normalization": model.normalization.to_dict()}
-
-    def predict_block(self, block, axes: str, stats, model_path: str | None = None,
-                      tile_size: int | None = None):
-        """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
-        from .inference import iter_probabilities
-        from .progress import drain
-
-        return drain(iter_probabilities(self._model_for(model_path), block, axes=axes,
-                                        stats=stats, tile_size=tile_size))
-
-    def predict_folder(self, in_dir: str, out_dir: str, options, tile_size: int | None = None,
-                       model_path: str | None = None):
-        """Every image of ``in_dir`` into ``out_dir`` (`napari_unet.folders`), yielding a
-        `FileResult` per file; returns them as dicts."""
-        from dataclasses import asdict
-
-        from .folders import iter_predict_folder
-
-        results = yield from iter_predict_folder(self._model_for(model_path), in_dir, out_dir,
-                                                 options, tile_size=tile_size)
-        return [asdict(r) for r in results]
-
-    def segment(self, image, axes: str | None, options, tile_size: int | None = None,
-                probabilities: bool = False, model_path: str | None = None):
-        """Labels of ``image`` with `LabelOptions` ``options``, yielding progress; returns
-        ``(labels, probabilities or None, axes)``."""
-        from .arrays import resolve_axes
-        from .prediction import iter_segment
-
-        model = self._model_for(model_path)
-        axes = resolve_axes(axes, image.shape, model.config.in_channels)
-        probs, labels = yield from iter_segment(model, image, options, axes=axes,
-                                                tile_size=tile_size)
-        return labels, (probs if probabilities else None), axes
-
-
-def _decoding(model: Any) -> dict:
-    """How ``model`` turns probabilities into labels by default (its calibrated values)."""
-    return {"target": model.target, "threshold": model.threshold,
-            "seed_threshold": model.seed_threshold, "min_size": model.min_size,
-            "class_names": list(model.class_names)}
-
-
-def _serve(conn: Any, stop_event: threading.Event) -> None:
-    """The engine process's loop: receive (method, args, kwargs), send progress and a result."""
-    import inspect
-
-    state = EngineState(stop_event)
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        method, args, kwargs = message
-        stop_event.clear()
-        try:
-            result = getattr(state, method)(*args, **kwargs)
-            if inspect.isgenerator(result):
-                result = _drain_cancellable(result, conn, stop_event,
-                                            cancellable=method not in _STOPPABLE)
-            conn.send(("result", result))
-        except _Cancelled:
-            conn.send(("cancelled", method))
-        except BaseException as err:  # noqa: BLE001 - every failure goes back to the caller
-            conn.send(("error", (type(err).__name__, _kind(err), str(err),
-                                 traceback.format_exc())))
-
-
-# jobs that end themselves when asked to stop, keeping what they made (training keeps its
-# best weights); every other job is cancelled after its current step, with no result
-_STOPPABLE = ("train", "train_folder")
-
-
-class _Cancelled(Exception):
-    """In the engine: a job was cancelled (`EngineProcess.request_stop`)."""
-
-
-def _drain_cancellable(gen: Any, conn: Any, stop_event: threading.Event,
-                       cancellable: bool) -> Any:
-    """`drain` ``gen``, sending each event as progress; returns its result. When
-    ``cancellable`` and ``stop_event`` is set after an event, the job is closed and
-    `_Cancelled` raised."""
-    from .progress import drain
-
-    def send(event: Any) -> None:
-        conn.send(("progress", event))
-        if cancellable and stop_event.is_set():
-            raise _Cancelled()
-
-    try:
-        return drain(gen, send)
-    finally:
-        gen.close()  # a cancelled job ends now (closing a finished one does nothing)
-
-
-def _kind(err: BaseException) -> str:
-    """How an engine error is raised again in the caller's process."""
-    from .model_files import ModelFileError
-
-    for kind in (ModelFileError, ValueError, MemoryError):
-        if isinstance(err, kind):
-            return kind.__name__
-    return "other"
-
-
-def _listen_for_stop(control: Any, stop_event: threading.Event) -> None:
-    """In the engine: set ``stop_event`` whenever the parent asks to stop (a daemon thread)."""
-    while True:
-        try:
-            control.recv()
-        except (EOFError, OSError):
-            stop_event.set()  # the parent is gone: end what runs
-            return
-        stop_event.set()
-
-
-def main() -> None:
-    """Entry point of ``python -m napari_unet.engine``: read the key from standard input,
-    print the address to connect to, accept the call and control connections, serve."""
-    key = bytes.fromhex(sys.stdin.readline().strip())
-    if hasattr(os, "nice"):  # training uses every core: the viewer's process goes first
-        os.nice(10)
-    listener = Listener(authkey=key)
-    print(listener.address, flush=True)
-    os.dup2(2, 1)  # from now on, stray output goes to standard error, not the closed pipe
-    conn, control = listener.accept(), listener.accept()
-    listener.close()
-    stop_event = threading.Event()
-    threading.Thread(target=_listen_for_stop, args=(control, stop_event), daemon=True).start()
-    _serve(conn, stop_event)
+__all__ = ["EngineClient", "EngineError", "EngineDied", "EngineClosed", "EngineCancelled"]
 
 
 class EngineError(Exception):
@@ -294,7 +50,7 @@ class EngineError(Exception):
 
 
 class EngineCancelled(Exception):
-    """A job other than training was cancelled (`EngineProcess.request_stop`) after its
+    """A job other than training was cancelled (`EngineClient.stop`) after its
     current step; it has no result, and the engine and its model are as before."""
 
 
@@ -303,7 +59,7 @@ class EngineDied(EngineError):
 
 
 class EngineClosed(EngineError):
-    """`EngineProcess.close` ended the engine while a call was running; its model is lost."""
+    """`EngineClient.close` ended the engine while a call was running; its model is lost."""
 
 
 class _Child:
@@ -319,7 +75,7 @@ class _Child:
         package_root = str(Path(__file__).resolve().parents[1])
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-        self.proc = subprocess.Popen([sys.executable, "-m", "napari_unet.engine"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "napari_unet.engine_server"], env=env,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self._reaper = threading.Thread(target=self.proc.wait, daemon=True,
                                         name="napari-unet-engine-reaper")
@@ -332,7 +88,7 @@ class _Child:
             raise _ended_unexpectedly(self.exitcode(), "while starting")
         self.conn = Client(address, authkey=key)
         self.control = Client(address, authkey=key)
-        self.closing = threading.Event()  # set by EngineProcess.close
+        self.closing = threading.Event()  # set by EngineClient.close
         self._send_lock = threading.Lock()  # close() may send while a call sends
 
     @property
@@ -400,8 +156,8 @@ def _engine_error(payload: tuple) -> BaseException:
     return EngineError(f"{name}: {message}", tb)
 
 
-class EngineProcess:
-    """A ``python -m napari_unet.engine`` process running `EngineState`; started on the first call."""
+class _Connection:
+    """The engine process and one call at a time through it; started on the first call."""
 
     def __init__(self) -> None:
         self._child: _Child | None = None
@@ -421,8 +177,8 @@ class EngineProcess:
         """Start a fresh engine process (the first call does this by itself)."""
         self._child = _Child()
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
-        """Run ``method`` in the engine; yields its progress, returns its result.
+    def _request(self, method: str, *args: Any, **kwargs: Any) -> Generator[Any, None, Any]:
+        """Run `EngineState` ``method`` in the engine; yields its progress, returns its result.
 
         If the engine died since the last call, raises `EngineDied` once (its
         model is lost); the next call starts a fresh engine. If `close` ends the
@@ -430,9 +186,9 @@ class EngineProcess:
         threads wait for each other.
         """
         with self._lock:
-            return (yield from self._call(method, args, kwargs))
+            return (yield from self._exchange(method, args, kwargs))
 
-    def _call(self, method: str, args: tuple, kwargs: dict):
+    def _exchange(self, method: str, args: tuple, kwargs: dict):
         child = self._child
         if child is not None and not child.alive:
             self._child = None
@@ -471,13 +227,7 @@ class EngineProcess:
                                 "is lost.")
         return _ended_unexpectedly(child.exitcode())
 
-    def run(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """`call` without progress: returns the result."""
-        from .progress import drain
-
-        return drain(self.call(method, *args, **kwargs))
-
-    def request_stop(self) -> None:
+    def stop(self) -> None:
         """Ask a running training to stop after its current batch (keeping its best
         weights), or cancel any other running job after its current step (its call then
         raises `EngineCancelled`)."""
@@ -508,5 +258,97 @@ class EngineProcess:
                 self._lock.release()
 
 
-if __name__ == "__main__":
-    main()
+class EngineClient(_Connection):
+    """A napari-unet engine process and its model (see the module docstring).
+
+    The process starts on the first call. Calls from several threads wait for each
+    other; `stop` and `close` may be called from any thread while a call runs.
+    """
+
+    def _result(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from .progress import drain
+
+        return drain(self._request(method, *args, **kwargs))
+
+    def device(self) -> str:
+        """One line on the backend and device the engine computes on."""
+        return self._result("device")
+
+    def summary(self) -> ModelSummary | None:
+        """The engine's current model, or None when it has none (starts no TensorFlow)."""
+        return self._result("summary")
+
+    def model_summary(self, model_path: str | None = None) -> ModelSummary:
+        """The current model's summary, or the model file ``model_path``'s."""
+        return self._result("model_summary", model_path)
+
+    def build(self, config: UNetConfig) -> ModelSummary:
+        """Make a new, untrained U-Net from ``config`` the engine's model."""
+        return self._result("build", config.to_dict())
+
+    def load(self, path: str | os.PathLike) -> ModelSummary:
+        """Make the model file ``path`` the engine's model (`ModelFileError` if it is bad)."""
+        return self._result("load", str(path))
+
+    def save(self, path: str | os.PathLike) -> str:
+        """Write the model to ``path`` atomically; returns the path written."""
+        return self._result("save", str(path))
+
+    def export_bioimageio(self, path: str | os.PathLike, name: str | None = None) -> str:
+        """Write the model as a bioimage.io package at ``path``; returns the path."""
+        return self._result("export_bioimageio", str(path), name)
+
+    def train(self, images: Sequence[Any], labels: Sequence[Any], axes: str | None,
+              settings: dict, new_config: UNetConfig | None = None, preview: Any = None,
+              class_names: Sequence[str] | None = None, names: Sequence[str] | None = None
+              ) -> Generator[Any, None, ModelSummary]:
+        """Train the model further on image/label pairs (`napari_unet.train` ``settings``;
+        a new model from ``new_config`` when there is none). Yields `TrainProgress` and,
+        with a ``preview`` (`PreviewJob`), `TrainPreview`s; returns the trained model's
+        summary. `stop` ends it after the current batch, keeping the best weights."""
+        config = None if new_config is None else new_config.to_dict()
+        return (yield from self._request("train", images, labels, axes, settings, config,
+                                        preview, class_names, names))
+
+    def train_folder(self, images_dir: str, masks_dir: str, axes: str | None, settings: dict,
+                     new_config: UNetConfig | None = None, preview: Any = None
+                     ) -> Generator[Any, None, ModelSummary]:
+        """`train` on the image/mask files of two folders, read by the engine."""
+        config = None if new_config is None else new_config.to_dict()
+        return (yield from self._request("train_folder", images_dir, masks_dir, axes, settings,
+                                        config, preview))
+
+    def segment(self, image: Any, axes: str | None, options: LabelOptions,
+                tile_size: int | None = None, probabilities: bool = False,
+                model_path: str | None = None) -> Generator[Any, None, tuple]:
+        """Labels of ``image`` (the current model, or the file ``model_path``); yields
+        `PredictProgress`; returns ``(labels, probabilities or None, axes used)``."""
+        return (yield from self._request("segment", image, axes, options, tile_size,
+                                        probabilities, model_path))
+
+    def uncertainty(self, image: Any, axes: str | None, passes: int,
+                    tile_size: int | None = None, model_path: str | None = None
+                    ) -> Generator[Any, None, tuple]:
+        """Monte-Carlo dropout maps of ``image``; yields `PredictProgress`; returns
+        ``(entropy, spread)``, each with the image's spatial shape."""
+        return (yield from self._request("uncertainty", image, axes, passes, tile_size,
+                                        model_path))
+
+    def predict_folder(self, in_dir: str, out_dir: str, options: LabelOptions,
+                       tile_size: int | None = None, model_path: str | None = None
+                       ) -> Generator[FileResult, None, list]:
+        """Labels of every image of ``in_dir`` written to ``out_dir``; yields a
+        `FileResult` per file, returns them all."""
+        return (yield from self._request("predict_folder", in_dir, out_dir, options, tile_size,
+                                        model_path))
+
+    def predict_block(self, block: Any, axes: str, stats: Any, model_path: str | None = None,
+                      tile_size: int | None = None) -> Any:
+        """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
+        return self._result("predict_block", block, axes, stats, model_path, tile_size)
+
+    def uncertainty_block(self, block: Any, axes: str, stats: Any, origin: Any, passes: int,
+                          model_path: str | None = None, tile_size: int | None = None) -> Any:
+        """Entropy and spread of one block of a lazy array, stacked on a last axis."""
+        return self._result("uncertainty_block", block, axes, stats, origin, passes,
+                            model_path, tile_size)

@@ -11,74 +11,93 @@ import pytest
 
 from napari_unet.progress import drain
 from napari_unet.postprocess import LabelOptions
-from napari_unet.engine import (EngineCancelled, EngineClosed, EngineDied, EngineError,
-                                EngineProcess)
+from napari_unet.config import UNetConfig
+from napari_unet.engine import (EngineCancelled, EngineClient, EngineClosed, EngineDied,
+                                EngineError)
+from napari_unet.engine_server import EngineState
+from napari_unet.model_summary import ModelSummary
 from napari_unet.sample_data import make_nuclei
+
+TINY = UNetConfig(depth=2, start_neurons=4)
+TINIEST = UNetConfig(depth=1, start_neurons=2)
 
 
 @pytest.fixture(scope="module")
 def engine():
-    eng = EngineProcess()
+    eng = EngineClient()
     yield eng
     eng.close()
 
 
 def test_build_train_predict_save_load(engine, tmp_path):
-    summary = engine.run("build", {"depth": 2, "start_neurons": 4})
-    assert summary["config"]["depth"] == 2 and summary["history"] == {}
+    summary = engine.build(TINY)
+    assert isinstance(summary, ModelSummary)
+    assert summary.config == TINY and summary.history == {} and not summary.trained
     image, labels = make_nuclei((64, 64), seed=2)
-    gen = engine.call("train", [image], [labels], None,
-                      {"patch_size": 32, "batch_size": 2, "epochs": 2, "steps_per_epoch": 2})
+    gen = engine.train([image], [labels], None,
+                       {"patch_size": 32, "batch_size": 2, "epochs": 2, "steps_per_epoch": 2})
     events = []
     summary = drain(gen, events.append)
     assert [e.phase for e in events].count("epoch") == 2
-    assert len(summary["history"]["loss"]) == 2
-    labels_out, probs, axes = engine.run("segment", image, None, LabelOptions(), None, True)
+    assert summary.epochs == 2 and summary.info["epochs_run"] == 2
+    assert summary.target == "boundary" and 0 < summary.threshold < 1
+    labels_out, probs, axes = drain(engine.segment(image, None, LabelOptions(), None, True))
     assert labels_out.shape == image.shape and probs.dtype == np.float32 and axes == "YX"
-    path = engine.run("save", str(tmp_path / "m.keras"))
-    assert engine.run("load", path)["history"] == summary["history"]
+    path = engine.save(tmp_path / "m.keras")
+    loaded = engine.load(path)
+    assert loaded.history == summary.history and loaded.decoding() == summary.decoding()
+
+
+def test_the_client_speaks_the_whole_protocol():
+    """Every operation of the engine has a typed client method of the same name."""
+    import inspect
+
+    served = {name for name, _ in inspect.getmembers(EngineState, inspect.isfunction)
+              if not name.startswith("_")}
+    assert served <= {name for name in dir(EngineClient) if not name.startswith("_")}
+    assert not hasattr(EngineClient, "call") and not hasattr(EngineClient, "run")
 
 
 def test_cancel_ends_a_prediction_after_its_step_and_training_goes_on(engine):
-    engine.run("build", {"depth": 2, "start_neurons": 4})
+    engine.build(TINY)
     stack = np.stack([make_nuclei((256, 256), seed=s)[0] for s in range(4)])
-    gen = engine.call("segment", stack, "ZYX", LabelOptions(), 96)  # 256 windows, 8 batches
+    gen = engine.segment(stack, "ZYX", LabelOptions(), 96)  # 256 windows, 8 batches
     first = next(gen)  # one step done: cancel the rest
-    engine.request_stop()
+    engine.stop()
     with pytest.raises(EngineCancelled, match="segment was cancelled"):
         drain(gen)
     assert first.done < first.total
     # the engine and its model are as before; a later call is not cancelled by the old request
-    labels, _, _ = engine.run("segment", stack[:1], "ZYX", LabelOptions(), None)
+    labels, _, _ = drain(engine.segment(stack[:1], "ZYX", LabelOptions(), None))
     assert labels.shape == (1, 256, 256)
     image, truth = make_nuclei((64, 64), seed=2)
     events = []
-    gen = engine.call("train", [image], [truth], None, {"patch_size": 32, "batch_size": 2,
-                                                       "epochs": 50, "steps_per_epoch": 2})
+    gen = engine.train([image], [truth], None, {"patch_size": 32, "batch_size": 2,
+                                                "epochs": 50, "steps_per_epoch": 2})
     for event in gen:  # Stop (the same request) ends training but keeps its model
         events.append(event)
         if len(events) == 2:
-            engine.request_stop()
-    assert engine.run("model_summary")["config"]["depth"] == 2
+            engine.stop()
+    assert engine.model_summary().config.depth == 2
 
 
 def test_errors_come_back_as_value_errors_and_the_engine_survives(engine):
     with pytest.raises(ValueError, match="labels are empty"):
-        engine.run("train", [np.zeros((32, 32))], [np.zeros((32, 32), int)], None, {})
+        drain(engine.train([np.zeros((32, 32))], [np.zeros((32, 32), int)], None, {}))
     with pytest.raises(ValueError, match="does not exist"):
-        engine.run("load", "/nonexistent/model.keras")
+        engine.load("/nonexistent/model.keras")
     assert engine.alive
-    assert engine.run("device").startswith(("CPU", "GPU"))
+    assert engine.device().startswith(("CPU", "GPU"))
 
 
 def test_a_dead_engine_is_reported_and_restarted():
-    eng = EngineProcess()
-    eng.run("build", {"depth": 1, "start_neurons": 2})
+    eng = EngineClient()
+    eng.build(TINIEST)
     eng._proc.kill()
     eng._proc.wait()
     with pytest.raises(EngineDied, match="ended unexpectedly"):
-        eng.run("device")
-    assert eng.run("build", {"depth": 1, "start_neurons": 2})["config"]["depth"] == 1
+        eng.device()
+    assert eng.build(TINIEST).config.depth == 1
     eng.close()
     assert not eng.alive
 
@@ -92,9 +111,9 @@ def _reaped(pid: int) -> bool:
 
 
 def test_an_engine_killed_while_idle_is_reaped_and_reported_once():
-    eng = EngineProcess()
+    eng = EngineClient()
     try:
-        assert eng.run("summary") is None  # starts the engine without loading TensorFlow
+        assert eng.summary() is None  # starts the engine without loading TensorFlow
         pid = eng._proc.pid
         os.kill(pid, signal.SIGKILL)
         for _ in range(100):  # up to about 10 s, without asking the engine anything
@@ -104,22 +123,22 @@ def test_an_engine_killed_while_idle_is_reaped_and_reported_once():
         assert _reaped(pid), f"the killed engine is still a {psutil.Process(pid).status()} process"
         assert not eng.alive
         with pytest.raises(EngineDied, match="ended unexpectedly.*SIGKILL"):
-            eng.run("summary")
-        assert eng.run("summary") is None and eng.alive
+            eng.summary()
+        assert eng.summary() is None and eng.alive
     finally:
         eng.close()
 
 
 def test_close_during_training_stops_it_and_the_engine_exits_by_itself():
-    eng = EngineProcess()
+    eng = EngineClient()
     image, labels = make_nuclei((64, 64), seed=2)
     first_event, outcome = threading.Event(), {}
 
     def train():
         settings = {"patch_size": 32, "batch_size": 2, "epochs": 1000, "steps_per_epoch": 5}
         try:
-            for _ in eng.call("train", [image], [labels], None, settings,
-                              {"depth": 1, "start_neurons": 4}):
+            for _ in eng.train([image], [labels], None, settings,
+                               UNetConfig(depth=1, start_neurons=4)):
                 first_event.set()
             outcome["returned"] = True
         except Exception as err:  # noqa: BLE001 - the test inspects it
@@ -141,31 +160,33 @@ def test_close_during_training_stops_it_and_the_engine_exits_by_itself():
 def test_errors_cross_the_process_boundary_typed(engine, tmp_path):
     from napari_unet.model_files import ModelFileError
 
-    engine.run("build", {"depth": 1, "start_neurons": 2})
+    engine.build(TINIEST)
     with pytest.raises(EngineError) as info:  # a TypeError in the engine: not a RuntimeError
-        engine.run("build", {"depth": 1}, "an argument too many")
+        engine._result("build", {"depth": 1}, "an argument too many")
     assert not isinstance(info.value, RuntimeError) and "TypeError" in str(info.value)
     assert "Traceback" in info.value.remote_traceback
     with pytest.raises(ValueError, match="Cannot write the model file"):
-        engine.run("save", "/proc/napari-unet-test.keras")
+        engine.save("/proc/napari-unet-test.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a model")
     with pytest.raises(ModelFileError, match="bad.keras"):
-        engine.run("load", str(bad))
+        engine.load(bad)
     assert engine.alive
 
 
 SCRIPT_WITHOUT_MAIN_GUARD = """
-from napari_unet.engine import EngineProcess
+from napari_unet.config import UNetConfig
+from napari_unet.engine import EngineClient
 from napari_unet.postprocess import LabelOptions
+from napari_unet.progress import drain
 from napari_unet.sample_data import make_nuclei
 
 image, labels = make_nuclei((64, 64), seed=1)
-engine = EngineProcess()
-engine.run("build", {"depth": 1, "start_neurons": 2})
-engine.run("train", [image], [labels], None, {"patch_size": 32, "batch_size": 2, "epochs": 1,
-                                              "steps_per_epoch": 1})
-out, _, _ = engine.run("segment", image, None, LabelOptions())
+engine = EngineClient()
+engine.build(UNetConfig(depth=1, start_neurons=2))
+drain(engine.train([image], [labels], None, {"patch_size": 32, "batch_size": 2, "epochs": 1,
+                                             "steps_per_epoch": 1}))
+out, _, _ = drain(engine.segment(image, None, LabelOptions()))
 engine.close()
 print("done", out.shape)
 """

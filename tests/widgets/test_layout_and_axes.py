@@ -52,7 +52,7 @@ def test_a_channel_first_layer_trains_a_two_channel_model(viewer_with_widgets, q
     train.start()
     wait_for_worker(qtbot, train)
     assert train.last_error == "", train.last_error
-    assert train.session.summary["config"]["in_channels"] == 2
+    assert train.session.summary.config.in_channels == 2
     run = w["run"]
     run.reset_choices()
     run.image.value = viewer.layers["two channels"]  # guessed: the model takes 2 channels
@@ -78,7 +78,7 @@ def test_channel_axis_layers_train_and_run_as_one_three_channel_image(viewer_wit
     train.start()
     wait_for_worker(qtbot, train)
     assert train.last_error == "", train.last_error
-    assert train.session.summary["config"]["in_channels"] == 3
+    assert train.session.summary.config.in_channels == 3
     run.image.value = layers[0]
     run.channels.value = [layers[1], layers[2]]
     run.start()

@@ -51,7 +51,7 @@ def test_closing_the_train_dock_stops_its_training(viewer_with_widgets, qtbot):
     viewer.window.remove_dock_widget(w["train"].native)
     epochs_at_close = len(w["train"].plot.history["loss"])
     qtbot.waitUntil(lambda: not w["build"].session.busy, timeout=WORKER_TIMEOUT_MS)
-    info = w["build"].session.summary["info"]
+    info = w["build"].session.summary.info
     assert info["stopped_early"] is True
     # it stopped after the batch in progress: a few epochs whose progress was still in
     # flight when the dock closed, not the 500 asked for

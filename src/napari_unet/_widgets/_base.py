@@ -76,7 +76,7 @@ class SessionWidget(Container):
     def _on_destroyed(self, *_: Any) -> None:
         self.closed = True
         if self.worker is not None:  # a job of this widget still runs: stop it
-            self.session.engine.request_stop()
+            self.session.engine.stop()
 
     def wrap_labels(self, *labels: Any) -> None:
         """Let long messages in ``labels`` wrap instead of widening the dock for good."""

@@ -11,7 +11,8 @@ from typing import Any
 
 from psygnal import Signal
 
-from ..engine import EngineProcess
+from ..engine import EngineClient
+from ..model_summary import ModelSummary
 
 
 class ModelSession:
@@ -19,7 +20,7 @@ class ModelSession:
     whether a worker is using it.
 
     The model itself lives in the engine process (see `napari_unet.engine`);
-    the GUI keeps only ``summary`` (config, history, info) to show it.
+    the GUI keeps only its `ModelSummary` (config, history, info) to show it.
     Signals: ``changed(str)`` with a one-line description when the model is
     replaced; ``busy_changed(bool)`` when a job starts or ends.
     """
@@ -28,23 +29,31 @@ class ModelSession:
     busy_changed = Signal(bool)
 
     def __init__(self) -> None:
-        self.engine = EngineProcess()
-        self.summary: dict | None = None  # set from the GUI thread only
+        self.engine = EngineClient()
+        self.summary: ModelSummary | None = None  # set from the GUI thread only
         self.description = "no model yet: build or load one"
         self.busy = False
+        self.doing = ""  # what the running job does, for messages
 
     @property
     def has_model(self) -> bool:
         return self.summary is not None
 
-    def set_summary(self, summary: dict | None, description: str) -> None:
+    def set_summary(self, summary: ModelSummary | None, description: str) -> None:
         self.summary = summary
         self.description = description
         self.changed.emit(description)
 
-    def set_busy(self, busy: bool) -> None:
-        self.busy = busy
+    def set_busy(self, busy: bool, doing: str = "") -> None:
+        """Start (``busy``, ``doing`` says what, e.g. "training") or end a job."""
+        self.busy, self.doing = busy, (doing if busy else "")
         self.busy_changed.emit(busy)
+
+    def busy_error(self) -> ValueError:
+        """The error for an action refused because a job runs."""
+        doing = f" {self.doing}" if self.doing else ""
+        return ValueError(f"the model is busy{doing}; wait for it, or press Stop (Train) or "
+                          "Cancel (Run)")
 
 
 _sessions: dict[int, tuple[ModelSession, set[int]]] = {}

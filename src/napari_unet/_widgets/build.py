@@ -8,15 +8,11 @@ from typing import Any
 from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
 
 from ..config import PRECISIONS, UNetConfig
+from ..model_summary import ModelSummary
 from ..version import __version__
 from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
 from ._workers import report_error, report_info, start_worker
-
-
-def engine_job(engine: Any, method: str, *args: Any):
-    """Worker body: run one engine call, passing its progress on; returns its result."""
-    return (yield from engine.call(method, *args))
 
 
 class BuildWidget(SessionWidget):
@@ -120,7 +116,7 @@ class BuildWidget(SessionWidget):
         except ValueError as err:
             report_error(self, "Build", err)
             return
-        self._start("build", config.to_dict(), done=lambda summary: self.session.set_summary(
+        self._start("build", config, done=lambda summary: self.session.set_summary(
             summary, f"new untrained U-Net ({count_parameters(config):,} parameters)"), title="Build")
 
     def load(self, *_: Any) -> None:
@@ -130,10 +126,10 @@ class BuildWidget(SessionWidget):
             return
         self._start("load", path, done=lambda summary: self._loaded(summary, path), title="Load")
 
-    def _loaded(self, summary: dict, path: str) -> None:
-        self._show_config(UNetConfig.from_dict(summary["config"]))
-        epochs = len(summary["history"].get("loss", []))
-        self.session.set_summary(summary, f"loaded {Path(path).name} ({epochs} epochs trained)")
+    def _loaded(self, summary: ModelSummary, path: str) -> None:
+        self._show_config(summary.config)
+        self.session.set_summary(summary, f"loaded {Path(path).name} ({summary.epochs} epochs "
+                                          "trained)")
 
     def save(self, *_: Any) -> None:
         self._write_model(self.save_path.value, ".keras", "save", "Save", "saved")
@@ -157,14 +153,15 @@ class BuildWidget(SessionWidget):
             getattr(self, key).value = value
 
     def _start(self, method: str, *args, done, title: str) -> None:
+        """Run `EngineClient` ``method`` with ``args`` in a worker; ``done`` gets its result."""
         if self.session.busy:
-            report_error(self, title, ValueError("the model is busy; wait for the running job"))
+            report_error(self, title, self.session.busy_error())
             return
         self.last_error = ""
         self._set_enabled(False)
-        self.session.set_busy(True)
+        self.session.set_busy(True, title.lower().rstrip('e') + "ing")
         self.status.value = f"{title}… (the first time also starts TensorFlow)"
-        self.worker = start_worker(engine_job, self.session.engine, method, *args, on_return=done,
+        self.worker = start_worker(getattr(self.session.engine, method), *args, on_return=done,
                      on_error=lambda err: report_error(self, title, err),
                      on_finish=self._on_finish)
 

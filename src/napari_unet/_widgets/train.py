@@ -9,6 +9,9 @@ import numpy as np
 from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
                               PushButton, SpinBox)
 
+from ..config import UNetConfig
+from ..engine import EngineClient
+from ..model_summary import ModelSummary
 from ._layers import labels_snapshot, layer_array, layer_axes, with_channels
 from ._plot import LossPlot
 from ._base import SessionWidget, channel_choice
@@ -23,10 +26,10 @@ SCRIBBLES = "scribbles (1 = background, 2.. = classes)"
 LAYERS, FOLDERS = "image and labels layers", "image and mask folders"
 
 
-def training_report(summary: dict) -> str:
+def training_report(summary: ModelSummary) -> str:
     """One paragraph on a finished training: how it ended, the best epoch and its IoU, what
     the network learnt, the calibrated label settings, and any collapse warning."""
-    info, history = summary["info"], summary["history"]
+    info, history = summary.info, summary.history
     how = "stopped" if info.get("stopped_early") else "trained"
     if info.get("early_stopping"):
         how = "trained (no better epoch lately, so it ended early)"
@@ -36,7 +39,7 @@ def training_report(summary: dict) -> str:
     where = " on scribbles only" if info.get("label_mode") == "sparse" else ""
     text = (f"{how}: {info['epochs_run']} epochs, best epoch {best} "
             f"({monitor.replace('_', ' ')}{where} {history[monitor][best - 1]:.3f}); "
-            f"learnt {summary.get('target', 'foreground')}")
+            f"learnt {summary.target}")
     calibration = info.get("calibration")
     if calibration:
         text += (f"; calibrated on the {calibration['measured_on']} pixels: threshold "
@@ -48,13 +51,12 @@ def training_report(summary: dict) -> str:
     return text
 
 
-def train_job(engine, method: str, *args: Any, **kwargs: Any):
+def train_job(engine: EngineClient, method: str, *args: Any, **kwargs: Any):
     """Worker body: ask the engine which device runs, then run its ``method`` ("train" or
     "train_folder") with ``args``, passing progress and previews on; returns the trained
-    model's summary."""
-    device = yield from engine.call("device")
-    yield ("device", device)
-    return (yield from engine.call(method, *args, **kwargs))
+    model's `ModelSummary`."""
+    yield ("device", engine.device())
+    return (yield from getattr(engine, method)(*args, **kwargs))
 
 
 class TrainWidget(SessionWidget):
@@ -186,7 +188,7 @@ class TrainWidget(SessionWidget):
             image = self.image.value
             if image is None:
                 raise ValueError("choose the image to paint on first")
-            channels = (self.session.summary or {}).get("config", {}).get("in_channels")
+            channels = self.session.summary.config.in_channels if self.session.summary else None
             layer = scribble_layer(self.viewer, image, layer_axes(image, channels, self.axes.value))
         except ValueError as err:
             report_error(self, "Scribbles", err)
@@ -201,8 +203,7 @@ class TrainWidget(SessionWidget):
 
     def _patch_multiple(self) -> int:
         """Patch sides must be multiples of 2**depth of the model (the default's: 16)."""
-        depth = (self.session.summary or {}).get("config", {}).get("depth", 4)
-        return 2 ** int(depth)
+        return (self.session.summary.config if self.session.summary else UNetConfig()).size_multiple
 
     def _snap_patch_size(self, *_: Any) -> None:
         """Keep the patch size a multiple of 2**depth: the arrows step by it, and a typed
@@ -289,7 +290,7 @@ class TrainWidget(SessionWidget):
         when it was trained (the loss plot goes on), else a new one."""
         self.last_error = ""
         if self.session.busy:
-            report_error(self, "Train", ValueError("the model is busy; wait for the running job"))
+            report_error(self, "Train", self.session.busy_error())
             return
         try:
             method, args, kwargs = (self._folder_job() if self.source.value == FOLDERS
@@ -299,10 +300,10 @@ class TrainWidget(SessionWidget):
             return
         self._stopping = False
         self._previews_before = self.previews_shown
-        history = (self.session.summary or {}).get("history") or {}
+        history = self.session.summary.history if self.session.summary else {}
         self.plot.show_history(history)  # a trained model goes on: its curve continues
         self.progress.value = 0
-        self.session.set_busy(True)
+        self.session.set_busy(True, "training")
         self.stop_button.enabled = True
         first = "" if self.session.engine.alive else "starting the engine, then "
         self.status.value = ("continuing training…" if history else
@@ -322,22 +323,23 @@ class TrainWidget(SessionWidget):
                 layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
 
-    def _new_config(self, shape: tuple, axes: str) -> dict | None:
+    def _new_config(self, shape: tuple, axes: str) -> UNetConfig | None:
         """The config of a new network (None when the viewer has a model): the image's
         channels, and for scribbles of several object classes one output per class."""
         if self.session.summary is not None:
             return None
-        config = {"in_channels": shape[axes.index("C")] if "C" in axes else 1}
+        n_classes = 1
         if LABEL_MODES[self.label_mode.value] == "sparse":
             names = class_names_from_text(self.class_names.value)
             if len(names) > 2:
-                config["n_classes"] = len(names)
-        return config
+                n_classes = len(names)
+        return UNetConfig(in_channels=shape[axes.index("C")] if "C" in axes else 1,
+                          n_classes=n_classes)
 
     def _class_names(self) -> list[str] | None:
         """The class names to store in the model: for scribbles on a model not yet trained."""
-        summary = self.session.summary or {}
-        if LABEL_MODES[self.label_mode.value] != "sparse" or summary.get("history"):
+        summary = self.session.summary
+        if LABEL_MODES[self.label_mode.value] != "sparse" or (summary and summary.trained):
             return None
         return class_names_from_text(self.class_names.value)
 
@@ -347,7 +349,7 @@ class TrainWidget(SessionWidget):
         pairs = self._selected_pairs()
         labels = [labels_snapshot(lab) for _, lab in pairs]
         summary = self.session.summary
-        channels = summary["config"]["in_channels"] if summary else None
+        channels = summary.config.in_channels if summary else None
         if self.channels.value:  # napari's channel_axis layers, as one image's channels
             if self.pairs:
                 raise ValueError("more channels go with the image above, not a list of pairs: "
@@ -384,12 +386,12 @@ class TrainWidget(SessionWidget):
             raise ValueError("choose the images folder and the masks folder")
         self._preview_target = self._made_preview = None
         axes = self.axes.value.strip().upper() or None
-        new_config = None if self.session.summary else {}
+        new_config = None if self.session.summary else UNetConfig()
         return "train_folder", (*folders, axes, self.settings(), new_config), {}
 
     def stop(self, *_: Any) -> None:
         self._stopping = True
-        self.session.engine.request_stop()
+        self.session.engine.stop()
         self.stop_button.enabled = False
         self.status.value = "stopping after the current batch…"
 
@@ -430,13 +432,13 @@ class TrainWidget(SessionWidget):
         self._on_busy(self.session.busy)
         self._snap_patch_size()
         if self.worker is None:  # a loaded or new model, not the one training now
-            self.plot.show_history((self.session.summary or {}).get("history", {}))
+            self.plot.show_history(self.session.summary.history if self.session.summary else {})
 
     def _validated_on(self) -> str:
         """" (on scribbles only)" when validation pixels are scribbles, which flatter the IoU."""
         return " (on scribbles only)" if LABEL_MODES[self.label_mode.value] == "sparse" else ""
 
-    def _on_done(self, summary: dict) -> None:
+    def _on_done(self, summary: ModelSummary) -> None:
         """Keep the trained model's summary (also when the dock was closed meanwhile)."""
         self.session.set_summary(summary, training_report(summary))
 
@@ -451,5 +453,5 @@ class TrainWidget(SessionWidget):
 
     def _on_busy(self, busy: bool) -> None:
         self.train_button.enabled = not busy
-        trained = bool((self.session.summary or {}).get("history"))
+        trained = bool(self.session.summary and self.session.summary.trained)
         self.train_button.text = "Continue training" if trained else "Train"
