@@ -20,7 +20,7 @@ def test_cancel_ends_a_run_with_nothing_added_and_the_next_run_works(viewer_with
     bars = []
 
     def cancel_at_first_step(event):
-        bars.append((run.activity.bar.n, run.activity.bar.total))
+        bars.append(run.activity.state)
         if len(bars) == 1:
             run.cancel()
 
@@ -48,7 +48,7 @@ def test_training_shows_in_the_activity_dock(viewer_with_widgets, qtbot):
     train.start()
     assert "compiling the network" in train.status.value
     train.worker.yielded.connect(
-        lambda event: seen.append(train.activity.bar.total) if train.activity else None)
+        lambda event: seen.append(train.activity.state[1]) if train.activity else None)
     wait_for_worker(qtbot, train)
     assert train.last_error == ""
     assert seen and seen[-1] == 6 and train.activity is None

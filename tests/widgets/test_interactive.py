@@ -81,8 +81,8 @@ def test_scribble_layer_live_preview_and_continue_training(viewer_with_widgets, 
     assert np.all(np.asarray(preview.translate) >= (10.0, 20.0))
     assert ticks.longest_gap < 0.25, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
     summary = train.session.summary
-    assert summary["class_names"] == ["background", "nucleus"]
-    first = len(summary["history"]["loss"])
+    assert summary.class_names == ("background", "nucleus")
+    first = len(summary.history["loss"])
     assert train.train_button.text == "Continue training"
 
     layer.data = np.where(layer.data > 0, layer.data,
@@ -93,10 +93,10 @@ def test_scribble_layer_live_preview_and_continue_training(viewer_with_widgets, 
         wait_for_worker(qtbot, train)
     assert train.last_error == "", train.last_error
     summary = train.session.summary
-    assert len(summary["history"]["loss"]) == first + summary["info"]["rounds"][1]["epochs"]
-    assert len(summary["info"]["rounds"]) == 2
-    assert len(train.plot.history["loss"]) == len(summary["history"]["loss"])
-    painted = summary["info"]["rounds"][1]["annotations"][0]
+    assert len(summary.history["loss"]) == first + summary.info["rounds"][1]["epochs"]
+    assert len(summary.info["rounds"]) == 2
+    assert len(train.plot.history["loss"]) == len(summary.history["loss"])
+    painted = summary.info["rounds"][1]["annotations"][0]
     assert painted["image"] == "nuclei" and painted["annotated"] == int((layer.data > 0).sum())
     assert ticks.longest_gap < 0.25, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
 
@@ -166,12 +166,14 @@ def test_training_on_folders(viewer_with_widgets, qtbot, tmp_path):
     train.start()
     wait_for_worker(qtbot, train)
     assert train.last_error == "", train.last_error
-    record = train.session.summary["info"]["annotations"]
+    record = train.session.summary.info["annotations"]
     assert [r["image"] for r in record] == ["cell0.tif", "cell1.tif"]
 
 
 def test_run_adds_uncertainty_maps_eager_and_lazy(viewer_with_widgets, qtbot):
     import dask.array as da
+
+    from napari_unet.progressive import ProgressiveArray
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])
@@ -201,5 +203,5 @@ def test_run_adds_uncertainty_maps_eager_and_lazy(viewer_with_widgets, qtbot):
     wait_for_worker(qtbot, run)
     assert run.last_error == "", run.last_error
     lazy = viewer.layers["lazy U-Net uncertainty"].data
-    assert isinstance(lazy, da.Array)
+    assert isinstance(lazy, ProgressiveArray)
     np.testing.assert_allclose(np.asarray(lazy), entropy.data, atol=1e-5)

@@ -30,14 +30,14 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     wait_for_worker(qtbot, w["train"])
     assert w["train"].last_error == ""
     summary = w["train"].session.summary
-    assert summary["info"]["epochs_run"] == 6
+    assert summary.info["epochs_run"] == 6
     # instance labels on a built, untrained model: it learns the boundary target
-    assert summary["target"] == "boundary" and "learnt boundary" in w["train"].status.value
+    assert summary.target == "boundary" and "learnt boundary" in w["train"].status.value
     assert "calibrated on the" in w["train"].status.value
     # Run shows the model's calibrated values in its greyed boxes
     assert w["run"].calibrated.value and not w["run"].threshold.enabled
-    assert abs(w["run"].threshold.value - summary["threshold"]) < 1e-9
-    assert w["run"].min_size.value == summary["min_size"]
+    assert abs(w["run"].threshold.value - summary.threshold) < 1e-9
+    assert w["run"].min_size.value == summary.min_size
     assert w["train"].device.value.startswith("device: CPU") or "GPU" in w["train"].device.value
     assert len(w["train"].plot.history["loss"]) == 6
     assert w["train"].progress.value == w["train"].progress.max == 60
@@ -90,7 +90,7 @@ def test_stop_keeps_a_usable_model(viewer_with_widgets, qtbot):
     train.start()
     train.worker.yielded.connect(stop_after_two_batches)
     wait_for_worker(qtbot, train)
-    info = train.session.summary["info"]
+    info = train.session.summary.info
     assert info["stopped_early"] is True and info["epochs_run"] == 1
     assert "stopped" in train.status.value
     _run(qtbot, w["run"])
@@ -219,47 +219,138 @@ def test_demo_gui_opens_results_widgets_and_the_trained_model(tmp_path, qtbot):
         viewer.close()
 
 
-def test_lazy_layer_gives_a_lazy_labels_layer_equal_to_the_eager_one(viewer_with_widgets, qtbot):
+def _fill_after(qtbot, run, action):
+    """Do ``action()``, then wait until a fill of the Run widget's lazy layers has run and
+    everything asked for is computed."""
+    before = run.fill.fills
+    action()
+    qtbot.waitUntil(lambda: run.fill.fills > before and not run.fill.running
+                    and not any(a.pending for a in run.fill.arrays), timeout=120_000)
+
+
+def _shown(layer):
+    """What napari shows of ``layer`` in the current plane (its last slice)."""
+    return np.asarray(layer._slice.image.raw)
+
+
+def test_lazy_layer_fills_in_the_background_and_equals_the_eager_one(viewer_with_widgets, qtbot,
+                                                                     monkeypatch):
+    """A dask layer's Run shows a lazy result at once; only worker threads call the engine
+    for its blocks, the plane on screen fills in, another plane shows empty until it is
+    computed (never the previous plane), and the result equals an eager Run's."""
+    import threading
+
+    import dask.array as da
+
+    from napari_unet.progressive import ProgressiveArray
+    from napari_unet.sample_data import make_nuclei
+
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    engine = w["run"].session.engine
+    block_threads = []
+    real_predict_block = engine.predict_block
+
+    def predict_block(*args, **kwargs):
+        block_threads.append(threading.current_thread() is threading.main_thread())
+        return real_predict_block(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_block", predict_block)
+    stack = np.stack([make_nuclei((96, 112), seed=s)[0] for s in (20, 21, 22)])
+    viewer.add_image(stack, name="eager")
+    viewer.add_image(da.from_array(stack, chunks=(1, 48, 56)), name="lazy")
+    run = w["run"]
+    run.reset_choices()
+    run.output.value = "semantic mask"
+    run.probabilities.value = True
+    _run(qtbot, run, "eager")
+    eager = viewer.layers["eager U-Net"].data
+    eager_probs = viewer.layers["eager U-Net probability"].data
+    # an untrained network gives ~0.5 everywhere: compare labels where rounding cannot flip them
+    decisive = np.abs(eager_probs - 0.5) > 1e-4
+    viewer.dims.set_current_step(0, 1)
+    _fill_after(qtbot, run, lambda: _run(qtbot, run, "lazy"))
+    assert run.last_error == "", run.last_error
+    layer = viewer.layers["lazy U-Net"]
+    assert isinstance(layer.data, ProgressiveArray) and "lazy" in run.status.value
+    np.testing.assert_allclose(_shown(viewer.layers["lazy U-Net probability"]), eager_probs[1],
+                               atol=1e-5)
+    np.testing.assert_array_equal(_shown(layer)[decisive[1]], eager[1][decisive[1]])
+    per_plane = int(np.prod(layer.data.lazy.numblocks[1:]))
+    assert layer.data.chunks_done == per_plane, "only the plane on screen is computed"
+    assert block_threads and not any(block_threads), "the engine was called from the GUI thread"
+    qtbot.waitUntil(lambda: f"lazy, {2 * per_plane} chunks computed" in run.status.value,
+                    timeout=10_000)  # labels and probabilities
+
+    def next_plane():
+        viewer.dims.set_current_step(0, 2)  # not computed yet: empty, not plane 1's labels
+        assert not _shown(layer).any()
+
+    _fill_after(qtbot, run, next_plane)
+    np.testing.assert_array_equal(_shown(layer)[decisive[2]], eager[2][decisive[2]])
+    np.testing.assert_array_equal(np.asarray(layer.data)[decisive], eager[decisive])  # on request
+
+    run.output.value = "instance labels"
+    run.probabilities.value = False
+    _fill_after(qtbot, run, lambda: _run(qtbot, run, "lazy"))
+    instances = viewer.layers["lazy U-Net"].data
+    assert isinstance(instances, ProgressiveArray)
+    assert not any(block_threads)
+    _run(qtbot, run, "eager")
+    eager_instances = viewer.layers["eager U-Net"].data
+    # the same objects; lazy ids restart in every plane, eager ids run over the stack
+    np.testing.assert_array_equal((np.asarray(instances) > 0)[decisive],
+                                  (eager_instances > 0)[decisive])
+
+
+def test_lazy_fill_waits_while_busy_and_cancel_stops_it(viewer_with_widgets, qtbot, monkeypatch):
+    """Blocks viewed while the model is busy wait for it; Cancel stops a fill between
+    network calls, keeps what was computed, and viewing again goes on."""
+    import time
+
     import dask.array as da
 
     from napari_unet.sample_data import make_nuclei
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])
-    stack = np.stack([make_nuclei((96, 112), seed=s)[0] for s in (20, 21)])
-    viewer.add_image(da.from_array(stack, chunks=(1, 48, 56)), name="lazy")
-    viewer.add_image(stack, name="eager")
+    engine = w["run"].session.engine
+    real_predict_block = engine.predict_block
+
+    def slow_predict_block(*args, **kwargs):  # time to press Cancel mid-plane
+        time.sleep(0.1)
+        return real_predict_block(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_block", slow_predict_block)
+    stack = np.stack([make_nuclei((512, 512), seed=s)[0] for s in (3, 4)])
+    viewer.add_image(da.from_array(stack, chunks=(1, 32, 32)), name="lazy")
+    viewer.dims.set_current_step(0, 0)
     run = w["run"]
     run.reset_choices()
     run.output.value = "semantic mask"
+    run.session.set_busy(True)  # e.g. training: the Run job itself is refused
+    run.image.value = viewer.layers["lazy"]
+    run.start()
+    assert "busy" in run.last_error
+    run.session.set_busy(False)
+    run.last_error = ""
     _run(qtbot, run, "lazy")
-    assert run.last_error == "", run.last_error
-    lazy_labels = viewer.layers["lazy U-Net"].data
-    assert isinstance(lazy_labels, da.Array) and "lazy" in run.status.value
-    _run(qtbot, run, "eager")
-    eager = viewer.layers["eager U-Net"].data
-    np.testing.assert_array_equal(np.asarray(lazy_labels), eager)
+    layer = viewer.layers["lazy U-Net"]
+    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)
+    qtbot.waitUntil(lambda: layer.data.chunks_done >= 2, timeout=60_000)
+    run.cancel()
+    qtbot.waitUntil(lambda: not run.fill.running, timeout=60_000)
+    done, per_plane = layer.data.chunks_done, int(np.prod(layer.data.lazy.numblocks[1:]))
+    assert 2 <= done < per_plane and layer.data.pending == 0
+    assert "cancelled" in run.status.value and run.last_error == ""
+    assert not run.session.busy and run.run_button.enabled
 
-    run.output.value = "instance labels"
-    _run(qtbot, run, "lazy")
-    instances = viewer.layers["lazy U-Net"].data
-    assert isinstance(instances, da.Array)
-    _run(qtbot, run, "eager")
-    eager_instances = viewer.layers["eager U-Net"].data
-    # the same objects; lazy ids restart in every plane, eager ids run over the stack
-    np.testing.assert_array_equal(np.asarray(instances) > 0, eager_instances > 0)
-    for plane in range(2):
-        assert len(np.unique(np.asarray(instances[plane]))) == len(np.unique(eager_instances[plane]))
-
-    from napari_unet._widgets.run import EngineBlockPredictor
-
-    predictor = EngineBlockPredictor(run.session.engine, run.session, None)
-    run.session.set_busy(True)  # e.g. training: blocks are refused at once, not waited for
-    try:
-        with pytest.raises(RuntimeError, match="busy"):
-            predictor(np.zeros((32, 32), np.float32), "YX", None)
-    finally:
-        run.session.set_busy(False)
+    run.session.set_busy(True)
+    viewer.dims.set_current_step(0, 1)  # queued while busy: nothing is computed
+    qtbot.wait(300)
+    assert not run.fill.running and layer.data.chunks_done == done and layer.data.pending
+    _fill_after(qtbot, run, lambda: run.session.set_busy(False))  # now it fills
+    assert layer.data.chunks_done >= done + per_plane
 
 
 def test_export_for_bioimageio_and_run_on_a_folder(viewer_with_widgets, qtbot, tmp_path):

@@ -17,8 +17,12 @@ def start_worker(job: Callable, *args: Any, on_yield: Callable | None = None,
     Callbacks run in the GUI thread. An exception in the job is passed to
     ``on_error`` (never swallowed) and ``on_finish`` always runs afterwards.
     """
+    import inspect
+
     from napari.qt.threading import create_worker
 
+    if not inspect.isgeneratorfunction(job):  # a function worker has no "yielded"
+        on_yield = None
     connect = {name: callback for name, callback in (
         ("yielded", on_yield), ("returned", on_return), ("errored", on_error),
         ("finished", on_finish)) if callback is not None}
@@ -30,15 +34,41 @@ def start_worker(job: Callable, *args: Any, on_yield: Callable | None = None,
 
 class ActivityProgress:
     """One job's bar in napari's activity dock (``napari.utils.progress``, with its rate
-    and time left), driven from the GUI thread; `close` removes it."""
+    and time left), driven from the GUI thread; `close` removes it.
+
+    Updates are applied from the event loop, not inside the caller: napari's bar
+    processes events when it changes, which would otherwise run a job's later
+    signals (even its end) in the middle of the handler that reported progress.
+    """
 
     def __init__(self, desc: str):
         from napari.utils import progress
 
         self.bar = progress(total=0, desc=desc)
+        self.closed = False
+        self._latest: tuple | None = None  # (done, total, desc) not shown yet
 
     def show(self, done: int, total: int, desc: str | None = None) -> None:
         """``done`` of ``total`` steps; ``desc`` replaces the description."""
+        from qtpy.QtCore import QTimer
+
+        if desc is None and self._latest is not None:
+            desc = self._latest[2]
+        scheduled = self._latest is not None
+        self._latest = (done, total, desc)
+        if not scheduled:
+            QTimer.singleShot(0, self._apply)
+
+    @property
+    def state(self) -> tuple[int, int]:
+        """(done, total) as last reported (shown at the next turn of the event loop)."""
+        return self._latest[:2] if self._latest is not None else (self.bar.n, self.bar.total)
+
+    def _apply(self) -> None:
+        latest, self._latest = self._latest, None
+        if self.closed or latest is None:
+            return
+        done, total, desc = latest
         if total != self.bar.total:
             self.bar.total = total
         if desc is not None:
@@ -50,6 +80,7 @@ class ActivityProgress:
             self.bar.refresh()
 
     def close(self) -> None:
+        self.closed = True
         self.bar.close()
 
 

@@ -13,6 +13,7 @@ from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label,
 from ._layers import layer_array, layer_axes, spatial_placement, with_channels, without_channel
 from ._base import SessionWidget, channel_choice
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
+from ._lazy_fill import EngineBlockPredictor, LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
 CURRENT, FROM_FILE = "current model", "model file"
@@ -52,40 +53,16 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
     """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
     the labels and, if asked, the probabilities and the uncertainty maps, placed like the
     input layer."""
-    labels, probs, axes = yield from engine.call("segment", image, axes, options["labels"],
-                                                 options["tile_size"], options["probabilities"],
-                                                 model_path)
+    labels, probs, axes = yield from engine.segment(image, axes, options["labels"],
+                                                    options["tile_size"], options["probabilities"],
+                                                    model_path)
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs, name, placement)
     if options["uncertainty"]:
-        entropy, spread = yield from engine.call("uncertainty", image, axes,
-                                                 options["uncertainty"], options["tile_size"],
-                                                 model_path)
+        entropy, spread = yield from engine.uncertainty(image, axes, options["uncertainty"],
+                                                        options["tile_size"], model_path)
         tuples += uncertainty_layers(entropy, spread, name, placement)
     return tuples
-
-
-class EngineBlockPredictor:
-    """Predict one block of a lazy layer in the engine process (called by dask, any thread).
-
-    Refuses while the session runs a job (e.g. training), so that napari never waits
-    minutes for a slice; that part is computed when it is viewed again.
-    """
-
-    def __init__(self, engine: Any, session: Any, model_path: str | None,
-                 tile_size: int | None = None, passes: int = 0):
-        self.engine, self.session, self.model_path = engine, session, model_path
-        self.tile_size, self.passes = tile_size, passes
-
-    def __call__(self, block: Any, axes: str, stats: Any, origin: Any = None) -> Any:
-        """Probabilities of ``block``; with ``passes``, its entropy and spread stacked last."""
-        if self.session.busy:
-            raise RuntimeError("the U-Net model is busy; this part of the lazy result will be "
-                               "computed when it is viewed again")
-        if self.passes:
-            return self.engine.run("uncertainty_block", block, axes, stats, origin, self.passes,
-                                   self.model_path, self.tile_size)
-        return self.engine.run("predict_block", block, axes, stats, self.model_path, self.tile_size)
 
 
 def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path: str | None):
@@ -93,8 +70,8 @@ def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path
     passing one progress event per file on; returns the per-file results (dicts)."""
     from ..progress import PredictProgress
 
-    call = engine.call("predict_folder", in_dir, out_dir, options["labels"],
-                       options["tile_size"], model_path)
+    call = engine.predict_folder(in_dir, out_dir, options["labels"], options["tile_size"],
+                                 model_path)
     while True:
         try:
             result = next(call)
@@ -104,32 +81,32 @@ def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path
                               + (f" ({result.error})" if result.error else ""))
 
 
-def lazy_run_job(engine: Any, session: Any, image: Any, axes: str | None, name: str,
-                 placement: dict, options: dict, model_path: str | None):
-    """Worker body for dask/zarr layers: returns LayerDataTuples of *lazy* labels (and
-    probabilities); napari computes, through the engine, only the blocks it shows."""
+def lazy_run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
+                 options: dict, model_path: str | None):
+    """Worker body for dask/zarr layers: returns ``(tuples, predictors)``: LayerDataTuples
+    of *lazy* (dask) labels, and probabilities and uncertainty maps if asked, and the
+    `EngineBlockPredictor`s their blocks call. Only the normalisation statistics are
+    computed here; `LazyFill` computes the blocks napari shows."""
     from ..arrays import resolve_axes
-    from ..config import UNetConfig
-    from ..normalization import PercentileNormalization
     from ..lazy import lazy_labels, lazy_probabilities
 
-    summary = yield from engine.call("model_summary", model_path)
-    config = UNetConfig.from_dict(summary["config"])
-    normalization = PercentileNormalization.from_dict(summary["normalization"])
+    summary = engine.model_summary(model_path)
+    config, normalization = summary.config, summary.normalization
     axes = resolve_axes(axes, image.shape, config.in_channels)
-    predictor = EngineBlockPredictor(engine, session, model_path, options.get("tile_size"))
+    predictor = EngineBlockPredictor(engine, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
-    label_options = options["labels"].for_model(summary["threshold"], summary["seed_threshold"],
-                                                summary["min_size"])
-    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary["target"])
+    label_options = options["labels"].for_model(summary.threshold, summary.seed_threshold,
+                                                summary.min_size)
+    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)
+    predictors = [predictor]
     if options["uncertainty"]:
-        maps = lazy_probabilities(image, axes, config, normalization, EngineBlockPredictor(
-            engine, session, model_path, options.get("tile_size"), options["uncertainty"]),
-            outputs=2)
+        predictors.append(EngineBlockPredictor(engine, model_path, options.get("tile_size"),
+                                               options["uncertainty"]))
+        maps = lazy_probabilities(image, axes, config, normalization, predictors[-1], outputs=2)
         tuples += uncertainty_layers(maps[..., 0], maps[..., 1], name, placement)
-    return tuples
+    return tuples, predictors
 
 
 def as_lazy(data: Any) -> Any:
@@ -150,6 +127,8 @@ class RunWidget(SessionWidget):
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
         self.activity = None  # the running job's bar in napari's activity dock
+        self.fill = LazyFill(self)  # computes the last lazy result's blocks as they are viewed
+        self.lazy_label = ""  # "<image> U-Net (model, settings)" of the last lazy result
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to segment (2D, stack or time-lapse; RGB allowed).")
         self.source = ComboBox(choices=[CURRENT, FROM_FILE], value=CURRENT, name="source", label="model",
@@ -194,7 +173,9 @@ class RunWidget(SessionWidget):
         self.folder_button.changed.connect(self.start_folder)
         self.evaluate_button.changed.connect(self.start_evaluate)
         self.follow(self.session.busy_changed, self._on_busy)
-        self.follow(self.session.changed, lambda *_: self._show_model_values())
+        self.follow(self.session.changed, self._on_model_changed)
+        for event in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay):
+            self.follow(event, self.fill.resume)  # after a Cancel, a new view goes on
 
     def _make_output_controls(self) -> None:
         """What Run adds besides the labels, and its Run and Cancel buttons."""
@@ -241,6 +222,20 @@ class RunWidget(SessionWidget):
 
     def _on_busy(self, busy: bool) -> None:
         self.run_button.enabled = self.folder_button.enabled = not busy
+        if not busy:
+            self.fill._on_request()  # lazy layers viewed while the engine was busy
+
+    def _on_model_changed(self, *_: Any) -> None:
+        """A new model: lazy layers of the viewer's old one stop filling (no mixed results)."""
+        self._show_model_values()
+        if self.fill.predictors and self.fill.predictors[0].model_path is None:
+            self.fill.detach()
+            self.status.value = ("the model changed: the lazy result keeps what it computed; "
+                                 "press Run again for the new model's")
+
+    def _on_destroyed(self, *args: Any) -> None:
+        super()._on_destroyed(*args)
+        self.fill.detach()  # the lazy layers keep what they computed
 
     def _model_choice(self) -> tuple[bool, str | None]:
         """(ok, model file or None for the viewer's model); reports what is missing."""
@@ -261,7 +256,7 @@ class RunWidget(SessionWidget):
         """Predict every image of the input folder into the output folder, in a worker."""
         self.last_error = ""
         if self.session.busy:
-            report_error(self, "Run", ValueError("the model is busy training; wait or press Stop"))
+            report_error(self, "Run", self.session.busy_error())
             return
         in_dir, out_dir = str(self.folder_in.value or ""), str(self.folder_out.value or "")
         if in_dir in ("", ".") or not Path(in_dir).is_dir() or out_dir in ("", "."):
@@ -271,7 +266,7 @@ class RunWidget(SessionWidget):
         ok, model_path = self._model_choice()
         if not ok:
             return
-        self.session.set_busy(True)
+        self.session.set_busy(True, "segmenting")
         self.progress.value = 0
         self.status.value = f"segmenting the images of {in_dir}…"
         self.worker = start_worker(folder_job, self.session.engine, in_dir, out_dir, self.options(),
@@ -306,7 +301,7 @@ class RunWidget(SessionWidget):
     def _on_folder_done(self, rows: list, out_dir: str) -> None:
         if self.closed:
             return
-        counts = {status: sum(r["status"] == status for r in rows)
+        counts = {status: sum(r.status == status for r in rows)
                   for status in ("done", "skipped", "failed")}
         self.status.value = (f"{counts['done']} done, {counts['skipped']} already there, "
                              f"{counts['failed']} failed; summary.csv in {out_dir}")
@@ -318,10 +313,10 @@ class RunWidget(SessionWidget):
     def _show_model_values(self) -> None:
         """With "model's settings" on, show the viewer's model's threshold and min size in
         the (greyed) boxes, so what runs is what is shown."""
-        summary = self.session.summary or {}
-        if self.calibrated.value and "threshold" in summary:
-            self.threshold.value = summary["threshold"]
-            self.min_size.value = summary["min_size"]
+        summary = self.session.summary
+        if self.calibrated.value and summary is not None:
+            self.threshold.value = summary.threshold
+            self.min_size.value = summary.min_size
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
@@ -341,7 +336,7 @@ class RunWidget(SessionWidget):
         """Read the layer and model (GUI thread), then predict in a worker."""
         self.last_error = ""
         if self.session.busy:
-            report_error(self, "Run", ValueError("the model is busy training; wait or press Stop"))
+            report_error(self, "Run", self.session.busy_error())
             return
         layer = self.image.value
         if layer is None:
@@ -355,18 +350,18 @@ class RunWidget(SessionWidget):
         except ValueError as err:
             report_error(self, "Run", err)
             return
-        self.session.set_busy(True)
+        self.session.set_busy(True, "segmenting")
         self.progress.value = 0
         lazy = as_lazy(data)
         if lazy is not None:
             self.status.value = f"preparing a lazy result for {layer.name}…"
-            job_args = (lazy_run_job, self.session.engine, self.session, lazy)
+            job, done = lazy_run_job, self._on_lazy_done
         else:
             self.status.value = f"segmenting {layer.name}…"
-            job_args = (run_job, self.session.engine, data)
-        self.worker = start_worker(*job_args, axes,
-                                   layer.name, spatial_placement(layer), self.options(), model_path,
-                                   on_yield=self._on_progress, on_return=self._on_done,
+            job, done = run_job, self._on_done
+        self.worker = start_worker(job, self.session.engine, lazy if lazy is not None else data,
+                                   axes, layer.name, spatial_placement(layer), self.options(),
+                                   model_path, on_yield=self._on_progress, on_return=done,
                                    on_error=lambda err: self._on_error("Run failed", err),
                                    on_finish=self._on_finish)
         self.cancel_button.enabled = True
@@ -377,7 +372,7 @@ class RunWidget(SessionWidget):
         file's channels): the layer's data, or it and the *more channels* layers stacked."""
         if self.channels.value:
             return with_channels(layer, list(self.channels.value), self.axes.value)
-        channels = None if model_path else self.session.summary["config"]["in_channels"]
+        channels = None if model_path else self.session.summary.config.in_channels
         axes = (layer_axes(layer, channels, self.axes.value)
                 if channels is not None or layer.rgb or self.axes.value.strip() else None)
         if axes is not None and channels == 1 and axes.endswith("C") and layer.rgb:
@@ -395,36 +390,72 @@ class RunWidget(SessionWidget):
         if event.message:
             self.status.value = event.message
 
-    def _on_done(self, tuples: list) -> None:
-        self.session.set_busy(False)  # the job is over; a lazy layer is sliced right away
-        layers = apply_layer_tuples(self.viewer, tuples)
-        labels = layers[0]
+    def _model_used(self) -> str:
         model = (Path(str(self.model_file.value)).name if self.source.value == FROM_FILE
                  else "the viewer's model")
+        return model + self._settings_used()
+
+    def _on_done(self, tuples: list) -> None:
+        labels = apply_layer_tuples(self.viewer, tuples)[0]
+        if not self.closed:
+            self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
+                                 f"({self._model_used()})")
+
+    def _on_lazy_done(self, result: tuple) -> None:
+        """Show the lazy result at once, empty; `LazyFill` computes what napari shows."""
+        tuples, predictors = result
+        self.session.set_busy(False)  # the job is over: the fill may use the engine
+        self.lazy_label = f"{tuples[0][1]['name']} ({self._model_used()})"
+        self.fill.show(apply_layer_tuples(self.viewer, self.fill.wrap(tuples, predictors)))
+        if not self.closed:
+            self.status.value = f"{self.lazy_label}: lazy, computed as you view it"
+
+    def on_fill_started(self) -> None:
+        self.cancel_button.enabled = True
+        self.progress.value = 0
+
+    def on_fill_progress(self, blocks: int, event: Any) -> None:
+        """``blocks`` network calls so far; ``event`` (`PredictProgress` of chunks, or None)."""
         if self.closed:
             return
-        settings = self._settings_used()
-        if as_lazy(labels.data) is not None:
-            self.status.value = f"{labels.name}: lazy, computed as you view it ({model}{settings})"
-        else:
-            self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
-                                 f"({model}{settings})")
+        if event is not None:
+            self.progress.max = max(1, event.total)
+            self.progress.value = event.done
+        self.status.value = (f"{self.lazy_label}: computing the part in view in the "
+                             f"background, {self.progress.value} of {self.progress.max} "
+                             f"chunks ({blocks} network calls)")
+
+    def on_fill_error(self, err: BaseException) -> None:
+        report_error(self, "Lazy result failed", err)
+
+    def on_fill_finished(self, done: int, outcome: str) -> None:
+        """The fill ended: ``done`` chunks computed so far; ``outcome`` "", "cancelled" or
+        "failed" (already reported)."""
+        if self.closed:
+            return
+        self.cancel_button.enabled = False
+        if outcome != "failed":
+            then = ("cancelled; move to another plane to go on" if outcome == "cancelled"
+                    else "the rest is computed as you view it")
+            self.status.value = f"{self.lazy_label}: lazy, {done} chunks computed; {then}"
 
     def _settings_used(self) -> str:
         """", threshold 0.5, seed 0.9, min size 12 px" for the viewer's model with its own
         (calibrated) settings; "" when they are not known here (a model file)."""
-        summary = self.session.summary or {}
+        summary = self.session.summary
         if not self.calibrated.value:
             return f", threshold {self.threshold.value:g}, min size {self.min_size.value} px"
-        if self.source.value == FROM_FILE or "threshold" not in summary:
+        if self.source.value == FROM_FILE or summary is None:
             return ", the model's own settings"
-        seed = f", seed {summary['seed_threshold']:g}" if summary.get("target") == "boundary" else ""
-        return (f", the model's settings: threshold {summary['threshold']:g}{seed}, min size "
-                f"{summary['min_size']} px")
+        return f", the model's settings: {summary.decoding()}"
 
     def cancel(self, *_: Any) -> None:
-        """Cancel the running Run or folder run after its current step (tile batch or file)."""
-        self.session.engine.request_stop()
+        """Cancel the running Run, folder run or lazy fill after its current step (tile
+        batch, file or block)."""
+        if self.fill.running:
+            self.fill.cancel()
+        else:
+            self.session.engine.stop()
         self.cancel_button.enabled = False
         self.status.value = "cancelling after the current step…"
 

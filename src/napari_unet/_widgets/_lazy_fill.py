@@ -1,0 +1,200 @@
+"""Lazy Run results that fill in as they are computed, without blocking napari (no ML here).
+
+The Run widget turns a dask/zarr result into `ProgressiveArray` layers: napari draws
+them at once (computed parts, empty elsewhere) and queues what it showed. `LazyFill`
+computes the queued chunks in a worker through the engine, refreshes the layers as they
+arrive, and reports progress; Cancel stops it between network calls.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+from ..engine import EngineCancelled
+from ..progressive import ProgressiveArray, iter_fill
+from ._workers import ActivityProgress, start_worker
+
+
+class EngineBlockPredictor:
+    """Predict one block of a lazy layer in the engine process (called by dask in the
+    fill worker). Results are kept (up to ``max_bytes``), so the labels and probability
+    layers of one Run share them. Once ``cancelled`` is set, a call raises
+    `EngineCancelled`; ``on_block()`` is called after each block the engine computed."""
+
+    def __init__(self, engine: Any, model_path: str | None, tile_size: int | None = None,
+                 passes: int = 0, max_bytes: int = 256 << 20):
+        self.engine, self.model_path, self.tile_size, self.passes = (engine, model_path,
+                                                                     tile_size, passes)
+        self.cancelled = threading.Event()
+        self.on_block: Callable[[], None] | None = None
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[tuple, Any] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, block: Any, axes: str, stats: Any, origin: Any = None) -> Any:
+        """Probabilities of ``block``; with ``passes``, its entropy and spread stacked last."""
+        import hashlib
+
+        # origin is (row, column) only: the pixels tell planes and time points apart
+        key = (tuple(origin) if origin is not None else None, block.shape,
+               hashlib.blake2b(np.ascontiguousarray(block).data, digest_size=16).digest())
+        with self._lock:
+            kept = self._kept.get(key)
+        if kept is not None:
+            return kept
+        if self.cancelled.is_set():
+            raise EngineCancelled("the lazy result was cancelled")
+        if self.passes:
+            result = self.engine.uncertainty_block(block, axes, stats, origin, self.passes,
+                                                   self.model_path, self.tile_size)
+        else:
+            result = self.engine.predict_block(block, axes, stats, self.model_path,
+                                               self.tile_size)
+        with self._lock:  # the fill worker and np.asarray(layer.data) may both be here
+            if key not in self._kept:
+                self._kept[key] = result
+                self._bytes += result.nbytes
+            while self._bytes > self.max_bytes and len(self._kept) > 1:
+                self._bytes -= self._kept.popitem(last=False)[1].nbytes
+        if self.on_block is not None:
+            self.on_block()
+        return result
+
+
+class LazyFill:
+    """The lazy layers of the last Run of ``widget`` (a `RunWidget`) and the worker that
+    fills them. One at a time per widget; it uses the session's busy guard, so it waits
+    while Train or Build use the engine and they wait for it (or its Cancel)."""
+
+    REFRESH_EVERY = 0.3  # s between layer refreshes while chunks arrive
+
+    def __init__(self, widget: Any):
+        self.widget = widget
+        self.arrays: list[ProgressiveArray] = []
+        self.layers: list[Any] = []
+        self.predictors: list[EngineBlockPredictor] = []
+        self.worker = None
+        self.activity = None
+        self.blocks = 0
+        self.fills = 0  # fill workers that ended (for tests and diagnostics)
+        self.outcome = ""  # how the running fill ends: "", "cancelled" or "failed"
+        self._refreshed = 0.0
+
+    @property
+    def running(self) -> bool:
+        return self.worker is not None
+
+    def wrap(self, tuples: list[tuple], predictors: list[EngineBlockPredictor]) -> list[tuple]:
+        """The LayerDataTuples with each dask array made a `ProgressiveArray` of this fill
+        (the previous Run's lazy layers are let go: they keep what they computed)."""
+        from superqt.utils import ensure_main_thread
+
+        self.detach()
+        self.predictors = predictors
+        for predictor in predictors:
+            predictor.on_block = ensure_main_thread(self._on_block)
+        wrapped = []
+        for data, meta, kind in tuples:
+            array = ProgressiveArray(data, fill=0)
+            self.arrays.append(array)
+            wrapped.append((array, meta, kind))
+        return wrapped
+
+    def show(self, layers: list[Any]) -> None:
+        """The napari layers that display the wrapped arrays (refreshed as chunks arrive).
+        From now on what napari shows of them is computed: what a new layer sliced
+        before it knew the viewer's current plane is forgotten."""
+        from superqt.utils import ensure_main_thread
+
+        self.layers = [layer for layer in layers if isinstance(layer.data, ProgressiveArray)]
+        request = ensure_main_thread(self._on_request)
+        for array in self.arrays:
+            array.forget_pending()
+            array.on_request = request
+        self._refresh()
+
+    def detach(self) -> None:
+        """Stop filling the current layers (they keep what they show) and forget them."""
+        self.cancel()
+        self.arrays, self.layers, self.predictors = [], [], []
+
+    def cancel(self) -> None:
+        """Stop after the current network call and drop the queue; the layers keep what
+        is computed, and nothing more is computed until `resume`."""
+        self.outcome = "cancelled" if self.running else self.outcome
+        for predictor in self.predictors:
+            predictor.cancelled.set()
+        for array in self.arrays:
+            array.paused = True
+            array.forget_pending()
+
+    def resume(self, *_: Any) -> None:
+        """Compute what is in view again (the viewer moved to another plane or view)."""
+        if any(array.paused for array in self.arrays):
+            for array in self.arrays:
+                array.paused = False
+            self._refresh()
+
+    def _on_request(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, self._start)  # not inside napari's slicing
+
+    def _start(self) -> None:
+        session = self.widget.session
+        if (self.running or session.busy or self.widget.closed or self.widget.worker is not None
+                or not any(a.pending for a in self.arrays)):
+            return
+        for predictor in self.predictors:
+            predictor.cancelled.clear()
+        self.blocks, self.outcome = 0, ""
+        session.set_busy(True, "computing the lazy result in view")
+        self.activity = ActivityProgress(f"U-Net: {self.layers[0].name if self.layers else 'lazy'}")
+        arrays = list(self.arrays)
+        generation = self.fills
+        self.worker = start_worker(iter_fill, arrays,
+                                   on_yield=lambda event: self._on_chunk(event, generation),
+                                   on_error=self._on_error, on_finish=self._on_finish)
+        self.widget.on_fill_started()
+
+    def _on_block(self) -> None:
+        self.blocks += 1
+        if self.running:  # (a call posted from the worker may arrive after it finished)
+            self.widget.on_fill_progress(self.blocks, None)
+
+    def _on_chunk(self, event: Any, generation: int) -> None:
+        if not self.running or generation != self.fills:  # a late event of an ended fill
+            return
+        self.widget.on_fill_progress(self.blocks, event)
+        if time.monotonic() - self._refreshed > self.REFRESH_EVERY:
+            self._refresh()
+        if self.activity is not None:  # last: napari's progress bar may process events
+            self.activity.show(event.done, max(1, event.total))
+
+    def _refresh(self) -> None:
+        self._refreshed = time.monotonic()
+        for layer in self.layers:
+            layer.refresh()
+
+    def _on_error(self, err: BaseException) -> None:
+        if not isinstance(err, EngineCancelled):
+            self.cancel()  # no retry loop: viewing another part tries again
+            self.outcome = "failed"
+            self.widget.on_fill_error(err)
+
+    def _on_finish(self) -> None:
+        self.worker = None
+        self.fills += 1
+        if self.activity is not None:
+            self.activity.close()
+            self.activity = None
+        self.widget.session.set_busy(False)  # a Train or Build waiting for the engine may go
+        self._refresh()  # may queue more (the view moved meanwhile): _start runs again
+        self.widget.on_fill_finished(sum(a.chunks_done for a in self.arrays), self.outcome)
+        self._on_request()
