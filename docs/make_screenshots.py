@@ -114,6 +114,7 @@ def _lazy_run(viewer, run, app) -> None:
     wait(lambda: run.fill.running and viewer.layers["4096² dask U-Net"].data.chunks_done >= 24,
          app)
     _raise_dock(run)
+    _scroll_to_end(run)  # the progress bar and the status
     app.processEvents()
     viewer.screenshot(str(OUT / "5_lazy_run.png"), canvas_only=False)
     print("lazy:", run.status.value)

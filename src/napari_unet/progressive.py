@@ -45,6 +45,7 @@ class ProgressiveArray:
         self._done: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
         self._pending: OrderedDict[tuple, None] = OrderedDict()  # newest last
+        self._computing: set[tuple] = set()
         self._lock = threading.Lock()
         self.paused = False  # True: indexing queues nothing (after a Cancel)
 
@@ -117,6 +118,7 @@ class ProgressiveArray:
     def _queue(self, chunks: list) -> bool:
         """Put ``chunks`` at the front of the queue; True if one was not queued before."""
         with self._lock:
+            chunks = [c for c in chunks if c not in self._computing]
             new = any(c not in self._pending for c in chunks)
             for c in reversed(chunks):  # the first chunk of a view ends up newest
                 self._pending[c] = None
@@ -129,12 +131,18 @@ class ProgressiveArray:
         """Compute the most recently asked-for chunk (in this thread) and keep it; returns
         its index, or None when nothing is pending."""
         with self._lock:
-            if not self._pending:
+            chunk = None
+            while self._pending and chunk is None:
+                chunk, _ = self._pending.popitem(last=True)
+                chunk = None if chunk in self._done else chunk
+            if chunk is None:
                 return None
-            chunk, _ = self._pending.popitem(last=True)
-            if chunk in self._done:
-                return chunk
-        block = np.asarray(self.lazy.blocks[chunk].compute(scheduler="synchronous"))
+            self._computing.add(chunk)
+        try:
+            block = np.asarray(self.lazy.blocks[chunk].compute(scheduler="synchronous"))
+        finally:
+            with self._lock:
+                self._computing.discard(chunk)
         with self._lock:
             self._done[chunk] = block
             self._bytes += block.nbytes

@@ -63,3 +63,21 @@ def test_stop_between_chunks_and_bad_keys(data):
         array[::-1]
     with pytest.raises(TypeError, match="integers and slices"):
         array[np.array([0, 1])]
+
+
+def test_a_view_refreshed_while_a_chunk_computes_does_not_compute_it_twice(data):
+    calls = []
+    holder = {}
+
+    def block_fn(block):
+        calls.append(1)
+        holder["array"][:]  # napari re-slices the layer meanwhile
+        return block
+
+    lazy = da.from_array(data, chunks=(1, 50, 70)).map_blocks(
+        block_fn, dtype=data.dtype, meta=np.empty((0, 0, 0), data.dtype))
+    holder["array"] = array = ProgressiveArray(lazy)
+    array[:]
+    events = []
+    assert drain(iter_fill([array]), events.append) == 3
+    assert len(calls) == 3 and [e.total for e in events] == [3, 3, 3]
