@@ -3,8 +3,11 @@ the plugin manifest, and napari set to fail if a plugin touches the viewer off t
 
 import os
 
+import time
+
 import numpy as np
 import pytest
+from qtpy.QtCore import QTimer
 
 os.environ["NAPARI_ENSURE_PLUGIN_MAIN_THREAD"] = "1"
 
@@ -61,3 +64,34 @@ def set_fast_training(train, epochs=4, steps=10):
 def iou(a, b):
     a, b = np.asarray(a) > 0, np.asarray(b) > 0
     return (a & b).sum() / max((a | b).sum(), 1)
+
+
+class Ticks:
+    """Records when a 10 ms Qt timer fires: the longest gap is the longest the GUI's
+    event loop was blocked."""
+
+    def __init__(self):
+        self.ticks = []
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def __enter__(self):
+        import gc
+
+        # objects earlier tests left behind (viewers, TensorFlow) are not collected in the
+        # middle of this measurement: it is about what the plugin does on the event loop
+        gc.collect()
+        gc.freeze()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *_):
+        import gc
+
+        self.timer.stop()
+        gc.unfreeze()
+
+    @property
+    def longest_gap(self) -> float:
+        return float(np.max(np.diff(self.ticks)))

@@ -1,47 +1,13 @@
 """The interactive loop in a real napari viewer: a scribble layer, live previews while
 training, continue training, training on folders, and the uncertainty map."""
 
-import time
-
 import numpy as np
-from qtpy.QtCore import QTimer
 
 from napari_unet.image_files import write_image
 from napari_unet.sample_data import make_nuclei
 from napari_unet.scribbles import simulate_scribbles
 
-from .conftest import build_tiny, set_fast_training, wait_for_worker
-
-
-class _Ticks:
-    """Records when a 10 ms Qt timer fires: the longest gap is the longest the GUI's
-    event loop was blocked."""
-
-    def __init__(self):
-        self.ticks = []
-        self.timer = QTimer()
-        self.timer.setInterval(10)
-        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
-
-    def __enter__(self):
-        import gc
-
-        # objects earlier tests left behind (viewers, TensorFlow) are not collected in the
-        # middle of this measurement: it is about what the plugin does on the event loop
-        gc.collect()
-        gc.freeze()
-        self.timer.start()
-        return self
-
-    def __exit__(self, *_):
-        import gc
-
-        self.timer.stop()
-        gc.unfreeze()
-
-    @property
-    def longest_gap(self) -> float:
-        return float(np.max(np.diff(self.ticks)))
+from .conftest import Ticks as _Ticks, build_tiny, set_fast_training, wait_for_worker
 
 
 def _paint_scribbles(train, viewer, coverage=0.02, seed=0):
