@@ -69,9 +69,13 @@ def _add_train_parser(sub) -> None:
                    help="1 = foreground/background; >= 2 = classes")
     p.add_argument("--batch-norm", action="store_true", help="batch normalisation after each conv")
     p.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX (default: guessed)")
-    p.add_argument("--epochs", type=_whole(1), default=20, help="training epochs")
+    p.add_argument("--epochs", type=_whole(1),
+                   help="training epochs (default: sized from the annotated pixels, 5-100; "
+                        "with --time-budget, until the budget or early stopping ends it)")
     p.add_argument("--steps", type=_whole(1),
                    help="batches per epoch (default: about two passes over the annotations)")
+    p.add_argument("--time-budget", type=_number(0, 1e9, low_open=True, high_open=False),
+                   help="end training after this many seconds, keeping the best epoch")
     p.add_argument("--patch-size", type=_whole(1), default=128, help="training patch side (px)")
     p.add_argument("--batch-size", type=_whole(1), default=8, help="patches per batch")
     p.add_argument("--lr", type=_number(0, 1, low_open=True, high_open=False), default=1e-3,

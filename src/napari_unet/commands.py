@@ -133,6 +133,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     with _StopOnInterrupt() as interrupt:
         result = train(images, masks, config, patch_size=args.patch_size,
                        batch_size=args.batch_size, epochs=args.epochs,
+                       time_budget=args.time_budget,
                        steps_per_epoch=args.steps, learning_rate=args.lr,
                        validation_fraction=args.validation, loss=args.loss,
                        label_mode=args.label_mode, axes=args.axes, seed=args.seed,

@@ -41,12 +41,17 @@ class TrainResult(NamedTuple):
     history: dict[str, list[float]]
 
 
+MIN_AUTO_BATCHES, MAX_AUTO_BATCHES = 200, 2000  # batches in all when epochs are automatic
+MAX_AUTO_EPOCHS = 1000  # automatic epochs with a time budget
+
+
 @dataclass(frozen=True)
 class TrainSettings:
     """How to train (the keyword arguments of `iter_train`), checked when created.
 
     ``patch_size`` (side in pixels of the random patches, a multiple of
-    2**depth), ``batch_size``, ``epochs``, ``learning_rate`` (Adam),
+    2**depth), ``batch_size``, ``epochs`` (None: sized from the annotated pixels
+    and ``time_budget``, see `schedule`), ``learning_rate`` (Adam),
     ``steps_per_epoch`` (default: the annotated pixels about twice, at least
     10), ``validation_fraction`` (share of annotated blocks held out), ``loss``
     (``"bce"`` or ``"bce_dice"``), ``label_mode``, ``augment`` (True: flips,
@@ -68,7 +73,7 @@ class TrainSettings:
 
     patch_size: int = 128
     batch_size: int = 8
-    epochs: int = 20
+    epochs: int | None = None
     steps_per_epoch: int | None = None
     learning_rate: float = 1e-3
     validation_fraction: float = 0.15
@@ -85,8 +90,11 @@ class TrainSettings:
     freeze_encoder: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("patch_size", "batch_size", "epochs"):
+        for name in ("patch_size", "batch_size"):
             check_whole(name, getattr(self, name), 1)
+        if self.epochs is not None and (not is_whole(self.epochs) or self.epochs < 1):
+            raise ValueError(f"epochs must be a whole number >= 1, or None to size training "
+                             f"from the annotated pixels; got {self.epochs!r}.")
         if self.steps_per_epoch is not None and (not is_whole(self.steps_per_epoch)
                                                  or self.steps_per_epoch < 1):
             raise ValueError(f"steps_per_epoch must be a whole number >= 1, or None for about "
@@ -126,12 +134,28 @@ class TrainSettings:
             raise ValueError(f"patch_size must be a positive multiple of 2**depth = {m}; got "
                              f"{self.patch_size!r}.")
 
-    def steps_for(self, targets: Sequence[np.ndarray]) -> int:
-        """Batches per epoch: as set, or about two passes over the annotated pixels (>= 10)."""
-        if self.steps_per_epoch is not None:
-            return int(self.steps_per_epoch)
+    def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
+        """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
+
+        Batches per epoch: as set, or about two passes over the annotated pixels (at
+        least 10). Epochs: as set; with a ``time_budget``, `MAX_AUTO_EPOCHS` (the budget
+        or early stopping ends training); else about 20 passes over the annotated
+        pixels, but at least `MIN_AUTO_BATCHES` and at most `MAX_AUTO_BATCHES` batches
+        in all, in 5 to 100 epochs: a few scribbles still get a few hundred batches, and
+        a large dataset is not trained for hours by default.
+        """
         annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
-        return max(10, math.ceil(2 * annotated / (self.patch_size**2 * self.batch_size)))
+        passes = annotated / (self.patch_size**2 * self.batch_size)  # batches per pass
+        steps = (int(self.steps_per_epoch) if self.steps_per_epoch is not None
+                 else max(10, math.ceil(2 * passes)))
+        if self.epochs is not None:
+            return int(self.epochs), steps
+        if self.time_budget is not None:
+            return MAX_AUTO_EPOCHS, steps
+        epochs = math.ceil(max(20 * passes, MIN_AUTO_BATCHES) / steps)
+        if epochs * steps > MAX_AUTO_BATCHES:
+            epochs = MAX_AUTO_BATCHES // steps
+        return int(np.clip(epochs, 5, 100)), steps
 
 
 def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = None, *,
@@ -178,17 +202,17 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
                                            unet.normalization, axes_list, names, unet.target,
                                            options.boundary_width)
     train_targets, validation, sampler = _split(unet, options, xs, ys, truths, parallel)
-    steps = options.steps_for(train_targets)
+    epochs, steps = options.schedule(train_targets)
     weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
     side_job = _preview_job(unet, preview, images, axes_list)
     started = time.perf_counter()
     stop = _with_deadline(should_stop, options.time_budget, started)
-    outcome = yield from _fit(unet, options, sampler, validation, steps, stop, parallel, weights,
-                              side_job)
+    outcome = yield from _fit(unet, options, sampler, validation, (epochs, steps), stop,
+                              parallel, weights, side_job)
     _report_divergence(outcome, options.learning_rate)
     monitor = "val_iou" if validation is not None else "iou"
-    _record_provenance(unet, outcome, options, steps, time.perf_counter() - started, monitor,
-                       _annotations(unet, options, labels, names))
+    _record_provenance(unet, outcome, options, (epochs, steps), time.perf_counter() - started,
+                       monitor, _annotations(unet, options, labels, names))
     unet.info["class_weights"] = weights
     _calibrate(unet, options, xs, ys, truths, train_targets)
     return TrainResult(unet, outcome.history)
@@ -303,18 +327,19 @@ def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) 
 
 
 def _fit(unet: UNetModel, options: TrainSettings, sampler: PatchSampler, validation: Any,
-         steps: int, should_stop: Any, parallel: Any, weights: list[float] | None,
-         side_job: Any = None):
+         schedule: tuple[int, int], should_stop: Any, parallel: Any,
+         weights: list[float] | None, side_job: Any = None):
     """Compile (in the data-parallel scope, if any; with the encoder frozen when asked)
     and run `fit_events` on patches made ahead by `_patch_workers` threads; returns its
-    `FitOutcome`. The encoder is trainable again afterwards."""
+    `FitOutcome`; ``schedule`` is (epochs, batches per epoch). The encoder is trainable
+    again afterwards."""
     frozen = _freeze_encoder(unet.keras_model, options.freeze_encoder)
     with parallel.scope() if parallel else contextlib.nullcontext():
         _compile(unet, options, weights)
     batches = sampler.stream(workers=_patch_workers())
     try:
-        return (yield from fit_events(unet.keras_model, batches, validation, options.epochs,
-                                      steps, options.batch_size, should_stop,
+        return (yield from fit_events(unet.keras_model, batches, validation, *schedule,
+                                      options.batch_size, should_stop,
                                       parallel.scope if parallel else None, options.patience,
                                       side_job))
     finally:
@@ -452,7 +477,8 @@ def _report_divergence(outcome: FitOutcome, learning_rate: float) -> None:
 
 
 def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSettings,
-                       steps: int, seconds: float, monitor: str, record: list[dict]) -> None:
+                       schedule: tuple[int, int], seconds: float, monitor: str,
+                       record: list[dict]) -> None:
     """Store the history (extending an earlier round's), the annotation ``record`` and
     how, when and with what the model was trained on ``unet``; ``best_epoch`` counts
     over all rounds."""
@@ -483,8 +509,10 @@ def _record_provenance(unet: UNetModel, outcome: FitOutcome, options: TrainSetti
         "stopped_early": outcome.stopped,
         "early_stopping": outcome.early_stopped,
         "diverged": outcome.diverged,
-        "steps_per_epoch": steps,
         **settings,
+        "epochs": schedule[0],
+        "epochs_auto": options.epochs is None,
+        "steps_per_epoch": schedule[1],
     }
 
 

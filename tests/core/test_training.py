@@ -155,3 +155,29 @@ def test_logged_losses_are_running_means_over_the_epoch(nuclei, monkeypatch):
     batch = [e.logs["loss"] for e in events if e.phase == "batch"]
     np.testing.assert_allclose(batch, np.cumsum(raw) / np.arange(1, 5), rtol=1e-4)
     assert [e for e in events if e.phase == "epoch"][0].logs["loss"] == pytest.approx(batch[-1])
+
+
+def test_automatic_epochs_are_sized_from_the_annotated_pixels():
+    from napari_unet.training import MAX_AUTO_BATCHES, MAX_AUTO_EPOCHS, MIN_AUTO_BATCHES, TrainSettings
+
+    def planes(n, side, annotated=1.0):
+        target = np.full((side, side), -1, np.int8)
+        target.flat[: int(annotated * side * side)] = 0
+        return [target] * n
+
+    settings = TrainSettings(patch_size=128, batch_size=8)
+    assert settings.epochs is None
+    epochs, steps = settings.schedule(planes(1, 512, 0.02))  # a few scribbles
+    assert steps == 10 and epochs * steps == MIN_AUTO_BATCHES
+    epochs, steps = settings.schedule(planes(4, 512))  # dense labels: 8 batches a pass
+    assert steps == 16 and epochs * steps >= MIN_AUTO_BATCHES > (epochs - 1) * steps
+    epochs, steps = settings.schedule(planes(10, 1024))  # 80 batches a pass: 20 passes
+    assert steps == 160 and epochs == 10
+    epochs, steps = settings.schedule(planes(40, 2048))  # a large dataset: capped, >= 5 epochs
+    assert steps == 2560 and epochs == 5
+    epochs, steps = settings.schedule(planes(20, 1024))  # 20 passes would be 3200 batches
+    assert epochs * steps <= MAX_AUTO_BATCHES and epochs == 6
+    assert TrainSettings(time_budget=60).schedule(planes(1, 512))[0] == MAX_AUTO_EPOCHS
+    assert TrainSettings(epochs=7, steps_per_epoch=3).schedule(planes(1, 512)) == (7, 3)
+    with pytest.raises(ValueError, match="None to size training"):
+        TrainSettings(epochs=0)

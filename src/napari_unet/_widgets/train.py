@@ -99,7 +99,7 @@ class TrainWidget(SessionWidget):
                      self.clear_pairs,
                      self.pairs_label, self.images_dir, self.masks_dir, self.label_mode,
                      self.class_names, self.new_scribbles, self.legend, self.patch_size,
-                     self.epochs, self.steps, self.batch_size, self.learning_rate, self.validation,
+                     self.epochs, self.time_limit, self.steps, self.batch_size, self.learning_rate, self.validation,
                      self.target, self.augment, self.loss, self.freeze_encoder, self.preview_every,
                      self.train_button, self.stop_button, self.progress, self.device, self.status,
                      self.plot])
@@ -110,7 +110,7 @@ class TrainWidget(SessionWidget):
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.remember("train", [self.label_mode, self.patch_size, self.epochs,
-                                self.steps, self.batch_size, self.learning_rate,
+                                self.time_limit, self.steps, self.batch_size, self.learning_rate,
                                 self.validation, self.target, self.augment,
                                 self.loss, self.class_names, self.preview_every])
         self._connect_controls()
@@ -226,7 +226,13 @@ class TrainWidget(SessionWidget):
         """The controls of `napari_unet.training.TrainSettings` (patch size ... loss)."""
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
                                   tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
-        self.epochs = SpinBox(value=20, min=1, max=10000, name="epochs", label="epochs", tooltip="Number of epochs.")
+        self.epochs = SpinBox(value=0, min=0, max=10000, name="epochs", label="epochs",
+                              tooltip="0 = automatic: about 20 passes over the labelled pixels, 200-2000 "
+                                      "batches in 5-100 epochs (with a time limit: until it, or until "
+                                      "no better epoch for a while). Training keeps the best epoch.")
+        self.time_limit = SpinBox(value=0, min=0, max=10000, name="time_limit", label="time limit (min)",
+                                  tooltip="End training after this many minutes, keeping the best epoch "
+                                          "(0 = no limit).")
         self.steps = SpinBox(value=0, min=0, max=100000, name="steps", label="batches per epoch",
                              tooltip="0 = automatic (about two passes over the labelled pixels, at least 10).")
         self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch size",
@@ -275,7 +281,8 @@ class TrainWidget(SessionWidget):
             "freeze_encoder": bool(self.freeze_encoder.value),
             "patch_size": self.patch_size.value,
             "batch_size": self.batch_size.value,
-            "epochs": self.epochs.value,
+            "epochs": self.epochs.value or None,
+            "time_budget": 60.0 * self.time_limit.value if self.time_limit.value else None,
             "steps_per_epoch": self.steps.value or None,
             "learning_rate": float(self.learning_rate.value),
             "validation_fraction": float(self.validation.value),
