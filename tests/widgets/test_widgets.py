@@ -382,6 +382,50 @@ def test_lazy_fill_waits_while_busy_and_cancel_stops_it(viewer_with_widgets, qtb
     assert layer.data.chunks_done >= done + per_plane
 
 
+def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeypatch):
+    """A lazy layer filling in does not lock the other buttons: Run (here on an in-memory
+    layer) makes it give way and runs, after which the fill goes on; Train does the same,
+    and the fill of the old model's result then stops for good."""
+    import time
+
+    import dask.array as da
+
+    from napari_unet.sample_data import make_nuclei
+
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    engine = w["run"].session.engine
+    real_predict_block = engine.predict_block
+
+    def slow_predict_block(*args, **kwargs):
+        time.sleep(0.1)
+        return real_predict_block(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_block", slow_predict_block)
+    viewer.add_image(da.from_array(make_nuclei((512, 512), seed=3)[0], chunks=32), name="lazy")
+    run, train = w["run"], w["train"]
+    run.reset_choices()
+    run.output.value = "semantic mask"
+    _run(qtbot, run, "lazy")
+    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)
+    assert run.run_button.enabled and train.train_button.enabled  # not locked by the fill
+    outcomes = []
+    monkeypatch.setattr(RunWidget, "on_fill_finished",
+                        lambda self, done, outcome: outcomes.append(outcome))
+    run.image.value = viewer.layers["nuclei"]
+    run.start()  # gives way, then runs
+    qtbot.waitUntil(lambda: "nuclei U-Net" in viewer.layers, timeout=60_000)
+    wait_for_worker(qtbot, run)
+    assert run.last_error == "" and outcomes[0] == "gave way"
+    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)  # the lazy layer goes on
+    set_fast_training(train, epochs=1, steps=2)
+    train.start()
+    qtbot.waitUntil(lambda: train.worker is not None, timeout=30_000)
+    wait_for_worker(qtbot, train)
+    assert train.last_error == "" and train.session.summary.trained
+    assert not run.fill.arrays and "model changed" in run.status.value
+
+
 def test_export_for_bioimageio_and_run_on_a_folder(viewer_with_widgets, qtbot, tmp_path):
     """Build writes a bioimage.io package through the engine; Run segments every image of
     a folder into another folder with it, skips them on a second run, and reports."""

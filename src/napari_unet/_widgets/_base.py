@@ -11,6 +11,7 @@ from magicgui.widgets import Container, Select
 from qtpy.QtCore import QEvent, QObject
 
 from ._session import session_for
+from ._workers import report_error
 
 # image layers the plugin adds itself: not offered as images to train on or segment
 RESULT_IMAGES = ("U-Net probability", "U-Net uncertainty", "U-Net spread")
@@ -77,6 +78,18 @@ class SessionWidget(Container):
         self.closed = True
         if self.worker is not None:  # a job of this widget still runs: stop it
             self.session.engine.stop()
+
+    def wait_for_engine(self, title: str, retry: Any) -> bool:
+        """True when the model is busy: a background job (a lazy layer filling in) is
+        asked to give way and ``retry()`` runs after it; another job is reported as an
+        error. False when the model is free."""
+        if not self.session.busy:
+            return False
+        if self.session.when_free(retry):
+            self.status.value = f"{title}: waiting for the lazy result's current block…"
+        else:
+            report_error(self, title, self.session.busy_error())
+        return True
 
     def wrap_labels(self, *labels: Any) -> None:
         """Let long messages in ``labels`` wrap instead of widening the dock for good."""

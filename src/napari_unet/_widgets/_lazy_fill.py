@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..engine import EngineCancelled
+from ..engine import EngineCancelled, EngineClosed
 from ..progressive import ProgressiveArray, iter_fill
 from ._workers import ActivityProgress, start_worker
 
@@ -83,6 +83,7 @@ class LazyFill:
         self.activity = None
         self.blocks = 0
         self.fills = 0  # fill workers that ended (for tests and diagnostics)
+        self._then: list[Callable[[], None]] = []  # actions waiting for the engine
         self.outcome = ""  # how the running fill ends: "", "cancelled" or "failed"
         self._refreshed = 0.0
 
@@ -134,6 +135,16 @@ class LazyFill:
             array.paused = True
             array.forget_pending()
 
+    def _give_way(self, then: Callable[[], None]) -> None:
+        """Another action wants the engine: end after the current network call, then run
+        ``then()``; what is in view is queued again and computed once the engine is free."""
+        self._then.append(then)
+        self.outcome = "gave way"
+        for predictor in self.predictors:
+            predictor.cancelled.set()
+        for array in self.arrays:
+            array.forget_pending()
+
     def resume(self, *_: Any) -> None:
         """Compute what is in view again (the viewer moved to another plane or view)."""
         if any(array.paused for array in self.arrays):
@@ -154,7 +165,7 @@ class LazyFill:
         for predictor in self.predictors:
             predictor.cancelled.clear()
         self.blocks, self.outcome = 0, ""
-        session.set_busy(True, "computing the lazy result in view")
+        session.set_busy(True, "computing the lazy result in view", give_way=self._give_way)
         self.activity = ActivityProgress(f"U-Net: {self.layers[0].name if self.layers else 'lazy'}")
         arrays = list(self.arrays)
         generation = self.fills
@@ -183,17 +194,24 @@ class LazyFill:
             layer.refresh()
 
     def _on_error(self, err: BaseException) -> None:
+        if self.widget.closed and isinstance(err, EngineClosed):
+            return  # the dock (or the viewer) closed, and with it the engine
         if not isinstance(err, EngineCancelled):
             self.cancel()  # no retry loop: viewing another part tries again
             self.outcome = "failed"
             self.widget.on_fill_error(err)
 
     def _on_finish(self) -> None:
+        from qtpy.QtCore import QTimer
+
         self.worker = None
         self.fills += 1
         if self.activity is not None:
             self.activity.close()
             self.activity = None
+        for then in self._then:  # scheduled first: they go before this fill could restart
+            QTimer.singleShot(0, then)
+        self._then = []
         self.widget.session.set_busy(False)  # a Train or Build waiting for the engine may go
         self._refresh()  # may queue more (the view moved meanwhile): _start runs again
         self.widget.on_fill_finished(sum(a.chunks_done for a in self.arrays), self.outcome)

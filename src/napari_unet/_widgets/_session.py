@@ -7,7 +7,7 @@ plugin proxies) and an entry is dropped when the last widget using it is destroy
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from psygnal import Signal
 
@@ -34,6 +34,7 @@ class ModelSession:
         self.description = "no model yet: build or load one"
         self.busy = False
         self.doing = ""  # what the running job does, for messages
+        self._give_way = None  # how the running background job gives way (see set_busy)
 
     @property
     def has_model(self) -> bool:
@@ -44,10 +45,28 @@ class ModelSession:
         self.description = description
         self.changed.emit(description)
 
-    def set_busy(self, busy: bool, doing: str = "") -> None:
-        """Start (``busy``, ``doing`` says what, e.g. "training") or end a job."""
+    def set_busy(self, busy: bool, doing: str = "",
+                 give_way: Callable[[Callable[[], None]], None] | None = None) -> None:
+        """Start (``busy``; ``doing`` says what, e.g. "training") or end a job. A
+        background job (a lazy layer filling in) passes ``give_way``: ``give_way(then)``
+        asks it to end soon and to call ``then()`` once it has."""
         self.busy, self.doing = busy, (doing if busy else "")
+        self._give_way = give_way if busy else None
         self.busy_changed.emit(busy)
+
+    @property
+    def blocked(self) -> bool:
+        """A job runs that other actions must wait for (a background job gives way)."""
+        return self.busy and self._give_way is None
+
+    def when_free(self, action: Callable[[], None]) -> bool:
+        """While a background job runs: ask it to give way and run ``action()`` after it
+        (True). False when no job runs, or one that does not give way."""
+        if not self.busy or self._give_way is None:
+            return False
+        give_way, self._give_way = self._give_way, None
+        give_way(action)
+        return True
 
     def busy_error(self) -> ValueError:
         """The error for an action refused because a job runs."""

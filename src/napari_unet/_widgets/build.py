@@ -154,8 +154,7 @@ class BuildWidget(SessionWidget):
 
     def _start(self, method: str, *args, done, title: str) -> None:
         """Run `EngineClient` ``method`` with ``args`` in a worker; ``done`` gets its result."""
-        if self.session.busy:
-            report_error(self, title, self.session.busy_error())
+        if self.wait_for_engine(title, lambda: self._start(method, *args, done=done, title=title)):
             return
         self.last_error = ""
         self._set_enabled(False)
@@ -177,4 +176,4 @@ class BuildWidget(SessionWidget):
         self.status.value = description
 
     def _on_busy(self, busy: bool) -> None:
-        self._set_enabled(not busy)
+        self._set_enabled(not self.session.blocked)

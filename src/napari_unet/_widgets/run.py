@@ -221,7 +221,7 @@ class RunWidget(SessionWidget):
                                     tooltip="For stacks: connect objects across Z (3D labels) instead of labelling each plane.")
 
     def _on_busy(self, busy: bool) -> None:
-        self.run_button.enabled = self.folder_button.enabled = not busy
+        self.run_button.enabled = self.folder_button.enabled = not self.session.blocked
         if not busy:
             self.fill._on_request()  # lazy layers viewed while the engine was busy
 
@@ -255,8 +255,7 @@ class RunWidget(SessionWidget):
     def start_folder(self, *_: Any) -> None:
         """Predict every image of the input folder into the output folder, in a worker."""
         self.last_error = ""
-        if self.session.busy:
-            report_error(self, "Run", self.session.busy_error())
+        if self.wait_for_engine("Run on folder", self.start_folder):
             return
         in_dir, out_dir = str(self.folder_in.value or ""), str(self.folder_out.value or "")
         if in_dir in ("", ".") or not Path(in_dir).is_dir() or out_dir in ("", "."):
@@ -335,8 +334,7 @@ class RunWidget(SessionWidget):
     def start(self, *_: Any) -> None:
         """Read the layer and model (GUI thread), then predict in a worker."""
         self.last_error = ""
-        if self.session.busy:
-            report_error(self, "Run", self.session.busy_error())
+        if self.wait_for_engine("Run", self.start):
             return
         layer = self.image.value
         if layer is None:
@@ -435,8 +433,9 @@ class RunWidget(SessionWidget):
             return
         self.cancel_button.enabled = False
         if outcome != "failed":
-            then = ("cancelled; move to another plane to go on" if outcome == "cancelled"
-                    else "the rest is computed as you view it")
+            then = {"cancelled": "cancelled; move to another plane to go on",
+                    "gave way": "paused for another job; it goes on when the model is free"
+                    }.get(outcome, "the rest is computed as you view it")
             self.status.value = f"{self.lazy_label}: lazy, {done} chunks computed; {then}"
 
     def _settings_used(self) -> str:

@@ -296,8 +296,7 @@ class TrainWidget(SessionWidget):
         """Read the layers (GUI thread), then train in a worker: the current model further
         when it was trained (the loss plot goes on), else a new one."""
         self.last_error = ""
-        if self.session.busy:
-            report_error(self, "Train", self.session.busy_error())
+        if self.wait_for_engine("Train", self.start):
             return
         try:
             method, args, kwargs = (self._folder_job() if self.source.value == FOLDERS
@@ -459,6 +458,6 @@ class TrainWidget(SessionWidget):
             self.stop_button.enabled = False
 
     def _on_busy(self, busy: bool) -> None:
-        self.train_button.enabled = not busy
+        self.train_button.enabled = not self.session.blocked
         trained = bool(self.session.summary and self.session.summary.trained)
         self.train_button.text = "Continue training" if trained else "Train"
