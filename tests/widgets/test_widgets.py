@@ -1,5 +1,7 @@
 """End to end through napari: build, train, stop, run, errors, responsiveness, persistence."""
 
+import os
+import signal
 import time
 
 import numpy as np
@@ -424,6 +426,27 @@ def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeyp
     wait_for_worker(qtbot, train)
     assert train.last_error == "" and train.session.summary.trained
     assert not run.fill.arrays and "model changed" in run.status.value
+
+    # two actions during one fill: both wait, and run one after the other
+    _run(qtbot, run, "lazy")
+    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)
+    epochs = train.session.summary.epochs
+    train.start()
+    run.image.value = viewer.layers["nuclei"]
+    run.start()
+    qtbot.waitUntil(lambda: train.session.summary.epochs > epochs and run.worker is None
+                    and ("objects" in run.status.value or bool(run.last_error)),
+                    timeout=120_000)
+    assert train.last_error == "" and run.last_error == ""
+    assert "nuclei U-Net" in run.status.value
+
+    # the engine dies during a fill: said so, not "cancelled"
+    _run(qtbot, run, "lazy")
+    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)
+    os.kill(run.session.engine._proc.pid, signal.SIGKILL)
+    qtbot.waitUntil(lambda: not run.fill.running, timeout=60_000)
+    assert "ended unexpectedly" in run.last_error and "ended unexpectedly" in run.status.value
+    assert not run.session.has_model and not run.session.busy
 
 
 def test_export_for_bioimageio_and_run_on_a_folder(viewer_with_widgets, qtbot, tmp_path):

@@ -83,7 +83,6 @@ class LazyFill:
         self.activity = None
         self.blocks = 0
         self.fills = 0  # fill workers that ended (for tests and diagnostics)
-        self._then: list[Callable[[], None]] = []  # actions waiting for the engine
         self.outcome = ""  # how the running fill ends: "", "cancelled" or "failed"
         self._refreshed = 0.0
 
@@ -128,18 +127,19 @@ class LazyFill:
     def cancel(self) -> None:
         """Stop after the current network call and drop the queue; the layers keep what
         is computed, and nothing more is computed until `resume`."""
-        self.outcome = "cancelled" if self.running else self.outcome
+        if self.running and not self.outcome:
+            self.outcome = "cancelled"
         for predictor in self.predictors:
             predictor.cancelled.set()
         for array in self.arrays:
             array.paused = True
             array.forget_pending()
 
-    def _give_way(self, then: Callable[[], None]) -> None:
-        """Another action wants the engine: end after the current network call, then run
-        ``then()``; what is in view is queued again and computed once the engine is free."""
-        self._then.append(then)
-        self.outcome = "gave way"
+    def _give_way(self) -> None:
+        """Another action wants the engine: end after the current network call; what is in
+        view is queued again and computed once the engine is free."""
+        if self.running and self.outcome != "failed":
+            self.outcome = "gave way"
         for predictor in self.predictors:
             predictor.cancelled.set()
         for array in self.arrays:
@@ -197,22 +197,17 @@ class LazyFill:
         if self.widget.closed and isinstance(err, EngineClosed):
             return  # the dock (or the viewer) closed, and with it the engine
         if not isinstance(err, EngineCancelled):
-            self.cancel()  # no retry loop: viewing another part tries again
             self.outcome = "failed"
+            self.cancel()  # no retry loop: viewing another part tries again
             self.widget.on_fill_error(err)
 
     def _on_finish(self) -> None:
-        from qtpy.QtCore import QTimer
-
         self.worker = None
         self.fills += 1
         if self.activity is not None:
             self.activity.close()
             self.activity = None
-        for then in self._then:  # scheduled first: they go before this fill could restart
-            QTimer.singleShot(0, then)
-        self._then = []
-        self.widget.session.set_busy(False)  # a Train or Build waiting for the engine may go
+        self.widget.session.set_busy(False)  # actions waiting for the model go first  # a Train or Build waiting for the engine may go
         self._refresh()  # may queue more (the view moved meanwhile): _start runs again
         self.widget.on_fill_finished(sum(a.chunks_done for a in self.arrays), self.outcome)
         self._on_request()

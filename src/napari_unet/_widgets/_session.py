@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from psygnal import Signal
+from qtpy.QtCore import QTimer
 
 from ..engine import EngineClient
 from ..model_summary import ModelSummary
@@ -35,6 +36,7 @@ class ModelSession:
         self.busy = False
         self.doing = ""  # what the running job does, for messages
         self._give_way = None  # how the running background job gives way (see set_busy)
+        self._waiting: list[Callable[[], None]] = []  # actions queued by `when_free`
 
     @property
     def has_model(self) -> bool:
@@ -46,13 +48,20 @@ class ModelSession:
         self.changed.emit(description)
 
     def set_busy(self, busy: bool, doing: str = "",
-                 give_way: Callable[[Callable[[], None]], None] | None = None) -> None:
+                 give_way: Callable[[], None] | None = None) -> None:
         """Start (``busy``; ``doing`` says what, e.g. "training") or end a job. A
-        background job (a lazy layer filling in) passes ``give_way``: ``give_way(then)``
-        asks it to end soon and to call ``then()`` once it has."""
+        background job (a lazy layer filling in) passes ``give_way``, which asks it to
+        end soon. When a job ends, the first action waiting for the model runs."""
         self.busy, self.doing = busy, (doing if busy else "")
         self._give_way = give_way if busy else None
+        if not busy and self._waiting:  # before busy_changed, which may restart a fill
+            QTimer.singleShot(0, self._run_waiting)
         self.busy_changed.emit(busy)
+
+    def _run_waiting(self) -> None:
+        """Run the actions waiting for the model, until one of them starts a job."""
+        while self._waiting and not self.busy:
+            self._waiting.pop(0)()
 
     @property
     def blocked(self) -> bool:
@@ -60,12 +69,13 @@ class ModelSession:
         return self.busy and self._give_way is None
 
     def when_free(self, action: Callable[[], None]) -> bool:
-        """While a background job runs: ask it to give way and run ``action()`` after it
-        (True). False when no job runs, or one that does not give way."""
+        """While a background job runs (or actions already wait for one to end): ask it
+        to give way, and run ``action()`` when the model is free; True. False when no
+        job runs, or one that does not give way."""
         if not self.busy or self._give_way is None:
             return False
-        give_way, self._give_way = self._give_way, None
-        give_way(action)
+        self._waiting.append(action)
+        self._give_way()
         return True
 
     def busy_error(self) -> ValueError:

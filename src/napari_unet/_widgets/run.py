@@ -230,8 +230,9 @@ class RunWidget(SessionWidget):
         self._show_model_values()
         if self.fill.predictors and self.fill.predictors[0].model_path is None:
             self.fill.detach()
-            self.status.value = ("the model changed: the lazy result keeps what it computed; "
-                                 "press Run again for the new model's")
+            if self.session.summary is not None:  # (else the engine died: its error stays)
+                self.status.value = ("the model changed: the lazy result keeps what it "
+                                     "computed; press Run again for the new model's")
 
     def _on_destroyed(self, *args: Any) -> None:
         super()._on_destroyed(*args)
