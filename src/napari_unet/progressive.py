@@ -62,7 +62,14 @@ class ProgressiveArray:
                 f"{len(self._done)} of {int(np.prod(self.lazy.numblocks))} chunks computed)")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        out = np.asarray(self.lazy.compute())
+        """All of it: computed chunks as kept, the others computed now (blocking)."""
+        out = np.empty(self.shape, self.dtype)
+        for chunk in np.ndindex(*self.lazy.numblocks):
+            with self._lock:
+                block = self._done.get(chunk)
+            if block is None:
+                block = self.lazy.blocks[chunk].compute(scheduler="synchronous")
+            out[tuple(slice(s[c], s[c + 1]) for s, c in zip(self._starts, chunk))] = block
         return out if dtype is None else out.astype(dtype)
 
     @property

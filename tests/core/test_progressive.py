@@ -81,3 +81,15 @@ def test_a_view_refreshed_while_a_chunk_computes_does_not_compute_it_twice(data)
     events = []
     assert drain(iter_fill([array]), events.append) == 3
     assert len(calls) == 3 and [e.total for e in events] == [3, 3, 3]
+
+
+def test_asarray_reuses_computed_chunks(data):
+    calls = []
+    lazy = da.from_array(data, chunks=(1, 25, 35)).map_blocks(
+        lambda b: (calls.append(1), b)[1], dtype=data.dtype, meta=np.empty((0, 0, 0), data.dtype))
+    array = ProgressiveArray(lazy)
+    array[0]
+    drain(iter_fill([array]))
+    assert len(calls) == 4
+    np.testing.assert_array_equal(np.asarray(array), data)
+    assert len(calls) == 12  # only the 8 chunks not computed before
