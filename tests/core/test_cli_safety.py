@@ -208,7 +208,7 @@ def test_help_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     out = capsys.readouterr().out
-    assert "(default: 20)" in out and "(default: 128)" in out
+    assert "(default: 128)" in out and "(default: sized from the annotated" in out
 
 
 def _run_cli(*argv):

@@ -294,6 +294,7 @@ def test_lazy_layer_fills_in_the_background_and_equals_the_eager_one(viewer_with
 
     run.output.value = "instance labels"
     run.probabilities.value = False
+    block_threads.clear()  # (np.asarray above computed plane 0 here, as asked)
     _fill_after(qtbot, run, lambda: _run(qtbot, run, "lazy"))
     instances = viewer.layers["lazy U-Net"].data
     assert isinstance(instances, ProgressiveArray)
