@@ -1,8 +1,8 @@
 """After training: choose how probabilities become labels, and check the model did not collapse.
 
 `calibrate` predicts the annotated planes with the trained network and picks
-the foreground threshold, the seed threshold (boundary models) and the
-minimum object size that give the best score on the held-out validation
+the foreground threshold, the seed threshold and the seed split distance
+(boundary models) and the minimum object size that give the best score on the held-out validation
 region: instance AP@0.5 for boundary models (objects cut by the region's
 edge are cut the same way in the truth, so they still match), foreground IoU
 for foreground models. Values are searched on small grids; the defaults
@@ -27,6 +27,7 @@ __all__ = ["Calibration", "calibrate", "collapse_warning", "plane_probabilities"
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
+SPLIT_FRACTIONS = (0.5, 0.7, 0.9)  # seed split distances, of the median object radius
 MIN_OBJECTS = 50  # fewer held-out objects than this: calibrate on all annotated planes
 
 
@@ -44,6 +45,7 @@ class Calibration:
     default_score: float
     measured_on: str
     objects: int
+    split_distance: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,11 +123,11 @@ def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
 def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
     from .postprocess import decode_boundaries
 
-    def ap(threshold: float, seed: float, min_size: int) -> float:
+    def ap(threshold: float, seed: float, min_size: int, split: int = 0) -> float:
         tp = n_pred = n_true = 0
         for p, t, r in zip(probs, truths, regions):
             labels = decode_boundaries(p, threshold=threshold, seed_threshold=seed,
-                                       min_size=min_size)
+                                       min_size=min_size, split_distance=split)
             counts = match_counts(np.where(r, labels, 0), t, 0.5)
             tp, n_pred, n_true = tp + counts[0], n_pred + counts[1], n_true + counts[2]
         return average_precision(tp, n_pred, n_true)
@@ -138,11 +140,15 @@ def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
     threshold, seed = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5) - abs(k[1] - 0.5)))
     by_size = {size: ap(threshold, seed, size) for size in sizes}
     min_size = max(by_size, key=lambda size: (by_size[size], -size))
-    score, default = by_size[min_size], ap(0.5, 0.5, 0)
+    radius = np.sqrt(median / np.pi)
+    splits = sorted({0} | {int(round(f * radius)) for f in SPLIT_FRACTIONS} - {1})
+    by_split = {split: ap(threshold, seed, min_size, split) for split in splits}
+    split = max(by_split, key=lambda d: (by_split[d], d == 0, d))  # ties: no split
+    score, default = by_split[split], ap(0.5, 0.5, 0)
     if default >= score:  # never worse than the defaults on this region
-        threshold, seed, min_size, score = 0.5, 0.5, 0, default
+        threshold, seed, min_size, split, score = 0.5, 0.5, 0, 0, default
     return Calibration(threshold, seed, min_size, "ap@0.5", round(score, 4),
-                       round(default, 4), measured_on, _objects(truths, regions))
+                       round(default, 4), measured_on, _objects(truths, regions), split)
 
 
 def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],

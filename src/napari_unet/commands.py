@@ -340,8 +340,7 @@ def _class_map(model, image, probs, min_size: int | None):
     from .postprocess import LabelOptions, labels_from_probabilities
 
     axes = resolve_axes(None, image.shape, model.config.in_channels).replace("C", "")
-    options = LabelOptions(instances=False, min_size=min_size).for_model(
-        model.threshold, model.seed_threshold, model.min_size)
+    options = LabelOptions(instances=False, min_size=min_size).for_unet(model)
     return labels_from_probabilities(probs, axes, options, "classes")
 
 
@@ -390,6 +389,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "threshold": meta.get("threshold"),
         "seed_threshold": meta.get("seed_threshold", 0.5),
         "min_size": meta.get("min_size", 0),
+        "split_distance": meta.get("split_distance", 0),
         "class_names": meta.get("class_names"),
         "info": meta.get("info"),
         "epochs": len(meta.get("history", {}).get("loss", [])),

@@ -124,6 +124,8 @@ class UNetModel:
     seed_threshold : interior probability above which a pixel seeds an object
         (``"boundary"`` models).
     min_size : objects of fewer pixels are dropped from instance labels by default.
+    split_distance : a boundary model's seeds are split where their distance
+        transform peaks lie at least this many pixels apart (0 = not split).
     class_names : one name per output class (index 0 = background).
     history : per-epoch training metrics (``loss``, ``val_loss``, ``iou`` ...).
     info : training settings and provenance (package version, best epoch, ...).
@@ -136,6 +138,7 @@ class UNetModel:
     target: str = ""
     seed_threshold: float = 0.5
     min_size: int = 0
+    split_distance: int = 0
     class_names: list[str] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -159,8 +162,10 @@ class UNetModel:
         for name in ("threshold", "seed_threshold"):
             if not 0.0 < float(getattr(self, name)) < 1.0:
                 raise ValueError(f"{name} must be between 0 and 1; got {getattr(self, name)}.")
-        if int(self.min_size) != self.min_size or self.min_size < 0:
-            raise ValueError(f"min_size must be a whole number of pixels >= 0; got {self.min_size}.")
+        for name in ("min_size", "split_distance"):
+            value = getattr(self, name)
+            if int(value) != value or value < 0:
+                raise ValueError(f"{name} must be a whole number of pixels >= 0; got {value}.")
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs: Any) -> UNetModel:
@@ -179,6 +184,7 @@ class UNetModel:
             "target": self.target,
             "seed_threshold": float(self.seed_threshold),
             "min_size": int(self.min_size),
+            "split_distance": int(self.split_distance),
             "class_names": list(self.class_names),
             "history": {k: [float(v) for v in vals] for k, vals in self.history.items()},
             "info": self.info,

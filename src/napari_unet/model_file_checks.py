@@ -189,6 +189,7 @@ def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
             "target": _target(meta.get("target", "")),
             "seed_threshold": _threshold(meta.get("seed_threshold", 0.5), "seed_threshold"),
             "min_size": _min_size(meta.get("min_size", 0)),
+            "split_distance": _min_size(meta.get("split_distance", 0), "split_distance"),
             "class_names": _strings(meta.get("class_names", []), "class_names"),
             "history": _history(meta.get("history", {})),
             "info": _expect(meta.get("info", {}), dict, "info"),
@@ -241,9 +242,9 @@ def _target(value: Any) -> str:
     return value
 
 
-def _min_size(value: Any) -> int:
+def _min_size(value: Any, name: str = "min_size") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
-        raise ValueError(f"min_size must be a whole number of pixels >= 0; got {_short(value)}.")
+        raise ValueError(f"{name} must be a whole number of pixels >= 0; got {_short(value)}.")
     return value
 
 

@@ -26,6 +26,8 @@ class ModelSummary:
     target : ``"foreground"``, ``"classes"`` or ``"boundary"`` (see `UNetModel`).
     threshold, seed_threshold : the model's (calibrated) probability thresholds, 0-1.
     min_size : objects of fewer pixels are dropped by default.
+    split_distance : a boundary model's seeds are split at distance peaks this many
+        pixels apart (0 = not split).
     class_names : one name per output class, index 0 = background.
     history : per-epoch metrics over all training rounds (``loss``, ``val_iou`` ...).
     info : training settings and provenance (best epoch, calibration, rounds ...).
@@ -37,6 +39,7 @@ class ModelSummary:
     threshold: float = 0.5
     seed_threshold: float = 0.5
     min_size: int = 0
+    split_distance: int = 0
     class_names: tuple[str, ...] = ()
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -46,7 +49,8 @@ class ModelSummary:
         """The summary of a `UNetModel` ``model``."""
         return cls(config=model.config, normalization=model.normalization, target=model.target,
                    threshold=float(model.threshold), seed_threshold=float(model.seed_threshold),
-                   min_size=int(model.min_size), class_names=tuple(model.class_names),
+                   min_size=int(model.min_size), split_distance=int(model.split_distance),
+                   class_names=tuple(model.class_names),
                    history={k: list(v) for k, v in model.history.items()},
                    info=dict(model.info))
 
@@ -62,4 +66,5 @@ class ModelSummary:
     def decoding(self) -> str:
         """"threshold 0.5, seed 0.9, min size 12 px": how probabilities become labels."""
         seed = f", seed {self.seed_threshold:g}" if self.target == "boundary" else ""
-        return f"threshold {self.threshold:g}{seed}, min size {self.min_size} px"
+        split = f", seeds split {self.split_distance} px apart" if self.split_distance else ""
+        return f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} px"

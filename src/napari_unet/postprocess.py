@@ -27,8 +27,11 @@ class LabelOptions:
     removed. ``split_touching``: separate touching objects of a foreground model
     by a watershed on the distance transform. ``link_planes``: label objects in
     3D across Z instead of per plane. ``seed_threshold``: interior probability
-    that seeds an object of a boundary model. ``threshold``, ``min_size`` and
-    ``seed_threshold`` left as None take the model's own (calibrated) values.
+    that seeds an object of a boundary model. ``split_distance``: a boundary
+    model's seeds are split where their distance transform has peaks at least
+    this many pixels apart (0 = not split). ``threshold``, ``min_size``,
+    ``seed_threshold`` and ``split_distance`` left as None take the model's own
+    (calibrated) values.
     """
 
     threshold: float | None = None
@@ -37,6 +40,7 @@ class LabelOptions:
     split_touching: bool = False
     link_planes: bool = False
     seed_threshold: float | None = None
+    split_distance: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("threshold", "seed_threshold"):
@@ -46,24 +50,31 @@ class LabelOptions:
                     raise ValueError(f"{name} must be a number between 0 and 1 (exclusive), or "
                                      f"None for the model's own; got {t!r}.")
                 object.__setattr__(self, name, float(t))
-        if self.min_size is not None:
-            object.__setattr__(self, "min_size",
-                               check_whole("min_size", self.min_size, 0, unit=" of pixels"))
+        for name in ("min_size", "split_distance"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, check_whole(name, getattr(self, name), 0,
+                                                           unit=" of pixels"))
         for name in ("instances", "split_touching", "link_planes"):
             object.__setattr__(self, name, check_switch(name, getattr(self, name)))
 
     def check_filled(self, what: str) -> None:
         """``ValueError`` unless the model's values were filled in (`for_model`)."""
-        if self.threshold is None or self.min_size is None or self.seed_threshold is None:
+        if None in (self.threshold, self.min_size, self.seed_threshold, self.split_distance):
             raise ValueError(f"{what} needs the model's values filled in: pass "
                              "options.for_model(...).")
 
     def for_model(self, threshold: float, seed_threshold: float = 0.5,
-                  min_size: int = 0) -> LabelOptions:
+                  min_size: int = 0, split_distance: int = 0) -> LabelOptions:
         """These options with every value left as None taken from a model's (the arguments)."""
         return replace(self, threshold=_first(self.threshold, threshold),
                        seed_threshold=_first(self.seed_threshold, seed_threshold),
-                       min_size=_first(self.min_size, min_size))
+                       min_size=_first(self.min_size, min_size),
+                       split_distance=_first(self.split_distance, split_distance))
+
+    def for_unet(self, unet: Any) -> LabelOptions:
+        """`for_model` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`)."""
+        return self.for_model(unet.threshold, unet.seed_threshold, unet.min_size,
+                              getattr(unet, "split_distance", 0))
 
 
 def _first(value: Any, default: Any) -> Any:
@@ -127,7 +138,7 @@ SEED_MIN_PIXELS = 5
 
 
 def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_threshold: float = 0.5,
-                      min_size: int = 0) -> np.ndarray:
+                      min_size: int = 0, split_distance: int = 0) -> np.ndarray:
     """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
     probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
     as predicted by a network trained on `napari_unet.boundaries.boundary_classes`.
@@ -142,6 +153,9 @@ def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_thresho
     ``threshold``: foreground is ``p(interior) + p(boundary) > threshold``.
     ``seed_threshold``: seeds are connected regions where ``p(interior) >
     seed_threshold``. ``min_size``: objects of fewer pixels are removed.
+    ``split_distance`` (px, 0 = off): a seed is split where its distance transform
+    has peaks at least this far apart (`split_touching_objects`), for touching
+    objects whose interiors still meet.
     """
     from skimage.segmentation import watershed
 
@@ -153,7 +167,9 @@ def decode_boundaries(probs: np.ndarray, *, threshold: float = 0.5, seed_thresho
     mask = (1.0 - probs[..., BACKGROUND]) > threshold
     if not mask.any():
         return np.zeros(mask.shape, np.int64)
-    seeds, _ = ndi.label((interior > seed_threshold) & mask)
+    confident = (interior > seed_threshold) & mask
+    seeds = (split_touching_objects(confident, split_distance) if split_distance
+             else ndi.label(confident)[0])
     seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
     n = int(seeds.max())
     labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
@@ -222,7 +238,8 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
         if target == "boundary":
             lab = decode_boundaries(unit, threshold=options.threshold,
                                     seed_threshold=options.seed_threshold,
-                                    min_size=options.min_size)
+                                    min_size=options.min_size,
+                                    split_distance=options.split_distance)
         elif target == "classes":
             lab = _label_classes(unit, options.min_size)
         else:

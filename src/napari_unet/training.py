@@ -141,7 +141,7 @@ class TrainSettings:
         least 10). Epochs: as set; with a ``time_budget``, `MAX_AUTO_EPOCHS` (the budget
         or early stopping ends training); else about 20 passes over the annotated
         pixels, but at least `MIN_AUTO_BATCHES` and at most `MAX_AUTO_BATCHES` batches
-        in all, in 5 to 100 epochs: a few scribbles still get a few hundred batches, and
+        in all, in 5 to 100 epochs (5 epochs of more than 400 batches exceed the cap): a few scribbles still get a few hundred batches, and
         a large dataset is not trained for hours by default.
         """
         annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
@@ -307,8 +307,8 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
     truths = [truths[i] if unet.target == "boundary" else (truths[i] > 0) for i in planes]
     result = calibrate(unet, probs, truths, regions if any(r.any() for r in regions) else None)
     if result is not None:
-        unet.threshold, unet.seed_threshold, unet.min_size = (
-            result.threshold, result.seed_threshold, result.min_size)
+        unet.threshold, unet.seed_threshold, unet.min_size, unet.split_distance = (
+            result.threshold, result.seed_threshold, result.min_size, result.split_distance)
         unet.info["calibration"] = result.to_dict()
 
 

@@ -104,7 +104,7 @@ class PreviewJob:
         region = self.region[..., 0] if self.region.shape[-1] == 1 else self.region
         axes = "YX" if region.ndim == 2 else "YXC"
         probs = drain(iter_probabilities(unet, region, axes=axes, stats=self.stats))
-        options = LabelOptions().for_model(unet.threshold, unet.seed_threshold, unet.min_size)
+        options = LabelOptions().for_unet(unet)
         labels = labels_from_probabilities(probs, "YX", options, unet.target)
         foreground = probs if probs.ndim == 2 else 1.0 - probs[..., 0]
         self.last = time.perf_counter()

@@ -114,3 +114,29 @@ def test_a_model_file_with_a_target_that_does_not_fit_is_refused(trained_tiny, t
                 zf.writestr(name, data)
         with pytest.raises(ModelFileError, match="target"):
             load_model(broken)
+
+
+def test_calibration_splits_seeds_when_that_scores_better(tmp_path):
+    """Pairs of touching disks whose interiors meet on the seam: no threshold separates
+    them, splitting the seeds does; the chosen split distance is saved with the model and
+    used by default."""
+    from napari_unet.postprocess import decode_boundaries
+
+    yy, xx = np.mgrid[:40, :60]
+    truth = np.zeros((40, 60), np.int32)
+    truth[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
+    truth[((yy - 20) ** 2 + (xx - 38) ** 2 < 100) & (truth == 0)] = 2
+    probs = np.zeros((40, 60, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[truth > 0] = [0.0, 0.9, 0.1]
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
+    result = calibrate(model, [probs] * 3, [truth] * 3, None)
+    assert result.split_distance > 0 and result.score == 1.0 and result.default_score < 1.0
+    model.split_distance = result.split_distance
+    loaded = load_model(save_model(model, tmp_path / "m.keras"))
+    assert loaded.split_distance == result.split_distance
+    from napari_unet.postprocess import LabelOptions, labels_from_probabilities
+
+    by_default = labels_from_probabilities(probs, "YX", LabelOptions().for_unet(loaded), "boundary")
+    assert by_default.max() == 2
+    np.testing.assert_array_equal(by_default, decode_boundaries(probs, split_distance=result.split_distance))

@@ -138,3 +138,23 @@ def test_seams_are_where_objects_touch_not_where_they_meet_background():
     assert seams.any() and not seams[labels == 3].any()  # the rectangle touches nothing
     assert set(np.unique(labels[seams])) == {1, 2}
     assert np.all(boundary_classes(labels, 2)[seams] == 2)  # seams are boundary pixels
+
+
+def test_split_distance_splits_a_seed_whose_interiors_meet():
+    """Two touching disks of radius 10 whose interior band was missed on the seam: one seed,
+    so one object; with the seeds split at distance peaks >= 6 px apart, the two disks."""
+    yy, xx = np.mgrid[:40, :60]
+    truth = np.zeros((40, 60), np.int32)
+    truth[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
+    truth[((yy - 20) ** 2 + (xx - 38) ** 2 < 100) & (truth == 0)] = 2
+    probs = np.zeros((40, 60, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[truth > 0] = [0.0, 0.9, 0.1]  # interior everywhere, seam included
+    assert decode_boundaries(probs).max() == 1
+    split = decode_boundaries(probs, split_distance=6)
+    assert split.max() == 2 and evaluate(split, truth)["ap@0.5"] == 1.0
+    options = LabelOptions(split_distance=6).for_model(0.5)
+    assert labels_from_probabilities(probs, "YX", "boundary").max() == 1
+    assert _labels(probs, "YX", options, "boundary").max() == 2
+    with pytest.raises(ValueError, match="split_distance"):
+        LabelOptions(split_distance=-1)

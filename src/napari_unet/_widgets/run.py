@@ -95,8 +95,7 @@ def lazy_run_job(engine: Any, image: Any, axes: str | None, name: str, placement
     axes = resolve_axes(axes, image.shape, config.in_channels)
     predictor = EngineBlockPredictor(engine, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
-    label_options = options["labels"].for_model(summary.threshold, summary.seed_threshold,
-                                                summary.min_size)
+    label_options = options["labels"].for_unet(summary)
     labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)
@@ -434,7 +433,7 @@ class RunWidget(SessionWidget):
             return
         self.cancel_button.enabled = False
         if outcome != "failed":
-            then = {"cancelled": "cancelled; move to another plane to go on",
+            then = {"cancelled": "cancelled; press Run again, or view another plane, to go on",
                     "gave way": "paused for another job; it goes on when the model is free"
                     }.get(outcome, "the rest is computed as you view it")
             self.status.value = f"{self.lazy_label}: lazy, {done} chunks computed; {then}"

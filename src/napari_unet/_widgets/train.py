@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
@@ -44,11 +45,17 @@ def training_report(summary: ModelSummary) -> str:
     if calibration:
         text += (f"; calibrated on the {calibration['measured_on']} pixels: threshold "
                  f"{calibration['threshold']:g}, seed {calibration['seed_threshold']:g}, "
-                 f"min size {calibration['min_size']} px ({calibration['metric']} "
+                 f"{_split_text(calibration)}min size {calibration['min_size']} px "
+                 f"({calibration['metric']} "
                  f"{calibration['score']:.3f}, defaults {calibration['default_score']:.3f})")
     if info.get("collapse_warning"):
         text += ". WARNING: " + info["collapse_warning"]
     return text
+
+
+def _split_text(calibration: dict) -> str:
+    split = calibration.get("split_distance", 0)
+    return f"seeds split {split} px apart, " if split else ""
 
 
 def train_job(engine: EngineClient, method: str, *args: Any, **kwargs: Any):
@@ -65,6 +72,7 @@ class TrainWidget(SessionWidget):
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
         self._stopping = False
+        self._time_limit: tuple[float, float] | None = None  # (start, seconds) of a limited run
         self._preview_target = None  # (image layer name, axes, region) of the live preview
         self._made_preview = None  # the preview layer the running training added
         self.previews_shown = self._previews_before = 0
@@ -228,7 +236,7 @@ class TrainWidget(SessionWidget):
                                   tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
         self.epochs = SpinBox(value=0, min=0, max=10000, name="epochs", label="epochs",
                               tooltip="0 = automatic: about 20 passes over the labelled pixels, 200-2000 "
-                                      "batches in 5-100 epochs (with a time limit: until it, or until "
+                                      "batches (but at least 5 epochs) in 5-100 epochs (with a time limit: until it, or until "
                                       "no better epoch for a while). Training keeps the best epoch.")
         self.time_limit = SpinBox(value=0, min=0, max=10000, name="time_limit", label="time limit (min)",
                                   tooltip="End training after this many minutes, keeping the best epoch "
@@ -306,6 +314,8 @@ class TrainWidget(SessionWidget):
             return
         self._stopping = False
         self._previews_before = self.previews_shown
+        limit = 60.0 * self.time_limit.value  # automatic epochs end at the time limit
+        self._time_limit = (time.monotonic(), limit) if limit and not self.epochs.value else None
         history = self.session.summary.history if self.session.summary else {}
         self.plot.show_history(history)  # a trained model goes on: its curve continues
         self.progress.value = 0
@@ -410,19 +420,29 @@ class TrainWidget(SessionWidget):
         if hasattr(event, "foreground"):  # a `TrainPreview`
             self._show_preview(event)
             return
-        self.progress.max = event.epochs * event.batches
-        self.progress.value = (event.epoch - 1) * event.batches + event.batch
-        if self.activity is not None:
-            self.activity.show(self.progress.value, self.progress.max,
-                               f"U-Net training, epoch {event.epoch}/{event.epochs}")
+        epoch = self._show_progress(event)
         if event.phase == "epoch":
             self.plot.add_epoch(event.logs)
             val, where = event.logs.get("val_iou"), self._validated_on()
-            self.status.value = (f"epoch {event.epoch}/{event.epochs}: loss {event.logs['loss']:.4f}"
+            self.status.value = (f"{epoch}: loss {event.logs['loss']:.4f}"
                                  + (f", val IoU {val:.3f}{where}" if val is not None else ""))
         elif not self._stopping:
-            self.status.value = (f"epoch {event.epoch}/{event.epochs}, batch {event.batch}/"
-                                 f"{event.batches}: loss {event.logs['loss']:.4f}")
+            self.status.value = (f"{epoch}, batch {event.batch}/{event.batches}: loss "
+                                 f"{event.logs['loss']:.4f}")
+        if self.activity is not None:  # last: it may process events
+            self.activity.show(self.progress.value, self.progress.max, f"U-Net training, {epoch}")
+
+    def _show_progress(self, event: Any) -> str:
+        """Set the progress bar (batches of all epochs; with automatic epochs and a time
+        limit, seconds of the limit) and return "epoch 3/20" (or "epoch 3, 4 of 10 min")."""
+        if self._time_limit is None:
+            self.progress.max = event.epochs * event.batches
+            self.progress.value = (event.epoch - 1) * event.batches + event.batch
+            return f"epoch {event.epoch}/{event.epochs}"
+        started, seconds = self._time_limit
+        used = min(seconds, time.monotonic() - started)
+        self.progress.max, self.progress.value = int(seconds), int(used)
+        return f"epoch {event.epoch}, {used / 60:.0f} of {seconds / 60:g} min"
 
     def _show_preview(self, event: Any) -> None:
         """Put a preview's labels on the image it was made of (if still open)."""
