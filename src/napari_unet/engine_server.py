@@ -239,7 +239,7 @@ def _listen_for_stop(control: Any, stop_event: threading.Event) -> None:
 
 
 def main() -> None:
-    """Entry point of ``python -m napari_unet.engine``: read the key from standard input,
+    """Entry point of ``python -m napari_unet.engine_server``: read the key from standard input,
     print the address to connect to, accept the call and control connections, serve."""
     key = bytes.fromhex(sys.stdin.readline().strip())
     if hasattr(os, "nice"):  # training uses every core: the viewer's process goes first

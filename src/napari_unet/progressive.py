@@ -28,7 +28,8 @@ class ProgressiveArray:
     It has ``shape``, ``dtype``, ``ndim``, ``size`` and basic indexing (integers,
     slices, ``...``), which is what napari needs of layer data. ``fill`` stands in
     for chunks not computed yet. Computed chunks are kept up to ``max_bytes`` (the
-    least recently computed go first; they are computed again when viewed).
+    least recently viewed go first; they are computed again when viewed); of a view
+    larger than that, only what fits is computed (``too_large`` then says so).
     ``on_request()`` is called (in the indexing thread) when indexing queued new
     chunks; while ``paused``, indexing queues nothing. ``np.asarray`` of the whole
     array computes everything, blocking.
@@ -48,6 +49,7 @@ class ProgressiveArray:
         self._computing: set[tuple] = set()
         self._lock = threading.Lock()
         self.paused = False  # True: indexing queues nothing (after a Cancel)
+        self.too_large = False  # the last view held more chunks than max_bytes keeps
 
     shape = property(lambda self: tuple(self.lazy.shape))
     dtype = property(lambda self: self.lazy.dtype)
@@ -60,6 +62,10 @@ class ProgressiveArray:
     def __repr__(self) -> str:
         return (f"ProgressiveArray(shape={self.shape}, dtype={self.dtype}, "
                 f"{len(self._done)} of {int(np.prod(self.lazy.numblocks))} chunks computed)")
+
+    def astype(self, dtype: Any) -> np.ndarray:
+        """All of it as ``dtype`` (computing what is missing, blocking)."""
+        return np.asarray(self).astype(dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """All of it: computed chunks as kept, the others computed now (blocking)."""
@@ -90,17 +96,30 @@ class ProgressiveArray:
         picks = _normalise_key(key, self.shape)
         out = np.full([len(p) for p in picks if not isinstance(p, int)] or (), self.fill,
                       self.dtype)
-        missing = []
+        missing, shown = [], 0
         for chunk, where, local in self._overlaps(picks):
             with self._lock:
                 block = self._done.get(chunk)
+                if block is not None:
+                    self._done.move_to_end(chunk)  # viewed: kept longest
             if block is None:
                 missing.append(chunk)
             else:
                 out[where] = block[local]
+                shown += 1
+        # a view larger than the memory budget fills in part, instead of computing forever
+        # the chunks it keeps evicting
+        room = max(0, self.max_bytes // self._chunk_bytes() - shown)
+        self.too_large = len(missing) > room
+        missing = missing[:room]
         if missing and not self.paused and self._queue(missing) and self.on_request is not None:
             self.on_request()
         return out
+
+    def _chunk_bytes(self) -> int:
+        """Bytes of the largest chunk."""
+        return max(1, int(np.prod([max(c) if c else 0 for c in self.lazy.chunks]))
+                   * self.dtype.itemsize)
 
     def _overlaps(self, picks: list) -> Generator[tuple, None, None]:
         """(chunk index, where in the output, what of the chunk) for each chunk the
@@ -147,10 +166,12 @@ class ProgressiveArray:
             self._computing.add(chunk)
         try:
             block = np.asarray(self.lazy.blocks[chunk].compute(scheduler="synchronous"))
-        finally:
+        except BaseException:
             with self._lock:
                 self._computing.discard(chunk)
-        with self._lock:
+            raise
+        with self._lock:  # one step: a view never sees it neither computing nor done
+            self._computing.discard(chunk)
             self._done[chunk] = block
             self._bytes += block.nbytes
             while self._bytes > self.max_bytes and len(self._done) > 1:

@@ -52,10 +52,13 @@ def test_the_client_speaks_the_whole_protocol():
     """Every operation of the engine has a typed client method of the same name."""
     import inspect
 
-    served = {name for name, _ in inspect.getmembers(EngineState, inspect.isfunction)
+    served = {name: f for name, f in inspect.getmembers(EngineState, inspect.isfunction)
               if not name.startswith("_")}
-    assert served <= {name for name in dir(EngineClient) if not name.startswith("_")}
+    assert set(served) <= {name for name in dir(EngineClient) if not name.startswith("_")}
     assert not hasattr(EngineClient, "call") and not hasattr(EngineClient, "run")
+    for name, served_by in served.items():  # same parameters in the same order
+        client = list(inspect.signature(getattr(EngineClient, name)).parameters)
+        assert client == list(inspect.signature(served_by).parameters), name
 
 
 def test_cancel_ends_a_prediction_after_its_step_and_training_goes_on(engine):

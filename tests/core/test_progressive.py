@@ -93,3 +93,14 @@ def test_asarray_reuses_computed_chunks(data):
     assert len(calls) == 4
     np.testing.assert_array_equal(np.asarray(array), data)
     assert len(calls) == 12  # only the 8 chunks not computed before
+
+
+def test_a_view_larger_than_the_budget_fills_in_part_and_stops(data):
+    array = ProgressiveArray(da.from_array(data, chunks=(1, 10, 10)), max_bytes=4 * 10 * 10 * 2)
+    for _ in range(5):  # refresh after refresh: what fits is computed once, then nothing
+        array[0]
+        drain(iter_fill([array]))
+    assert array.too_large and array.chunks_done == 4 and array.pending == 0
+    shown = array[0]
+    assert np.count_nonzero(shown) == 4 * 100  # the four chunks kept are shown
+    assert array.astype(np.int32).dtype == np.int32

@@ -383,6 +383,24 @@ def test_lazy_fill_waits_while_busy_and_cancel_stops_it(viewer_with_widgets, qtb
     assert not run.fill.running and layer.data.chunks_done == done and layer.data.pending
     _fill_after(qtbot, run, lambda: run.session.set_busy(False))  # now it fills
     assert layer.data.chunks_done >= done + per_plane
+    assert not layer.editable  # lazy labels cannot be painted
+
+    run.session.set_busy(True)  # e.g. training: saving the layer would wait for it
+    with pytest.raises(ValueError, match="busy"):
+        np.asarray(layer.data)
+    run.session.set_busy(False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug in a block")
+
+    monkeypatch.setattr(engine, "predict_block", broken)
+    before = run.fill.fills
+    viewer.dims.set_current_step(0, 0)  # the rest of plane 0 now fails
+    qtbot.waitUntil(lambda: run.fill.fills > before, timeout=60_000)
+    assert "LazyFillError: RuntimeError: a bug in a block" in run.last_error
+    assert not run.session.busy and not run.fill.running and run.run_button.enabled
+    monkeypatch.setattr(engine, "predict_block", slow_predict_block)
+    assert np.asarray(layer.data).shape == (2, 512, 512)  # the rest, computed on request
 
 
 def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeypatch):
@@ -417,6 +435,8 @@ def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeyp
                         lambda self, done, outcome: outcomes.append(outcome))
     run.image.value = viewer.layers["nuclei"]
     run.start()  # gives way, then runs
+    run.start()  # a double click: queued once
+    assert len(run.session._waiting) == 1
     qtbot.waitUntil(lambda: "nuclei U-Net" in viewer.layers, timeout=60_000)
     wait_for_worker(qtbot, run)
     assert run.last_error == "" and outcomes[0] == "gave way"

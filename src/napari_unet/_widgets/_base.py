@@ -85,7 +85,7 @@ class SessionWidget(Container):
         error. False when the model is free."""
         if not self.session.busy:
             return False
-        if self.session.when_free(lambda: None if self.closed else retry()):
+        if self.session.when_free(lambda: None if self.closed else retry(), (id(self), title)):
             self.status.value = f"{title}: waiting for the lazy result's current block…"
         else:
             report_error(self, title, self.session.busy_error())

@@ -19,18 +19,40 @@ from ..engine import EngineCancelled, EngineClosed
 from ..progressive import ProgressiveArray, iter_fill
 from ._workers import ActivityProgress, start_worker
 
+_IN_FILL = threading.local()  # .active: this thread runs a fill (its Cancel applies)
+
+
+class LazyFillError(Exception):
+    """A block of a lazy result failed with a ``RuntimeError`` (re-raised as this: napari's
+    generator workers take a RuntimeError for "worker deleted" and never report it)."""
+
+
+def fill_job(arrays: list[ProgressiveArray], should_stop: Callable[[], bool]):
+    """Worker body: `iter_fill` in a thread marked as filling."""
+    _IN_FILL.active = True
+    try:
+        return (yield from iter_fill(arrays, should_stop))
+    except RuntimeError as err:
+        raise LazyFillError(f"{type(err).__name__}: {err}") from err
+    finally:
+        _IN_FILL.active = False
+
 
 class EngineBlockPredictor:
     """Predict one block of a lazy layer in the engine process (called by dask in the
     fill worker). Results are kept (up to ``max_bytes``), so the labels and probability
-    layers of one Run share them. Once ``cancelled`` is set, a call raises
-    `EngineCancelled`; ``on_block()`` is called after each block the engine computed."""
+    layers of one Run share them. Once ``cancelled`` is set, a call from a fill raises
+    `EngineCancelled`; ``on_block()`` is called after each block the engine computed.
+    Other callers (``np.asarray(layer.data)``, e.g. to save the layer) are refused with
+    a ``ValueError`` while ``blocked()`` (training would keep them waiting)."""
 
     def __init__(self, engine: Any, model_path: str | None, tile_size: int | None = None,
-                 passes: int = 0, max_bytes: int = 256 << 20):
+                 passes: int = 0, max_bytes: int = 256 << 20,
+                 blocked: Callable[[], bool] = lambda: False):
         self.engine, self.model_path, self.tile_size, self.passes = (engine, model_path,
                                                                      tile_size, passes)
         self.cancelled = threading.Event()
+        self.blocked = blocked
         self.on_block: Callable[[], None] | None = None
         self.max_bytes = max_bytes
         self._kept: OrderedDict[tuple, Any] = OrderedDict()
@@ -48,8 +70,12 @@ class EngineBlockPredictor:
             kept = self._kept.get(key)
         if kept is not None:
             return kept
-        if self.cancelled.is_set():
-            raise EngineCancelled("the lazy result was cancelled")
+        if getattr(_IN_FILL, "active", False):
+            if self.cancelled.is_set():
+                raise EngineCancelled("the lazy result was cancelled")
+        elif self.blocked():
+            raise ValueError("the model is busy (training): the rest of this lazy result can "
+                             "be computed when it is done")
         if self.passes:
             result = self.engine.uncertainty_block(block, axes, stats, origin, self.passes,
                                                    self.model_path, self.tile_size)
@@ -99,6 +125,7 @@ class LazyFill:
         self.predictors = predictors
         for predictor in predictors:
             predictor.on_block = ensure_main_thread(self._on_block)
+            predictor.blocked = lambda: self.widget.session.blocked
         wrapped = []
         for data, meta, kind in tuples:
             array = ProgressiveArray(data, fill=0)
@@ -113,11 +140,27 @@ class LazyFill:
         from superqt.utils import ensure_main_thread
 
         self.layers = [layer for layer in layers if isinstance(layer.data, ProgressiveArray)]
+        for layer in self.layers:
+            _read_only(layer)
+        viewer = self.widget.viewer
+        if not getattr(self, "_watching_removals", False):
+            viewer.layers.events.removed.connect(self._on_layer_removed)
+            self._watching_removals = True
         request = ensure_main_thread(self._on_request)
         for array in self.arrays:
             array.forget_pending()
             array.on_request = request
         self._refresh()
+
+    def _on_layer_removed(self, event: Any) -> None:
+        """A lazy layer the user deleted is no longer filled (and its memory goes)."""
+        if event.value in self.layers:
+            i = self.layers.index(event.value)
+            self.layers.pop(i)
+            array = event.value.data
+            if array in self.arrays:
+                array.forget_pending()
+                self.arrays.remove(array)
 
     def detach(self) -> None:
         """Stop filling the current layers (they keep what they show) and forget them."""
@@ -138,7 +181,7 @@ class LazyFill:
     def _give_way(self) -> None:
         """Another action wants the engine: end after the current network call; what is in
         view is queued again and computed once the engine is free."""
-        if self.running and self.outcome != "failed":
+        if self.running and not self.outcome:
             self.outcome = "gave way"
         for predictor in self.predictors:
             predictor.cancelled.set()
@@ -167,9 +210,10 @@ class LazyFill:
         self.blocks, self.outcome = 0, ""
         session.set_busy(True, "computing the lazy result in view", give_way=self._give_way)
         self.activity = ActivityProgress(f"U-Net: {self.layers[0].name if self.layers else 'lazy'}")
-        arrays = list(self.arrays)
+        arrays, predictors = list(self.arrays), list(self.predictors)
         generation = self.fills
-        self.worker = start_worker(iter_fill, arrays,
+        self.worker = start_worker(fill_job, arrays,
+                                   lambda: any(p.cancelled.is_set() for p in predictors),
                                    on_yield=lambda event: self._on_chunk(event, generation),
                                    on_error=self._on_error, on_finish=self._on_finish)
         self.widget.on_fill_started()
@@ -211,3 +255,19 @@ class LazyFill:
         self._refresh()  # may queue more (the view moved meanwhile): _start runs again
         self.widget.on_fill_finished(sum(a.chunks_done for a in self.arrays), self.outcome)
         self._on_request()
+
+
+def _read_only(layer: Any) -> None:
+    """Keep a lazy Labels layer from being painted (its data cannot be written; napari
+    makes layers editable again when the view changes)."""
+    import napari
+
+    if not isinstance(layer, napari.layers.Labels):
+        return
+    layer.editable = False
+
+    def keep(*_: Any) -> None:
+        if layer.editable and isinstance(layer.data, ProgressiveArray):
+            layer.editable = False
+
+    layer.events.editable.connect(keep)

@@ -36,7 +36,7 @@ class ModelSession:
         self.busy = False
         self.doing = ""  # what the running job does, for messages
         self._give_way = None  # how the running background job gives way (see set_busy)
-        self._waiting: list[Callable[[], None]] = []  # actions queued by `when_free`
+        self._waiting: list[tuple[Any, Callable[[], None]]] = []  # (key, action): `when_free`
 
     @property
     def has_model(self) -> bool:
@@ -60,21 +60,29 @@ class ModelSession:
 
     def _run_waiting(self) -> None:
         """Run the actions waiting for the model, until one of them starts a job."""
+        from napari.utils.notifications import show_error
+
         while self._waiting and not self.busy:
-            self._waiting.pop(0)()
+            _, action = self._waiting.pop(0)
+            try:
+                action()
+            except Exception as err:  # noqa: BLE001 - one failing action must not strand the rest
+                show_error(f"{type(err).__name__}: {err}")
 
     @property
     def blocked(self) -> bool:
         """A job runs that other actions must wait for (a background job gives way)."""
         return self.busy and self._give_way is None
 
-    def when_free(self, action: Callable[[], None]) -> bool:
-        """While a background job runs (or actions already wait for one to end): ask it
-        to give way, and run ``action()`` when the model is free; True. False when no
-        job runs, or one that does not give way."""
+    def when_free(self, action: Callable[[], None], key: Any = None) -> bool:
+        """While a background job runs: ask it to give way, and run ``action()`` when the
+        model is free (after the actions queued before it); True. An action with the
+        ``key`` of one already waiting is not queued twice (a double click). False when
+        no job runs, or one that does not give way."""
         if not self.busy or self._give_way is None:
             return False
-        self._waiting.append(action)
+        if key is None or all(key != k for k, _ in self._waiting):
+            self._waiting.append((key, action))
         self._give_way()
         return True
 
