@@ -36,3 +36,16 @@ def random_tiny():
 
 def assert_unchanged(before: np.ndarray, after: np.ndarray) -> None:
     assert before.dtype == after.dtype and np.array_equal(before, after)
+
+
+def merged_seed_disks() -> tuple[np.ndarray, np.ndarray]:
+    """Two touching disks of radius 10 (instance ids 1, 2) and boundary-model probabilities
+    (H, W, 3) that call them interior everywhere, seam included: one seed for both."""
+    yy, xx = np.mgrid[:40, :60]
+    truth = np.zeros((40, 60), np.int32)
+    truth[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
+    truth[((yy - 20) ** 2 + (xx - 38) ** 2 < 100) & (truth == 0)] = 2
+    probs = np.zeros((40, 60, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[truth > 0] = [0.0, 0.9, 0.1]
+    return truth, probs

@@ -8,6 +8,8 @@ from napari_unet.calibration import calibrate, collapse_warning, plane_probabili
 from napari_unet.model_files import ModelFileError, load_model, save_model
 from napari_unet.training_data import IGNORE, choose_target, class_weights
 
+from .conftest import merged_seed_disks
+
 
 def test_auto_target_follows_the_labels():
     instances, mask = np.array([[0, 1, 2]]), np.array([[0, 1, 1]])
@@ -122,13 +124,7 @@ def test_calibration_splits_seeds_when_that_scores_better(tmp_path):
     used by default."""
     from napari_unet.postprocess import decode_boundaries
 
-    yy, xx = np.mgrid[:40, :60]
-    truth = np.zeros((40, 60), np.int32)
-    truth[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
-    truth[((yy - 20) ** 2 + (xx - 38) ** 2 < 100) & (truth == 0)] = 2
-    probs = np.zeros((40, 60, 3), np.float32)
-    probs[..., 0] = 1.0
-    probs[truth > 0] = [0.0, 0.9, 0.1]
+    truth, probs = merged_seed_disks()
     model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
     result = calibrate(model, [probs] * 3, [truth] * 3, None)
     assert result.split_distance > 0 and result.score == 1.0 and result.default_score < 1.0

@@ -8,6 +8,8 @@ from napari_unet.postprocess import (LabelOptions, decode_boundaries, remove_sma
                                      smallest_label_dtype, split_touching_objects)
 from napari_unet.postprocess import labels_from_probabilities as _labels
 
+from .conftest import merged_seed_disks
+
 
 def labels_from_probabilities(probs, axes, target="foreground", **options):
     """The labels with these options, the model's values being 0.5 / 0.5 / 0."""
@@ -143,13 +145,7 @@ def test_seams_are_where_objects_touch_not_where_they_meet_background():
 def test_split_distance_splits_a_seed_whose_interiors_meet():
     """Two touching disks of radius 10 whose interior band was missed on the seam: one seed,
     so one object; with the seeds split at distance peaks >= 6 px apart, the two disks."""
-    yy, xx = np.mgrid[:40, :60]
-    truth = np.zeros((40, 60), np.int32)
-    truth[(yy - 20) ** 2 + (xx - 20) ** 2 < 100] = 1
-    truth[((yy - 20) ** 2 + (xx - 38) ** 2 < 100) & (truth == 0)] = 2
-    probs = np.zeros((40, 60, 3), np.float32)
-    probs[..., 0] = 1.0
-    probs[truth > 0] = [0.0, 0.9, 0.1]  # interior everywhere, seam included
+    truth, probs = merged_seed_disks()
     assert decode_boundaries(probs).max() == 1
     split = decode_boundaries(probs, split_distance=6)
     assert split.max() == 2 and evaluate(split, truth)["ap@0.5"] == 1.0
