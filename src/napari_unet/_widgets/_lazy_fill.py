@@ -95,8 +95,9 @@ class EngineBlockPredictor:
 
 class LazyFill:
     """The lazy layers of the last Run of ``widget`` (a `RunWidget`) and the worker that
-    fills them. One at a time per widget; it uses the session's busy guard, so it waits
-    while Train or Build use the engine and they wait for it (or its Cancel)."""
+    fills them. One at a time per widget; it uses the session's busy guard: it waits
+    while Train or Build use the engine, and gives way when they (or Run) are pressed
+    during a fill."""
 
     REFRESH_EVERY = 0.3  # s between layer refreshes while chunks arrive
 
@@ -109,7 +110,7 @@ class LazyFill:
         self.activity = None
         self.blocks = 0
         self.fills = 0  # fill workers that ended (for tests and diagnostics)
-        self.outcome = ""  # how the running fill ends: "", "cancelled" or "failed"
+        self.outcome = ""  # how the running fill ends: "", "cancelled", "gave way", "failed"
         self._refreshed = 0.0
 
     @property
