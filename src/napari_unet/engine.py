@@ -318,37 +318,38 @@ class EngineClient(_Connection):
         return (yield from self._request("train_folder", images_dir, masks_dir, axes, settings,
                                         config, preview))
 
-    def segment(self, image: Any, axes: str | None, options: LabelOptions,
+    def segment(self, image: Any, axes: str | None, options: LabelOptions, *,
                 tile_size: int | None = None, probabilities: bool = False,
                 model_path: str | None = None) -> Generator[Any, None, tuple]:
         """Labels of ``image`` (the current model, or the file ``model_path``); yields
         `PredictProgress`; returns ``(labels, probabilities or None, axes used)``."""
-        return (yield from self._request("segment", image, axes, options, tile_size,
-                                        probabilities, model_path))
+        return (yield from self._request("segment", image, axes, options, tile_size=tile_size,
+                                         probabilities=probabilities, model_path=model_path))
 
-    def uncertainty(self, image: Any, axes: str | None, passes: int,
+    def uncertainty(self, image: Any, axes: str | None, passes: int, *,
                     tile_size: int | None = None, model_path: str | None = None
                     ) -> Generator[Any, None, tuple]:
         """Monte-Carlo dropout maps of ``image``; yields `PredictProgress`; returns
         ``(entropy, spread)``, each with the image's spatial shape."""
-        return (yield from self._request("uncertainty", image, axes, passes, tile_size,
-                                        model_path))
+        return (yield from self._request("uncertainty", image, axes, passes,
+                                         tile_size=tile_size, model_path=model_path))
 
-    def predict_folder(self, in_dir: str, out_dir: str, options: LabelOptions,
+    def predict_folder(self, in_dir: str, out_dir: str, options: LabelOptions, *,
                        tile_size: int | None = None, model_path: str | None = None
                        ) -> Generator[FileResult, None, list]:
         """Labels of every image of ``in_dir`` written to ``out_dir``; yields a
         `FileResult` per file, returns them all."""
-        return (yield from self._request("predict_folder", in_dir, out_dir, options, tile_size,
-                                        model_path))
+        return (yield from self._request("predict_folder", in_dir, out_dir, options,
+                                         tile_size=tile_size, model_path=model_path))
 
-    def predict_block(self, block: Any, axes: str, stats: Any, model_path: str | None = None,
-                      tile_size: int | None = None) -> Any:
+    def predict_block(self, block: Any, axes: str, stats: Any, *,
+                      model_path: str | None = None, tile_size: int | None = None) -> Any:
         """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
-        return self._result("predict_block", block, axes, stats, model_path, tile_size)
+        return self._result("predict_block", block, axes, stats, model_path=model_path,
+                            tile_size=tile_size)
 
-    def uncertainty_block(self, block: Any, axes: str, stats: Any, origin: Any, passes: int,
+    def uncertainty_block(self, block: Any, axes: str, stats: Any, origin: Any, passes: int, *,
                           model_path: str | None = None, tile_size: int | None = None) -> Any:
         """Entropy and spread of one block of a lazy array, stacked on a last axis."""
         return self._result("uncertainty_block", block, axes, stats, origin, passes,
-                            model_path, tile_size)
+                            model_path=model_path, tile_size=tile_size)

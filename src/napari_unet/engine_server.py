@@ -97,7 +97,7 @@ class EngineState:
         return (yield from self.train(images, masks, axes, settings, new_config, preview,
                                       names=names))
 
-    def uncertainty(self, image, axes: str | None, passes: int, tile_size: int | None = None,
+    def uncertainty(self, image, axes: str | None, passes: int, *, tile_size: int | None = None,
                     model_path: str | None = None):
         """Monte-Carlo dropout maps of ``image`` (`napari_unet.uncertainty`), yielding
         progress; returns ``(entropy, spread)``."""
@@ -107,7 +107,7 @@ class EngineState:
                                              axes=axes, tile_size=tile_size)
         return result.entropy, result.spread
 
-    def uncertainty_block(self, block, axes: str, stats, origin, passes: int,
+    def uncertainty_block(self, block, axes: str, stats, origin, passes: int, *,
                           model_path: str | None = None, tile_size: int | None = None):
         """Entropy and spread of one block of a lazy array, stacked on a last axis."""
         from .uncertainty import block_maps
@@ -131,7 +131,7 @@ class EngineState:
         """Summary of the current model, or of the model file at ``model_path``."""
         return ModelSummary.of(self._model_for(model_path))
 
-    def predict_block(self, block, axes: str, stats, model_path: str | None = None,
+    def predict_block(self, block, axes: str, stats, *, model_path: str | None = None,
                       tile_size: int | None = None):
         """Probabilities of one block of a lazy array (see `napari_unet.lazy`)."""
         from .inference import iter_probabilities
@@ -140,7 +140,7 @@ class EngineState:
         return drain(iter_probabilities(self._model_for(model_path), block, axes=axes,
                                         stats=stats, tile_size=tile_size))
 
-    def predict_folder(self, in_dir: str, out_dir: str, options, tile_size: int | None = None,
+    def predict_folder(self, in_dir: str, out_dir: str, options, *, tile_size: int | None = None,
                        model_path: str | None = None):
         """Every image of ``in_dir`` into ``out_dir`` (`napari_unet.folders`), yielding a
         `FileResult` per file; returns the list of them."""
@@ -149,7 +149,7 @@ class EngineState:
         return (yield from iter_predict_folder(self._model_for(model_path), in_dir, out_dir,
                                                options, tile_size=tile_size))
 
-    def segment(self, image, axes: str | None, options, tile_size: int | None = None,
+    def segment(self, image, axes: str | None, options, *, tile_size: int | None = None,
                 probabilities: bool = False, model_path: str | None = None):
         """Labels of ``image`` with `LabelOptions` ``options``, yielding progress; returns
         ``(labels, probabilities or None, axes)``."""

@@ -78,10 +78,11 @@ class EngineBlockPredictor:
                              "be computed when it is done")
         if self.passes:
             result = self.engine.uncertainty_block(block, axes, stats, origin, self.passes,
-                                                   self.model_path, self.tile_size)
+                                                   model_path=self.model_path,
+                                                   tile_size=self.tile_size)
         else:
-            result = self.engine.predict_block(block, axes, stats, self.model_path,
-                                               self.tile_size)
+            result = self.engine.predict_block(block, axes, stats, model_path=self.model_path,
+                                               tile_size=self.tile_size)
         with self._lock:  # the fill worker and np.asarray(layer.data) may both be here
             if key not in self._kept:
                 self._kept[key] = result

@@ -53,14 +53,15 @@ def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dic
     """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
     the labels and, if asked, the probabilities and the uncertainty maps, placed like the
     input layer."""
-    labels, probs, axes = yield from engine.segment(image, axes, options["labels"],
-                                                    options["tile_size"], options["probabilities"],
-                                                    model_path)
+    labels, probs, axes = yield from engine.segment(
+        image, axes, options["labels"], tile_size=options["tile_size"],
+        probabilities=options["probabilities"], model_path=model_path)
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs, name, placement)
     if options["uncertainty"]:
         entropy, spread = yield from engine.uncertainty(image, axes, options["uncertainty"],
-                                                        options["tile_size"], model_path)
+                                                        tile_size=options["tile_size"],
+                                                        model_path=model_path)
         tuples += uncertainty_layers(entropy, spread, name, placement)
     return tuples
 
@@ -70,8 +71,8 @@ def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path
     passing one progress event per file on; returns the per-file results (dicts)."""
     from ..progress import PredictProgress
 
-    call = engine.predict_folder(in_dir, out_dir, options["labels"], options["tile_size"],
-                                 model_path)
+    call = engine.predict_folder(in_dir, out_dir, options["labels"],
+                                 tile_size=options["tile_size"], model_path=model_path)
     while True:
         try:
             result = next(call)
