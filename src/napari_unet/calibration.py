@@ -1,9 +1,9 @@
 """After training: choose how probabilities become labels, and check the model did not collapse.
 
 `calibrate` predicts the annotated planes with the trained network and picks
-the foreground threshold, the seed threshold and the seed split distance
-(boundary models) and the minimum object size that give the best score on the held-out validation
-region: instance AP@0.5 for boundary models (objects cut by the region's
+the foreground threshold, the seed threshold and seed split distance (boundary
+models) and the minimum object size that give the best score on the held-out
+validation region: instance AP@0.5 for boundary models (objects cut by the region's
 edge are cut the same way in the truth, so they still match), foreground IoU
 for foreground models. Values are searched on small grids; the defaults
 (0.5, 0.5, 0) are always among the candidates, so calibration never does

@@ -11,6 +11,7 @@ viewer refreshes the layer as they arrive. Nothing here imports Qt.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Generator, Sequence
@@ -135,7 +136,7 @@ class ProgressiveArray:
                 local = _as_slice(idx[sel] - starts[c])
                 parts.append((int(c), None if isinstance(pick, int) else _as_slice(sel), local))
             per_axis.append(parts)
-        for combo in _product(per_axis):
+        for combo in itertools.product(*per_axis):
             chunk = tuple(c for c, _, _ in combo)
             where = tuple(w for _, w, _ in combo if w is not None)
             local = tuple(loc if w is not None else loc.start for _, w, loc in combo)
@@ -225,9 +226,3 @@ def _as_slice(idx: np.ndarray) -> slice:
     """The slice of evenly spaced, increasing ``idx`` (what positive-step slices give)."""
     step = int(idx[1] - idx[0]) if len(idx) > 1 else 1
     return slice(int(idx[0]), int(idx[-1]) + 1, step)
-
-
-def _product(per_axis: list) -> Generator[tuple, None, None]:
-    import itertools
-
-    yield from itertools.product(*per_axis)

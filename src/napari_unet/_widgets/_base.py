@@ -11,11 +11,11 @@ from magicgui.widgets import Container, Select
 from qtpy.QtCore import QEvent, QObject
 
 from ._session import session_for
+from ._settings import PersistedValues
 from ._workers import report_error
 
 # image layers the plugin adds itself: not offered as images to train on or segment
 RESULT_IMAGES = ("U-Net probability", "U-Net uncertainty", "U-Net spread")
-from ._settings import PersistedValues
 
 
 class SessionWidget(Container):

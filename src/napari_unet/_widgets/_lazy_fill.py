@@ -148,7 +148,7 @@ class LazyFill:
         if not getattr(self, "_watching_removals", False):
             viewer.layers.events.removed.connect(self._on_layer_removed)
             self._watching_removals = True
-        request = ensure_main_thread(self._on_request)
+        request = ensure_main_thread(self.request)
         for array in self.arrays:
             array.forget_pending()
             array.on_request = request
@@ -157,8 +157,7 @@ class LazyFill:
     def _on_layer_removed(self, event: Any) -> None:
         """A lazy layer the user deleted is no longer filled (and its memory goes)."""
         if event.value in self.layers:
-            i = self.layers.index(event.value)
-            self.layers.pop(i)
+            self.layers.remove(event.value)
             array = event.value.data
             if array in self.arrays:
                 array.forget_pending()
@@ -172,22 +171,22 @@ class LazyFill:
     def cancel(self) -> None:
         """Stop after the current network call and drop the queue; the layers keep what
         is computed, and nothing more is computed until `resume`."""
-        if self.running and not self.outcome:
-            self.outcome = "cancelled"
-        for predictor in self.predictors:
-            predictor.cancelled.set()
-        for array in self.arrays:
-            array.paused = True
-            array.forget_pending()
+        self._stop("cancelled", pause=True)
 
     def _give_way(self) -> None:
         """Another action wants the engine: end after the current network call; what is in
         view is queued again and computed once the engine is free."""
+        self._stop("gave way", pause=False)
+
+    def _stop(self, outcome: str, pause: bool) -> None:
+        """End the running fill after its current network call (the first reason given
+        is its ``outcome``) and drop the queue; ``pause``: queue nothing until `resume`."""
         if self.running and not self.outcome:
-            self.outcome = "gave way"
+            self.outcome = outcome
         for predictor in self.predictors:
             predictor.cancelled.set()
         for array in self.arrays:
+            array.paused = array.paused or pause
             array.forget_pending()
 
     def resume(self, *_: Any) -> None:
@@ -197,10 +196,12 @@ class LazyFill:
                 array.paused = False
             self._refresh()
 
-    def _on_request(self) -> None:
+    def request(self) -> None:
+        """Start filling what is queued (soon, not inside napari's slicing), unless a fill
+        runs or the model is busy."""
         from qtpy.QtCore import QTimer
 
-        QTimer.singleShot(0, self._start)  # not inside napari's slicing
+        QTimer.singleShot(0, self._start)
 
     def _start(self) -> None:
         session = self.widget.session
@@ -231,7 +232,7 @@ class LazyFill:
         self.widget.on_fill_progress(self.blocks, event)
         if time.monotonic() - self._refreshed > self.REFRESH_EVERY:
             self._refresh()
-        if self.activity is not None:  # last: napari's progress bar may process events
+        if self.activity is not None:
             self.activity.show(event.done, max(1, event.total))
 
     def _refresh(self) -> None:
@@ -253,10 +254,10 @@ class LazyFill:
         if self.activity is not None:
             self.activity.close()
             self.activity = None
-        self.widget.session.set_busy(False)  # actions waiting for the model go first  # a Train or Build waiting for the engine may go
+        self.widget.session.set_busy(False)  # actions waiting for the model go first
         self._refresh()  # may queue more (the view moved meanwhile): _start runs again
         self.widget.on_fill_finished(sum(a.chunks_done for a in self.arrays), self.outcome)
-        self._on_request()
+        self.request()
 
 
 def _read_only(layer: Any) -> None:

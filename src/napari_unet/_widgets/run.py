@@ -189,8 +189,9 @@ class RunWidget(SessionWidget):
                               tooltip="Stochastic passes for the uncertainty map.")
         self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
         self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False,
-                                        tooltip="Cancel the running Run (or folder run) after its "
-                                                "current batch of tiles (or file).")
+                                        tooltip="Cancel the running Run, folder run or lazy result "
+                                                "filling in, after its current batch of tiles, file "
+                                                "or block.")
 
     def _make_folder_controls(self) -> None:
         """Run on every image of a folder instead of a layer."""
@@ -223,7 +224,7 @@ class RunWidget(SessionWidget):
     def _on_busy(self, busy: bool) -> None:
         self.run_button.enabled = self.folder_button.enabled = not self.session.blocked
         if not busy:
-            self.fill._on_request()  # lazy layers viewed while the engine was busy
+            self.fill.request()  # lazy layers viewed while the engine was busy
 
     def _on_model_changed(self, *_: Any) -> None:
         """A new model: lazy layers of the viewer's old one stop filling (no mixed results)."""
@@ -428,8 +429,8 @@ class RunWidget(SessionWidget):
         report_error(self, "Lazy result failed", err)
 
     def on_fill_finished(self, done: int, outcome: str) -> None:
-        """The fill ended: ``done`` chunks computed so far; ``outcome`` "", "cancelled" or
-        "failed" (already reported)."""
+        """The fill ended: ``done`` chunks computed so far; ``outcome`` "", "cancelled",
+        "gave way" or "failed" (already reported)."""
         if self.closed:
             return
         self.cancel_button.enabled = False

@@ -429,7 +429,7 @@ class TrainWidget(SessionWidget):
         elif not self._stopping:
             self.status.value = (f"{epoch}, batch {event.batch}/{event.batches}: loss "
                                  f"{event.logs['loss']:.4f}")
-        if self.activity is not None:  # last: it may process events
+        if self.activity is not None:
             self.activity.show(self.progress.value, self.progress.max, f"U-Net training, {epoch}")
 
     def _show_progress(self, event: Any) -> str:
