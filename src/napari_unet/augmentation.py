@@ -2,7 +2,8 @@
 
 `Augmentation` says which transforms run; `Augmentation.apply` changes a batch of
 normalised float32 image patches ``(B, P, P, C)`` and their targets ``(B, P, P, 1)``
-(class index or ``IGNORE``) and returns new arrays:
+(class index or ``IGNORE``; a second channel, if any, is a pixel weight that moves
+with them) and returns new arrays:
 
 * ``flips``: one of the 8 flips / 90-degree rotations (image and target together);
 * ``intensity``: brightness scaled by 0.75-1.33 and shifted by +-0.1 (image only);
@@ -110,7 +111,7 @@ class Augmentation:
 
 def elastic_deformation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                         sigma: float = 10.0, grid: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """Deform ``x`` (P, Q, C) and ``y`` (P, Q, 1) by one smooth random field: displacements
+    """Deform ``x`` (P, Q, C) and ``y`` (P, Q, K) by one smooth random field: displacements
     drawn on a ``grid`` x ``grid`` lattice with standard deviation ``sigma`` px, upsampled
     by cubic splines. Returns new arrays; ``y`` is sampled by nearest neighbour."""
     shape = x.shape[:2]
@@ -122,5 +123,6 @@ def elastic_deformation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
     coords = np.array([rows + shift[0], cols + shift[1]])
     warped = np.stack([ndi.map_coordinates(x[..., c], coords, order=1, mode="mirror")
                        for c in range(x.shape[-1])], axis=-1)
-    target = ndi.map_coordinates(y[..., 0], coords, order=0, mode="mirror")[..., None]
+    target = np.stack([ndi.map_coordinates(y[..., k], coords, order=0, mode="mirror")
+                       for k in range(y.shape[-1])], axis=-1)
     return warped.astype(np.float32), target.astype(y.dtype)

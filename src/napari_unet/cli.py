@@ -90,6 +90,11 @@ def _add_train_parser(sub) -> None:
                    "foreground, or classes")
     p.add_argument("--boundary-width", type=_whole(1), default=2,
                    help="width in px of the boundary band (1-3) for --target boundary")
+    p.add_argument("--border-weight", type=_number(0, 100, high_open=False), default=0.0,
+                   help="the U-Net paper's extra loss weight w0 where objects come close "
+                   "(0 = off; the paper uses 10); needs instance masks")
+    p.add_argument("--border-sigma", type=_number(0, 100, low_open=True, high_open=False),
+                   default=5.0, help="how far in px that weight reaches (the paper's sigma, 5)")
     p.add_argument("--seed", type=int, help="random seed for reproducible training")
     p.add_argument("--model", help="a .keras model to train on (fine-tune) instead of a new "
                    "network; its architecture and target are kept")

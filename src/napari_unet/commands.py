@@ -138,6 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                        validation_fraction=args.validation, loss=args.loss,
                        label_mode=args.label_mode, axes=args.axes, seed=args.seed,
                        target=args.target, boundary_width=args.boundary_width,
+                       border_weight=args.border_weight, border_sigma=args.border_sigma,
                        freeze_encoder=args.freeze_encoder, callback=callback, verbose=False,
                        should_stop=interrupt, names=names)
     callback.close()

@@ -1,6 +1,8 @@
 """Masked losses and metrics: pixels whose target is ``IGNORE`` (-1) do not count.
 
-Targets are float ``(B, H, W, 1)`` class indices (0 = background) or -1.
+Targets are float ``(B, H, W, 1)`` class indices (0 = background) or -1, or
+``(B, H, W, 2)`` with a per-pixel weight in the second channel that the
+cross-entropy adds to the class weight (`napari_unet.boundaries.border_weights`).
 Predictions are sigmoid ``(B, H, W, 1)`` (binary) or softmax ``(B, H, W, K)``.
 Importing this module imports Keras; it is only imported when training starts.
 """
@@ -15,8 +17,17 @@ ops = keras.ops
 _EPS = 1e-7
 
 
+def _split_target(y_true):
+    """``(classes (B,H,W,1), extra pixel weights (B,H,W,1) or None)`` of a target."""
+    if y_true.shape[-1] == 2:
+        return y_true[..., :1], y_true[..., 1:]
+    return y_true, None
+
+
 def _mask_and_onehot(y_true, y_pred):
-    """Return (mask (B,H,W,1), one-hot/binary target shaped like y_pred)."""
+    """Return (mask (B,H,W,1), one-hot/binary target shaped like y_pred); a weight channel
+    of ``y_true`` is left out."""
+    y_true = _split_target(y_true)[0]
     mask = ops.cast(ops.greater_equal(y_true, 0.0), "float32")
     labels = ops.maximum(y_true, 0.0)
     n = y_pred.shape[-1]
@@ -49,8 +60,9 @@ class MaskedCrossentropy(_MaskedLoss):
     """Binary (sigmoid) or categorical (softmax) cross-entropy over annotated pixels only.
 
     ``class_weights`` (optional, one per class, 2 for a sigmoid output) weighs
-    each pixel by its target class; the result is the weighted mean, so rare
-    classes (the boundary band) count as much as their weight says.
+    each pixel by its target class; a weight channel in the target adds to that
+    (per pixel). The result is the weighted mean, so rare classes (the boundary
+    band) and heavy pixels count as much as their weight says.
     """
 
     default_name = "masked_crossentropy"
@@ -66,8 +78,12 @@ class MaskedCrossentropy(_MaskedLoss):
             ce = -(target * ops.log(p) + (1.0 - target) * ops.log(1.0 - p))
         else:
             ce = -ops.sum(target * ops.log(p), axis=-1, keepdims=True)
+        extra = _split_target(y_true)[1]
         if self.class_weights is not None:
-            mask = mask * self._pixel_weights(target, ce.dtype)
+            mask = mask * (self._pixel_weights(target, ce.dtype)
+                           + (0.0 if extra is None else extra))
+        elif extra is not None:
+            mask = mask * (1.0 + extra)
         total = ops.sum(ce * mask) / ops.maximum(ops.sum(mask), _EPS)
         return _per_sample(total, mask)
 

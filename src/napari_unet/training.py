@@ -63,6 +63,10 @@ class TrainSettings:
     False: one device; see `napari_unet.keras_backend.DataParallel`),
     ``target`` (``"auto"``: ``"boundary"`` for instance labels, see
     `napari_unet.training_data.choose_target`), ``boundary_width`` (px, 1-3),
+    ``border_weight`` and ``border_sigma`` (the U-Net paper's extra loss weight
+    ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` where objects come close, see
+    `napari_unet.boundaries.border_weights`; ``border_weight`` is w0, 0 = off, the
+    paper's 10; ``border_sigma`` in px, the paper's 5; dense instance labels only),
     ``patience`` (epochs without a better validation IoU before training ends;
     the learning rate halves after half as many; None: never), ``time_budget``
     (seconds, then training ends as if stopped), ``calibrate`` (choose the
@@ -84,6 +88,8 @@ class TrainSettings:
     data_parallel: bool | None = None
     target: str = "auto"
     boundary_width: int = 2
+    border_weight: float = 0.0
+    border_sigma: float = 5.0
     patience: int | None = 8
     time_budget: float | None = None
     calibrate: bool = True
@@ -118,6 +124,12 @@ class TrainSettings:
         if self.target not in TARGETS:
             raise ValueError(f"target must be one of {TARGETS}; got {self.target!r}.")
         check_whole("boundary_width", self.boundary_width, 1, 3)
+        if not is_real(self.border_weight) or not 0 <= self.border_weight <= 100:
+            raise ValueError(f"border_weight must be a number from 0 (off) to 100 (the U-Net "
+                             f"paper uses 10); got {self.border_weight!r}.")
+        if not is_real(self.border_sigma) or not 0 < self.border_sigma <= 100:
+            raise ValueError(f"border_sigma must be a number of pixels in (0, 100] (the U-Net "
+                             f"paper uses 5); got {self.border_sigma!r}.")
         if self.patience is not None:
             check_whole("patience", self.patience, 1, unit=" of epochs")
         if self.time_budget is not None and (not is_real(self.time_budget)
@@ -127,12 +139,17 @@ class TrainSettings:
         check_switch("calibrate", self.calibrate)
         check_switch("freeze_encoder", self.freeze_encoder)
 
-    def check_for(self, config: UNetConfig) -> None:
-        """Raise ``ValueError`` unless the patches fit the network's pooling grid."""
+    def check_for(self, config: UNetConfig, target: str) -> None:
+        """Raise ``ValueError`` unless the patches fit the network's pooling grid and border
+        weights, if on, have instance labels to come from (``target``: the network's)."""
         m = config.size_multiple
         if self.patch_size % m:
             raise ValueError(f"patch_size must be a positive multiple of 2**depth = {m}; got "
                              f"{self.patch_size!r}.")
+        if self.border_weight and (self.label_mode != "dense" or target == "classes"):
+            raise ValueError("border_weight needs dense instance labels (one id per object) for "
+                             f"a boundary or foreground network; got label_mode "
+                             f"{self.label_mode!r} and target {target!r}. Set it to 0.")
 
     def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
         """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
@@ -197,7 +214,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     parallel = _parallel_plan(options)
     images, labels, axes_list = _as_lists(images, labels, axes, names)
     unet = _name_classes(_resolve_train_model(model, parallel, options, labels), class_names)
-    options.check_for(unet.config)
+    options.check_for(unet.config, unet.target)
     xs, ys, truths = prepare_training_data(images, labels, unet.config, options.label_mode,
                                            unet.normalization, axes_list, names, unet.target,
                                            options.boundary_width)
@@ -256,8 +273,9 @@ def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: 
            parallel: Any) -> tuple[list, Any, PatchSampler]:
     """Hold out validation blocks (larger for boundary targets, so whole objects fall
     inside); returns the training targets, the validation patches and the patch sampler
-    (which, for boundary targets, shows the seams of touching objects more often)."""
-    from .boundaries import touching_seams
+    (which, for boundary targets, shows the seams of touching objects more often, and
+    with ``border_weight`` gives its batches a weight channel; validation stays unweighted)."""
+    from .boundaries import border_weights, touching_seams
 
     rng = _seeded_rng(options.seed)
     block = max(unet.config.size_multiple,
@@ -265,12 +283,14 @@ def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: 
     train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
                                                  options.patch_size, unet.config.n_classes,
                                                  options.label_mode, rng)
-    focus = None
+    focus = weights = None
     if unet.target == "boundary":
         focus = [touching_seams(t, options.boundary_width) & (kept >= 0)
                  for t, kept in zip(truths, train_targets)]
+    if options.border_weight:
+        weights = [border_weights(t, options.border_weight, options.border_sigma) for t in truths]
     sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
-                           options.augment, rng, focus)
+                           options.augment, rng, focus, weights)
     return train_targets, _split_evenly(validation, parallel), sampler
 
 

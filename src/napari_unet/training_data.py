@@ -170,6 +170,14 @@ def _pad_to(image: np.ndarray, target: np.ndarray, size: int) -> tuple[np.ndarra
     return image, target
 
 
+def _padded(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``array`` (H, W) zero-padded at the bottom and right to ``shape`` (as `_pad_to` pads
+    the targets)."""
+    out = np.zeros(shape, array.dtype)
+    out[:array.shape[0], :array.shape[1]] = array
+    return out
+
+
 def grid_patches(
     images: Sequence[np.ndarray], targets: Sequence[np.ndarray], size: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -211,6 +219,9 @@ class PatchSampler:
     rng : source of randomness (seeded for reproducible training).
     focus : optional boolean ``(H, W)`` masks, one per image, of pixels to show more
         often (where touching objects meet, for the boundary target).
+    weights : optional float32 ``(H, W)`` extra loss weights, one per image
+        (`napari_unet.boundaries.border_weights`); the targets of the batches then
+        have them as a second channel, ``(B, P, P, 2)``.
 
     Half of the patches are centred on a random annotated pixel, so sparse
     scribbles are seen often (with ``focus``, half of those on a focus pixel); the
@@ -218,7 +229,8 @@ class PatchSampler:
     """
 
     def __init__(self, images, targets, patch_size: int, batch_size: int, augment: Any,
-                 rng: np.random.Generator, focus: Sequence[np.ndarray] | None = None):
+                 rng: np.random.Generator, focus: Sequence[np.ndarray] | None = None,
+                 weights: Sequence[np.ndarray] | None = None):
         self.patch_size, self.batch_size, self.rng = patch_size, batch_size, rng
         self.augment = Augmentation.from_setting(augment)
         self.images, self.targets, self.annotated = [], [], []
@@ -227,22 +239,24 @@ class PatchSampler:
             self.images.append(image)
             self.targets.append(target)
             self.annotated.append(np.flatnonzero(target >= 0))
+        self.pixel_weights = None if weights is None else [
+            np.where(t >= 0, _padded(np.asarray(w, np.float32), t.shape), np.float32(0))
+            for w, t in zip(weights, self.targets)]
         self.focus = [None] * len(self.targets)
         for i, mask in enumerate(focus or []):
-            padded = np.zeros(self.targets[i].shape, bool)  # targets may have been padded
-            padded[:mask.shape[0], :mask.shape[1]] = mask
-            self.focus[i] = np.flatnonzero(padded)
+            self.focus[i] = np.flatnonzero(_padded(mask, self.targets[i].shape))
         areas = np.array([t.size for t in self.targets], dtype=float)
         self.weights = areas / areas.sum()
         self.channels = self.images[0].shape[-1]
 
     def batch(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(x, y)`` shaped ``(B, P, P, C)`` and ``(B, P, P, 1)``, float32, drawn
-        with ``rng`` (default: the sampler's own generator)."""
+        """Return ``(x, y)`` shaped ``(B, P, P, C)`` and ``(B, P, P, 1)`` (``(B, P, P, 2)``
+        with ``weights``), float32, drawn with ``rng`` (default: the sampler's own
+        generator)."""
         p = self.patch_size
         rng = self.rng if rng is None else rng
         x = np.empty((self.batch_size, p, p, self.channels), np.float32)
-        y = np.empty((self.batch_size, p, p, 1), np.float32)
+        y = np.empty((self.batch_size, p, p, 1 if self.pixel_weights is None else 2), np.float32)
         for i in range(self.batch_size):
             j = int(rng.choice(len(self.images), p=self.weights))
             image, target = self.images[j], self.targets[j]
@@ -258,6 +272,8 @@ class PatchSampler:
                 y0, x0 = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
             x[i] = image[y0:y0 + p, x0:x0 + p]
             y[i, ..., 0] = target[y0:y0 + p, x0:x0 + p]
+            if self.pixel_weights is not None:
+                y[i, ..., 1] = self.pixel_weights[j][y0:y0 + p, x0:x0 + p]
         if self.augment.any:
             x, y = self.augment.apply(x, y, rng)
         return x, y

@@ -53,6 +53,26 @@ def test_weighted_crossentropy_is_the_weighted_mean():
     assert np.isclose(float(np.asarray(MaskedCrossentropy()(y_true, y_pred))), ce.mean(), rtol=1e-5)
 
 
+def test_a_weight_channel_adds_to_the_class_weights():
+    from napari_unet.losses import MaskedCrossentropy, MaskedDice, MaskedIoU
+
+    classes = np.array([[[[0.0], [1.0], [2.0], [-1.0]]]], np.float32)
+    extra = np.array([[[[0.0], [1.0], [0.5], [7.0]]]], np.float32)
+    y_true = np.concatenate([classes, extra], axis=-1)
+    y_pred = np.array([[[[0.7, 0.2, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6], [1, 0, 0]]]],
+                      np.float32)
+    ce = -np.log([0.7, 0.6, 0.6])
+    for class_weights, pixel in ((None, [1.0, 2.0, 1.5]), ([1.0, 2.0, 4.0], [1.0, 3.0, 4.5])):
+        got = float(np.asarray(MaskedCrossentropy(class_weights)(y_true, y_pred)))
+        assert np.isclose(got, (ce * pixel).sum() / sum(pixel), rtol=1e-5)
+    assert np.isclose(float(np.asarray(MaskedDice()(y_true, y_pred))),
+                      float(np.asarray(MaskedDice()(classes, y_pred))))
+    weighted, plain = MaskedIoU(), MaskedIoU()
+    weighted.update_state(y_true, y_pred)
+    plain.update_state(classes, y_pred)
+    assert float(weighted.result()) == float(plain.result())
+
+
 def test_calibration_is_stored_saved_and_used_by_default(trained_tiny, nuclei, tmp_path):
     calibration = trained_tiny.info["calibration"]
     assert trained_tiny.target == "boundary" and calibration["metric"] == "ap@0.5"

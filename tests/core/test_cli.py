@@ -40,7 +40,7 @@ def test_train_predict_evaluate_on_files(tmp_path, capsys):
     model = tmp_path / "model.keras"
     assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
                  "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "2",
-                 "--patch-size", "32", "--batch-size", "2"]) == 0
+                 "--patch-size", "32", "--batch-size", "2", "--border-weight", "10"]) == 0
     assert model.is_file()
     out, probs = tmp_path / "labels.tif", tmp_path / "probs.tif"
     assert main(["predict", str(model), str(images / "cell0.tif"), str(out),
@@ -60,6 +60,7 @@ def test_train_predict_evaluate_on_files(tmp_path, capsys):
                  "--steps", "2", "--patch-size", "32", "--batch-size", "2"]) == 0
     from napari_unet.model_files import load_model
 
+    assert load_model(model).info["border_weight"] == 10  # recorded with the settings
     rounds = load_model(tuned).info["rounds"]
     assert len(rounds) == 2 and rounds[1]["freeze_encoder"] and rounds[1]["learning_rate"] == 1e-4
     entropy = tmp_path / "unsure.tif"

@@ -133,6 +133,7 @@ def test_training_errors_name_the_file(files, capsys):
 @pytest.mark.parametrize("argv, fragment", [
     (["--config", "missing.json"], "--config file"),
     (["--axes", "YXC"], "--axes"),
+    (["--label-mode", "sparse", "--border-weight", "10"], "border_weight needs dense instance"),
 ])
 def test_train_option_errors_are_one_line(files, capsys, argv, fragment):
     assert main(["train", "--images", str(files["dir"] / "images"), "--masks",

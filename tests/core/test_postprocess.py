@@ -2,7 +2,7 @@ import numpy as np
 
 import pytest
 
-from napari_unet.boundaries import boundary_classes, touching_seams
+from napari_unet.boundaries import border_weights, boundary_classes, touching_seams
 from napari_unet.metrics import evaluate
 from napari_unet.postprocess import (LabelOptions, decode_boundaries, remove_small,
                                      smallest_label_dtype, split_touching_objects)
@@ -154,3 +154,25 @@ def test_split_distance_splits_a_seed_whose_interiors_meet():
     assert _labels(probs, "YX", options, "boundary").max() == 2
     with pytest.raises(ValueError, match="split_distance"):
         LabelOptions(split_distance=-1)
+
+
+def test_border_weights_are_the_unet_papers_where_objects_come_close():
+    """w0 * exp(-(d1 + d2)**2 / (2 sigma**2)) with d1, d2 the distances to the two nearest
+    outlines, checked by hand: a 1 px gap (d1 = d2 = 1), the seam of touching squares (inside
+    one, 1 px from its outline and 1 px from the other), an isolated square (near 0)."""
+    labels = np.zeros((40, 60), np.int32)
+    labels[5:15, 3:12], labels[5:15, 13:25] = 1, 2  # a 1 px gap at x = 12
+    labels[25:35, 5:15], labels[25:35, 15:25] = 3, 4  # touching at x = 14 | 15
+    labels[20:30, 45:55] = 5  # far from the others
+    w = border_weights(labels, w0=10.0, sigma=5.0)
+    expected = 10.0 * np.exp(-(1.0 + 1.0) ** 2 / (2 * 5.0**2))
+    assert w.dtype == np.float32 and w.shape == labels.shape
+    assert np.isclose(w[10, 12], expected, rtol=1e-5)  # background in the gap
+    assert np.isclose(w[30, 14], expected, rtol=1e-5) and np.isclose(w[30, 15], expected,
+                                                                      rtol=1e-5)
+    assert w[30, 10] < w[30, 14] and w[25:35, 45:55].max() < 1e-3  # interiors, the far square
+    assert border_weights(labels == 5).max() == 0.0  # one object: nothing to separate
+    stack = border_weights(np.stack([labels, labels]))  # 3D labels work the same way
+    assert stack.shape == (2, 40, 60) and np.isclose(stack[0, 10, 12], expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="integers"):
+        border_weights(labels.astype(float))

@@ -123,6 +123,10 @@ def test_continue_training_a_model(trained_tiny, nuclei):
         (np.zeros((64, 64)), np.eye(64, dtype=int), {"loss": "mse"}, "loss must be"),
         (np.zeros((64, 64)), np.eye(64, dtype=int), {"validation_fraction": 1.0}, "validation_fraction"),
         (np.zeros((64, 64)), np.eye(64, dtype=int), {"label_mode": "scribble"}, "label_mode"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"border_weight": -1}, "border_weight"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int), {"border_sigma": 0}, "border_sigma"),
+        (np.zeros((64, 64)), np.eye(64, dtype=int) + 1,
+         {"border_weight": 10, "label_mode": "sparse"}, "dense instance labels"),
     ],
 )
 def test_bad_training_input_raises_clear_errors(images, labels, kwargs, fragment):
@@ -181,3 +185,26 @@ def test_automatic_epochs_are_sized_from_the_annotated_pixels():
     assert TrainSettings(epochs=7, steps_per_epoch=3).schedule(planes(1, 512)) == (7, 3)
     with pytest.raises(ValueError, match="None to size training"):
         TrainSettings(epochs=0)
+
+
+def test_border_weights_train_a_boundary_network(nuclei, monkeypatch):
+    """With ``border_weight`` the batches carry the U-Net paper's weight map as a second
+    target channel and the boundary network trains on it (validation stays unweighted)."""
+    from napari_unet import training_data
+
+    shapes, heaviest = [], []
+    batch = training_data.PatchSampler.batch
+
+    def spy(self, rng=None):
+        x, y = batch(self, rng)
+        shapes.append(y.shape)
+        heaviest.append(y[..., 1].max())
+        assert np.all(y[..., 1][y[..., 0] < 0] == 0)  # not annotated (or held out): no weight
+        return x, y
+
+    monkeypatch.setattr(training_data.PatchSampler, "batch", spy)
+    image, labels = nuclei
+    result = train(image, labels, TINY, border_weight=10, border_sigma=5, **FAST)
+    assert result.model.target == "boundary" and result.model.info["border_weight"] == 10
+    assert shapes and all(s == (2, 32, 32, 2) for s in shapes) and max(heaviest) > 1.0
+    assert np.isfinite(result.history["loss"]).all() and np.isfinite(result.history["val_loss"]).all()

@@ -124,3 +124,20 @@ def test_the_sampler_shows_focus_pixels_more_often():
     plain = T.PatchSampler([img], [target], 16, 4, False, rng)
     focused = T.PatchSampler([img], [target], 16, 4, False, rng, [focus])
     assert corner_share(focused) > 2 * corner_share(plain)
+
+
+def test_border_weights_travel_with_the_targets():
+    """A weight channel is cut, flipped, deformed and padded exactly like the target."""
+    from napari_unet.augmentation import Augmentation
+
+    rng = np.random.default_rng(2)
+    img = rng.random((40, 50, 1)).astype(np.float32)
+    target = (img[..., 0] > 0.5).astype(np.float32)
+    weights = 3.0 * target + 1.0  # a weight that names its class
+    every = Augmentation(probability=1.0)
+    sampler = T.PatchSampler([img], [target], 64, 4, every, rng, weights=[weights])
+    x, y = sampler.batch()
+    assert y.shape == (4, 64, 64, 2)
+    known = y[..., 0] >= 0
+    np.testing.assert_array_equal(y[..., 1][known], 3.0 * y[..., 0][known] + 1.0)
+    assert np.all(y[..., 1][~known] == 0)  # padding (the image is smaller than the patch)
