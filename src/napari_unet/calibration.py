@@ -1,6 +1,7 @@
 """After training: choose how probabilities become labels, and check the model did not collapse.
 
-`calibrate` predicts the annotated planes with the trained network and picks
+`calibrate` takes the trained network's probabilities of the annotated planes (or
+of stacks of them, for objects linked in 3D) and picks
 the foreground threshold, the seed threshold and seed split distance (boundary
 models) and the minimum object size that give the best score on the held-out
 validation region: instance AP@0.5 for boundary models (objects cut by the region's
@@ -166,12 +167,14 @@ def _instance_scores(probs, truths, regions):
 
 
 def _size_and_split_grids(truths) -> tuple[list[int], list[int]]:
-    """Minimum sizes (`SIZE_FRACTIONS` of the median object area) and seed split distances
-    (0 and `SPLIT_FRACTIONS` of the median object radius) to try, in pixels."""
+    """Minimum sizes (`SIZE_FRACTIONS` of the median object area, or volume for 3D truths)
+    and seed split distances (0 and `SPLIT_FRACTIONS` of the median object radius) to try,
+    in pixels."""
     areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
     median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0
     sizes = sorted({int(round(f * median)) for f in SIZE_FRACTIONS})
-    radius = np.sqrt(median / np.pi)
+    radius = (np.sqrt(median / np.pi) if truths[0].ndim == 2
+              else np.cbrt(3.0 * median / (4.0 * np.pi)))
     return sizes, sorted({0} | {int(round(f * radius)) for f in SPLIT_FRACTIONS} - {1})
 
 

@@ -391,6 +391,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "seed_threshold": meta.get("seed_threshold", 0.5),
         "min_size": meta.get("min_size", 0),
         "split_distance": meta.get("split_distance", 0),
+        "linked_decoding": meta.get("linked_decoding", {}),
         "class_names": meta.get("class_names"),
         "info": meta.get("info"),
         "epochs": len(meta.get("history", {}).get("loss", [])),

@@ -126,6 +126,9 @@ class UNetModel:
     min_size : objects of fewer pixels are dropped from instance labels by default.
     split_distance : a boundary model's seeds are split where their distance
         transform peaks lie at least this many pixels apart (0 = not split).
+    linked_decoding : a boundary model's values for objects linked in 3D (``threshold``,
+        ``seed_threshold``, ``min_size`` in voxels, ``split_distance``), calibrated on 3D
+        instance labels; empty when it had none (the values above are then used).
     class_names : one name per output class (index 0 = background).
     history : per-epoch training metrics (``loss``, ``val_loss``, ``iou`` ...).
     info : training settings and provenance (package version, best epoch, ...).
@@ -139,6 +142,7 @@ class UNetModel:
     seed_threshold: float = 0.5
     min_size: int = 0
     split_distance: int = 0
+    linked_decoding: dict[str, Any] = field(default_factory=dict)
     class_names: list[str] = field(default_factory=list)
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -166,6 +170,10 @@ class UNetModel:
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f"{name} must be a whole number of pixels >= 0; got {value}.")
+        if self.linked_decoding:
+            from .postprocess import LabelOptions
+
+            LabelOptions(**self.linked_decoding).check_filled("linked_decoding")
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs: Any) -> UNetModel:
@@ -185,6 +193,7 @@ class UNetModel:
             "seed_threshold": float(self.seed_threshold),
             "min_size": int(self.min_size),
             "split_distance": int(self.split_distance),
+            "linked_decoding": dict(self.linked_decoding),
             "class_names": list(self.class_names),
             "history": {k: [float(v) for v in vals] for k, vals in self.history.items()},
             "info": self.info,

@@ -190,6 +190,7 @@ def _validate_metadata(meta: Any, path: Path) -> dict[str, Any]:
             "seed_threshold": _threshold(meta.get("seed_threshold", 0.5), "seed_threshold"),
             "min_size": _min_size(meta.get("min_size", 0)),
             "split_distance": _min_size(meta.get("split_distance", 0), "split_distance"),
+            "linked_decoding": _linked_decoding(meta.get("linked_decoding", {})),
             "class_names": _strings(meta.get("class_names", []), "class_names"),
             "history": _history(meta.get("history", {})),
             "info": _expect(meta.get("info", {}), dict, "info"),
@@ -233,6 +234,20 @@ def _threshold(value: Any, name: str = "threshold") -> float:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"{name} must be between 0 and 1; got {threshold}.")
     return threshold
+
+
+def _linked_decoding(value: Any) -> dict[str, Any]:
+    """The 3D-linked decoding values (`UNetModel.linked_decoding`), checked; ``{}`` for none."""
+    data = _expect(value, dict, "linked_decoding")
+    if not data:
+        return {}
+    if sorted(data) != ["min_size", "seed_threshold", "split_distance", "threshold"]:
+        raise ValueError(f"linked_decoding must hold threshold, seed_threshold, min_size and "
+                         f"split_distance; got keys {_short(sorted(data))}.")
+    return {"threshold": _threshold(data["threshold"], "linked threshold"),
+            "seed_threshold": _threshold(data["seed_threshold"], "linked seed_threshold"),
+            "min_size": _min_size(data["min_size"], "linked min_size"),
+            "split_distance": _min_size(data["split_distance"], "linked split_distance")}
 
 
 def _target(value: Any) -> str:

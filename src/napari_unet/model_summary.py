@@ -28,6 +28,7 @@ class ModelSummary:
     min_size : objects of fewer pixels are dropped by default.
     split_distance : a boundary model's seeds are split at distance peaks this many
         pixels apart (0 = not split).
+    linked_decoding : the values for objects linked in 3D, when calibrated on 3D labels.
     class_names : one name per output class, index 0 = background.
     history : per-epoch metrics over all training rounds (``loss``, ``val_iou`` ...).
     info : training settings and provenance (best epoch, calibration, rounds ...).
@@ -40,6 +41,7 @@ class ModelSummary:
     seed_threshold: float = 0.5
     min_size: int = 0
     split_distance: int = 0
+    linked_decoding: dict[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] = ()
     history: dict[str, list[float]] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -50,6 +52,7 @@ class ModelSummary:
         return cls(config=model.config, normalization=model.normalization, target=model.target,
                    threshold=float(model.threshold), seed_threshold=float(model.seed_threshold),
                    min_size=int(model.min_size), split_distance=int(model.split_distance),
+                   linked_decoding=dict(model.linked_decoding),
                    class_names=tuple(model.class_names),
                    history={k: list(v) for k, v in model.history.items()},
                    info=dict(model.info))
@@ -67,4 +70,11 @@ class ModelSummary:
         """"threshold 0.5, seed 0.9, min size 12 px": how probabilities become labels."""
         seed = f", seed {self.seed_threshold:g}" if self.target == "boundary" else ""
         split = f", seeds split {self.split_distance} px apart" if self.split_distance else ""
-        return f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} px"
+        text = f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} px"
+        linked = self.linked_decoding
+        if linked:
+            split = (f", seeds split {linked['split_distance']} px apart"
+                     if linked["split_distance"] else "")
+            text += (f"; linked in 3D: threshold {linked['threshold']:g}, seed "
+                     f"{linked['seed_threshold']:g}{split}, min size {linked['min_size']} voxels")
+        return text

@@ -71,8 +71,13 @@ class LabelOptions:
                        min_size=_first(self.min_size, min_size),
                        split_distance=_first(self.split_distance, split_distance))
 
-    def for_unet(self, unet: Any) -> LabelOptions:
-        """`for_model` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`)."""
+    def for_unet(self, unet: Any, spatial_axes: str = "YX") -> LabelOptions:
+        """`for_model` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`) for
+        labels with ``spatial_axes``: its 3D-linked values (``linked_decoding``) when these
+        options link planes, the axes have a Z and the model has them."""
+        linked = getattr(unet, "linked_decoding", None)
+        if linked and self.link_planes and "Z" in spatial_axes:
+            return self.for_model(**linked)
         return self.for_model(unet.threshold, unet.seed_threshold, unet.min_size,
                               getattr(unet, "split_distance", 0))
 

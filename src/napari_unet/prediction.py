@@ -101,7 +101,7 @@ def _resolve(model: Any, image: Any, options: Any, axes: str | None):
     if not isinstance(options, LabelOptions):
         raise ValueError(f"options must be a LabelOptions or None; got {type(options).__name__}.")
     axes = arrays.resolve_axes(axes, np.shape(image), unet.config.in_channels)
-    return unet, options.for_unet(unet), axes
+    return unet, options.for_unet(unet, axes), axes
 
 
 def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,

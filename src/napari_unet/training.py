@@ -28,7 +28,7 @@ from .fit_loop import FitOutcome, fit_events
 from .model import UNetModel, build_unet
 from .progress import TrainProgress, drain
 from .scribbles import annotation_record
-from .training_data import (LABEL_MODES, TARGETS, PatchSampler, choose_target,
+from .training_data import (LABEL_MODES, TARGETS, PatchSampler, choose_target, linked_stacks,
                             class_weights, prepare_training_data, split_validation)
 
 __all__ = ["TrainResult", "TrainSettings", "iter_train", "train", "console_progress"]
@@ -215,10 +215,11 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     images, labels, axes_list = _as_lists(images, labels, axes, names)
     unet = _name_classes(_resolve_train_model(model, parallel, options, labels), class_names)
     options.check_for(unet.config, unet.target)
-    xs, ys, truths = prepare_training_data(images, labels, unet.config, options.label_mode,
-                                           unet.normalization, axes_list, names, unet.target,
-                                           options.boundary_width)
-    train_targets, validation, sampler = _split(unet, options, xs, ys, truths, parallel)
+    xs, ys, truths, sources = prepare_training_data(images, labels, unet.config,
+                                                    options.label_mode, unet.normalization,
+                                                    axes_list, names, unet.target,
+                                                    options.boundary_width)
+    train_targets, validation, sampler = _split(unet, options, xs, ys, truths, sources, parallel)
     epochs, steps = options.schedule(train_targets)
     weights = class_weights(train_targets, 3) if unet.target == "boundary" else None
     side_job = _preview_job(unet, preview, images, axes_list)
@@ -231,7 +232,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     _record_provenance(unet, outcome, options, (epochs, steps), time.perf_counter() - started,
                        monitor, _annotations(unet, options, labels, names))
     unet.info["class_weights"] = weights
-    _calibrate(unet, options, xs, ys, truths, train_targets)
+    _calibrate(unet, options, xs, ys, truths, train_targets, sources)
     return TrainResult(unet, outcome.history)
 
 
@@ -270,9 +271,9 @@ def _preview_job(unet: UNetModel, preview: Any, images: list, axes_list: list) -
 
 
 def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
-           parallel: Any) -> tuple[list, Any, PatchSampler]:
+           sources: list, parallel: Any) -> tuple[list, Any, PatchSampler]:
     """Hold out validation blocks (larger for boundary targets, so whole objects fall
-    inside); returns the training targets, the validation patches and the patch sampler
+    inside; the same blocks in every Z plane of a stack); returns the training targets, the validation patches and the patch sampler
     (which, for boundary targets, shows the seams of touching objects more often, and
     with ``border_weight`` gives its batches a weight channel; validation stays unweighted)."""
     from .boundaries import border_weights, touching_seams
@@ -282,7 +283,9 @@ def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: 
                 options.patch_size // (2 if unet.target == "boundary" else 4))
     train_targets, validation = split_validation(xs, ys, options.validation_fraction, block,
                                                  options.patch_size, unet.config.n_classes,
-                                                 options.label_mode, rng)
+                                                 options.label_mode, rng,
+                                                 [(s.image, s.stack) if s.z >= 0 else i
+                                                  for i, s in enumerate(sources)])
     focus = weights = None
     if unet.target == "boundary":
         focus = [touching_seams(t, options.boundary_width) & (kept >= 0)
@@ -304,10 +307,12 @@ def _with_deadline(should_stop: Callable[[], bool] | None, budget: float | None,
 
 
 def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
-               train_targets: list) -> None:
+               train_targets: list, sources: list) -> None:
     """Choose the model's label settings on the held-out region (`napari_unet.calibration`),
-    store them on ``unet`` (threshold, seed_threshold, min_size, info["calibration"]) and
-    warn when the model marks (almost) everything one way."""
+    store them on ``unet`` (threshold, seed_threshold, min_size, split_distance,
+    info["calibration"]; for a boundary model trained on 3D instance labels also
+    ``linked_decoding`` and info["calibration_linked"]) and warn when the model marks
+    (almost) everything one way."""
     from .calibration import calibrate, collapse_warning, plane_probabilities
 
     planes = _calibration_planes(ys, train_targets)
@@ -324,12 +329,51 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
     if options.label_mode != "dense" or not options.calibrate:
         return
     regions = [(ys[i] >= 0) & (train_targets[i] < 0) for i in planes]
-    truths = [truths[i] if unet.target == "boundary" else (truths[i] > 0) for i in planes]
-    result = calibrate(unet, probs, truths, regions if any(r.any() for r in regions) else None)
+    kept = [truths[i] if unet.target == "boundary" else (truths[i] > 0) for i in planes]
+    result = calibrate(unet, probs, kept, regions if any(r.any() for r in regions) else None)
     if result is not None:
         unet.threshold, unet.seed_threshold, unet.min_size, unet.split_distance = (
             result.threshold, result.seed_threshold, result.min_size, result.split_distance)
         unet.info["calibration"] = result.to_dict()
+    unet.linked_decoding = {}  # values from an earlier round would describe other weights
+    unet.info.pop("calibration_linked", None)
+    runs = _within_limit(linked_stacks(sources, truths), ys)
+    if unet.target == "boundary" and runs:
+        held = [(y >= 0) & (t < 0) for y, t in zip(ys, train_targets)]
+        _calibrate_linked(unet, runs, xs, held, truths, dict(zip(planes, probs)))
+
+
+def _calibrate_linked(unet: UNetModel, runs: list[list[int]], xs: list, held: list, truths: list,
+                      predicted: dict[int, np.ndarray]) -> None:
+    """Calibrate decoding with objects linked in 3D on the ``runs`` of Z planes that hold 3D
+    instance labels (`napari_unet.training_data.linked_stacks`): each run's probabilities
+    (reusing the ``predicted`` planes), truths and ``held``-out pixels become volumes."""
+    from .calibration import calibrate, plane_probabilities
+
+    missing = [i for run in runs for i in run if i not in predicted]
+    predicted = {**predicted,
+                 **dict(zip(missing, plane_probabilities(unet, [xs[i] for i in missing])))}
+    volumes = [np.stack([predicted[i] for i in run]) for run in runs]
+    regions = [np.stack([held[i] for i in run]) for run in runs]
+    result = calibrate(unet, volumes, [np.stack([truths[i] for i in run]) for run in runs],
+                       regions if any(r.any() for r in regions) else None)
+    unet.linked_decoding = {"threshold": result.threshold, "seed_threshold": result.seed_threshold,
+                            "min_size": result.min_size, "split_distance": result.split_distance}
+    unet.info["calibration_linked"] = result.to_dict()
+
+
+def _within_limit(runs: list[list[int]], ys: list, limit: int = 16_000_000) -> list[list[int]]:
+    """The first ``runs`` of planes that hold ``limit`` pixels in all (the first run cut to
+    fit, keeping at least 3 planes)."""
+    kept, total = [], 0
+    for run in runs:
+        fit = run[:max(3, (limit - total) // ys[run[0]].size)]
+        size = sum(ys[i].size for i in fit)
+        if kept and total + size > limit:
+            break
+        kept.append(fit)
+        total += size
+    return kept
 
 
 def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) -> list[int]:

@@ -9,8 +9,8 @@ images and ``(B, P, P, 1)`` targets. Nothing here modifies its inputs.
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Any, Iterator, Sequence
+from collections import defaultdict, deque
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -21,6 +21,16 @@ from .config import UNetConfig
 from .normalization import PercentileNormalization
 
 IGNORE = -1.0
+
+
+class PlaneSource(NamedTuple):
+    """Where a training plane comes from: its ``image`` (index in the list), its ``stack``
+    (indices along the leading axes other than Z, e.g. ``(t,)``; ``()`` for none) and ``z``
+    (its index along Z, -1 when the image has no Z axis)."""
+
+    image: int
+    stack: tuple[int, ...]
+    z: int
 
 
 LABEL_MODES = ("dense", "sparse")
@@ -138,23 +148,35 @@ def validation_split(
     About ``fraction`` of the blocks that hold annotations are chosen;
     ``val_target`` is None when ``fraction`` is 0 or there are too few blocks.
     """
-    if fraction <= 0:
+    held = held_blocks(target >= 0, fraction, block, rng)
+    if held is None:
         return target, None
-    h, w = target.shape
-    blocks = [
-        (y0, x0)
-        for y0 in range(0, h, block)
-        for x0 in range(0, w, block)
-        if np.any(target[y0:y0 + block, x0:x0 + block] >= 0)
-    ]
+    return _hold_out(target, held)
+
+
+def held_blocks(annotated: np.ndarray, fraction: float, block: int, rng: np.random.Generator
+                ) -> np.ndarray | None:
+    """Boolean ``(H, W)`` mask of about ``fraction`` of the ``block``-pixel squares that hold
+    ``annotated`` pixels (never all of them), or None when ``fraction`` is 0 or there are
+    fewer than two such squares."""
+    if fraction <= 0:
+        return None
+    h, w = annotated.shape
+    blocks = [(y0, x0) for y0 in range(0, h, block) for x0 in range(0, w, block)
+              if annotated[y0:y0 + block, x0:x0 + block].any()]
     n_val = int(round(len(blocks) * fraction))
     if len(blocks) < 2 or n_val < 1:
-        return target, None
+        return None
     chosen = rng.choice(len(blocks), size=min(n_val, len(blocks) - 1), replace=False)
-    held = np.zeros(target.shape, bool)
+    held = np.zeros(annotated.shape, bool)
     for i in chosen:
         y0, x0 = blocks[int(i)]
         held[y0:y0 + block, x0:x0 + block] = True
+    return held
+
+
+def _hold_out(target: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_target, val_target)``: ``target`` with the ``held`` pixels ignored, and only them."""
     train_target = np.where(held, IGNORE, target).astype(np.float32)
     val_target = np.where(held, target, IGNORE).astype(np.float32)
     return train_target, val_target
@@ -322,7 +344,8 @@ def prepare_training_data(
     ``target`` (`choose_target`): for ``"boundary"`` the instance ids become
     background / interior / boundary classes, the band ``boundary_width`` px wide.
     Returns normalised float32 ``(H, W, C)`` planes, float32 ``(H, W)`` targets,
-    and the label planes as given (int, for measuring instances).
+    the label planes as given (int, for measuring instances) and each plane's
+    `PlaneSource`.
     """
     if len(images) != len(labels):
         raise ValueError(
@@ -332,26 +355,25 @@ def prepare_training_data(
     if not images:
         raise ValueError("No training images given.")
     axes = list(axes) if axes is not None else [None] * len(images)
-    out_x, out_y, out_labels = [], [], []
+    out_x, out_y, out_labels, sources = [], [], [], []
     for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
-        if names is not None:
-            what = f"image {names[i]!r}"
-        else:
-            what = f"image {i + 1}" if len(images) > 1 else "image"
+        what = (f"image {names[i]!r}" if names is not None
+                else f"image {i + 1}" if len(images) > 1 else "image")
         image = arrays.check_image(image, what)
         ax = arrays.resolve_axes(ax, image.shape, config.in_channels)
         arrays.check_channels(ax, image.shape, config.in_channels, what)
-        planes, _ = arrays.to_planes(image, ax)
+        planes, lead = arrays.to_planes(image, ax)
         spatial = tuple(s for s, a in zip(image.shape, ax) if a != "C")
         label = arrays.check_labels(label, spatial, f"labels of {what}")
         label_planes = label.reshape((-1,) + label.shape[-2:])
         stats = normalization.statistics(planes)
-        for plane, lab in zip(planes, label_planes):
+        for k, (plane, lab) in enumerate(zip(planes, label_planes)):
             single_dense = label_mode == "dense" and len(label_planes) == 1
             if not (single_dense or np.any(lab > 0)):
                 continue
             out_x.append(normalization.apply(plane[None], stats)[0])
             out_labels.append(lab)
+            sources.append(_plane_source(i, k, lead, [a for a in ax if a not in "YXC"]))
             if target == "boundary":
                 lab = boundary_classes(lab, boundary_width)
             out_y.append(encode_targets(lab, config.n_classes, label_mode))
@@ -361,24 +383,71 @@ def prepare_training_data(
             "scribbles, background 1 and objects 2) before training."
         )
     check_targets(out_y, config.n_classes, label_mode)
-    return out_x, out_y, out_labels
+    return out_x, out_y, out_labels, sources
+
+
+def _plane_source(image: int, k: int, lead: tuple[int, ...], lead_axes: list[str]) -> PlaneSource:
+    """The `PlaneSource` of plane ``k`` of image ``image``, whose leading axes are
+    ``lead_axes`` with sizes ``lead``."""
+    index = np.unravel_index(k, lead) if lead else ()
+    z = int(index[lead_axes.index("Z")]) if "Z" in lead_axes else -1
+    return PlaneSource(image, tuple(int(i) for i, a in zip(index, lead_axes) if a != "Z"), z)
+
+
+def linked_stacks(sources: Sequence[PlaneSource], truths: Sequence[np.ndarray],
+                  min_planes: int = 3) -> list[list[int]]:
+    """Runs of at least ``min_planes`` training planes that hold 3D instance labels: consecutive
+    Z planes of one stack where, between neighbouring planes, at least 90 % of the foreground
+    pixels that overlap carry the same id (objects continue across Z rather than being
+    numbered plane by plane). Returns the runs as lists of plane indices, in Z order."""
+    stacks = defaultdict(list)
+    for i, source in enumerate(sources):
+        if source.z >= 0:
+            stacks[(source.image, source.stack)].append(i)
+    runs = []
+    for members in stacks.values():
+        members.sort(key=lambda i: sources[i].z)
+        run = members[:1]
+        for i in members[1:]:
+            before = run[-1]
+            if sources[i].z == sources[before].z + 1 and _continues(truths[before], truths[i]):
+                run.append(i)
+                continue
+            runs.append(run)
+            run = [i]
+        runs.append(run)
+    return [run for run in runs if len(run) >= min_planes]
+
+
+def _continues(below: np.ndarray, above: np.ndarray) -> bool:
+    """Whether 90 % of the foreground pixels of two neighbouring planes that overlap share an id."""
+    both = (below > 0) & (above > 0)
+    return bool(both.any()) and np.count_nonzero(both & (below == above)) >= 0.9 * both.sum()
 
 
 def split_validation(images: Sequence[np.ndarray], targets: Sequence[np.ndarray], fraction: float,
                      block: int, patch_size: int, n_classes: int, mode: str,
-                     rng: np.random.Generator
+                     rng: np.random.Generator, groups: Sequence[Any] | None = None
                      ) -> tuple[list[np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
-    """Hold out square ``block``-pixel blocks of each target for validation (`validation_split`).
+    """Hold out square ``block``-pixel blocks of each target for validation (`held_blocks`).
 
-    Returns the training targets and the validation patches ``(x_val, y_val)``
-    cut by `grid_patches` at ``patch_size`` (None when nothing was held out). When the held-out blocks would leave
-    the training targets with fewer than two classes, everything is trained on.
+    Planes with equal ``groups`` entries (e.g. the Z planes of one stack; default: every
+    plane alone) hold out the same blocks, so the held-out region of a stack is a set of
+    Z columns that 3D objects lie in whole. Returns the training targets and the
+    validation patches ``(x_val, y_val)`` cut by `grid_patches` at ``patch_size`` (None
+    when nothing was held out). When the held-out blocks would leave the training
+    targets with fewer than two classes, everything is trained on.
     """
+    groups = list(range(len(targets))) if groups is None else list(groups)
+    held = {}
+    for group in dict.fromkeys(groups):  # in order of first appearance
+        annotated = np.any([t >= 0 for t, g in zip(targets, groups) if g == group], axis=0)
+        held[group] = held_blocks(annotated, fraction, block, rng)
     train_targets, val_targets = [], []
-    for target in targets:
-        kept, held = validation_split(target, fraction, block, rng)
+    for target, group in zip(targets, groups):
+        kept, out = (target, None) if held[group] is None else _hold_out(target, held[group])
         train_targets.append(kept)
-        val_targets.append(held if held is not None else np.full_like(target, IGNORE))
+        val_targets.append(out if out is not None else np.full_like(target, IGNORE))
     try:
         check_targets(train_targets, n_classes, mode)
     except ValueError:  # too few annotations to spare some for validation

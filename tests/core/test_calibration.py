@@ -156,3 +156,53 @@ def test_calibration_splits_seeds_when_that_scores_better(tmp_path):
     by_default = labels_from_probabilities(probs, "YX", LabelOptions().for_unet(loaded), "boundary")
     assert by_default.max() == 2
     np.testing.assert_array_equal(by_default, decode_boundaries(probs, split_distance=result.split_distance))
+
+
+def test_3d_labels_calibrate_linked_decoding_which_linked_labels_use(tmp_path):
+    """Trained on a stack with 3D instance labels, a boundary model also calibrates the
+    values for objects linked in 3D; they are saved, shown, and used with link_planes
+    (and only there)."""
+    from napari_unet import train
+    from napari_unet.model_summary import ModelSummary
+    from napari_unet.postprocess import LabelOptions, labels_from_probabilities
+    from napari_unet.prediction import predict
+    from napari_unet.sample_data import make_nuclei_stack
+
+    image, labels = make_nuclei_stack((6, 64, 64), seed=1)
+    unet = train(image, labels, UNetConfig(depth=2, start_neurons=8), axes="ZYX", patch_size=32,
+                 batch_size=2, epochs=1, steps_per_epoch=2, seed=0, verbose=False).model
+    linked = unet.linked_decoding
+    assert sorted(linked) == ["min_size", "seed_threshold", "split_distance", "threshold"]
+    assert unet.info["calibration_linked"]["objects"] > 0
+    loaded = load_model(save_model(unet, tmp_path / "m.keras"))
+    assert loaded.linked_decoding == linked
+    assert "linked in 3D" in ModelSummary.of(loaded).decoding()
+    probs = predict(loaded, image, axes="ZYX")
+    explicit = labels_from_probabilities(probs, "ZYX", LabelOptions(link_planes=True, **linked),
+                                         "boundary")
+    assert np.array_equal(segment(loaded, image, axes="ZYX", link_planes=True), explicit)
+    per_plane = LabelOptions().for_unet(loaded, "ZYX")
+    assert per_plane.threshold == loaded.threshold and per_plane.min_size == loaded.min_size
+    flat = train(image[0], labels[0], loaded, patch_size=32, batch_size=2, epochs=1,
+                 steps_per_epoch=2, seed=0, verbose=False).model
+    assert flat.linked_decoding == {} and "calibration_linked" not in flat.info  # not stale
+
+
+def test_a_model_file_with_bad_linked_values_is_refused(trained_tiny, tmp_path):
+    import json
+    import zipfile
+
+    path = save_model(trained_tiny, tmp_path / "m.keras")
+    with zipfile.ZipFile(path) as zf:
+        entries = {name: zf.read(name) for name in zf.namelist()}
+    meta = json.loads(entries["napari_unet.json"])
+    for bad in ({"threshold": 2.0, "seed_threshold": 0.5, "min_size": 0, "split_distance": 0},
+                {"threshold": 0.5}, [1, 2]):
+        meta["linked_decoding"] = bad
+        entries["napari_unet.json"] = json.dumps(meta).encode()
+        broken = tmp_path / "broken.keras"
+        with zipfile.ZipFile(broken, "w") as zf:
+            for name, data in entries.items():
+                zf.writestr(name, data)
+        with pytest.raises(ModelFileError, match="linked"):
+            load_model(broken)

@@ -141,3 +141,49 @@ def test_border_weights_travel_with_the_targets():
     known = y[..., 0] >= 0
     np.testing.assert_array_equal(y[..., 1][known], 3.0 * y[..., 0][known] + 1.0)
     assert np.all(y[..., 1][~known] == 0)  # padding (the image is smaller than the patch)
+
+
+def _stack_sources(n, image=0):
+    return [T.PlaneSource(image, (), z) for z in range(n)]
+
+
+def test_linked_stacks_are_runs_of_planes_with_3d_labels():
+    from napari_unet.sample_data import make_nuclei_stack
+
+    _, labels = make_nuclei_stack((8, 64, 64), seed=0)
+    planes = list(labels)
+    assert T.linked_stacks(_stack_sources(8), planes) == [list(range(8))]
+    rng = np.random.default_rng(0)
+    renumbered = [np.concatenate([[0], rng.permutation(np.arange(1, 200))])[p] for p in planes]
+    assert T.linked_stacks(_stack_sources(8), renumbered) == []  # numbered plane by plane
+    gap = [s for s in _stack_sources(8) if s.z != 3]  # plane 3 not annotated: runs 0-2, 4-7
+    assert T.linked_stacks(gap, [p for z, p in enumerate(planes) if z != 3]) == [[0, 1, 2],
+                                                                             [3, 4, 5, 6]]
+    flat = [T.PlaneSource(i, (), -1) for i in range(8)]  # 2D images
+    assert T.linked_stacks(flat, planes) == []
+
+
+def test_planes_of_one_stack_hold_out_the_same_blocks():
+    rng = np.random.default_rng(0)
+    targets = [(rng.random((64, 64)) > 0.5).astype(np.float32) for _ in range(4)]
+    images = [np.zeros((64, 64, 1), np.float32) for _ in range(4)]
+    train, _ = T.split_validation(images, targets, 0.3, 16, 32, 1, "dense", rng,
+                                  groups=["a", "a", "a", "b"])
+    held = [t < 0 for t in train]
+    assert held[0].any() and np.array_equal(held[0], held[1]) and np.array_equal(held[0], held[2])
+    assert held[3].any()
+
+
+def test_prepare_training_data_says_where_each_plane_comes_from():
+    from napari_unet import UNetConfig
+    from napari_unet.normalization import PercentileNormalization
+
+    stack = np.random.default_rng(0).random((2, 3, 32, 32)).astype(np.float32)
+    labels = np.zeros(stack.shape, np.int32)
+    labels[:, :, 8:16, 8:16] = 1
+    labels[1, 0] = 0  # t = 1, z = 0 has no annotation
+    *_, sources = T.prepare_training_data([stack], [labels], UNetConfig(depth=1), "dense",
+                                          PercentileNormalization(), ["TZYX"])
+    assert sources == [T.PlaneSource(0, (0,), 0), T.PlaneSource(0, (0,), 1),
+                       T.PlaneSource(0, (0,), 2), T.PlaneSource(0, (1,), 1),
+                       T.PlaneSource(0, (1,), 2)]

@@ -33,3 +33,20 @@ def test_labels_of_a_channel_first_image_drop_the_channel_placement():
     assert without_channel(placement, "CYX") == {"scale": (2.0, 0.5), "translate": (1.0, 3.0)}
     rgb = {"scale": (2.0, 0.5), "translate": (1.0, 3.0)}  # napari leaves the RGB axis out
     assert without_channel(rgb, "YXC") == rgb
+
+
+def test_the_training_report_names_both_calibrations():
+    from napari_unet import UNetConfig
+    from napari_unet._widgets.train import training_report
+    from napari_unet.model_summary import ModelSummary
+
+    plane = {"threshold": 0.5, "seed_threshold": 0.9, "min_size": 12, "split_distance": 6,
+             "metric": "ap@0.5", "score": 0.95, "default_score": 0.9, "measured_on": "validation"}
+    linked = {**plane, "threshold": 0.6, "min_size": 40, "split_distance": 0, "score": 0.91}
+    info = {"monitor": "val_iou", "best_epoch": 2, "epochs_run": 3, "calibration": plane,
+            "calibration_linked": linked}
+    summary = ModelSummary(UNetConfig(n_classes=3), target="boundary", info=info,
+                           history={"val_iou": [0.5, 0.8, 0.7]})
+    text = training_report(summary)
+    assert "seeds split 6 px apart, min size 12 px (ap@0.5 0.950" in text
+    assert "linked in 3D: threshold 0.6, seed 0.9, min size 40 voxels (ap@0.5 0.910)" in text

@@ -96,7 +96,7 @@ def lazy_run_job(engine: Any, image: Any, axes: str | None, name: str, placement
     axes = resolve_axes(axes, image.shape, config.in_channels)
     predictor = EngineBlockPredictor(engine, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
-    label_options = options["labels"].for_unet(summary)
+    label_options = options["labels"].for_unet(summary, axes)
     labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)

@@ -48,6 +48,11 @@ def training_report(summary: ModelSummary) -> str:
                  f"{_split_text(calibration)}min size {calibration['min_size']} px "
                  f"({calibration['metric']} "
                  f"{calibration['score']:.3f}, defaults {calibration['default_score']:.3f})")
+    linked = info.get("calibration_linked")
+    if linked:
+        text += (f"; for objects linked in 3D: threshold {linked['threshold']:g}, seed "
+                 f"{linked['seed_threshold']:g}, {_split_text(linked)}min size "
+                 f"{linked['min_size']} voxels ({linked['metric']} {linked['score']:.3f})")
     if info.get("collapse_warning"):
         text += ". WARNING: " + info["collapse_warning"]
     return text
