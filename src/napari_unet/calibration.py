@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .metrics import average_precision, match_counts
+from .metrics import average_precision, match_counts_at
 
 __all__ = ["Calibration", "calibrate", "collapse_warning", "plane_probabilities"]
 
@@ -74,7 +74,8 @@ def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarra
               regions: Sequence[np.ndarray] | None) -> Calibration | None:
     """Best label settings for ``unet`` (a `UNetModel`) on planes it predicted as ``probs``.
 
-    ``truths`` are the planes' labels (instance ids, or a 0/1 mask for a foreground
+    ``probs`` are (H, W) or (H, W, K) planes, or (Z, H, W, K) volumes decoded in 3D;
+    ``truths`` are their labels (instance ids, or a 0/1 mask for a foreground
     model); ``regions`` are boolean masks of the held-out validation pixels
     (None, or holding fewer than `MIN_OBJECTS` objects: all pixels count). Returns
     None for models whose labels need no settings (``"classes"``).
@@ -126,6 +127,8 @@ def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
 
 
 def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
+    """The boundary model's best values (see the module docstring): seed threshold and split
+    distance, then the foreground threshold, twice; then the minimum size."""
     score = _instance_scores(probs, truths, regions)
     sizes, splits = _size_and_split_grids(truths)
     start, threshold = sizes[len(sizes) // 2], 0.5
@@ -158,7 +161,7 @@ def _instance_scores(probs, truths, regions):
             for p, t, r in zip(probs, truths, regions):
                 labels = np.where(r, decode_boundaries(p, threshold=threshold, seed_threshold=seed,
                                                        min_size=min_size, split_distance=split), 0)
-                counts += [match_counts(labels, t, iou) for iou in TIE_BREAK_IOUS]
+                counts += match_counts_at(labels, t, TIE_BREAK_IOUS)
             aps = [average_precision(*row) for row in counts.tolist()]
             seen[key] = (aps[0], float(np.mean(aps)))
         return seen[key]

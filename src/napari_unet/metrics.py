@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -108,9 +108,15 @@ def average_precision(tp: int, n_pred: int, n_true: int) -> float:
 def match_counts(labels: Any, truth: Any, threshold: float = 0.5) -> tuple[int, int, int]:
     """``(true positives, predicted objects, true objects)`` at IoU ``threshold`` with the
     one-to-one matching of `evaluate`; counts of several images add up to pooled scores."""
+    return match_counts_at(labels, truth, (threshold,))[0]
+
+
+def match_counts_at(labels: Any, truth: Any, thresholds: Sequence[float]
+                    ) -> list[tuple[int, int, int]]:
+    """`match_counts` at each IoU threshold of ``thresholds``, measuring the overlaps once."""
     pred, true = label_pair(labels, truth)
     pairs, n_true, n_pred = _iou_pairs(pred, true)
-    return _matches(pairs, threshold), n_pred, n_true
+    return [(_matches(pairs, t), n_pred, n_true) for t in thresholds]
 
 
 def _iou_pairs(pred: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, int, int]:

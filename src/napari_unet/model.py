@@ -170,10 +170,18 @@ class UNetModel:
             value = getattr(self, name)
             if int(value) != value or value < 0:
                 raise ValueError(f"{name} must be a whole number of pixels >= 0; got {value}.")
-        if self.linked_decoding:
+        self._check_linked_decoding()
+
+    def _check_linked_decoding(self) -> None:
+        """``ValueError`` unless ``linked_decoding`` is empty or holds exactly the four values."""
+        linked = self.linked_decoding
+        keys = ["min_size", "seed_threshold", "split_distance", "threshold"]
+        if not isinstance(linked, dict) or (linked and sorted(linked) != keys):
+            raise ValueError(f"linked_decoding must be {{}} or a dict of {keys}; got {linked!r}.")
+        if linked:
             from .postprocess import LabelOptions
 
-            LabelOptions(**self.linked_decoding).check_filled("linked_decoding")
+            LabelOptions(**linked)  # checks each value
 
     @classmethod
     def new(cls, config: UNetConfig | None = None, **kwargs: Any) -> UNetModel:

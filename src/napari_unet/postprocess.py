@@ -74,9 +74,10 @@ class LabelOptions:
     def for_unet(self, unet: Any, spatial_axes: str = "YX") -> LabelOptions:
         """`for_model` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`) for
         labels with ``spatial_axes``: its 3D-linked values (``linked_decoding``) when these
-        options link planes, the axes have a Z and the model has them."""
+        options ask for instances linked across planes, the axes have a Z and the model
+        has them."""
         linked = getattr(unet, "linked_decoding", None)
-        if linked and self.link_planes and "Z" in spatial_axes:
+        if linked and self.instances and self.link_planes and "Z" in spatial_axes:
             return self.for_model(**linked)
         return self.for_model(unet.threshold, unet.seed_threshold, unet.min_size,
                               getattr(unet, "split_distance", 0))

@@ -273,9 +273,12 @@ def _preview_job(unet: UNetModel, preview: Any, images: list, axes_list: list) -
 def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: list,
            sources: list, parallel: Any) -> tuple[list, Any, PatchSampler]:
     """Hold out validation blocks (larger for boundary targets, so whole objects fall
-    inside; the same blocks in every Z plane of a stack); returns the training targets, the validation patches and the patch sampler
-    (which, for boundary targets, shows the seams of touching objects more often, and
-    with ``border_weight`` gives its batches a weight channel; validation stays unweighted)."""
+    inside; the same blocks in every Z plane of a stack). Returns the training targets,
+    the validation patches and the patch sampler (which, for boundary targets, shows the
+    seams of touching objects more often, and with ``border_weight`` gives its batches a
+    weight channel; validation stays unweighted)."""
+    from scipy import ndimage as ndi
+
     from .boundaries import border_weights, touching_seams
 
     rng = _seeded_rng(options.seed)
@@ -290,8 +293,9 @@ def _split(unet: UNetModel, options: TrainSettings, xs: list, ys: list, truths: 
     if unet.target == "boundary":
         focus = [touching_seams(t, options.boundary_width) & (kept >= 0)
                  for t, kept in zip(truths, train_targets)]
-    if options.border_weight:
-        weights = [border_weights(t, options.border_weight, options.border_sigma) for t in truths]
+    if options.border_weight:  # 0/1 masks: each connected object is one (the paper's case)
+        weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0],
+                                  options.border_weight, options.border_sigma) for t in truths]
     sampler = PatchSampler(xs, train_targets, options.patch_size, options.batch_size,
                            options.augment, rng, focus, weights)
     return train_targets, _split_evenly(validation, parallel), sampler
@@ -337,8 +341,8 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
         unet.info["calibration"] = result.to_dict()
     unet.linked_decoding = {}  # values from an earlier round would describe other weights
     unet.info.pop("calibration_linked", None)
-    runs = _within_limit(linked_stacks(sources, truths), ys)
-    if unet.target == "boundary" and runs:
+    runs = _within_limit(linked_stacks(sources, truths), ys) if unet.target == "boundary" else []
+    if runs:
         held = [(y >= 0) & (t < 0) for y, t in zip(ys, train_targets)]
         _calibrate_linked(unet, runs, xs, held, truths, dict(zip(planes, probs)))
 
@@ -363,8 +367,8 @@ def _calibrate_linked(unet: UNetModel, runs: list[list[int]], xs: list, held: li
 
 
 def _within_limit(runs: list[list[int]], ys: list, limit: int = 16_000_000) -> list[list[int]]:
-    """The first ``runs`` of planes that hold ``limit`` pixels in all (the first run cut to
-    fit, keeping at least 3 planes)."""
+    """The leading ``runs`` of planes that fit in ``limit`` pixels in all; the last one kept
+    may be cut to fit (never below 3 planes, so the first run is always kept)."""
     kept, total = [], 0
     for run in runs:
         fit = run[:max(3, (limit - total) // ys[run[0]].size)]

@@ -4,7 +4,8 @@ random augmented patches.
 Targets are float32 ``(H, W)`` arrays holding a class index per pixel (0 =
 background) or ``IGNORE`` (-1) where the pixel is not annotated or is
 padding; the loss skips ``IGNORE``. Batches are float32 ``(B, P, P, C)``
-images and ``(B, P, P, 1)`` targets. Nothing here modifies its inputs.
+images and ``(B, P, P, 1)`` targets (``(B, P, P, 2)`` with a pixel-weight channel, see
+`PatchSampler`). Nothing here modifies its inputs.
 """
 
 from __future__ import annotations
@@ -176,7 +177,8 @@ def held_blocks(annotated: np.ndarray, fraction: float, block: int, rng: np.rand
 
 
 def _hold_out(target: np.ndarray, held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_target, val_target)``: ``target`` with the ``held`` pixels ignored, and only them."""
+    """``(train_target, val_target)``: ``target`` with the ``held`` pixels ignored, and
+    with only them."""
     train_target = np.where(held, IGNORE, target).astype(np.float32)
     val_target = np.where(held, target, IGNORE).astype(np.float32)
     return train_target, val_target
@@ -261,6 +263,11 @@ class PatchSampler:
             self.images.append(image)
             self.targets.append(target)
             self.annotated.append(np.flatnonzero(target >= 0))
+        if weights is not None and [np.shape(w) for w in weights] != [np.shape(t)
+                                                                       for t in targets]:
+            raise ValueError("weights must be one (H, W) map per target, shaped like it; got "
+                             f"{[np.shape(w) for w in weights]} for targets "
+                             f"{[np.shape(t) for t in targets]}.")
         self.pixel_weights = None if weights is None else [
             np.where(t >= 0, _padded(np.asarray(w, np.float32), t.shape), np.float32(0))
             for w, t in zip(weights, self.targets)]
@@ -334,7 +341,7 @@ def prepare_training_data(
     names: Sequence[str] | None = None,
     target: str = "foreground",
     boundary_width: int = 2,
-) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray], list[PlaneSource]]:
     """Check, normalise and encode image/label pairs.
 
     Each image may be 2D (YX) or a stack (ZYX, TYX, TZYX, optionally with a
@@ -439,9 +446,16 @@ def split_validation(images: Sequence[np.ndarray], targets: Sequence[np.ndarray]
     targets with fewer than two classes, everything is trained on.
     """
     groups = list(range(len(targets))) if groups is None else list(groups)
+    if len(groups) != len(targets):
+        raise ValueError(f"groups must name one group per target; got {len(groups)} for "
+                         f"{len(targets)} targets.")
     held = {}
     for group in dict.fromkeys(groups):  # in order of first appearance
-        annotated = np.any([t >= 0 for t, g in zip(targets, groups) if g == group], axis=0)
+        members = [t for t, g in zip(targets, groups) if g == group]
+        if len({t.shape for t in members}) > 1:
+            raise ValueError(f"The planes of group {group!r} differ in shape "
+                             f"({sorted({t.shape for t in members})}); a group is one stack.")
+        annotated = np.any([t >= 0 for t in members], axis=0)
         held[group] = held_blocks(annotated, fraction, block, rng)
     train_targets, val_targets = [], []
     for target, group in zip(targets, groups):

@@ -206,3 +206,40 @@ def test_a_model_file_with_bad_linked_values_is_refused(trained_tiny, tmp_path):
                 zf.writestr(name, data)
         with pytest.raises(ModelFileError, match="linked"):
             load_model(broken)
+
+
+def test_ties_at_ap_50_go_to_the_settings_whose_outlines_fit():
+    """A ring of foreground probability 0.55 around a disk: thresholds 0.5 and 0.6 both find
+    the object (AP@0.5 = 1), but only 0.6 gives its outline (IoU 1 against 0.64), so the
+    mean AP at IoU 0.5/0.75/0.9 picks 0.6 over the default 0.5."""
+    yy, xx = np.mgrid[:40, :40]
+    r = np.hypot(yy - 20, xx - 20)
+    truth = (r <= 8).astype(np.int32)
+    probs = np.zeros((40, 40, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[r <= 10] = [0.45, 0.05, 0.5]
+    probs[r <= 8] = [0.0, 0.3, 0.7]
+    probs[r <= 6] = [0.0, 0.8, 0.2]
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
+    result = calibrate(model, [probs], [truth], None)
+    assert result.threshold == 0.6 and result.score == 1.0 and result.default_score == 1.0
+
+
+def test_linked_decoding_must_hold_the_four_values():
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
+    good = {"threshold": 0.6, "seed_threshold": 0.7, "min_size": 40, "split_distance": 5}
+    assert UNetModel(model.keras_model, model.config, target="boundary",
+                     linked_decoding=good).linked_decoding == good
+    for bad in ({"threshold": 0.6}, {**good, "link_planes": True}, {**good, "threshold": 1.5},
+                [0.6, 0.7]):
+        with pytest.raises(ValueError, match="linked_decoding|threshold"):
+            UNetModel(model.keras_model, model.config, target="boundary", linked_decoding=bad)
+
+
+def test_linked_calibration_keeps_whole_runs_within_the_pixel_limit():
+    from napari_unet.training import _within_limit
+
+    ys = [np.zeros((10, 10))] * 7
+    assert _within_limit([[0, 1, 2, 3], [4, 5, 6]], ys, limit=500) == [[0, 1, 2, 3]]
+    assert _within_limit([[0, 1, 2, 3], [4, 5, 6]], ys, limit=700) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert _within_limit([[0, 1, 2, 3, 4, 5]], ys, limit=250) == [[0, 1, 2]]  # 3 planes at least

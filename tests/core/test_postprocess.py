@@ -176,3 +176,24 @@ def test_border_weights_are_the_unet_papers_where_objects_come_close():
     assert stack.shape == (2, 40, 60) and np.isclose(stack[0, 10, 12], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="integers"):
         border_weights(labels.astype(float))
+
+
+def test_the_linked_values_apply_to_instances_linked_across_z_only():
+    from napari_unet.model_summary import ModelSummary
+    from napari_unet import UNetConfig
+
+    linked = {"threshold": 0.7, "seed_threshold": 0.8, "min_size": 50, "split_distance": 0}
+    model = ModelSummary(UNetConfig(n_classes=3), target="boundary", threshold=0.4,
+                         seed_threshold=0.6, min_size=5, split_distance=4, linked_decoding=linked)
+    options = LabelOptions(link_planes=True).for_unet(model, "ZYX")
+    assert (options.threshold, options.seed_threshold, options.min_size,
+            options.split_distance) == (0.7, 0.8, 50, 0)
+    for other in (LabelOptions(link_planes=True).for_unet(model, "YX"),
+                  LabelOptions().for_unet(model, "ZYX"),
+                  LabelOptions(link_planes=True, instances=False).for_unet(model, "ZYX"),
+                  LabelOptions(link_planes=True).for_unet(
+                      ModelSummary(UNetConfig(n_classes=3), target="boundary", threshold=0.4,
+                                   seed_threshold=0.6, min_size=5, split_distance=4), "ZYX")):
+        assert (other.threshold, other.min_size, other.split_distance) == (0.4, 5, 4)
+    mine = LabelOptions(threshold=0.2, link_planes=True).for_unet(model, "ZYX")
+    assert mine.threshold == 0.2 and mine.min_size == 50  # the user's value wins

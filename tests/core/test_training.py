@@ -207,4 +207,5 @@ def test_border_weights_train_a_boundary_network(nuclei, monkeypatch):
     result = train(image, labels, TINY, border_weight=10, border_sigma=5, **FAST)
     assert result.model.target == "boundary" and result.model.info["border_weight"] == 10
     assert shapes and all(s == (2, 32, 32, 2) for s in shapes) and max(heaviest) > 1.0
-    assert np.isfinite(result.history["loss"]).all() and np.isfinite(result.history["val_loss"]).all()
+    assert np.isfinite(result.history["loss"]).all()
+    assert np.isfinite(result.history["val_loss"]).all()

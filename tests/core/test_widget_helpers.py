@@ -49,4 +49,5 @@ def test_the_training_report_names_both_calibrations():
                            history={"val_iou": [0.5, 0.8, 0.7]})
     text = training_report(summary)
     assert "seeds split 6 px apart, min size 12 px (ap@0.5 0.950" in text
-    assert "linked in 3D: threshold 0.6, seed 0.9, min size 40 voxels (ap@0.5 0.910)" in text
+    assert ("linked in 3D, on the validation volumes: threshold 0.6, seed 0.9, min size 40 "
+            "voxels (ap@0.5 0.910, defaults 0.900)") in text

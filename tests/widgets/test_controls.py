@@ -78,3 +78,22 @@ def test_loss_plot_follows_napari_theme(viewer_with_widgets):
     assert np.isnan(plot.history["val_loss"][0]) and plot.history["val_loss"][1] == 0.45
     ticks = plot.loss_ax.get_xticks()
     assert np.allclose(ticks, np.round(ticks))  # whole epochs only
+
+
+def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napari_viewer):
+    from napari_unet import UNetConfig
+    from napari_unet._widgets.run import SEMANTIC, RunWidget
+    from napari_unet.model_summary import ModelSummary
+
+    run = RunWidget(make_napari_viewer())
+    linked = {"threshold": 0.7, "seed_threshold": 0.6, "min_size": 80, "split_distance": 0}
+    summary = ModelSummary(UNetConfig(n_classes=3), target="boundary", threshold=0.4,
+                           min_size=10, linked_decoding=linked)
+    run.calibrated.value = True
+    run.link_planes.value = False
+    run.session.set_summary(summary, "a boundary model")
+    assert abs(run.threshold.value - 0.4) < 1e-9 and run.min_size.value == 10
+    run.link_planes.value = True
+    assert abs(run.threshold.value - 0.7) < 1e-9 and run.min_size.value == 80
+    run.output.value = SEMANTIC  # a mask links nothing: the per-plane threshold
+    assert abs(run.threshold.value - 0.4) < 1e-9

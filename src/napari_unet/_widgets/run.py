@@ -164,6 +164,8 @@ class RunWidget(SessionWidget):
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.calibrated.changed.connect(self._on_calibrated)
+        self.link_planes.changed.connect(self._show_model_values)
+        self.output.changed.connect(self._show_model_values)
         self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
                               self.threshold, self.output, self.min_size, self.split_touching,
                               self.link_planes, self.tile_size, self.probabilities,
@@ -311,13 +313,16 @@ class RunWidget(SessionWidget):
         self.threshold.enabled = self.min_size.enabled = not calibrated
         self._show_model_values()
 
-    def _show_model_values(self) -> None:
+    def _show_model_values(self, *_: Any) -> None:
         """With "model's settings" on, show the viewer's model's threshold and min size in
-        the (greyed) boxes, so what runs is what is shown."""
+        the (greyed) boxes, so what runs is what is shown: its values for objects linked
+        in 3D when *link objects in 3D* is on and it has them (they apply to stacks)."""
         summary = self.session.summary
         if self.calibrated.value and summary is not None:
-            self.threshold.value = summary.threshold
-            self.min_size.value = summary.min_size
+            linked = (summary.linked_decoding if self.link_planes.value
+                      and self.output.value == INSTANCES else {})
+            self.threshold.value = linked.get("threshold", summary.threshold)
+            self.min_size.value = linked.get("min_size", summary.min_size)
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when

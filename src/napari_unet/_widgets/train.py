@@ -50,9 +50,11 @@ def training_report(summary: ModelSummary) -> str:
                  f"{calibration['score']:.3f}, defaults {calibration['default_score']:.3f})")
     linked = info.get("calibration_linked")
     if linked:
-        text += (f"; for objects linked in 3D: threshold {linked['threshold']:g}, seed "
-                 f"{linked['seed_threshold']:g}, {_split_text(linked)}min size "
-                 f"{linked['min_size']} voxels ({linked['metric']} {linked['score']:.3f})")
+        text += (f"; for objects linked in 3D, on the {linked['measured_on']} volumes: threshold "
+                 f"{linked['threshold']:g}, seed {linked['seed_threshold']:g}, "
+                 f"{_split_text(linked)}min size {linked['min_size']} voxels "
+                 f"({linked['metric']} {linked['score']:.3f}, defaults "
+                 f"{linked['default_score']:.3f})")
     if info.get("collapse_warning"):
         text += ". WARNING: " + info["collapse_warning"]
     return text
