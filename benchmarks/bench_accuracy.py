@@ -63,6 +63,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=25)
     parser.add_argument("--steps", type=int, default=30, help="batches per epoch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--border-weight", type=float, default=None,
+                        help="border_weight of the boundary U-Net (default: train()'s default)")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -87,7 +89,8 @@ def main() -> None:
         print(name, results[name], flush=True)
 
     t0 = time.perf_counter()
-    boundary = train(images, labels, UNetConfig(), **common).model
+    extra = {} if args.border_weight is None else {"border_weight": args.border_weight}
+    boundary = train(images, labels, UNetConfig(), **common, **extra).model
     seconds = time.perf_counter() - t0
     assert boundary.target == "boundary"
     name = "boundary U-Net, calibrated"
