@@ -2,6 +2,7 @@
 and the boundary-aware U-Net with calibration, trained and tested in one run.
 
     python benchmarks/bench_accuracy.py [--train 8] [--test 4] [--epochs 25] [--steps 30]
+                                        [--border-weight W0]
 
 Training images and test images are different `make_crowded_nuclei` seeds (256 x 256,
 about half the area covered, most nuclei touching, irregular outlines). Both U-Nets get the
