@@ -66,15 +66,19 @@ class ModelSummary:
     def trained(self) -> bool:
         return self.epochs > 0
 
-    def decoding(self) -> str:
-        """"threshold 0.5, seed 0.9, min size 12 px": how probabilities become labels."""
-        seed = f", seed {self.seed_threshold:g}" if self.target == "boundary" else ""
-        split = f", seeds split {self.split_distance} px apart" if self.split_distance else ""
-        text = f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} px"
-        linked = self.linked_decoding
-        if linked:
-            split = (f", seeds split {linked['split_distance']} px apart"
-                     if linked["split_distance"] else "")
-            text += (f"; linked in 3D: threshold {linked['threshold']:g}, seed "
-                     f"{linked['seed_threshold']:g}{split}, min size {linked['min_size']} voxels")
-        return text
+    def decoding(self, linked: bool = False) -> str:
+        """"threshold 0.5, seed 0.9, min size 12 px": how probabilities become labels; with
+        ``linked`` (objects linked in 3D) the model's values for that, when it has them."""
+        if linked and self.linked_decoding:
+            return (_describe(self.linked_decoding, self.target, "voxels")
+                    + " (for objects linked in 3D)")
+        return _describe({"threshold": self.threshold, "seed_threshold": self.seed_threshold,
+                          "min_size": self.min_size, "split_distance": self.split_distance},
+                         self.target, "px")
+
+
+def _describe(values: dict[str, Any], target: str, unit: str) -> str:
+    seed = f", seed {values['seed_threshold']:g}" if target == "boundary" else ""
+    split = (f", seeds split {values['split_distance']} px apart"
+             if values["split_distance"] else "")
+    return f"threshold {values['threshold']:g}{seed}{split}, min size {values['min_size']} {unit}"

@@ -176,7 +176,9 @@ def test_3d_labels_calibrate_linked_decoding_which_linked_labels_use(tmp_path):
     assert unet.info["calibration_linked"]["objects"] > 0
     loaded = load_model(save_model(unet, tmp_path / "m.keras"))
     assert loaded.linked_decoding == linked
-    assert "linked in 3D" in ModelSummary.of(loaded).decoding()
+    summary = ModelSummary.of(loaded)
+    assert "linked in 3D" not in summary.decoding() and "px" in summary.decoding()
+    assert summary.decoding(linked=True).endswith("voxels (for objects linked in 3D)")
     probs = predict(loaded, image, axes="ZYX")
     explicit = labels_from_probabilities(probs, "ZYX", LabelOptions(link_planes=True, **linked),
                                          "boundary")

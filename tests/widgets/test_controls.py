@@ -85,7 +85,10 @@ def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napa
     from napari_unet._widgets.run import SEMANTIC, RunWidget
     from napari_unet.model_summary import ModelSummary
 
-    run = RunWidget(make_napari_viewer())
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="plane")
+    viewer.add_image(np.zeros((4, 32, 32), np.float32), name="stack")
+    run = RunWidget(viewer)
     linked = {"threshold": 0.7, "seed_threshold": 0.6, "min_size": 80, "split_distance": 0}
     summary = ModelSummary(UNetConfig(n_classes=3), target="boundary", threshold=0.4,
                            min_size=10, linked_decoding=linked)
@@ -95,5 +98,9 @@ def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napa
     assert abs(run.threshold.value - 0.4) < 1e-9 and run.min_size.value == 10
     run.link_planes.value = True
     assert abs(run.threshold.value - 0.7) < 1e-9 and run.min_size.value == 80
+    run.image.value = viewer.layers["stack"]  # the status names the values that run
+    assert run._settings_used().endswith("min size 80 voxels (for objects linked in 3D)")
+    run.image.value = viewer.layers["plane"]  # nothing to link in a plane
+    assert run._settings_used().endswith("min size 10 px")
     run.output.value = SEMANTIC  # a mask links nothing: the per-plane threshold
     assert abs(run.threshold.value - 0.4) < 1e-9

@@ -453,7 +453,18 @@ class RunWidget(SessionWidget):
             return f", threshold {self.threshold.value:g}, min size {self.min_size.value} px"
         if self.source.value == FROM_FILE or summary is None:
             return ", the model's own settings"
-        return f", the model's settings: {summary.decoding()}"
+        return f", the model's settings: {summary.decoding(self._links_in_3d(summary))}"
+
+    def _links_in_3d(self, summary: Any) -> bool:
+        """Whether this Run labels objects linked across Z with ``summary``'s model (link on,
+        instances, an image with a Z axis)."""
+        linking = self.link_planes.value and self.output.value == INSTANCES
+        if not linking or self.image.value is None:
+            return False
+        try:
+            return "Z" in layer_axes(self.image.value, summary.config.in_channels, self.axes.value)
+        except ValueError:
+            return False
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile
