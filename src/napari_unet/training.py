@@ -43,6 +43,7 @@ class TrainResult(NamedTuple):
 
 MIN_AUTO_BATCHES, MAX_AUTO_BATCHES = 200, 2000  # batches in all when epochs are automatic
 MAX_AUTO_EPOCHS = 1000  # automatic epochs with a time budget
+LINKED_VOXELS = 4_000_000  # at most this many voxels of 3D labels calibrate linked decoding
 
 
 @dataclass(frozen=True)
@@ -341,7 +342,8 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
         unet.info["calibration"] = result.to_dict()
     unet.linked_decoding = {}  # values from an earlier round would describe other weights
     unet.info.pop("calibration_linked", None)
-    runs = _within_limit(linked_stacks(sources, truths), ys) if unet.target == "boundary" else []
+    runs = (_within_limit(linked_stacks(sources, truths), ys, LINKED_VOXELS)
+            if unet.target == "boundary" else [])
     if runs:
         held = [(y >= 0) & (t < 0) for y, t in zip(ys, train_targets)]
         _calibrate_linked(unet, runs, xs, held, truths, dict(zip(planes, probs)))
