@@ -28,6 +28,9 @@ def _train_callback(bar_desc: str):
         if not bars:
             bars.append(_progress_bar(event.epochs * event.batches, bar_desc))
         bar = bars[0]
+        if event.phase == "calibrate":
+            bar.write("choosing the label settings (calibration)", file=sys.stderr)
+            return
         if event.phase == "batch":
             bar.update(1)
             bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.logs['loss']:.3f}")

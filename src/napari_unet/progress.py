@@ -13,8 +13,10 @@ __all__ = ["TrainProgress", "TrainPreview", "PredictProgress", "drain"]
 class TrainProgress:
     """One training event. ``epoch`` and ``batch`` count from 1.
 
-    ``phase`` is ``"batch"`` after a training step and ``"epoch"`` after the
-    epoch's validation; ``logs`` holds the epoch's running means of ``loss`` and
+    ``phase`` is ``"batch"`` after a training step, ``"epoch"`` after the
+    epoch's validation, and ``"calibrate"`` once when training has ended and the
+    label settings are being chosen (which predicts the annotated planes and may take
+    a while; ``logs`` is then empty); ``logs`` holds the epoch's running means of ``loss`` and
     ``iou`` (and at epoch end ``val_loss``, ``val_iou``).
     """
 

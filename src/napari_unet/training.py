@@ -233,6 +233,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     _record_provenance(unet, outcome, options, (epochs, steps), time.perf_counter() - started,
                        monitor, _annotations(unet, options, labels, names))
     unet.info["class_weights"] = weights
+    yield TrainProgress(len(outcome.history["loss"]), epochs, steps, steps, "calibrate")
     _calibrate(unet, options, xs, ys, truths, train_targets, sources)
     return TrainResult(unet, outcome.history)
 
@@ -624,6 +625,10 @@ def console_progress(stream: Any) -> Callable[[TrainProgress], None]:
     tty = hasattr(stream, "isatty") and stream.isatty()
 
     def show(event: TrainProgress) -> None:
+        if event.phase == "calibrate":
+            stream.write(f"{chr(13) if tty else ''}choosing the label settings (calibration)\n")
+            stream.flush()
+            return
         if event.phase == "batch":
             if tty:
                 stream.write(f"\repoch {event.epoch}/{event.epochs} batch {event.batch}/"

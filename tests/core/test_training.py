@@ -31,7 +31,8 @@ def test_generator_yields_batches_then_epochs_and_returns_result(nuclei):
     assert all(isinstance(e, TrainProgress) for e in events)
     phases = [(e.epoch, e.batch, e.phase) for e in events]
     assert phases == [(1, 1, "batch"), (1, 2, "batch"), (1, 3, "batch"), (1, 3, "epoch"),
-                      (2, 1, "batch"), (2, 2, "batch"), (2, 3, "batch"), (2, 3, "epoch")]
+                      (2, 1, "batch"), (2, 2, "batch"), (2, 3, "batch"), (2, 3, "epoch"),
+                      (2, 3, "calibrate")]
     assert "val_loss" in events[3].logs
     model, history = result
     assert isinstance(model, UNetModel) and len(history["loss"]) == 2

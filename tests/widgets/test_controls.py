@@ -104,3 +104,14 @@ def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napa
     assert run._settings_used().endswith("min size 10 px")
     run.output.value = SEMANTIC  # a mask links nothing: the per-plane threshold
     assert abs(run.threshold.value - 0.4) < 1e-9
+
+
+def test_train_says_when_training_has_ended_and_calibration_runs(make_napari_viewer):
+    from napari_unet._widgets.train import TrainWidget
+    from napari_unet.progress import TrainProgress
+
+    train = TrainWidget(make_napari_viewer())
+    train._on_progress(TrainProgress(3, 3, 10, 10, "epoch", {"loss": 0.2, "val_iou": 0.8}))
+    train._on_progress(TrainProgress(3, 3, 10, 10, "calibrate"))
+    assert "choosing the label settings" in train.status.value
+    assert len(train.plot.history["loss"]) == 1  # no epoch added by it

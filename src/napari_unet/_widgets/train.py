@@ -427,6 +427,10 @@ class TrainWidget(SessionWidget):
         if hasattr(event, "foreground"):  # a `TrainPreview`
             self._show_preview(event)
             return
+        if event.phase == "calibrate":
+            self.status.value = ("training done; choosing the label settings on the held-out "
+                                 "data (calibration)…")
+            return
         epoch = self._show_progress(event)
         if event.phase == "epoch":
             self.plot.add_epoch(event.logs)
