@@ -51,3 +51,23 @@ def test_the_training_report_names_both_calibrations():
     assert "seeds split 6 px apart, min size 12 px (ap@0.5 0.950" in text
     assert ("linked in 3D, on the validation volumes: threshold 0.6, seed 0.9, min size 40 "
             "voxels (ap@0.5 0.910, defaults 0.900)") in text
+
+
+def test_evaluation_matches_objects_within_their_own_plane_or_stack():
+    """A time-lapse whose truth keeps its ids over time, and labels numbered anew at each
+    time point: scored unit by unit they match; pooled as one volume they would not."""
+    from napari_unet._widgets._evaluate import evaluate_job, per_unit
+
+    truth = np.zeros((2, 3, 8, 8), np.int32)  # T, Z, Y, X
+    truth[:, :, 1:4, 1:4], truth[:, :, 5:7, 5:7] = 1, 2
+    labels = truth.copy()
+    labels[1] = np.where(truth[1] > 0, truth[1] + 2, 0)  # ids 3 and 4 at t = 1
+    before = labels.copy()
+    assert evaluate_job(labels, truth, 3)["ap@0.5"] == 1.0
+    assert evaluate_job(labels, truth, 4)["ap@0.5"] < 1.0  # the whole array as one unit
+    per_plane = evaluate_job(labels, truth, 2)  # 3D truth against per-plane objects
+    assert per_plane["ap@0.5"] == 1.0 and per_plane["n_true"] == 12
+    unit_labels, unit_truth = per_unit(labels, truth, 3)
+    assert set(np.unique(unit_labels)) == {0, 1, 2, 5, 6}  # t = 1 ids after t = 0 ids
+    assert set(np.unique(unit_truth)) == {0, 1, 2, 3, 4}
+    assert np.array_equal(labels, before)  # inputs kept

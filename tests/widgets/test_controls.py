@@ -94,16 +94,19 @@ def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napa
                            min_size=10, linked_decoding=linked)
     run.calibrated.value = True
     run.link_planes.value = False
+    run.image.value = viewer.layers["stack"]
     run.session.set_summary(summary, "a boundary model")
     assert abs(run.threshold.value - 0.4) < 1e-9 and run.min_size.value == 10
     run.link_planes.value = True
     assert abs(run.threshold.value - 0.7) < 1e-9 and run.min_size.value == 80
-    run.image.value = viewer.layers["stack"]  # the status names the values that run
     assert run._settings_used().endswith("min size 80 voxels (for objects linked in 3D)")
-    run.image.value = viewer.layers["plane"]  # nothing to link in a plane
+    run.image.value = viewer.layers["plane"]  # nothing to link in a plane: its own values
+    assert abs(run.threshold.value - 0.4) < 1e-9 and run.min_size.value == 10
     assert run._settings_used().endswith("min size 10 px")
-    run.output.value = SEMANTIC  # a mask links nothing: the per-plane threshold
+    run.image.value = viewer.layers["stack"]
+    run.output.value = SEMANTIC  # a mask links nothing: the per-plane threshold only
     assert abs(run.threshold.value - 0.4) < 1e-9
+    assert run._settings_used() == ", the model's threshold 0.4"
 
 
 def test_train_says_when_training_has_ended_and_calibration_runs(make_napari_viewer):

@@ -8,11 +8,31 @@ from typing import Any
 import numpy as np
 
 
-def evaluate_job(labels: Any, truth: Any) -> dict:
-    """Worker body: `napari_unet.metrics.evaluate` of two in-memory label arrays."""
+def evaluate_job(labels: Any, truth: Any, unit_ndim: int = 2) -> dict:
+    """Worker body: `napari_unet.metrics.evaluate` of two in-memory label arrays, objects
+    matched within their own unit (see `per_unit`)."""
     from ..metrics import evaluate
 
-    return evaluate(np.asarray(labels), np.asarray(truth))
+    return evaluate(*per_unit(np.asarray(labels), np.asarray(truth), unit_ndim))
+
+
+def per_unit(labels: np.ndarray, truth: np.ndarray, unit_ndim: int
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """``labels`` and ``truth`` (int64 copies) with the ids of each unit, the last
+    ``unit_ndim`` axes (a plane, or a Z stack for objects linked in 3D), made distinct from
+    those of every other unit. Objects are then matched within their own plane or stack
+    only, as Run labelled them: a time-lapse's time points are not mixed, and a 3D truth
+    is scored plane by plane against per-plane labels."""
+    if labels.ndim <= unit_ndim:
+        return labels, truth
+    unit_shape = labels.shape[labels.ndim - unit_ndim:]
+    out = []
+    for data in (labels, truth):
+        units = data.reshape((-1,) + unit_shape).astype(np.int64)
+        tops = np.concatenate([[0], np.cumsum(units.reshape(len(units), -1).max(axis=1))[:-1]])
+        out.append(np.where(units > 0, units + tops.reshape((-1,) + (1,) * unit_ndim), 0)
+                   .reshape(data.shape))
+    return out[0], out[1]
 
 
 def evaluation_inputs(viewer: Any, image_layer: Any, truth_layer: Any) -> tuple[Any, Any, str]:
@@ -38,7 +58,7 @@ def evaluation_inputs(viewer: Any, image_layer: Any, truth_layer: Any) -> tuple[
 
 
 def scores_text(metrics: dict, name: str) -> str:
-    """The scores a user compares, in one paragraph."""
+    """The scores a user compares, in one paragraph (``name`` may say how they were pooled)."""
     return (f"{name}: AP@0.5 {metrics['ap@0.5']:.3f}, AP@0.75 {metrics['ap@0.75']:.3f}, "
             f"mean AP {metrics['mean_ap']:.3f}; at IoU 0.5 precision "
             f"{metrics['precision@0.5']:.3f}, recall {metrics['recall@0.5']:.3f}, F1 "

@@ -164,8 +164,8 @@ class RunWidget(SessionWidget):
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.calibrated.changed.connect(self._on_calibrated)
-        self.link_planes.changed.connect(self._show_model_values)
-        self.output.changed.connect(self._show_model_values)
+        for control in (self.link_planes, self.output, self.image, self.axes):
+            control.changed.connect(self._show_model_values)
         self.remember("run", [self.source, self.folder_in, self.folder_out, self.calibrated,
                               self.threshold, self.output, self.min_size, self.split_touching,
                               self.link_planes, self.tile_size, self.probabilities,
@@ -288,10 +288,13 @@ class RunWidget(SessionWidget):
         except ValueError as err:
             report_error(self, "Evaluate", err)
             return
+        unit = 3 if self._links_in_3d() else 2
+        if labels.ndim > unit:
+            name += ", object by object in each " + ("3D stack" if unit == 3 else "plane")
         self.scores.value = f"scoring {name}…"
         self.evaluate_button.enabled = False
         self.evaluator = start_worker(
-            evaluate_job, labels.copy(), np.array(truth, copy=True),
+            evaluate_job, labels.copy(), np.array(truth, copy=True), unit,
             on_return=lambda metrics: self._show_scores(metrics, name),
             on_error=lambda err: report_error(self, "Evaluate failed", err),
             on_finish=lambda: setattr(self.evaluate_button, "enabled", True))
@@ -316,11 +319,10 @@ class RunWidget(SessionWidget):
     def _show_model_values(self, *_: Any) -> None:
         """With "model's settings" on, show the viewer's model's threshold and min size in
         the (greyed) boxes, so what runs is what is shown: its values for objects linked
-        in 3D when *link objects in 3D* is on and it has them (they apply to stacks)."""
+        in 3D when it has them and this Run links objects in a stack."""
         summary = self.session.summary
         if self.calibrated.value and summary is not None:
-            linked = (summary.linked_decoding if self.link_planes.value
-                      and self.output.value == INSTANCES else {})
+            linked = summary.linked_decoding if self._links_in_3d() else {}
             self.threshold.value = linked.get("threshold", summary.threshold)
             self.min_size.value = linked.get("min_size", summary.min_size)
 
@@ -449,22 +451,30 @@ class RunWidget(SessionWidget):
         """", threshold 0.5, seed 0.9, min size 12 px" for the viewer's model with its own
         (calibrated) settings; "" when they are not known here (a model file)."""
         summary = self.session.summary
+        unit = "voxels" if self._links_in_3d() else "px"
         if not self.calibrated.value:
-            return f", threshold {self.threshold.value:g}, min size {self.min_size.value} px"
+            return (f", threshold {self.threshold.value:g}" if self.output.value != INSTANCES
+                    else f", threshold {self.threshold.value:g}, min size {self.min_size.value} "
+                    f"{unit}")
         if self.source.value == FROM_FILE or summary is None:
             return ", the model's own settings"
-        return f", the model's settings: {summary.decoding(self._links_in_3d(summary))}"
+        if self.output.value != INSTANCES:
+            return f", the model's threshold {summary.threshold:g}"
+        return f", the model's settings: {summary.decoding(unit == 'voxels')}"
 
-    def _links_in_3d(self, summary: Any) -> bool:
-        """Whether this Run labels objects linked across Z with ``summary``'s model (link on,
-        instances, an image with a Z axis)."""
+    def _links_in_3d(self) -> bool:
+        """Whether this Run labels objects linked across Z (link on, instances, an image with
+        a Z axis)."""
         linking = self.link_planes.value and self.output.value == INSTANCES
         if not linking or self.image.value is None:
             return False
+        summary = self.session.summary
         try:
-            return "Z" in layer_axes(self.image.value, summary.config.in_channels, self.axes.value)
+            axes = layer_axes(self.image.value, summary.config.in_channels if summary else None,
+                              self.axes.value)
         except ValueError:
             return False
+        return "Z" in axes
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile
