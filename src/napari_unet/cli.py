@@ -94,7 +94,8 @@ def _add_train_parser(sub) -> None:
                    help="the U-Net paper's extra loss weight w0 where objects come close "
                    "(0 = off; the paper uses 10); needs instance masks")
     p.add_argument("--border-sigma", type=_number(0, 100, low_open=True, high_open=False),
-                   default=5.0, help="how far in px that weight reaches (the paper's sigma, 5)")
+                   default=None, help="how far in px that weight reaches (default: the paper's "
+                   "sigma, 5); needs --border-weight")
     p.add_argument("--seed", type=int, help="random seed for reproducible training")
     p.add_argument("--model", help="a .keras model to train on (fine-tune) instead of a new "
                    "network; its architecture and target are kept")

@@ -127,6 +127,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   overwrite=args.overwrite)
     if args.model and args.config:
         raise ValueError("give either --model (train it further) or --config (a new network).")
+    if args.border_sigma is not None and not args.border_weight:
+        raise ValueError("--border-sigma sets how far --border-weight reaches: give "
+                         "--border-weight too (the U-Net paper uses 10).")
     if args.freeze_encoder and not args.model:
         raise ValueError("--freeze-encoder fine-tunes a trained model: give it with --model.")
     images, masks, names = read_training_folder(args.images, args.masks)
@@ -141,7 +144,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                        validation_fraction=args.validation, loss=args.loss,
                        label_mode=args.label_mode, axes=args.axes, seed=args.seed,
                        target=args.target, boundary_width=args.boundary_width,
-                       border_weight=args.border_weight, border_sigma=args.border_sigma,
+                       border_weight=args.border_weight,
+                       border_sigma=5.0 if args.border_sigma is None else args.border_sigma,
                        freeze_encoder=args.freeze_encoder, callback=callback, verbose=False,
                        should_stop=interrupt, names=names)
     callback.close()

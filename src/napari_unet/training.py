@@ -150,7 +150,8 @@ class TrainSettings:
         if self.border_weight and (self.label_mode != "dense" or target == "classes"):
             raise ValueError("border_weight needs dense instance labels (one id per object) for "
                              f"a boundary or foreground network; got label_mode "
-                             f"{self.label_mode!r} and target {target!r}. Set it to 0.")
+                             f"{self.label_mode!r} and target {target!r}. Set it to 0 "
+                             "(--border-weight on the command line).")
 
     def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
         """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
