@@ -231,7 +231,7 @@ def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "fore
         return probs.map_blocks(labels_from_probabilities, spatial_axes, options, target,
                                 dtype=dtype, **drop)
     whole = {spatial_axes.index("Y"): -1, spatial_axes.index("X"): -1}
-    if options.link_planes and "Z" in spatial_axes:
+    if options.links(spatial_axes):
         whole[spatial_axes.index("Z")] = -1
     if classed:
         whole[probs.ndim - 1] = -1

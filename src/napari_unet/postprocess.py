@@ -71,13 +71,18 @@ class LabelOptions:
                        min_size=_first(self.min_size, min_size),
                        split_distance=_first(self.split_distance, split_distance))
 
+    def links(self, spatial_axes: str) -> bool:
+        """Whether labels with ``spatial_axes`` are instances linked across Z (a unit is a
+        whole Z stack, not a plane)."""
+        return self.instances and self.link_planes and "Z" in spatial_axes
+
     def for_unet(self, unet: Any, spatial_axes: str = "YX") -> LabelOptions:
         """`for_model` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`) for
         labels with ``spatial_axes``: its 3D-linked values (``linked_decoding``) when these
         options ask for instances linked across planes, the axes have a Z and the model
         has them."""
         linked = getattr(unet, "linked_decoding", None)
-        if linked and self.instances and self.link_planes and "Z" in spatial_axes:
+        if linked and self.links(spatial_axes):
             return self.for_model(**linked)
         return self.for_model(unet.threshold, unet.seed_threshold, unet.min_size,
                               getattr(unet, "split_distance", 0))
@@ -234,7 +239,7 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
         mask = classes > 0
     if not options.instances:
         return mask.astype(np.uint8)
-    unit_ndim = 3 if (options.link_planes and "Z" in spatial_axes) else 2
+    unit_ndim = 3 if options.links(spatial_axes) else 2
     lead = mask.shape[: mask.ndim - unit_ndim]
     source = probs if target == "boundary" else classes if target == "classes" else mask
     units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])

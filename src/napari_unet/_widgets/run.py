@@ -465,8 +465,9 @@ class RunWidget(SessionWidget):
     def _links_in_3d(self) -> bool:
         """Whether this Run labels objects linked across Z (link on, instances, an image with
         a Z axis)."""
-        linking = self.link_planes.value and self.output.value == INSTANCES
-        if not linking or self.image.value is None:
+        from ..postprocess import LabelOptions
+
+        if self.image.value is None:
             return False
         summary = self.session.summary
         try:
@@ -474,7 +475,8 @@ class RunWidget(SessionWidget):
                               self.axes.value)
         except ValueError:
             return False
-        return "Z" in axes
+        return LabelOptions(instances=self.output.value == INSTANCES,
+                            link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile
