@@ -322,7 +322,8 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
     (almost) everything one way."""
     from .calibration import calibrate, collapse_warning, plane_probabilities
 
-    planes = _calibration_planes(ys, train_targets)
+    held = [(y >= 0) & (t < 0) for y, t in zip(ys, train_targets)]  # the validation pixels
+    planes = _calibration_planes(ys, held)
     probs = plane_probabilities(unet, [xs[i] for i in planes])
     annotated = [ys[i] >= 0 for i in planes]
     if unet.target == "foreground":
@@ -335,9 +336,8 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
         warnings.warn(message, RuntimeWarning, stacklevel=4)
     if options.label_mode != "dense" or not options.calibrate:
         return
-    regions = [(ys[i] >= 0) & (train_targets[i] < 0) for i in planes]
     kept = [truths[i] if unet.target == "boundary" else (truths[i] > 0) for i in planes]
-    result = calibrate(unet, probs, kept, regions if any(r.any() for r in regions) else None)
+    result = calibrate(unet, probs, kept, [held[i] for i in planes])
     if result is not None:
         unet.threshold, unet.seed_threshold, unet.min_size, unet.split_distance = (
             result.threshold, result.seed_threshold, result.min_size, result.split_distance)
@@ -347,7 +347,6 @@ def _calibrate(unet: UNetModel, options: TrainSettings, xs: list, ys: list, trut
     runs = (_within_limit(linked_stacks(sources, truths), ys, LINKED_VOXELS)
             if unet.target == "boundary" else [])
     if runs:
-        held = [(y >= 0) & (t < 0) for y, t in zip(ys, train_targets)]
         _calibrate_linked(unet, runs, xs, held, truths, dict(zip(planes, probs)))
 
 
@@ -362,9 +361,8 @@ def _calibrate_linked(unet: UNetModel, runs: list[list[int]], xs: list, held: li
     predicted = {**predicted,
                  **dict(zip(missing, plane_probabilities(unet, [xs[i] for i in missing])))}
     volumes = [np.stack([predicted[i] for i in run]) for run in runs]
-    regions = [np.stack([held[i] for i in run]) for run in runs]
     result = calibrate(unet, volumes, [np.stack([truths[i] for i in run]) for run in runs],
-                       regions if any(r.any() for r in regions) else None)
+                       [np.stack([held[i] for i in run]) for run in runs])
     unet.linked_decoding = {"threshold": result.threshold, "seed_threshold": result.seed_threshold,
                             "min_size": result.min_size, "split_distance": result.split_distance}
     unet.info["calibration_linked"] = result.to_dict()
@@ -384,11 +382,11 @@ def _within_limit(runs: list[list[int]], ys: list, limit: int = 16_000_000) -> l
     return kept
 
 
-def _calibration_planes(ys: list, train_targets: list, limit: int = 16_000_000) -> list[int]:
-    """Indices of the planes calibration predicts: those with held-out pixels first, then
-    the others, up to ``limit`` pixels in all (at least one plane)."""
-    held = [i for i, (y, t) in enumerate(zip(ys, train_targets)) if np.any((y >= 0) & (t < 0))]
-    order = held + sorted(set(range(len(ys))) - set(held))
+def _calibration_planes(ys: list, held: list, limit: int = 16_000_000) -> list[int]:
+    """Indices of the planes calibration predicts: those with ``held``-out pixels first,
+    then the others, up to ``limit`` pixels in all (at least one plane)."""
+    first = [i for i, h in enumerate(held) if h.any()]
+    order = first + sorted(set(range(len(ys))) - set(first))
     chosen, total = [], 0
     for i in order:
         if chosen and total + ys[i].size > limit:
