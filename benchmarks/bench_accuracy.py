@@ -31,7 +31,7 @@ import numpy as np
 
 def pooled(labels_list, truths) -> dict:
     """Foreground IoU and AP@0.5/0.75 over all test images together."""
-    from napari_unet.metrics import average_precision, match_counts
+    from napari_unet.labels.metrics import average_precision, match_counts
 
     both = union = 0
     out = {}
@@ -51,7 +51,7 @@ def pooled(labels_list, truths) -> dict:
 def otsu_watershed(image: np.ndarray) -> np.ndarray:
     from skimage.filters import gaussian, threshold_otsu
 
-    from napari_unet.postprocess import label_mask
+    from napari_unet.labels.decode import label_mask
 
     smooth = gaussian(image.astype(np.float32), 1.0)
     return label_mask(smooth > threshold_otsu(smooth), min_size=20, split_touching=True)
@@ -70,7 +70,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from napari_unet import UNetConfig, segment, train
-    from napari_unet.sample_data import make_crowded_nuclei
+    from napari_unet.samples.nuclei import make_crowded_nuclei
 
     train_pairs = [make_crowded_nuclei(seed=1 + s) for s in range(args.train)]
     test_pairs = [make_crowded_nuclei(seed=1000 + s) for s in range(args.test)]

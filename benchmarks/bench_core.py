@@ -25,10 +25,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from napari_unet import UNetConfig, make_nuclei, predict, train  # noqa: E402
-from napari_unet.normalization import PercentileNormalization  # noqa: E402
-from napari_unet.training_data import IGNORE  # noqa: E402
-from napari_unet.losses import MaskedCrossentropy, MaskedIoU  # noqa: E402
-from napari_unet.model import UNetModel  # noqa: E402
+from napari_unet.model.normalization import PercentileNormalization  # noqa: E402
+from napari_unet.model.unet import UNetModel  # noqa: E402
+from napari_unet.training.data import IGNORE  # noqa: E402
+from napari_unet.training.losses import MaskedCrossentropy, MaskedIoU  # noqa: E402
 
 PATCH, BATCH, WARMUP = 128, 8, 3
 

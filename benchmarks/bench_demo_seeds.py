@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demo_seeds.py [--seeds 5]
 
-Runs the quick demo (`napari_unet.demo.quick_demo_settings`) once per seed, each in a new
+Runs the quick demo (`napari_unet.cli.demo.quick_demo_settings`) once per seed, each in a new
 temporary folder, and prints foreground IoU, AP@0.5 and AP@0.75 per seed, then the mean
 and the worst AP@0.5. The goal (issue #10): mean AP@0.5 >= 0.90, no seed below 0.8.
 """
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     args = parser.parse_args()
 
-    from napari_unet.demo import quick_demo_settings, run_demo
+    from napari_unet.cli.demo import quick_demo_settings, run_demo
 
     aps = []
     for seed in range(args.seeds):

@@ -30,16 +30,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 
 import numpy as np  # noqa: E402
+from bench_core import BatchClock  # noqa: E402  (this folder is on sys.path when run)
 
 from napari_unet import UNetConfig, make_nuclei, predict, train  # noqa: E402
-from napari_unet.keras_backend import (describe_device, load_keras, make_adam,  # noqa: E402
-                                       resolve_precision)
-from napari_unet.costs import halo  # noqa: E402
-from napari_unet.losses import MaskedCrossentropy, MaskedIoU  # noqa: E402
-from napari_unet.model import UNetModel  # noqa: E402
-from napari_unet.normalization import PercentileNormalization  # noqa: E402
-
-from bench_core import BatchClock  # noqa: E402  (this folder is on sys.path when run)
+from napari_unet.backend.devices import describe_device, resolve_precision  # noqa: E402
+from napari_unet.backend.runtime import load_keras, make_adam
+from napari_unet.model.costs import halo  # noqa: E402
+from napari_unet.model.normalization import PercentileNormalization  # noqa: E402
+from napari_unet.model.unet import UNetModel  # noqa: E402
+from napari_unet.training.losses import MaskedCrossentropy, MaskedIoU  # noqa: E402
 
 keras = load_keras()
 PATCH, WARMUP = 128, 5
@@ -147,7 +146,7 @@ def time_ceiling(model, image, batch):
 
 def peak_bytes_per_pixel(model, image):
     """Peak device memory of one forward pass over ``image`` (normalised, on the device)
-    per input pixel: what `napari_unet.costs` must budget for."""
+    per input pixel: what `napari_unet.model.costs` must budget for."""
     backend = keras.backend.backend()
     x = PercentileNormalization().apply(image[None, ..., None])
     if backend == "torch":

@@ -22,9 +22,9 @@ import numpy as np
 
 
 def _train_seconds(image, labels, preview) -> tuple[float, int]:
-    from napari_unet.config import UNetConfig
-    from napari_unet.progress import TrainPreview
-    from napari_unet.training import train
+    from napari_unet.common.progress import TrainPreview
+    from napari_unet.model.config import UNetConfig
+    from napari_unet.training.job import train
 
     seen = []
     started = time.perf_counter()
@@ -36,8 +36,8 @@ def _train_seconds(image, labels, preview) -> tuple[float, int]:
 
 
 def preview_overhead(repeats: int) -> None:
-    from napari_unet.sample_data import make_nuclei
-    from napari_unet.training_preview import Preview
+    from napari_unet.samples.nuclei import make_nuclei
+    from napari_unet.training.preview import Preview
 
     image, labels = make_nuclei((512, 512), seed=0)
     _train_seconds(image, labels > 0, None)  # warm-up: imports, first compilation
@@ -57,11 +57,11 @@ def preview_overhead(repeats: int) -> None:
 
 
 def scribble_accuracy(seeds: list[int]) -> None:
-    from napari_unet.config import UNetConfig
-    from napari_unet.prediction import predict
-    from napari_unet.sample_data import make_nuclei
-    from napari_unet.scribbles import simulate_scribbles
-    from napari_unet.training import train
+    from napari_unet.model.config import UNetConfig
+    from napari_unet.prediction.api import predict
+    from napari_unet.samples.nuclei import make_nuclei
+    from napari_unet.testing.scribbles import simulate_scribbles
+    from napari_unet.training.job import train
 
     for seed in seeds:
         image, labels = make_nuclei((256, 256), seed=seed)

@@ -13,7 +13,7 @@ probabilities:
   what linked labels use now).
 
 Prints 3D AP@0.5 and AP@0.75 pooled over the test stacks (one-to-one matching of 3D
-objects, `napari_unet.metrics`) and both calibrations.
+objects, `napari_unet.labels.metrics`) and both calibrations.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 
 def pooled(labels_list, truths) -> dict:
-    from napari_unet.metrics import average_precision, match_counts
+    from napari_unet.labels.metrics import average_precision, match_counts
 
     out = {}
     for t in (0.5, 0.75):
@@ -46,9 +46,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from napari_unet import UNetConfig, train
-    from napari_unet.postprocess import LabelOptions, labels_from_probabilities
-    from napari_unet.prediction import predict
-    from napari_unet.sample_data import make_nuclei_stack
+    from napari_unet.labels.decode import labels_from_probabilities
+    from napari_unet.labels.options import LabelOptions
+    from napari_unet.prediction.api import predict
+    from napari_unet.samples.nuclei import make_nuclei_stack
 
     shape = (16, 128, 128)
     train_pairs = [make_nuclei_stack(shape, seed=1 + s) for s in range(args.train)]

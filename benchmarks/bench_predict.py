@@ -40,9 +40,9 @@ def run_case(case: str, size: int, tile: int | None) -> dict:
     import numpy as np
 
     from napari_unet import predict
-    from napari_unet.normalization import PercentileNormalization
-    from napari_unet.model import UNetModel
-    from napari_unet.costs import auto_tile_size
+    from napari_unet.model.costs import auto_tile_size
+    from napari_unet.model.normalization import PercentileNormalization
+    from napari_unet.model.unet import UNetModel
 
     model = UNetModel.new()
     image = np.random.default_rng(0).integers(0, 4000, (size, size)).astype(np.uint16)

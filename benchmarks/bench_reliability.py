@@ -26,7 +26,7 @@ from pathlib import Path
 SAVER = """
 import sys
 from napari_unet import UNetConfig, save_model
-from napari_unet.model import UNetModel
+from napari_unet.model.unet import UNetModel
 model = UNetModel.new(UNetConfig())
 print("ready", flush=True)
 while True:
@@ -54,7 +54,7 @@ def kills(n: int) -> dict:
     import numpy as np
 
     from napari_unet import UNetConfig, load_model, save_model
-    from napari_unet.model import UNetModel
+    from napari_unet.model.unet import UNetModel
 
     rng = random.Random(0)
     intact, most_partials = 0, 0

@@ -21,8 +21,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import numpy as np  # noqa: E402
 
 from napari_unet import UNetConfig  # noqa: E402
-from napari_unet.keras_backend import forward_for, load_keras  # noqa: E402
-from napari_unet.model import UNetModel  # noqa: E402
+from napari_unet.backend.forward import forward_for  # noqa: E402
+from napari_unet.backend.runtime import load_keras
+from napari_unet.model.unet import UNetModel  # noqa: E402
 
 keras = load_keras()
 

@@ -9,12 +9,20 @@ together with ``copy_to_host_async``, and as bfloat16 widened on the host. Each 
 reads a fresh device array (JAX caches an array's host copy). Results are in
 docs/benchmarks.md.
 """
-import os, sys, time, statistics
+import os
+import statistics
+import sys
+import time
+
 sys.path.insert(0, "src")
-import numpy as np, jax, jax.numpy as jnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from napari_unet import UNetConfig
-from napari_unet.keras_backend import forward_for
-from napari_unet.model import UNetModel
+from napari_unet.backend.forward import forward_for
+from napari_unet.model.unet import UNetModel
+
 side = int(os.environ.get("SIDE", "4096"))
 image = np.clip(np.random.default_rng(0).normal(1000, 300, (side, side)), 0, None).astype(np.uint16)
 x = image[None, ..., None]

@@ -1,7 +1,14 @@
 """JAX on a GPU: host<->device copies of a 4096² image by array shape (layout check). SIDE=4096."""
-import os, sys, time, statistics
+import os
+import statistics
+import sys
+import time
+
 sys.path.insert(0, "src")
-import numpy as np, jax, jax.numpy as jnp
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 side = int(os.environ.get("SIDE", "4096"))
 image = np.clip(np.random.default_rng(0).normal(1000, 300, (side, side)), 0, None).astype(np.uint16)
 T = {}

@@ -15,8 +15,8 @@ def targets_figure(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from napari_unet.boundaries import boundary_classes
-    from napari_unet.sample_data import make_crowded_nuclei
+    from napari_unet.labels.targets import boundary_classes
+    from napari_unet.samples.nuclei import make_crowded_nuclei
 
     image, labels = make_crowded_nuclei((160, 160), seed=3)
     panels = [(image, "image", "gray"), (labels > 0, "2-class target", "gray"),

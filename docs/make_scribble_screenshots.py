@@ -32,7 +32,7 @@ def main() -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_unet.scribbles import most_uncertain_block, simulate_scribbles
+    from napari_unet.testing.scribbles import most_uncertain_block, simulate_scribbles
 
     os.environ["NAPARI_UNET_SETTINGS_DIR"] = tempfile.mkdtemp()
     viewer = napari.Viewer(title="napari-unet: scribbles")

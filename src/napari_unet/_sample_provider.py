@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .sample_data import make_nuclei, make_nuclei_stack
+from .samples.nuclei import make_nuclei, make_nuclei_stack
 
 
 def nuclei_sample():

@@ -2,7 +2,6 @@
 the plugin manifest, and napari set to fail if a plugin touches the viewer off the main thread."""
 
 import os
-
 import time
 
 import numpy as np
@@ -23,7 +22,7 @@ def _settings_in_tmp(tmp_path, monkeypatch):
 def viewer_with_widgets(make_napari_viewer):
     """A viewer with the synthetic 2D sample (cropped to 128 px) and the three widgets docked."""
     viewer = make_napari_viewer()
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.samples.nuclei import make_nuclei
 
     image, truth = make_nuclei((128, 128), seed=7)
     viewer.add_image(image, name="nuclei", scale=(0.5, 0.5), translate=(10.0, 20.0))

@@ -3,7 +3,7 @@ on the pooling grid, and the loss plot in napari's theme."""
 
 import numpy as np
 
-from napari_unet.sample_data import make_nuclei
+from napari_unet.samples.nuclei import make_nuclei
 
 from .conftest import build_tiny, set_fast_training, wait_for_worker
 
@@ -82,16 +82,18 @@ def test_loss_plot_follows_napari_theme(viewer_with_widgets):
 
 def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napari_viewer):
     from napari_unet import UNetConfig
-    from napari_unet._widgets.run import SEMANTIC, RunWidget
-    from napari_unet.model_summary import ModelSummary
+    from napari_unet._widgets._controls import SEMANTIC
+    from napari_unet._widgets.run import RunWidget
+    from napari_unet.model.decoding import Decoding
+    from napari_unet.model.summary import ModelSummary
 
     viewer = make_napari_viewer()
     viewer.add_image(np.zeros((32, 32), np.float32), name="plane")
     viewer.add_image(np.zeros((4, 32, 32), np.float32), name="stack")
     run = RunWidget(viewer)
-    linked = {"threshold": 0.7, "seed_threshold": 0.6, "min_size": 80, "split_distance": 0}
-    summary = ModelSummary(UNetConfig(n_classes=3), target="boundary", threshold=0.4,
-                           min_size=10, linked_decoding=linked)
+    linked = Decoding(threshold=0.7, seed_threshold=0.6, min_size=80)
+    summary = ModelSummary(UNetConfig(n_classes=3), target="boundary",
+                           decoding=Decoding(threshold=0.4, min_size=10), linked_decoding=linked)
     run.calibrated.value = True
     run.link_planes.value = False
     run.image.value = viewer.layers["stack"]
@@ -111,7 +113,7 @@ def test_run_shows_the_values_for_objects_linked_in_3d_when_they_apply(make_napa
 
 def test_train_says_when_training_has_ended_and_calibration_runs(make_napari_viewer):
     from napari_unet._widgets.train import TrainWidget
-    from napari_unet.progress import TrainProgress
+    from napari_unet.common.progress import TrainProgress
 
     train = TrainWidget(make_napari_viewer())
     train._on_progress(TrainProgress(3, 3, 10, 10, "epoch", {"loss": 0.2, "val_iou": 0.8}))

@@ -3,11 +3,12 @@ training, continue training, training on folders, and the uncertainty map."""
 
 import numpy as np
 
-from napari_unet.image_files import write_image
-from napari_unet.sample_data import make_nuclei
-from napari_unet.scribbles import simulate_scribbles
+from napari_unet.io.images import write_image
+from napari_unet.samples.nuclei import make_nuclei
+from napari_unet.testing.scribbles import simulate_scribbles
 
-from .conftest import Ticks as _Ticks, build_tiny, set_fast_training, wait_for_worker
+from .conftest import Ticks as _Ticks
+from .conftest import build_tiny, set_fast_training, wait_for_worker
 
 
 def _paint_scribbles(train, viewer, coverage=0.02, seed=0):
@@ -139,7 +140,7 @@ def test_training_on_folders(viewer_with_widgets, qtbot, tmp_path):
 def test_run_adds_uncertainty_maps_eager_and_lazy(viewer_with_widgets, qtbot):
     import dask.array as da
 
-    from napari_unet.progressive import ProgressiveArray
+    from napari_unet.prediction.progressive import ProgressiveArray
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])

@@ -10,7 +10,7 @@ from napari.utils.notifications import notification_manager
 from qtpy.QtCore import QTimer
 
 from napari_unet._widgets import RunWidget, TrainWidget
-from napari_unet.metrics import evaluate
+from napari_unet.labels.metrics import evaluate
 
 from .conftest import build_tiny, iou, set_fast_training, wait_for_worker
 
@@ -38,8 +38,8 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert "calibrated on the" in w["train"].status.value
     # Run shows the model's calibrated values in its greyed boxes
     assert w["run"].calibrated.value and not w["run"].threshold.enabled
-    assert abs(w["run"].threshold.value - summary.threshold) < 1e-9
-    assert w["run"].min_size.value == summary.min_size
+    assert abs(w["run"].threshold.value - summary.decoding.threshold) < 1e-9
+    assert w["run"].min_size.value == summary.decoding.min_size
     assert w["train"].device.value.startswith("device: CPU") or "GPU" in w["train"].device.value
     assert len(w["train"].plot.history["loss"]) == 6
     assert w["train"].progress.value == w["train"].progress.max == 60
@@ -244,8 +244,8 @@ def test_lazy_layer_fills_in_the_background_and_equals_the_eager_one(viewer_with
 
     import dask.array as da
 
-    from napari_unet.progressive import ProgressiveArray
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.prediction.progressive import ProgressiveArray
+    from napari_unet.samples.nuclei import make_nuclei
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])
@@ -312,7 +312,7 @@ def test_a_lazy_4096_run_never_blocks_the_event_loop(viewer_with_widgets, qtbot)
     issue; the GUI-freeze benchmark measures it on a whole fill)."""
     import dask.array as da
 
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.samples.nuclei import make_nuclei
 
     from .conftest import Ticks
 
@@ -342,7 +342,7 @@ def test_lazy_fill_waits_while_busy_and_cancel_stops_it(viewer_with_widgets, qtb
 
     import dask.array as da
 
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.samples.nuclei import make_nuclei
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])
@@ -411,7 +411,7 @@ def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeyp
 
     import dask.array as da
 
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.samples.nuclei import make_nuclei
 
     viewer, w = viewer_with_widgets
     build_tiny(qtbot, w["build"])
@@ -475,7 +475,7 @@ def test_export_for_bioimageio_and_run_on_a_folder(viewer_with_widgets, qtbot, t
     a folder into another folder with it, skips them on a second run, and reports."""
     import tifffile
 
-    from napari_unet.sample_data import make_nuclei
+    from napari_unet.samples.nuclei import make_nuclei
 
     viewer, w = viewer_with_widgets
     build, run = w["build"], w["run"]

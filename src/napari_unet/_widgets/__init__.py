@@ -1,5 +1,5 @@
 """magicgui/Qt widgets for napari. No ML logic here: widgets read layers, run the core
-(`napari_unet.training`, `napari_unet.prediction`, ...) in a napari worker, and turn the
+(`napari_unet.training`, `napari_unet.prediction.api`, ...) in a napari worker, and turn the
 results back into layers. Nothing in this package imports TensorFlow at import time.
 """
 

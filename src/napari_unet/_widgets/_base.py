@@ -7,7 +7,6 @@ from typing import Any
 
 import napari.layers
 from magicgui.widgets import Container, Select
-
 from qtpy.QtCore import QEvent, QObject
 
 from ._session import session_for

@@ -1,5 +1,5 @@
 """The Run widget's Evaluate section: score a U-Net labels layer against a ground-truth
-labels layer with `napari_unet.metrics.evaluate` (numpy only, no ML here)."""
+labels layer with `napari_unet.labels.metrics.evaluate` (numpy only, no ML here)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import numpy as np
 
 
 def evaluate_job(labels: Any, truth: Any, unit_ndim: int = 2) -> dict:
-    """Worker body: `napari_unet.metrics.evaluate` of two in-memory label arrays, objects
+    """Worker body: `napari_unet.labels.metrics.evaluate` of two in-memory label arrays, objects
     matched within their own unit (see `per_unit`)."""
-    from ..metrics import evaluate
+    from ..labels.metrics import evaluate
 
     return evaluate(*per_unit(np.asarray(labels), np.asarray(truth), unit_ndim))
 

@@ -23,7 +23,7 @@ def layer_axes(layer: Any, n_channels_model: int | None = None, text: str = "") 
     shape, else a guess: YX / ZYX / TZYX, C last for RGB(A) layers, C first or last when
     that axis matches the model's channels. ``ValueError`` says what to type when the
     layer is ambiguous (e.g. a 3-plane stack that looks like an RGB picture)."""
-    from ..arrays import check_axes, default_axes
+    from ..common.arrays import check_axes, default_axes
 
     shape = tuple(layer_array(layer).shape)
     if text.strip():
@@ -60,7 +60,7 @@ def with_channels(layer: Any, extra: list, axes_text: str = "") -> tuple[Any, st
     or guessed). ``ValueError`` when a layer is RGB, the shapes differ, or the axes name
     a channel.
     """
-    from ..arrays import check_axes, default_axes
+    from ..common.arrays import check_axes, default_axes
 
     layers = [layer] + [other for other in extra if other is not layer]
     if any(getattr(other, "rgb", False) for other in layers):

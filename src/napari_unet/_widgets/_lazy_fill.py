@@ -15,8 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..engine import EngineCancelled, EngineClosed
-from ..progressive import ProgressiveArray, iter_fill
+from ..engine.client import EngineCancelled, EngineClosed
+from ..prediction.progressive import ProgressiveArray, iter_fill
 from ._workers import ActivityProgress, start_worker
 
 _IN_FILL = threading.local()  # .active: this thread runs a fill (its Cancel applies)

@@ -12,15 +12,15 @@ from typing import Any, Callable
 from psygnal import Signal
 from qtpy.QtCore import QTimer
 
-from ..engine import EngineClient
-from ..model_summary import ModelSummary
+from ..engine.client import EngineClient
+from ..model.summary import ModelSummary
 
 
 class ModelSession:
     """The engine process holding a viewer's model, a summary of that model, and
     whether a worker is using it.
 
-    The model itself lives in the engine process (see `napari_unet.engine`);
+    The model itself lives in the engine process (see `napari_unet.engine.client`);
     the GUI keeps only its `ModelSummary` (config, history, info) to show it.
     Signals: ``changed(str)`` with a one-line description when the model is
     replaced; ``busy_changed(bool)`` when a job starts or ends.

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import napari.layers
-
 from typing import Any, Callable
 
+import napari.layers
 from napari.utils.notifications import show_error, show_info
 
 
@@ -90,7 +89,7 @@ def report_error(widget: Any, title: str, err: BaseException) -> None:
     When the engine process died or was closed, its model is gone: the session
     forgets it, so every widget says so and the next action starts a new engine.
     """
-    from ..engine import EngineError
+    from ..engine.client import EngineError
 
     if isinstance(err, (ValueError, EngineError)):
         message = f"{title}: {err}"

@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from magicgui.widgets import CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import (
+    CheckBox,
+    ComboBox,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+)
 
-from ..config import PRECISIONS, UNetConfig
-from ..model_summary import ModelSummary
+from ..model.config import PRECISIONS, UNetConfig
+from ..model.costs import (
+    count_parameters,
+    flops_per_megapixel,
+    halo,
+    receptive_field,
+    training_memory_bytes,
+)
+from ..model.summary import ModelSummary
 from ..version import __version__
-from ..costs import count_parameters, flops_per_megapixel, halo, receptive_field, training_memory_bytes
 from ._base import SessionWidget
 from ._workers import report_error, report_info, start_worker
 

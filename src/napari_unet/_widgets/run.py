@@ -2,123 +2,34 @@
 
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit,
-                              ProgressBar, PushButton, SpinBox)
+from magicgui.widgets import (
+    ComboBox,
+    FileEdit,
+    Label,
+    LineEdit,
+    ProgressBar,
+    PushButton,
+    SpinBox,
+)
 
-from ._layers import layer_array, layer_axes, spatial_placement, with_channels, without_channel
 from ._base import SessionWidget, channel_choice
+from ._controls import (
+    CURRENT,
+    FROM_FILE,
+    INSTANCES,
+    add_folder_controls,
+    add_label_controls,
+    add_output_controls,
+)
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
-from ._lazy_fill import EngineBlockPredictor, LazyFill
+from ._jobs import as_lazy, folder_job, lazy_run_job, run_job
+from ._layers import layer_array, layer_axes, spatial_placement, with_channels
+from ._lazy_fill import LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
-
-CURRENT, FROM_FILE = "current model", "model file"
-INSTANCES, SEMANTIC = "instance labels", "semantic mask"
-
-
-def result_layers(labels: Any, probs: Any, name: str, placement: dict) -> list[tuple]:
-    """LayerDataTuples for the labels and (if not None) the probabilities of image ``name``,
-    placed like the input layer. A multi-class model's probabilities get their class
-    axis first, so napari shows one class per slider step (not an RGB picture)."""
-    out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
-    if probs is not None:
-        meta = {"name": f"{name} U-Net probability", "colormap": "magma",
-                "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False, **placement}
-        if probs.ndim == labels.ndim + 1:
-            probs = np.moveaxis(probs, -1, 0)
-            meta.update(scale=(1.0, *placement["scale"]),
-                        translate=(0.0, *placement["translate"]))
-        out.append((probs, meta, "image"))
-    return out
-
-
-def uncertainty_layers(entropy: Any, spread: Any, name: str, placement: dict) -> list[tuple]:
-    """LayerDataTuples of the Monte-Carlo dropout maps of image ``name``: the entropy
-    (shown: bright = unsure, paint there next) and the spread of the foreground
-    probability (hidden), placed like the input layer."""
-    return [(entropy, {"name": f"{name} U-Net uncertainty", "colormap": "inferno",
-                       "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False,
-                       **placement}, "image"),
-            (spread, {"name": f"{name} U-Net spread", "colormap": "viridis",
-                      "contrast_limits": (0.0, 0.5), "blending": "additive", "rgb": False,
-                      "visible": False, **placement}, "image")]
-
-
-def run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
-            options: dict, model_path: str | None):
-    """Worker body: predict in the engine (progress passed on) and return LayerDataTuples:
-    the labels and, if asked, the probabilities and the uncertainty maps, placed like the
-    input layer."""
-    labels, probs, axes = yield from engine.segment(
-        image, axes, options["labels"], tile_size=options["tile_size"],
-        probabilities=options["probabilities"], model_path=model_path)
-    placement = without_channel(placement, axes)
-    tuples = result_layers(labels, probs, name, placement)
-    if options["uncertainty"]:
-        entropy, spread = yield from engine.uncertainty(image, axes, options["uncertainty"],
-                                                        tile_size=options["tile_size"],
-                                                        model_path=model_path)
-        tuples += uncertainty_layers(entropy, spread, name, placement)
-    return tuples
-
-
-def folder_job(engine: Any, in_dir: str, out_dir: str, options: dict, model_path: str | None):
-    """Worker body: predict every image of ``in_dir`` into ``out_dir`` in the engine,
-    passing one progress event per file on; returns the per-file results (dicts)."""
-    from ..progress import PredictProgress
-
-    call = engine.predict_folder(in_dir, out_dir, options["labels"],
-                                 tile_size=options["tile_size"], model_path=model_path)
-    while True:
-        try:
-            result = next(call)
-        except StopIteration as done:
-            return done.value
-        yield PredictProgress(result.index, result.total, f"{result.file}: {result.status}"
-                              + (f" ({result.error})" if result.error else ""))
-
-
-def lazy_run_job(engine: Any, image: Any, axes: str | None, name: str, placement: dict,
-                 options: dict, model_path: str | None):
-    """Worker body for dask/zarr layers: returns ``(tuples, predictors)``: LayerDataTuples
-    of *lazy* (dask) labels, and probabilities and uncertainty maps if asked, and the
-    `EngineBlockPredictor`s their blocks call. Only the normalisation statistics are
-    computed here; `LazyFill` computes the blocks napari shows."""
-    from ..arrays import resolve_axes
-    from ..lazy import lazy_labels, lazy_probabilities
-
-    summary = engine.model_summary(model_path)
-    config, normalization = summary.config, summary.normalization
-    axes = resolve_axes(axes, image.shape, config.in_channels)
-    predictor = EngineBlockPredictor(engine, model_path, options.get("tile_size"))
-    probs = lazy_probabilities(image, axes, config, normalization, predictor)
-    label_options = options["labels"].for_unet(summary, axes)
-    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
-    placement = without_channel(placement, axes)
-    tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)
-    predictors = [predictor]
-    if options["uncertainty"]:
-        predictors.append(EngineBlockPredictor(engine, model_path, options.get("tile_size"),
-                                               options["uncertainty"]))
-        maps = lazy_probabilities(image, axes, config, normalization, predictors[-1], outputs=2)
-        tuples += uncertainty_layers(maps[..., 0], maps[..., 1], name, placement)
-    return tuples, predictors
-
-
-def as_lazy(data: Any) -> Any:
-    """A dask array for dask or zarr layer data, else None."""
-    module = type(data).__module__
-    if module.startswith("dask."):
-        return data
-    if module.startswith("zarr"):
-        import dask.array as da
-
-        return da.from_zarr(data)
-    return None
 
 
 class RunWidget(SessionWidget):
@@ -137,13 +48,13 @@ class RunWidget(SessionWidget):
                                    tooltip="A .keras model saved by napari-unet, or a bioimage.io package (.zip) "
                                            "it exported (used when model = model file).")
         self.channels = channel_choice(self._other_image_layers)
-        self._make_label_controls()
+        add_label_controls(self)
         self.axes = LineEdit(value="", name="axes", label="axes",
                              tooltip="Axes of the image, e.g. YX, ZYX, TZYX, YXC, CZYX. Empty = guess from the layer.")
         self.tile_size = SpinBox(value=0, min=0, max=16384, step=16, name="tile_size", label="tile size",
                                  tooltip="Side of the tiles sent to the network (incl. halo), a multiple of 2**depth. 0 = from free memory.")
-        self._make_output_controls()
-        self._make_folder_controls()
+        add_output_controls(self)
+        add_folder_controls(self)
         self.truth = ComboBox(choices=self._labels_layers, name="truth", label="ground truth",
                               tooltip="A labels layer with the true objects of the image above, to score "
                                       "its U-Net labels against.")
@@ -178,50 +89,6 @@ class RunWidget(SessionWidget):
         self.follow(self.session.changed, self._on_model_changed)
         for event in (self.viewer.dims.events.current_step, self.viewer.dims.events.ndisplay):
             self.follow(event, self.fill.resume)  # after a Cancel, a new view goes on
-
-    def _make_output_controls(self) -> None:
-        """What Run adds besides the labels, and its Run and Cancel buttons."""
-        self.probabilities = CheckBox(value=False, name="probabilities", label="add probability map",
-                                      tooltip="Also add the foreground probability as an Image layer.")
-        self.uncertainty = CheckBox(value=False, name="uncertainty", label="add uncertainty map",
-                                    tooltip="Also add where the model is unsure (Monte-Carlo dropout: "
-                                            "entropy over several passes, bright = unsure; paint scribbles "
-                                            "there next). Costs one prediction per pass.")
-        self.passes = SpinBox(value=8, min=2, max=64, name="passes", label="dropout passes",
-                              tooltip="Stochastic passes for the uncertainty map.")
-        self.run_button = PushButton(text="Run", name="run", tooltip="Segment the image in the background.")
-        self.cancel_button = PushButton(text="Cancel", name="cancel", enabled=False,
-                                        tooltip="Cancel the running Run, folder run or lazy result "
-                                                "filling in, after its current batch of tiles, file "
-                                                "or block.")
-
-    def _make_folder_controls(self) -> None:
-        """Run on every image of a folder instead of a layer."""
-        self.folder_in = FileEdit(mode="d", name="folder_in", label="input folder",
-                                  tooltip="Run on every TIFF/PNG/zarr image in this folder instead of a layer.")
-        self.folder_out = FileEdit(mode="d", name="folder_out", label="output folder",
-                                   tooltip="Where to write <name>.tif labels and summary.csv (not the input "
-                                           "folder). Files already there are skipped, so a stopped run resumes.")
-        self.folder_button = PushButton(text="Run on folder", name="run_folder",
-                                        tooltip="Segment every image of the input folder with the chosen model.")
-
-    def _make_label_controls(self) -> None:
-        """The controls that say how probabilities become labels (`LabelOptions`)."""
-        self.calibrated = CheckBox(value=True, name="calibrated", label="model's settings",
-                                   tooltip="Use the threshold, seed threshold and minimum object size chosen "
-                                           "on the validation data when the model was trained (uncheck to set "
-                                           "threshold and min object size here).")
-        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=0.99, step=0.05, name="threshold",
-                                      label="threshold", enabled=False,
-                                      tooltip="Foreground probability above which a pixel is an object.")
-        self.output = ComboBox(choices=[INSTANCES, SEMANTIC], value=INSTANCES, name="output", label="output",
-                               tooltip="Instance labels: one id per object. Semantic mask: 1 = object, 0 = background.")
-        self.min_size = SpinBox(value=0, min=0, max=1_000_000, name="min_size", label="min object size",
-                                enabled=False, tooltip="Remove objects smaller than this many pixels (0 = keep all).")
-        self.split_touching = CheckBox(value=False, name="split_touching", label="split touching",
-                                       tooltip="Separate touching objects with a watershed on the distance transform.")
-        self.link_planes = CheckBox(value=False, name="link_planes", label="link objects in 3D",
-                                    tooltip="For stacks: connect objects across Z (3D labels) instead of labelling each plane.")
 
     def _on_busy(self, busy: bool) -> None:
         self.run_button.enabled = self.folder_button.enabled = not self.session.blocked
@@ -322,15 +189,15 @@ class RunWidget(SessionWidget):
         in 3D when it has them and this Run links objects in a stack."""
         summary = self.session.summary
         if self.calibrated.value and summary is not None:
-            linked = summary.linked_decoding if self._links_in_3d() else {}
-            self.threshold.value = linked.get("threshold", summary.threshold)
-            self.min_size.value = linked.get("min_size", summary.min_size)
+            decoding = summary.decoding_for(self._links_in_3d())
+            self.threshold.value = decoding.threshold
+            self.min_size.value = decoding.min_size
 
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
         "model's settings" is on), ``tile_size`` (None: from memory), ``probabilities`` and
         ``uncertainty`` (dropout passes for the uncertainty maps, 0 = none)."""
-        from ..postprocess import LabelOptions
+        from ..labels.options import LabelOptions
 
         mine = not self.calibrated.value
         labels = LabelOptions(float(self.threshold.value) if mine else None,
@@ -459,13 +326,13 @@ class RunWidget(SessionWidget):
         if self.source.value == FROM_FILE or summary is None:
             return ", the model's own settings"
         if self.output.value != INSTANCES:
-            return f", the model's threshold {summary.threshold:g}"
-        return f", the model's settings: {summary.decoding(unit == 'voxels')}"
+            return f", the model's threshold {summary.decoding.threshold:g}"
+        return f", the model's settings: {summary.describe_decoding(unit == 'voxels')}"
 
     def _links_in_3d(self) -> bool:
         """Whether this Run labels objects linked across Z (link on, instances, an image with
         a Z axis)."""
-        from ..postprocess import LabelOptions
+        from ..labels.options import LabelOptions
 
         if self.image.value is None:
             return False
@@ -490,7 +357,7 @@ class RunWidget(SessionWidget):
 
     def _on_error(self, title: str, err: BaseException) -> None:
         """A cancelled job is no failure: say so (files already written stay); else report."""
-        from ..engine import EngineCancelled
+        from ..engine.client import EngineCancelled
 
         if not isinstance(err, EngineCancelled):
             report_error(self, title, err)

@@ -6,71 +6,40 @@ import time
 from typing import Any
 
 import numpy as np
+from magicgui.widgets import ComboBox, Label, LineEdit, ProgressBar, PushButton
 
-from magicgui.widgets import (CheckBox, ComboBox, FileEdit, FloatSpinBox, Label, LineEdit, ProgressBar,
-                              PushButton, SpinBox)
-
-from ..config import UNetConfig
-from ..engine import EngineClient
-from ..model_summary import ModelSummary
+from ..engine.protocol import Engine
+from ..model.config import UNetConfig
+from ..model.summary import ModelSummary
+from ..training.request import TrainRequest
+from ..training.settings import TrainSettings
+from ._base import SessionWidget
+from ._controls import (
+    FOLDERS,
+    LABEL_MODES,
+    SCRIBBLES,
+    add_scribble_controls,
+    add_setting_controls,
+    add_source_controls,
+)
 from ._layers import labels_snapshot, layer_array, layer_axes, with_channels
 from ._plot import LossPlot
-from ._base import SessionWidget, channel_choice
-from ._scribble import (class_names_from_text, legend, preview_layer, preview_region,
-                        scribble_layer)
+from ._scribble import (
+    class_names_from_text,
+    legend,
+    preview_layer,
+    preview_region,
+    scribble_layer,
+)
 from ._workers import ActivityProgress, report_error, start_worker
 
-TARGETS = ("auto", "boundary", "foreground", "classes")  # `napari_unet.training_data.TARGETS`
-LABEL_MODES = {"dense labels (0 = background)": "dense",
-               "scribbles (1 = background, 2.. = classes)": "sparse"}
-SCRIBBLES = "scribbles (1 = background, 2.. = classes)"
-LAYERS, FOLDERS = "image and labels layers", "image and mask folders"
 
-
-def training_report(summary: ModelSummary) -> str:
-    """One paragraph on a finished training: how it ended, the best epoch and its IoU, what
-    the network learnt, the calibrated label settings, and any collapse warning."""
-    info, history = summary.info, summary.history
-    how = "stopped" if info.get("stopped_early") else "trained"
-    if info.get("early_stopping"):
-        how = "trained (no better epoch lately, so it ended early)"
-    if info.get("diverged"):
-        how = f"stopped because {info['diverged']} (lower the learning rate); kept"
-    monitor, best = info["monitor"], info["best_epoch"]
-    where = " on scribbles only" if info.get("label_mode") == "sparse" else ""
-    text = (f"{how}: {info['epochs_run']} epochs, best epoch {best} "
-            f"({monitor.replace('_', ' ')}{where} {history[monitor][best - 1]:.3f}); "
-            f"learnt {summary.target}")
-    calibration = info.get("calibration")
-    if calibration:
-        text += (f"; calibrated on the {calibration['measured_on']} pixels: threshold "
-                 f"{calibration['threshold']:g}, seed {calibration['seed_threshold']:g}, "
-                 f"{_split_text(calibration)}min size {calibration['min_size']} px "
-                 f"({calibration['metric']} "
-                 f"{calibration['score']:.3f}, defaults {calibration['default_score']:.3f})")
-    linked = info.get("calibration_linked")
-    if linked:
-        text += (f"; for objects linked in 3D, on the {linked['measured_on']} volumes: threshold "
-                 f"{linked['threshold']:g}, seed {linked['seed_threshold']:g}, "
-                 f"{_split_text(linked)}min size {linked['min_size']} voxels "
-                 f"({linked['metric']} {linked['score']:.3f}, defaults "
-                 f"{linked['default_score']:.3f})")
-    if info.get("collapse_warning"):
-        text += ". WARNING: " + info["collapse_warning"]
-    return text
-
-
-def _split_text(calibration: dict) -> str:
-    split = calibration.get("split_distance", 0)
-    return f"seeds split {split} px apart, " if split else ""
-
-
-def train_job(engine: EngineClient, method: str, *args: Any, **kwargs: Any):
-    """Worker body: ask the engine which device runs, then run its ``method`` ("train" or
-    "train_folder") with ``args``, passing progress and previews on; returns the trained
-    model's `ModelSummary`."""
+def train_job(engine: Engine, request: TrainRequest):
+    """Worker body: ask the engine which device runs, then train its model with ``request``
+    (a `TrainRequest`), passing progress and previews on; returns the trained model's
+    `ModelSummary`."""
     yield ("device", engine.device())
-    return (yield from getattr(engine, method)(*args, **kwargs))
+    return (yield from engine.train(request))
 
 
 class TrainWidget(SessionWidget):
@@ -98,9 +67,9 @@ class TrainWidget(SessionWidget):
                              tooltip="Axes of the image, e.g. YX, ZYX, YXC, CYX, CZYX. Empty = guess from the layer.")
         self.label_mode = ComboBox(choices=list(LABEL_MODES), name="label_mode", label="labels are",
                                    tooltip="Dense: every pixel labelled, 0 = background. Scribbles: paint a few strokes, 0 = unlabelled (ignored), 1 = background, 2.. = objects/classes.")
-        self._make_source_controls()
-        self._make_scribble_controls()
-        self._make_setting_controls()
+        add_source_controls(self)
+        add_scribble_controls(self)
+        add_setting_controls(self)
         self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
         self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
                                       tooltip="Stop after the current batch; the best weights so far are kept.")
@@ -145,37 +114,6 @@ class TrainWidget(SessionWidget):
         self.follow(self.viewer.events.theme, lambda event: self.plot.set_theme(event.value))
         self.labels.changed.connect(lambda *_: self._show_legend())
         self.label_mode.changed.connect(lambda *_: self._show_legend())
-
-    def _make_source_controls(self) -> None:
-        """Where the training pairs come from: layers (above) or two folders of files."""
-        self.source = ComboBox(choices=[LAYERS, FOLDERS], value=LAYERS, name="source", label="train on",
-                               tooltip="Layers open in the viewer, or folders of image files and their "
-                                       "masks with the same names (read by the engine, not the viewer).")
-        self.channels = channel_choice(self._other_image_layers)
-        self.images_dir = FileEdit(mode="d", name="images_dir", label="images folder",
-                                   tooltip="Folder of .tif/.png training images.")
-        self.masks_dir = FileEdit(mode="d", name="masks_dir", label="masks folder",
-                                  tooltip="Folder of label images named like their images.")
-
-    def _make_scribble_controls(self) -> None:
-        """Scribble mode: class names, a button that makes the layer to paint, its legend;
-        fine-tuning and the live preview."""
-        self.class_names = LineEdit(value="nucleus", name="class_names", label="object classes",
-                                    tooltip="Names of the object classes, comma separated (e.g. 'nucleus, "
-                                            "cytoplasm'); scribbles paint 1 = background, 2 = the first, ...")
-        self.new_scribbles = PushButton(text="New scribble layer", name="new_scribbles",
-                                        tooltip="Make an empty labels layer on the chosen image to paint "
-                                                "scribbles on, and switch to scribble labels.")
-        self.legend = Label(value="", name="legend", label="paint",
-                            tooltip="Which label value paints which class on the scribble layer.")
-        self.freeze_encoder = CheckBox(value=False, name="freeze_encoder",
-                                       label="fine-tune (freeze encoder)",
-                                       tooltip="Train only the decoder of the current (e.g. loaded) model; "
-                                               "use a low learning rate such as 1e-4.")
-        self.preview_every = SpinBox(value=5, min=0, max=600, name="preview_every", label="live preview (s)",
-                                     tooltip="Every so many seconds, label the plane on screen with "
-                                                          "the current weights (a preview layer); 0 = off. "
-                                                          "Previews take at most 10 % of the training time.")
 
     def _show_source(self, *_: Any) -> None:
         folders = self.source.value == FOLDERS
@@ -237,37 +175,6 @@ class TrainWidget(SessionWidget):
         if frozen and self.learning_rate.value >= 1e-3:
             self.learning_rate.value = 1e-4  # fine-tuning wants small steps
 
-    def _make_setting_controls(self) -> None:
-        """The controls of `napari_unet.training.TrainSettings` (patch size ... loss)."""
-        self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
-                                  tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
-        self.epochs = SpinBox(value=0, min=0, max=10000, name="epochs", label="epochs",
-                              tooltip="0 = automatic: about 20 passes over the labelled pixels, 200-2000 "
-                                      "batches (but at least 5 epochs) in 5-100 epochs (with a time limit: until it, or until "
-                                      "no better epoch for a while). Training keeps the best epoch.")
-        self.time_limit = SpinBox(value=0, min=0, max=10000, name="time_limit", label="time limit (min)",
-                                  tooltip="End training after this many minutes, keeping the best epoch "
-                                          "(0 = no limit).")
-        self.steps = SpinBox(value=0, min=0, max=100000, name="steps", label="batches per epoch",
-                             tooltip="0 = automatic (about two passes over the labelled pixels, at least 10).")
-        self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch size",
-                                  tooltip="Patches per training step; lower it if memory runs out.")
-        self.learning_rate = FloatSpinBox(value=1e-3, min=1e-6, max=1.0, step=1e-4, name="learning_rate",
-                                          label="learning rate", tooltip="Adam learning rate.")
-        self.learning_rate.native.setDecimals(6)
-        self.validation = FloatSpinBox(value=0.15, min=0.0, max=0.5, step=0.05, name="validation",
-                                       label="validation fraction",
-                                       tooltip="Share of labelled blocks held out to measure validation loss (best weights are kept).")
-        self.target = ComboBox(choices=list(TARGETS), value="auto", name="target", label="learn",
-                               tooltip="boundary: background / interior / boundary from instance labels, so "
-                                       "touching objects stay apart (auto picks it when the labels hold "
-                                       "several object ids). foreground: object or not (binary masks). "
-                                       "classes: one class per label value (multi-class models).")
-        self.augment = CheckBox(value=True, name="augment", label="augment",
-                                tooltip="Random flips and 90° rotations, elastic deformation, brightness, gamma and noise changes of each patch.")
-        self.loss = ComboBox(choices=["bce", "bce_dice"], value="bce", name="loss", label="loss",
-                             tooltip="bce: cross-entropy. bce_dice: cross-entropy + soft Dice (helps small objects).")
-
     def _add_pair(self, *_: Any) -> None:
         if self.image.value is None or self.labels.value is None:
             report_error(self, "Train", ValueError("choose an image and a labels layer first"))
@@ -291,8 +198,9 @@ class TrainWidget(SessionWidget):
             raise ValueError("choose an image layer and the labels layer painted on it")
         return [(self.image.value, self.labels.value)]
 
-    def settings(self) -> dict:
-        return {
+    def settings(self) -> TrainSettings:
+        """The `TrainSettings` of the controls (``ValueError`` if one is invalid)."""
+        return TrainSettings(**{
             "freeze_encoder": bool(self.freeze_encoder.value),
             "patch_size": self.patch_size.value,
             "batch_size": self.batch_size.value,
@@ -305,7 +213,7 @@ class TrainWidget(SessionWidget):
             "target": self.target.value,
             "loss": self.loss.value,
             "label_mode": LABEL_MODES[self.label_mode.value],
-        }
+        })
 
     def start(self, *_: Any) -> None:
         """Read the layers (GUI thread), then train in a worker: the current model further
@@ -314,8 +222,8 @@ class TrainWidget(SessionWidget):
         if self.wait_for_engine("Train", self.start):
             return
         try:
-            method, args, kwargs = (self._folder_job() if self.source.value == FOLDERS
-                                    else self._layers_job())
+            request = (self._folder_request() if self.source.value == FOLDERS
+                       else self._layers_request())
         except ValueError as err:
             report_error(self, "Train", err)
             return
@@ -334,7 +242,7 @@ class TrainWidget(SessionWidget):
                              "seconds…" if self.session.summary else
                              f"no model yet: {first}training a new default U-Net…")
         self.activity = ActivityProgress("U-Net training")
-        self.worker = start_worker(train_job, self.session.engine, method, *args, **kwargs,
+        self.worker = start_worker(train_job, self.session.engine, request,
                                    on_yield=self._on_progress, on_return=self._on_done,
                                    on_error=self._on_error, on_finish=self._on_finish)
 
@@ -346,9 +254,10 @@ class TrainWidget(SessionWidget):
                 layer in self.viewer.layers:
             self.viewer.layers.remove(layer)
 
-    def _new_config(self, shape: tuple, axes: str) -> UNetConfig | None:
-        """The config of a new network (None when the viewer has a model): the image's
-        channels, and for scribbles of several object classes one output per class."""
+    def _new_config(self) -> UNetConfig | None:
+        """The config of a new network (None when the viewer has a model): for scribbles of
+        several object classes one output per class (its input channels follow the
+        image's, `TrainRequest.resolved`)."""
         if self.session.summary is not None:
             return None
         n_classes = 1
@@ -356,8 +265,7 @@ class TrainWidget(SessionWidget):
             names = class_names_from_text(self.class_names.value)
             if len(names) > 2:
                 n_classes = len(names)
-        return UNetConfig(in_channels=shape[axes.index("C")] if "C" in axes else 1,
-                          n_classes=n_classes)
+        return UNetConfig(n_classes=n_classes)
 
     def _class_names(self) -> list[str] | None:
         """The class names to store in the model: for scribbles on a model not yet trained."""
@@ -366,9 +274,9 @@ class TrainWidget(SessionWidget):
             return None
         return class_names_from_text(self.class_names.value)
 
-    def _layers_job(self) -> tuple[str, tuple, dict]:
-        """``("train", args, kwargs)`` for the chosen layer pairs, with the live preview of
-        the first image's plane on screen."""
+    def _layers_request(self) -> TrainRequest:
+        """The `TrainRequest` of the chosen layer pairs, with the live preview of the first
+        image's plane on screen."""
         pairs = self._selected_pairs()
         labels = [labels_snapshot(lab) for _, lab in pairs]
         summary = self.session.summary
@@ -383,11 +291,10 @@ class TrainWidget(SessionWidget):
             images = [layer_array(img) for img, _ in pairs]
             axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
             own_axes = axes[0]
-        new_config = self._new_config(images[0].shape, axes[0])
         self._preview_target = self._made_preview = None
         preview = None
         if self.preview_every.value:
-            from ..training_preview import Preview
+            from ..training.preview import Preview
 
             region = preview_region(self.viewer, pairs[0][0], own_axes)
             self._preview_target = (pairs[0][0].name, own_axes, region)
@@ -399,18 +306,19 @@ class TrainWidget(SessionWidget):
             self._made_preview = layer if made else None
             preview = Preview(0, region["plane"], region["rows"], region["cols"],
                               float(self.preview_every.value))
-        return "train", (images, labels, axes, self.settings(), new_config, preview,
-                         self._class_names(), [img.name for img, _ in pairs]), {}
+        return TrainRequest(images, labels, axes, [img.name for img, _ in pairs],
+                            settings=self.settings(), new_config=self._new_config(),
+                            preview=preview, class_names=self._class_names())
 
-    def _folder_job(self) -> tuple[str, tuple, dict]:
-        """``("train_folder", args, kwargs)``: the engine reads the two folders itself."""
+    def _folder_request(self) -> TrainRequest:
+        """The `TrainRequest` of the two folders (the engine reads them itself)."""
         folders = [str(self.images_dir.value), str(self.masks_dir.value)]
         if any(f in ("", ".") for f in folders):
             raise ValueError("choose the images folder and the masks folder")
         self._preview_target = self._made_preview = None
         axes = self.axes.value.strip().upper() or None
-        new_config = None if self.session.summary else UNetConfig()
-        return "train_folder", (*folders, axes, self.settings(), new_config), {}
+        return TrainRequest(axes=axes, folders=tuple(folders), settings=self.settings(),
+                            new_config=None if self.session.summary else UNetConfig())
 
     def stop(self, *_: Any) -> None:
         self._stopping = True
@@ -477,7 +385,7 @@ class TrainWidget(SessionWidget):
 
     def _on_done(self, summary: ModelSummary) -> None:
         """Keep the trained model's summary (also when the dock was closed meanwhile)."""
-        self.session.set_summary(summary, training_report(summary))
+        self.session.set_summary(summary, summary.report())
 
     def _on_finish(self) -> None:
         self.worker = None

@@ -1,0 +1,2 @@
+"""BioImage Model Zoo packages of napari-unet models (`export`).
+"""

@@ -1,0 +1,145 @@
+"""``napari-unet predict``: an image file, a folder of them, or a zarr array, with the
+outputs checked before any work. Returns the exit status; expected failures raise
+``ValueError``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..io.zarr import is_zarr
+from .progress import TileBar, progress_bar
+
+__all__ = ["cmd_predict"]
+
+
+def _label_options(args: argparse.Namespace):
+    from ..labels.options import LabelOptions
+
+    return LabelOptions(args.threshold, not args.semantic, args.min_size, args.split_touching,
+                        args.link_planes, args.seed_threshold)
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from ..io.images import check_image_output, read_image, write_image
+    from ..io.outputs import check_outputs
+    from ..model.files import load_model
+    from ..prediction.api import probabilities_and_labels
+
+    options = _label_options(args)
+    if args.uncertainty and (Path(args.input).is_dir() or is_zarr(args.input)):
+        raise ValueError("--uncertainty works on single image files; for folders run them one "
+                         "by one, for .zarr arrays use napari_unet.prediction.uncertainty (lazy) in Python.")
+    if Path(args.input).is_dir() and not is_zarr(args.input):
+        return _predict_folder(args, options)
+    if is_zarr(args.input) or is_zarr(args.output):
+        return _predict_zarr(args, options)
+    check_image_output(Path(args.output))
+    spread = _spread_path(args.uncertainty)
+    for flag, path in (("--probabilities", args.probabilities), ("--uncertainty", args.uncertainty)):
+        if path and Path(path).suffix.lower() not in (".tif", ".tiff"):
+            raise ValueError(f"{flag} must be a .tif file (the map is float32).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities,
+                   "--uncertainty": args.uncertainty, "--uncertainty (spread)": spread},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite)
+    image = read_image(args.input)
+    model = load_model(args.model)
+    bar = TileBar()
+    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+                                             tile_size=args.tile_size,
+                                             batch_size=args.batch_size, callback=bar)
+    bar.close()
+    write_image(args.output, labels)
+    if args.probabilities:
+        write_image(args.probabilities, probs.astype("float32"))
+    if args.uncertainty:
+        _write_uncertainty(args, model, image, spread)
+    count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
+    print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
+          f"{int(labels.max())} {count}")
+    return 0
+
+
+def _spread_path(uncertainty: str | None) -> str | None:
+    """Where ``--uncertainty FILE`` puts the spread map: next to it as FILE's name + _spread."""
+    if not uncertainty:
+        return None
+    path = Path(uncertainty)
+    return str(path.with_name(f"{path.stem}_spread{path.suffix}"))
+
+
+def _write_uncertainty(args: argparse.Namespace, model, image, spread: str | None) -> None:
+    """Monte-Carlo dropout maps of ``image``: entropy to --uncertainty, spread beside it."""
+    from ..io.images import write_image
+    from ..prediction.uncertainty import uncertainty
+
+    bar = TileBar()
+    maps = uncertainty(model, image, args.passes, axes=args.axes, tile_size=args.tile_size,
+                       callback=bar)
+    bar.close()
+    write_image(args.uncertainty, maps.entropy)
+    write_image(spread, maps.spread)
+    print(f"wrote {args.uncertainty} (entropy, mean {float(maps.entropy.mean()):.3f}) and "
+          f"{spread} ({args.passes} dropout passes)")
+
+
+def _predict_folder(args: argparse.Namespace, options) -> int:
+    """Every image of the input folder, one model load, a bar over files; skips finished
+    outputs unless --overwrite; exit status 2 when some files failed."""
+    from ..io.images import IMAGE_SUFFIXES
+    from ..prediction.folders import SUMMARY, iter_predict_folder
+
+    out = Path(args.output)
+    if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES):
+        raise ValueError(f"the input {args.input!r} is a folder, so the output must be a "
+                         f"folder too (for <name>.tif files); got the file name {args.output!r}.")
+    bar = None
+    failed = []
+    for result in iter_predict_folder(args.model, args.input, args.output, options,
+                                      probabilities_dir=args.probabilities,
+                                      overwrite=args.overwrite, axes=args.axes,
+                                      tile_size=args.tile_size, batch_size=args.batch_size):
+        if bar is None:
+            bar = progress_bar(result.total, "files", unit="file")
+        if result.status == "failed":
+            failed.append(result)
+            bar.write(f"failed: {result.file}: {result.error}", file=sys.stderr)
+        bar.update(1)
+    bar.close()
+    done = bar.n - len(failed)
+    print(f"wrote {args.output}: {done} of {bar.n} files done or already there; "
+          f"summary in {Path(args.output) / SUMMARY}")
+    if failed:
+        print(f"napari-unet: error: {len(failed)} of {bar.n} files failed (listed in "
+              f"{SUMMARY}); fix them and run the same command again to do just those.",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def _predict_zarr(args: argparse.Namespace, options) -> int:
+    """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass."""
+    from ..io.outputs import check_outputs
+
+    for name, path in (("input", args.input), ("output", args.output),
+                       ("--probabilities", args.probabilities)):
+        if path and not is_zarr(path):
+            raise ValueError(f"A .zarr input is predicted lazily into .zarr folders; {name} "
+                             f"{str(path)!r} must end in .zarr too.")
+    if not Path(args.input).is_dir():
+        raise ValueError(f"Input {str(args.input)!r} does not exist (or is not a .zarr folder).")
+    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+                  {"input": args.input, "model": args.model}, overwrite=args.overwrite,
+                  folders=("output", "--probabilities"))
+    return _write_zarr_outputs(args, options)
+
+
+def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
+    from ..prediction.to_zarr import predict_zarr
+
+    shape, dtype = predict_zarr(args.model, args.input, args.output, options,
+                                probabilities_out=args.probabilities, axes=args.axes,
+                                tile_size=args.tile_size, batch_size=args.batch_size)
+    print(f"wrote {args.output}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
+    return 0

@@ -1,0 +1,186 @@
+"""From probabilities to label images: threshold / argmax, connected components,
+small-object removal, watershed splitting of touching objects, and the seeded watershed
+that decodes a boundary model (`decode_boundaries`).
+
+`labels_from_probabilities` is the one decoding every path uses. All functions take and
+return new arrays (no Keras, no Qt). Label images use the smallest unsigned integer dtype
+that holds their largest id.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from ..model.decoding import Decoding
+from .options import LabelOptions
+from .targets import BACKGROUND, INTERIOR
+
+__all__ = ["labels_from_probabilities", "decode_boundaries", "label_mask",
+           "split_touching_objects", "remove_small", "relabel_sequential",
+           "smallest_label_dtype"]
+
+
+def smallest_label_dtype(max_label: int) -> np.dtype:
+    """uint8, uint16, uint32 or uint64: the smallest that holds ``max_label``."""
+    for dtype in (np.uint8, np.uint16, np.uint32, np.uint64):
+        if max_label <= np.iinfo(dtype).max:
+            return np.dtype(dtype)
+    raise ValueError(f"Label id {max_label} does not fit in 64 bits.")
+
+
+def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
+    """Return a copy of ``labels`` without objects of fewer than ``min_size`` pixels."""
+    if min_size <= 1 or labels.max() == 0:
+        return labels.copy()
+    sizes = np.bincount(labels.ravel())
+    small = sizes < min_size
+    small[0] = False
+    out = labels.copy()
+    out[small[labels]] = 0
+    return out
+
+
+def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarray:
+    """Label ``mask`` with touching objects separated by a watershed on its distance transform.
+
+    ``min_distance`` (pixels) is the smallest distance between two object centres.
+    """
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    if not mask.any():
+        return np.zeros(mask.shape, np.int64)
+    distance = ndi.distance_transform_edt(mask)
+    components, _ = ndi.label(mask)
+    peaks = peak_local_max(distance, min_distance=min_distance, labels=components,
+                           exclude_border=False)
+    markers = np.zeros(mask.shape, np.int64)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    # objects too small to have a peak keep one marker each
+    missing = np.setdiff1d(np.unique(components[mask]), np.unique(components[markers > 0]))
+    for i, comp in enumerate(missing, start=len(peaks) + 1):
+        markers[tuple(np.argwhere(components == comp)[0])] = i
+    return watershed(-distance, markers, mask=mask)
+
+
+def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False) -> np.ndarray:
+    """Connected-component instance labels (int64) of a 2D or 3D boolean mask."""
+    if split_touching:
+        labels = split_touching_objects(mask)
+    else:
+        labels, _ = ndi.label(mask)
+    labels = remove_small(labels, min_size)
+    return relabel_sequential(labels)
+
+
+SEED_MIN_PIXELS = 5
+
+
+def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.ndarray:
+    """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
+    probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
+    as predicted by a network trained on `napari_unet.labels.targets.boundary_classes`.
+
+    Seeds are the connected regions of confident interior (those of fewer than
+    `SEED_MIN_PIXELS` pixels are dropped, so specks of confidence inside a large
+    object do not cut it up); a seeded watershed
+    on the interior probability grows them over the foreground, so a boundary
+    band between two touching objects splits them; foreground regions without
+    a seed keep one id each.
+
+    ``decoding`` (a `Decoding`): foreground is ``p(interior) + p(boundary) >
+    threshold``; seeds are connected regions where ``p(interior) > seed_threshold``;
+    objects of fewer than ``min_size`` pixels are removed; with a ``split_distance``
+    (px, 0 = off) a seed is split where its distance transform has peaks at least that
+    far apart (`split_touching_objects`), for touching objects whose interiors still meet.
+    """
+    from skimage.segmentation import watershed
+
+    probs = np.asarray(probs)
+    if probs.shape[-1] != 3:
+        raise ValueError(f"Boundary decoding needs 3 classes (background, interior, boundary) "
+                         f"on the last axis; got shape {probs.shape}.")
+    interior = probs[..., INTERIOR]
+    mask = (1.0 - probs[..., BACKGROUND]) > decoding.threshold
+    if not mask.any():
+        return np.zeros(mask.shape, np.int64)
+    confident = (interior > decoding.seed_threshold) & mask
+    seeds = (split_touching_objects(confident, decoding.split_distance)
+             if decoding.split_distance else ndi.label(confident)[0])
+    seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
+    n = int(seeds.max())
+    labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
+    orphans, n_orphans = ndi.label(mask & (labels == 0))  # foreground that no seed reached
+    if n_orphans:
+        labels = np.where(orphans > 0, orphans + n, labels)
+    return relabel_sequential(remove_small(labels.astype(np.int64), decoding.min_size))
+
+
+def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
+    """One id per connected object of each non-background class of a class map."""
+    out = np.zeros(classes.shape, np.int64)
+    for c in np.unique(classes[classes > 0]):
+        lab = label_mask(classes == c, min_size=min_size)
+        out = np.where(lab > 0, lab + out.max(), out)
+    return out
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Renumber ids to 1..n keeping 0 as background."""
+    ids = np.unique(labels)
+    ids = ids[ids != 0]
+    if len(ids) == 0 or ids[-1] == len(ids):
+        return labels
+    lut = np.zeros(int(ids[-1]) + 1, np.int64)
+    lut[ids] = np.arange(1, len(ids) + 1)
+    return lut[labels]
+
+
+def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: LabelOptions,
+                              target: str = "foreground") -> np.ndarray:
+    """Label image from probabilities with axes ``spatial_axes`` (e.g. ``"TZYX"``).
+
+    ``probs`` is float (..., spatial) for a ``"foreground"`` model or has a trailing
+    class axis for ``"classes"`` and ``"boundary"`` models; ``options`` is a
+    `LabelOptions` whose None values were filled in (`LabelOptions.for_unet`).
+
+    - ``"foreground"``: threshold, then instance ids (per YX plane, or per Z
+      stack when ``link_planes``; unique over the whole array) or a 0/1 mask.
+    - ``"boundary"``: instances by `decode_boundaries`, or the 0/1 foreground mask.
+    - ``"classes"``: the class map (argmax), or with ``instances`` one id per
+      connected object of any non-background class.
+
+    Returns the smallest unsigned dtype that holds the largest id.
+    """
+    decoding = options.decoding  # ValueError unless filled in
+    if target == "classes" and not options.instances:
+        classes = np.argmax(probs, axis=-1)
+        return classes.astype(smallest_label_dtype(probs.shape[-1] - 1))
+    if target == "foreground":
+        mask = probs > decoding.threshold
+    elif target == "boundary":
+        mask = (1.0 - probs[..., BACKGROUND]) > decoding.threshold
+    else:
+        classes = np.argmax(probs, axis=-1)
+        mask = classes > 0
+    if not options.instances:
+        return mask.astype(np.uint8)
+    unit_ndim = 3 if options.links(spatial_axes) else 2
+    lead = mask.shape[: mask.ndim - unit_ndim]
+    source = probs if target == "boundary" else classes if target == "classes" else mask
+    units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])
+    out = np.zeros((len(units),) + mask.shape[mask.ndim - unit_ndim:], np.int64)
+    offset = 0
+    for i, unit in enumerate(units):
+        if target == "boundary":
+            lab = decode_boundaries(unit, decoding)
+        elif target == "classes":
+            lab = _label_classes(unit, decoding.min_size)
+        else:
+            lab = label_mask(unit, min_size=decoding.min_size,
+                             split_touching=options.split_touching and target == "foreground")
+        out[i] = np.where(lab > 0, lab + offset, 0)
+        offset += int(lab.max())
+    out = out.reshape(lead + out.shape[1:])
+    return out.astype(smallest_label_dtype(offset))

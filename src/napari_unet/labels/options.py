@@ -1,0 +1,72 @@
+"""`LabelOptions`: what the user asks of the labels (instances or a mask, split touching
+objects, link objects across Z) and the decoding values they set themselves; every value
+they leave out is the model's own (`napari_unet.model.decoding.Decoding`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ..common.checks import check_switch
+from ..model.decoding import DECODING_FIELDS, Decoding
+
+__all__ = ["LabelOptions"]
+
+
+@dataclass(frozen=True)
+class LabelOptions:
+    """How probabilities become labels; every value is checked when it is created.
+
+    ``threshold``, ``min_size``, ``seed_threshold``, ``split_distance``: the values of
+    a `Decoding` (there documented) that the user sets; None takes the model's own
+    (calibrated) value. ``instances``: one id per object (else a 0/1 mask, or the
+    class map of a multi-class model). ``split_touching``: separate touching objects
+    of a foreground model by a watershed on the distance transform. ``link_planes``:
+    label objects in 3D across Z instead of per plane.
+    """
+
+    threshold: float | None = None
+    instances: bool = True
+    min_size: int | None = None
+    split_touching: bool = False
+    link_planes: bool = False
+    seed_threshold: float | None = None
+    split_distance: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            own = Decoding(**self._own())  # checks the values the user set
+        except ValueError as err:
+            raise ValueError(f"{err} (or None for the model's own value)") from None
+        for name, value in self._own().items():
+            object.__setattr__(self, name, getattr(own, name))
+        for name in ("instances", "split_touching", "link_planes"):
+            object.__setattr__(self, name, check_switch(name, getattr(self, name)))
+
+    def _own(self) -> dict[str, Any]:
+        """The decoding values the user set (not None)."""
+        return {k: getattr(self, k) for k in DECODING_FIELDS if getattr(self, k) is not None}
+
+    def links(self, spatial_axes: str) -> bool:
+        """Whether labels with ``spatial_axes`` are instances linked across Z (a unit is a
+        whole Z stack, not a plane)."""
+        return self.instances and self.link_planes and "Z" in spatial_axes
+
+    def filled(self, model: Decoding) -> LabelOptions:
+        """These options with every decoding value left as None taken from ``model``."""
+        return replace(self, **{**model.to_dict(), **self._own()})
+
+    def for_unet(self, unet: Any, spatial_axes: str = "YX") -> LabelOptions:
+        """`filled` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`) for
+        labels with ``spatial_axes``: its values for objects linked in 3D when these
+        options link instances across the Z of those axes and it has them."""
+        summary = getattr(unet, "summary", unet)
+        return self.filled(summary.decoding_for(self.links(spatial_axes)))
+
+    @property
+    def decoding(self) -> Decoding:
+        """The `Decoding` of filled options (`filled`, `for_unet`); ``ValueError`` before."""
+        if len(self._own()) < len(DECODING_FIELDS):
+            raise ValueError("these label options need the model's values filled in: pass "
+                             "options.for_unet(model, axes).")
+        return Decoding(**self._own())

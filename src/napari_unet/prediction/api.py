@@ -1,0 +1,177 @@
+"""Prediction for users: probabilities and labels of any image, from a model or a file.
+
+`iter_predict` yields `PredictProgress` and returns probabilities; `predict`
+drains it (or, for a dask array, returns a lazy result: `napari_unet.prediction.lazy`);
+`probabilities_and_labels` gives both from one network pass, and `segment`
+the labels alone. The work itself is in `napari_unet.prediction.tiled`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Generator, NamedTuple
+
+import numpy as np
+
+from ..common import arrays
+from ..common.progress import PredictProgress, drain
+from ..labels.decode import labels_from_probabilities
+from ..labels.options import LabelOptions
+from ..model.files import resolve_model
+from ..model.unet import UNetModel
+from .tiled import iter_probabilities
+
+__all__ = ["iter_predict", "predict", "iter_segment", "probabilities_and_labels", "segment",
+           "Run", "plan_run", "iter_run"]
+
+
+def iter_predict(
+    model: Any,
+    image: Any,
+    *,
+    axes: str | None = None,
+    tile_size: int | None = None,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Generator[PredictProgress, None, np.ndarray]:
+    """Predict probabilities, yielding `PredictProgress`; returns the probability array.
+
+    Parameters
+    ----------
+    model : a `UNetModel` or a path to a ``.keras`` file saved by `save_model`.
+    image : array with axes YX, ZYX, TYX or TZYX, optionally with a channel
+        axis (``axes`` names it, e.g. ``"YXC"`` for RGB or ``"CZYX"``); any size.
+    axes : axes string; guessed from the shape and the model's channels if None.
+    tile_size : side in pixels of the square windows fed to the network
+        (including the halo); chosen from ``memory_budget`` if None.
+    batch_size : windows per network call; chosen from the budget if None.
+    memory_budget : bytes the network's activations may use (default: half of
+        the free memory of the GPU the backend uses; on a CPU a quarter of the
+        available memory, at most 1 GiB).
+    stats : per-channel normalisation (lo, hi) to use instead of this image's
+        own percentiles (the lazy path passes those of the whole array).
+
+    Returns float32 probabilities with the image's spatial shape and axis order
+    (channel axis dropped) for a binary model, or with a trailing class axis of
+    length ``n_classes`` for a multi-class model. The input is not modified.
+    Every argument is checked before any work (``ValueError`` naming it). If
+    the backend runs out of memory, batches and then tiles are halved and the
+    prediction restarts, with a `PredictProgress` message saying so.
+    """
+    return (yield from iter_probabilities(resolve_model(model), image, axes=axes,
+                                          tile_size=tile_size, batch_size=batch_size,
+                                          memory_budget=memory_budget, stats=stats))
+
+
+def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], None] | None = None,
+            **kwargs: Any) -> np.ndarray:
+    """Foreground (or class) probabilities of ``image``; see `iter_predict` for arguments.
+
+    A dask array input gives a lazy dask array output (see `napari_unet.prediction.lazy`).
+    """
+    if _is_dask(image):
+        from .lazy import predict_dask
+
+        return predict_dask(model, image, **kwargs)
+    return drain(iter_predict(model, image, **kwargs), callback)
+
+
+def _is_dask(x: Any) -> bool:
+    return type(x).__module__.startswith("dask.")
+
+
+class Run(NamedTuple):
+    """One prediction, resolved once (`plan_run`): the loaded `UNetModel`, the
+    `LabelOptions` with the model's values filled in, and the image's axes."""
+
+    unet: UNetModel
+    options: LabelOptions
+    axes: str
+
+
+def plan_run(model: Any, shape: tuple[int, ...], options: Any = None,
+             axes: str | None = None) -> Run:
+    """The `Run` of ``model`` (a `UNetModel` or a model file, loaded here) on an image of
+    ``shape``: ``options`` (a `LabelOptions`; default: instance labels with the model's
+    values) filled in for it, ``axes`` checked (None: guessed)."""
+    unet = resolve_model(model)
+    options = options if options is not None else LabelOptions()
+    if not isinstance(options, LabelOptions):
+        raise ValueError(f"options must be a LabelOptions or None; got {type(options).__name__}.")
+    axes = arrays.resolve_axes(axes, tuple(shape), unet.config.in_channels)
+    return Run(unet, options.for_unet(unet, axes.replace("C", "")), axes)
+
+
+def iter_run(run: Run, image: Any, **kwargs: Any
+             ) -> Generator[PredictProgress, None, tuple[np.ndarray, np.ndarray]]:
+    """Probabilities and labels of ``image`` for a planned `Run`, from one network pass;
+    yields `PredictProgress`. ``kwargs`` are `iter_predict`'s run options."""
+    probs = yield from iter_probabilities(run.unet, image, axes=run.axes, **kwargs)
+    labels = labels_from_probabilities(probs, run.axes.replace("C", ""), run.options,
+                                       run.unet.target)
+    return probs, labels
+
+
+def iter_segment(model: Any, image: Any, options: Any = None, *, axes: str | None = None,
+                 **kwargs: Any) -> Generator[PredictProgress, None, tuple[np.ndarray, np.ndarray]]:
+    """Like `iter_predict`, but returns ``(probabilities, labels)`` from its one pass.
+
+    ``options`` is a `napari_unet.labels.options.LabelOptions` (default: instance
+    labels with the model's values); the other arguments are those of
+    `iter_predict`. Labels are described in `segment`.
+    """
+    return (yield from iter_run(plan_run(model, np.shape(image), options, axes), image,
+                                **kwargs))
+
+
+def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
+                             axes: str | None = None,
+                             callback: Callable[[PredictProgress], None] | None = None,
+                             **kwargs: Any) -> tuple[Any, Any]:
+    """Probabilities and labels of ``image`` from one network pass (see `iter_segment`).
+
+    For a dask ``image`` both are lazy dask arrays sharing one graph, so
+    computing both runs the network once (see `napari_unet.prediction.lazy`).
+    """
+    if not _is_dask(image):
+        return drain(iter_segment(model, image, options, axes=axes, **kwargs), callback)
+    from .lazy import lazy_labels, predict_dask
+
+    run = plan_run(model, image.shape, options, axes)
+    probs = predict_dask(run.unet, image, axes=run.axes, **kwargs)
+    return probs, lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target)
+
+
+def segment(
+    model: Any,
+    image: Any,
+    *,
+    threshold: float | None = None,
+    instances: bool = True,
+    min_size: int | None = None,
+    split_touching: bool = False,
+    link_planes: bool = False,
+    seed_threshold: float | None = None,
+    axes: str | None = None,
+    callback: Callable[[PredictProgress], None] | None = None,
+    **kwargs: Any,
+) -> np.ndarray:
+    """Label image of ``image``: the spatial shape of the input, smallest integer dtype.
+
+    Foreground models: pixels with probability > ``threshold`` are foreground;
+    with ``instances`` each connected object gets its own id (``split_touching``
+    separates touching objects by a distance-transform watershed). Boundary
+    models (trained on instance labels): objects grow from seeds of interior
+    probability > ``seed_threshold`` over the foreground by a watershed, so
+    touching objects stay apart. Objects under ``min_size`` pixels are removed;
+    ``link_planes`` connects objects across Z instead of labelling each plane
+    alone. Without ``instances`` the result is a 0/1 mask (multi-class models:
+    the class index of each pixel). ``threshold``, ``seed_threshold`` and
+    ``min_size`` default to the model's calibrated values. A dask ``image`` gives
+    lazy labels. Other keyword arguments are those of `iter_predict`; every
+    option is checked before any work.
+    """
+    options = LabelOptions(threshold, instances, min_size, split_touching, link_planes,
+                           seed_threshold)
+    return probabilities_and_labels(model, image, options, axes=axes, callback=callback,
+                                    **kwargs)[1]

@@ -1,0 +1,190 @@
+"""Whole folders: every image of a folder predicted with one model, resumable.
+
+`iter_predict_folder` loads the model once, predicts each TIFF, PNG or zarr
+image of a folder (not its subfolders) in name order, writes the labels (and,
+optionally, the probabilities) under the same name into another folder, and
+yields a `FileResult` per file. Files whose output exists are skipped unless
+``overwrite``, so an interrupted run resumes where it stopped. A failing file is
+recorded and the others go on. At the end ``summary.csv`` lists every file: its
+status, objects, foreground fraction and seconds. `predict_folder` drains it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Callable, Generator
+
+import numpy as np
+
+from ..io.images import IMAGE_SUFFIXES, read_image, write_image
+from ..io.zarr import is_zarr
+from .to_zarr import predict_zarr
+
+__all__ = ["FileResult", "list_images", "iter_predict_folder", "predict_folder", "SUMMARY"]
+
+SUMMARY = "summary.csv"
+
+
+@dataclass
+class FileResult:
+    """One input file: ``status`` is ``"done"``, ``"skipped"`` (its output existed) or
+    ``"failed"`` (``error`` says why); ``objects`` counts instance ids (or classes
+    present, for class maps), ``foreground`` is the labelled fraction of pixels and
+    ``seconds`` the time spent on it; ``index`` counts files from 1 out of ``total``."""
+
+    file: str
+    output: str
+    status: str
+    objects: int | None = None
+    foreground: float | None = None
+    seconds: float = 0.0
+    error: str = ""
+    index: int = 0
+    total: int = 0
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    """The TIFF, PNG and ``.zarr`` images directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"Input folder {str(folder)!r} does not exist or is not a folder.")
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (
+        (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or (p.is_dir() and is_zarr(p))))
+
+
+def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
+          ) -> list[tuple[Path, Path, Path | None]]:
+    """(input, labels output, probabilities output) per image; refuses what could lose data."""
+    for name, folder in (("output folder", out_dir), ("probabilities folder", probabilities_dir)):
+        if folder is not None and os.path.realpath(folder) == os.path.realpath(in_dir):
+            raise ValueError(f"The {name} {str(folder)!r} is the input folder; choose another "
+                             "folder, so that no input can be overwritten.")
+        if folder is not None and not folder.parent.is_dir():
+            raise ValueError(f"Folder {str(folder.parent)!r} does not exist; create it first.")
+    if probabilities_dir is not None and os.path.realpath(probabilities_dir) == os.path.realpath(out_dir):
+        raise ValueError("Probabilities and labels need separate folders (same file names).")
+    images = list_images(in_dir)
+    if not images:
+        raise ValueError(f"No images in {str(in_dir)!r}: expected .tif, .tiff, .png files or "
+                         ".zarr folders directly inside it.")
+    plan, seen = [], {}
+    for image in images:
+        stem = image.name[:-len(".ome.zarr")] if image.name.lower().endswith(".ome.zarr") else image.stem
+        name = stem + (".zarr" if is_zarr(image) else ".tif")
+        if name in seen:
+            raise ValueError(f"{seen[name]!r} and {image.name!r} would both be written as "
+                             f"{name!r}; rename one of them.")
+        seen[name] = image.name
+        plan.append((image, out_dir / name,
+                     None if probabilities_dir is None else probabilities_dir / name))
+    return plan
+
+
+def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, options: Any = None,
+                        *, probabilities_dir: str | Path | None = None, overwrite: bool = False,
+                        axes: str | None = None, **predict_options: Any
+                        ) -> Generator[FileResult, None, list[FileResult]]:
+    """Predict every image of ``in_dir`` into ``out_dir``; yields and returns `FileResult`s.
+
+    ``model``: a `UNetModel` or a model file (loaded once). ``options``: a
+    `LabelOptions` (default: instance labels at the model's threshold). Labels
+    are written as ``<name>.tif`` (``<name>.zarr`` for zarr inputs, computed
+    block by block); with ``probabilities_dir``, float32 probabilities too.
+    ``out_dir`` (and ``probabilities_dir``) are created if missing (their parent
+    must exist); neither may be ``in_dir``. ``predict_options`` are those of `iter_predict`.
+    """
+    from ..labels.options import LabelOptions
+    from ..model.files import resolve_model
+
+    in_dir, out_dir = Path(in_dir), Path(out_dir)
+    probabilities_dir = None if probabilities_dir is None else Path(probabilities_dir)
+    options = LabelOptions() if options is None else options
+    plan = _plan(in_dir, out_dir, probabilities_dir)
+    unet = resolve_model(model)
+    for folder in (out_dir, probabilities_dir):
+        if folder is not None:
+            folder.mkdir(parents=False, exist_ok=True)
+    results = []
+    for index, (source, target, probs_target) in enumerate(plan, 1):
+        if not overwrite and target.exists() and (probs_target is None or probs_target.exists()):
+            result = FileResult(source.name, target.name, "skipped")
+        else:
+            result = _predict_one(unet, source, target, probs_target, options, axes, predict_options)
+        result.index, result.total = index, len(plan)
+        results.append(result)
+        yield result
+    _write_summary(out_dir / SUMMARY, results)
+    return results
+
+
+def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | None,
+                 options: Any, axes: str | None, predict_options: dict) -> FileResult:
+    """Predict one file; a ``ValueError`` or ``OSError`` becomes a ``"failed"`` result."""
+    from .api import probabilities_and_labels
+
+    started = time.perf_counter()
+    try:
+        if is_zarr(source):
+            predict_zarr(unet, source, target, options, probabilities_out=probs_target,
+                         axes=axes, progress=False, **predict_options)
+            import dask.array as da
+
+            labels = da.from_zarr(str(target))
+            objects, foreground = _counts(labels, options)
+        else:
+            probs, labels = probabilities_and_labels(unet, read_image(source), options,
+                                                     axes=axes, **predict_options)
+            write_image(target, labels)
+            if probs_target is not None:
+                write_image(probs_target, probs.astype(np.float32))
+            objects, foreground = _counts(labels, options)
+    except (ValueError, OSError, MemoryError) as err:
+        return FileResult(source.name, target.name, "failed", seconds=time.perf_counter() - started,
+                          error=str(err))
+    return FileResult(source.name, target.name, "done", objects, foreground,
+                      round(time.perf_counter() - started, 3))
+
+
+def _counts(labels: Any, options: Any) -> tuple[int, float]:
+    """(objects, foreground fraction): the largest id for instance labels, else the number
+    of non-zero classes present."""
+    labels = np.asarray(labels)
+    objects = int(labels.max()) if options.instances else int(np.count_nonzero(np.unique(labels)))
+    return objects, round(float(np.count_nonzero(labels)) / labels.size, 6)
+
+
+def _write_summary(path: Path, results: list[FileResult]) -> None:
+    """``summary.csv``: one row per file; skipped files keep their row from the last run."""
+    from ..io.outputs import atomic_path
+
+    previous = {}
+    if path.exists():
+        with open(path, newline="", encoding="utf-8") as f:
+            previous = {row["file"]: row for row in csv.DictReader(f)}
+    names = [f.name for f in fields(FileResult) if f.name not in ("index", "total")]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=names)
+    writer.writeheader()
+    for result in results:
+        row = {k: v for k, v in asdict(result).items() if k in names}
+        old = previous.get(result.file)
+        if result.status == "skipped" and old and old.get("status") == "done":
+            row = {**{k: old.get(k, "") for k in names}, "status": "skipped (done earlier)"}
+        writer.writerow(row)
+    with atomic_path(path) as tmp:
+        tmp.write_text(buffer.getvalue(), encoding="utf-8")
+
+
+def predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, options: Any = None, *,
+                   callback: Callable[[FileResult], None] | None = None,
+                   **kwargs: Any) -> list[FileResult]:
+    """Like `iter_predict_folder`, returning the list of `FileResult`s; ``callback``
+    receives each one as its file finishes."""
+    from ..common.progress import drain
+
+    return drain(iter_predict_folder(model, in_dir, out_dir, options, **kwargs), callback)

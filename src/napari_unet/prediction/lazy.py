@@ -1,0 +1,243 @@
+"""Lazy prediction of dask arrays (napari lazy layers, zarr, data larger than memory).
+
+`predict_dask` returns a dask array of probabilities built block by block: each
+block is read with ``halo`` pixels of context from its neighbours
+(``dask.array.overlap`` with ``boundary="none"``, so image borders are treated
+exactly as in an in-memory pass), predicted with the tiled engine, and cropped
+back. Block edges lie on the ``2**depth`` pooling grid and the normalisation
+statistics are computed once for the whole array, so ``compute()`` equals the
+in-memory `napari_unet.prediction` to float rounding. Any dask scheduler works,
+``dask.distributed`` included: the model travels as its ``.keras`` bytes and
+is loaded once per worker process (see `ModelHandle`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from typing import Any
+
+import numpy as np
+
+from ..common import arrays
+from ..model.costs import round_up
+from ..model.normalization import PercentileNormalization
+from ..model.unet import UNetModel
+
+# Models loaded in this process, by content hash: a dask worker process loads a
+# model once and reuses it for every block. Bounded to the two most recent.
+_LOADED: dict[str, UNetModel] = {}
+_LOAD_COUNT = {"loads": 0}
+_LOAD_LOCK = threading.Lock()
+
+
+def loads_in_this_process() -> int:
+    """How many models this process has loaded from bytes (for tests and diagnostics)."""
+    return _LOAD_COUNT["loads"]
+
+
+class ModelHandle:
+    """A picklable reference to a `UNetModel` for dask tasks.
+
+    In the process that made it, it holds the live model. Pickled (to a dask
+    worker process), it carries the model file's bytes and loads them once per
+    process, shared by all blocks. Calls to the network are serialised per
+    process: TensorFlow already uses every core for one call.
+    """
+
+    def __init__(self, model: UNetModel):
+        self._model = model
+        self._bytes: bytes | None = None
+        self.digest: str | None = None
+        self._lock = threading.Lock()
+
+    def _serialise(self) -> None:
+        if self._bytes is None:
+            from ..model.files import save_model
+
+            with tempfile.TemporaryDirectory() as tmp:
+                path = save_model(self._model, os.path.join(tmp, "model.keras"))
+                self._bytes = path.read_bytes()
+            self.digest = hashlib.sha256(self._bytes).hexdigest()
+
+    def __getstate__(self) -> dict:
+        self._serialise()
+        return {"bytes": self._bytes, "digest": self.digest}
+
+    def __setstate__(self, state: dict) -> None:
+        self._model = None
+        self._bytes, self.digest = state["bytes"], state["digest"]
+        self._lock = threading.Lock()
+
+    def get(self) -> UNetModel:
+        if self._model is not None:
+            return self._model
+        with _LOAD_LOCK:
+            model = _LOADED.get(self.digest)
+            if model is None:
+                from ..model.files import load_model
+
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = os.path.join(tmp, "model.keras")
+                    with open(path, "wb") as fh:
+                        fh.write(self._bytes)
+                    model = load_model(path)
+                _LOAD_COUNT["loads"] += 1
+                while len(_LOADED) >= 2:
+                    _LOADED.pop(next(iter(_LOADED)))
+                _LOADED[self.digest] = model
+        self._model = model
+        return model
+
+    @property
+    def lock(self) -> threading.Lock:
+        return _LOAD_LOCK if self._bytes is not None else self._lock
+
+
+def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
+    """Put C last, one chunk; cut Y/X in blocks on the 2**depth grid, none thinner than the halo."""
+    import dask.array as da
+
+    if "C" in axes:
+        image = da.moveaxis(image, axes.index("C"), -1)
+        axes = axes.replace("C", "") + "C"
+    m = config.size_multiple
+    chunks = {}
+    for i in (axes.index("Y"), axes.index("X")):
+        size = image.shape[i]
+        side = round_up(chunk or max(max(image.chunks[i]), 4 * halo), m)
+        blocks = [side] * (size // side)
+        rest = size - sum(blocks)
+        if rest and blocks and rest < halo:  # a sliver could not lend a full halo
+            blocks[-1] += rest
+        elif rest:
+            blocks.append(rest)
+        chunks[i] = tuple(blocks)
+    if "C" in axes:
+        chunks[len(axes) - 1] = -1
+    return image.rechunk(chunks), axes
+
+
+def lazy_probabilities(image: Any, axes: str, config: Any, normalization: PercentileNormalization,
+                       block_fn: Any, chunk: int | None = None, outputs: int | None = None) -> Any:
+    """Dask array of probabilities; ``block_fn(block, axes, stats, origin)`` predicts one
+    block whose first pixel is at ``origin`` (row, column) of the whole image.
+
+    ``image`` is a dask array with (validated) ``axes``; ``config`` the model's
+    `UNetConfig`. Computes the normalisation statistics of the whole array now
+    (one strided read) and returns the lazy result (see the module docstring).
+    ``outputs``: values per pixel that ``block_fn`` returns on a trailing axis
+    (default: the model's probabilities, no axis for one class).
+    """
+    import dask.array as da
+
+    from ..model.costs import halo as halo_of
+
+    halo = halo_of(config)
+    image, axes = _rechunk(image, axes, config, halo, chunk)
+    planes, _ = arrays.to_planes(image, axes)
+    stats = normalization.statistics(planes)
+    iy, ix = axes.index("Y"), axes.index("X")
+    depth = {i: 0 for i in range(image.ndim)}
+    for i in (iy, ix):  # an axis in one block has no neighbour to borrow context from
+        depth[i] = halo if len(image.chunks[i]) > 1 else 0
+    grown = da.overlap.overlap(image, depth=depth, boundary="none")
+    n_classes = config.n_classes if outputs is None else outputs
+    out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
+    kwargs: dict[str, Any] = {}
+    if n_classes > 1:
+        out_chunks = out_chunks + [(n_classes,)]
+        if "C" not in axes:
+            kwargs["new_axis"] = image.ndim
+    elif "C" in axes:
+        kwargs["drop_axis"] = image.ndim - 1
+    starts = [np.cumsum((0,) + image.chunks[i]).tolist() for i in (iy, ix)]
+    return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats, halo=halo,
+                            iy=iy, ix=ix, starts=starts, dtype=np.float32, chunks=tuple(out_chunks),
+                            meta=np.empty((0,) * len(out_chunks), np.float32), **kwargs)
+
+
+def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: int | None = None,
+                 batch_size: int | None = None, memory_budget: int | None = None,
+                 chunk: int | None = None) -> Any:
+    """Lazy probabilities of a dask array (see the module docstring).
+
+    Returns a float32 dask array with the image's spatial axes (channel axis
+    dropped), plus a trailing class axis for multi-class models. ``chunk``
+    sets the Y/X block side (default: the input's chunks, at least 4 halos,
+    rounded up to a multiple of ``2**depth``).
+    """
+    from functools import partial
+
+    from ..common.checks import check_whole
+    from ..model.files import resolve_model
+    from .tiled import check_run_options
+
+    unet = resolve_model(model)
+    arrays.check_array_type(image)
+    axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
+    arrays.check_channels(axes, image.shape, unet.config.in_channels)
+    check_run_options(unet.config, tile_size, batch_size, memory_budget)
+    if chunk is not None:
+        chunk = check_whole("chunk", chunk, 1, unit=" of pixels")
+    options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
+    block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
+    return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)
+
+
+def _predict_with_handle(block: np.ndarray, axes: str, stats, origin: tuple[int, int],
+                         handle: ModelHandle, options: dict) -> np.ndarray:
+    from ..common.progress import drain
+    from .tiled import iter_probabilities
+
+    model = handle.get()
+    with handle.lock:
+        return drain(iter_probabilities(model, block, axes=axes, stats=stats, **options))
+
+
+def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int,
+                   iy: int, ix: int, starts: list, block_info=None) -> np.ndarray:
+    loc = block_info[0]["chunk-location"]
+    nchunks = block_info[0]["num-chunks"]
+    origin = tuple(int(first[loc[i]]) - (halo if loc[i] > 0 else 0)
+                   for first, i in zip(starts, (iy, ix)))
+    probs = block_fn(block, axes, stats, origin)
+    crop = [slice(None)] * probs.ndim
+    for i in (iy, ix):
+        lo = halo if loc[i] > 0 else 0
+        hi = halo if loc[i] < nchunks[i] - 1 else 0
+        crop[i] = slice(lo, block.shape[i] - hi)
+    return np.ascontiguousarray(probs[tuple(crop)])
+
+
+def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "foreground") -> Any:
+    """Labels from lazy probabilities, block by block (`labels_from_probabilities` with
+    `LabelOptions` ``options``, their None values filled in, and the model's ``target``).
+
+    Masks and class maps are computed per block. Instance labels need whole
+    planes (or whole stacks with ``link_planes``): Y and X (and Z) are merged
+    into one chunk per plane first; ids are unique within each plane (or
+    stack), not across the whole array.
+    """
+    from ..labels.decode import labels_from_probabilities, smallest_label_dtype
+
+    options.decoding  # noqa: B018 - ValueError unless the model's values were filled in
+    classed = target != "foreground"  # the probabilities have a trailing class axis
+    drop = {"drop_axis": probs.ndim - 1} if classed else {}
+    if not options.instances:
+        dtype = smallest_label_dtype(probs.shape[-1] - 1) if target == "classes" else np.uint8
+        return probs.map_blocks(labels_from_probabilities, spatial_axes, options, target,
+                                dtype=dtype, **drop)
+    whole = {spatial_axes.index("Y"): -1, spatial_axes.index("X"): -1}
+    if options.links(spatial_axes):
+        whole[spatial_axes.index("Z")] = -1
+    if classed:
+        whole[probs.ndim - 1] = -1
+    probs = probs.rechunk(whole)
+
+    def label_block(p: np.ndarray) -> np.ndarray:
+        return labels_from_probabilities(p, spatial_axes, options, target).astype(np.uint32)
+
+    return probs.map_blocks(label_block, dtype=np.uint32, **drop)

@@ -1,0 +1,2 @@
+"""Synthetic images with ground truth, made on the spot (no downloads): `nuclei`.
+"""

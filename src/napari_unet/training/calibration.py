@@ -1,0 +1,296 @@
+"""After training: choose how probabilities become labels, and check the model did not collapse.
+
+`calibrate` takes the trained network's probabilities of the annotated planes (or
+of stacks of them, for objects linked in 3D) and picks
+the foreground threshold, the seed threshold and seed split distance (boundary
+models) and the minimum object size that give the best score on the held-out
+validation region: instance AP@0.5 for boundary models (objects cut by the region's
+edge are cut the same way in the truth, so they still match), foreground IoU
+for foreground models. A region of a hundred objects often gives several
+settings a perfect AP@0.5, so ties go to the best mean of AP@0.5, 0.75 and 0.9
+(objects whose outlines fit). Values are searched on small grids, the seed
+settings and the threshold in turn, twice (they interact); the defaults
+(0.5, 0.5, 0) are always compared, so calibration never does worse than them on
+that region. `collapse_warning` names a model that marks
+(almost) everything foreground or background. `calibrate_trained` is the training
+job's last step: it predicts the annotated planes, warns of a collapse and stores the
+chosen `Decoding` (and, for stacks with 3D instance labels, the values for objects
+linked in 3D) on the model.
+
+No Keras here beyond running the network through `napari_unet.prediction.tiled`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..labels.metrics import average_precision, match_counts_at
+from ..model.decoding import Decoding
+from .data import TrainingData, linked_stacks
+
+__all__ = ["Calibration", "calibrate", "calibrate_trained", "collapse_warning",
+           "plane_probabilities"]
+
+THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
+SPLIT_FRACTIONS = (0.5, 0.7, 0.9)  # seed split distances, of the median object radius
+TIE_BREAK_IOUS = (0.5, 0.75, 0.9)  # the first is the score; the mean of all breaks ties
+MIN_OBJECTS = 50  # fewer held-out objects than this: calibrate on all annotated planes
+LINKED_VOXELS = 4_000_000  # at most this many voxels of 3D labels calibrate linked decoding
+PLANE_PIXELS = 16_000_000  # at most this many pixels of annotated planes are predicted
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The chosen `Decoding` and what it scored: ``metric`` (``"ap@0.5"`` or
+    ``"foreground_iou"``) measured on ``measured_on`` (the ``"validation"`` region or all
+    ``"annotated"`` planes, holding ``objects`` objects) with these values (``score``) and
+    with the defaults 0.5 / 0.5 / 0 (``default_score``)."""
+
+    decoding: Decoding
+    metric: str
+    score: float
+    default_score: float
+    measured_on: str
+    objects: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record a model keeps in ``info["calibration"]``: the values and the scores."""
+        return {**self.decoding.to_dict(), "metric": self.metric, "score": self.score,
+                "default_score": self.default_score, "measured_on": self.measured_on,
+                "objects": self.objects}
+
+
+def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Probabilities of already normalised float32 (H, W, C) planes: (H, W) for a foreground
+    model, (H, W, K) otherwise."""
+    from ..common.progress import drain
+    from ..prediction.tiled import iter_probabilities
+
+    out = []
+    for plane in planes:
+        c = plane.shape[-1]
+        identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
+        out.append(drain(iter_probabilities(unet, plane, axes="YXC", stats=identity)))
+    return out
+
+
+def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+              regions: Sequence[np.ndarray] | None) -> Calibration | None:
+    """Best label settings for ``unet`` (a `UNetModel`) on planes it predicted as ``probs``.
+
+    ``probs`` are (H, W) or (H, W, K) planes, or (Z, H, W, K) volumes decoded in 3D;
+    ``truths`` are their labels (instance ids, or a 0/1 mask for a foreground
+    model); ``regions`` are boolean masks of the held-out validation pixels
+    (None, or holding fewer than `MIN_OBJECTS` objects: all pixels count). Returns
+    None for models whose labels need no settings (``"classes"``).
+    """
+    if unet.target == "classes":
+        return None
+    measured_on = "validation"
+    if regions is None or _objects(truths, regions) < MIN_OBJECTS:
+        regions, measured_on = [np.ones(t.shape, bool) for t in truths], "annotated"
+    probs, truths, regions = _crop_to_regions(probs, truths, regions)
+    truths = [np.where(r, t, 0) for t, r in zip(truths, regions)]
+    if unet.target == "boundary":
+        return _calibrate_instances(probs, truths, regions, measured_on)
+    return _calibrate_foreground(probs, truths, regions, measured_on)
+
+
+def _crop_to_regions(probs, truths, regions, margin: int = 32):
+    """Only the planes that hold region pixels, each cut to the box around them plus
+    ``margin`` px of context (decoding near the region then sees what a whole plane
+    would), so calibration decodes little more than the held-out blocks."""
+    out = ([], [], [])
+    for p, t, r in zip(probs, truths, regions):
+        if not r.any():
+            continue
+        box = tuple(slice(max(0, int(ix.min()) - margin), int(ix.max()) + 1 + margin)
+                    for ix in np.nonzero(r))
+        for kept, a in zip(out, (p, t, r)):
+            kept.append(a[box])
+    return out
+
+
+def _objects(truths: Sequence[np.ndarray], regions: Sequence[np.ndarray]) -> int:
+    return sum(len(np.unique(t[r & (t > 0)])) for t, r in zip(truths, regions))
+
+
+def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
+    def iou(threshold: float) -> float:
+        both = union = 0
+        for p, t, r in zip(probs, truths, regions):
+            pred, true = (p > threshold) & r, t > 0
+            both += np.count_nonzero(pred & true)
+            union += np.count_nonzero(pred | true)
+        return both / union if union else 1.0
+
+    scores = {th: iou(th) for th in sorted(set(THRESHOLDS) | {0.2, 0.8})}
+    best = max(scores, key=lambda th: (scores[th], -abs(th - 0.5)))
+    return Calibration(Decoding(best), "foreground_iou", round(scores[best], 4),
+                       round(scores[0.5], 4), measured_on, _objects(truths, regions))
+
+
+def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
+    """The boundary model's best values (see the module docstring): seed threshold and split
+    distance, then the foreground threshold, twice; then the minimum size."""
+    score = _instance_scores(probs, truths, regions)
+    sizes, splits = _size_and_split_grids(truths)
+    start, threshold = sizes[len(sizes) // 2], 0.5
+    for _ in range(2):
+        grid = {(seed, split): score(threshold, seed, start, split)
+                for seed in SEED_THRESHOLDS for split in splits}
+        seed, split = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5), k[1] == 0))
+        by_threshold = {th: score(th, seed, start, split) for th in THRESHOLDS}
+        threshold = max(by_threshold, key=lambda th: (by_threshold[th], -abs(th - 0.5)))
+    by_size = {size: score(threshold, seed, size, split) for size in sizes}
+    min_size = max(by_size, key=lambda size: (by_size[size], -size))
+    best, default = by_size[min_size], score(0.5, 0.5, 0, 0)
+    if default >= best:  # never worse than the defaults on this region
+        threshold, seed, min_size, split, best = 0.5, 0.5, 0, 0, default
+    return Calibration(Decoding(threshold, seed, min_size, split), "ap@0.5", round(best[0], 4),
+                       round(default[0], 4), measured_on, _objects(truths, regions))
+
+
+def _instance_scores(probs, truths, regions):
+    """``score(threshold, seed, min_size, split)``: ``(AP@0.5, mean AP at IoU 0.5, 0.75 and
+    0.9)`` of the decoded ``probs`` inside ``regions``, pooled over the planes (memoised)."""
+    from ..labels.decode import decode_boundaries
+
+    seen: dict[tuple, tuple[float, float]] = {}
+
+    def score(threshold: float, seed: float, min_size: int, split: int) -> tuple[float, float]:
+        key = (threshold, seed, min_size, split)
+        if key not in seen:
+            counts = np.zeros((len(TIE_BREAK_IOUS), 3), np.int64)
+            for p, t, r in zip(probs, truths, regions):
+                decoding = Decoding(threshold, seed, min_size, split)
+                labels = np.where(r, decode_boundaries(p, decoding), 0)
+                counts += match_counts_at(labels, t, TIE_BREAK_IOUS)
+            aps = [average_precision(*row) for row in counts.tolist()]
+            seen[key] = (aps[0], float(np.mean(aps)))
+        return seen[key]
+
+    return score
+
+
+def _size_and_split_grids(truths) -> tuple[list[int], list[int]]:
+    """Minimum sizes (`SIZE_FRACTIONS` of the median object area, or volume for 3D truths)
+    and seed split distances (0 and `SPLIT_FRACTIONS` of the median object radius) to try,
+    in pixels."""
+    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
+    median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0
+    sizes = sorted({int(round(f * median)) for f in SIZE_FRACTIONS})
+    radius = (np.sqrt(median / np.pi) if truths[0].ndim == 2
+              else np.cbrt(3.0 * median / (4.0 * np.pi)))
+    return sizes, sorted({0} | {int(round(f * radius)) for f in SPLIT_FRACTIONS} - {1})
+
+
+def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],
+                     annotated: Sequence[np.ndarray]) -> str:
+    """A sentence when the predicted ``foreground`` masks cover (almost) all or none of the
+    ``annotated`` pixels while the ``truths`` (boolean foreground) do not; else ``""``."""
+    pred = sum(np.count_nonzero(f & a) for f, a in zip(foreground, annotated))
+    true = sum(np.count_nonzero(t & a) for t, a in zip(truths, annotated))
+    total = max(1, sum(np.count_nonzero(a) for a in annotated))
+    pred_share, true_share = pred / total, true / total
+    if pred_share > 0.98 and true_share < 0.9:
+        what = "almost every pixel as foreground"
+    elif pred_share < 0.02 and true_share > 0.05:
+        what = "almost every pixel as background"
+    else:
+        return ""
+    return (f"The trained model predicts {what} ({pred_share:.0%} foreground where the labels "
+            f"have {true_share:.0%}): it has collapsed and its labels are useless. Train longer "
+            "or with more annotations, lower the learning rate, or turn batch norm off for short "
+            "runs.")
+
+
+def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
+                      train_targets: Sequence[np.ndarray]) -> None:
+    """After training ``unet`` (a `UNetModel`) with ``settings`` on ``data`` (whose
+    validation pixels are annotated in ``data.targets`` but not in ``train_targets``):
+    warn when the model marks (almost) everything one way (``info["collapse_warning"]``),
+    and for dense labels (unless ``settings.calibrate`` is off) choose its `Decoding` on
+    the held-out region (``info["calibration"]``); for a boundary model trained on 3D
+    instance labels also its values for objects linked in 3D (``linked_decoding``,
+    ``info["calibration_linked"]``). The model gets them through `UNetModel.update`."""
+    held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
+    planes = _calibration_planes(data.targets, held)
+    probs = plane_probabilities(unet, [data.images[i] for i in planes])
+    info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, planes)}
+    if settings.label_mode != "dense" or not settings.calibrate:
+        unet.update(info=info)
+        return
+    changes: dict[str, Any] = {"linked_decoding": None}  # earlier values fit other weights
+    info.pop("calibration_linked", None)
+    kept = [data.truths[i] if unet.target == "boundary" else (data.truths[i] > 0)
+            for i in planes]
+    result = calibrate(unet, probs, kept, [held[i] for i in planes])
+    if result is not None:
+        changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
+    runs = (_within_limit(linked_stacks(data.sources, data.truths), data.targets, LINKED_VOXELS)
+            if unet.target == "boundary" else [])
+    if runs:
+        linked = _calibrate_linked(unet, runs, data, held, dict(zip(planes, probs)))
+        changes["linked_decoding"], info["calibration_linked"] = linked.decoding, linked.to_dict()
+    unet.update(info=info, **changes)
+
+
+def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: list[int]) -> str:
+    """`collapse_warning` of the predicted ``planes`` (also given as a ``RuntimeWarning``)."""
+    if unet.target == "foreground":
+        foreground = [p > unet.decoding.threshold for p in probs]
+    else:
+        foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
+    message = collapse_warning(foreground, [data.targets[i] > 0 for i in planes],
+                               [data.targets[i] >= 0 for i in planes])
+    if message:
+        warnings.warn(message, RuntimeWarning, stacklevel=5)
+    return message
+
+
+def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held: list,
+                      predicted: dict[int, np.ndarray]) -> Calibration:
+    """Calibrate decoding with objects linked in 3D on the ``runs`` of Z planes that hold 3D
+    instance labels (`napari_unet.training.data.linked_stacks`): each run's probabilities
+    (reusing the ``predicted`` planes), truths and ``held``-out pixels become volumes."""
+    missing = [i for run in runs for i in run if i not in predicted]
+    predicted = {**predicted, **dict(zip(missing, plane_probabilities(
+        unet, [data.images[i] for i in missing])))}
+    volumes = [np.stack([predicted[i] for i in run]) for run in runs]
+    return calibrate(unet, volumes, [np.stack([data.truths[i] for i in run]) for run in runs],
+                     [np.stack([held[i] for i in run]) for run in runs])
+
+
+def _within_limit(runs: list[list[int]], ys: list, limit: int = PLANE_PIXELS) -> list[list[int]]:
+    """The leading ``runs`` of planes that fit in ``limit`` pixels in all; the last one kept
+    may be cut to fit (never below 3 planes, so the first run is always kept)."""
+    kept, total = [], 0
+    for run in runs:
+        fit = run[:max(3, (limit - total) // ys[run[0]].size)]
+        size = sum(ys[i].size for i in fit)
+        if kept and total + size > limit:
+            break
+        kept.append(fit)
+        total += size
+    return kept
+
+
+def _calibration_planes(ys: list, held: list, limit: int = PLANE_PIXELS) -> list[int]:
+    """Indices of the planes calibration predicts: those with ``held``-out pixels first,
+    then the others, up to ``limit`` pixels in all (at least one plane)."""
+    first = [i for i, h in enumerate(held) if h.any()]
+    order = first + sorted(set(range(len(ys))) - set(first))
+    chosen, total = [], 0
+    for i in order:
+        if chosen and total + ys[i].size > limit:
+            break
+        chosen.append(i)
+        total += ys[i].size
+    return chosen

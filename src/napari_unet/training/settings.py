@@ -1,0 +1,153 @@
+"""`TrainSettings`: how to train, every value checked when it is made, and the automatic
+training length (`TrainSettings.schedule`). No Keras here: front ends make settings
+and send them to wherever training runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..common.checks import check_switch, check_whole, is_real, is_whole
+from ..model.config import UNetConfig
+from .data import LABEL_MODES, TARGETS
+
+__all__ = ["TrainSettings", "LOSSES"]
+
+LOSSES = ("bce", "bce_dice")
+MIN_AUTO_BATCHES, MAX_AUTO_BATCHES = 200, 2000  # batches in all when epochs are automatic
+MAX_AUTO_EPOCHS = 1000  # automatic epochs with a time budget
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How to train (the keyword arguments of `iter_train`), checked when created.
+
+    ``patch_size`` (side in pixels of the random patches, a multiple of
+    2**depth), ``batch_size``, ``epochs`` (None: sized from the annotated pixels
+    and ``time_budget``, see `schedule`), ``learning_rate`` (Adam),
+    ``steps_per_epoch`` (default: the annotated pixels about twice, at least
+    10), ``validation_fraction`` (share of annotated blocks held out), ``loss``
+    (``"bce"`` or ``"bce_dice"``), ``label_mode``, ``augment`` (True: flips,
+    rotations, elastic deformation, intensity, gamma, noise; False: none; or a
+    dict / `napari_unet.training.augmentation.Augmentation` switching each, e.g.
+    ``{"blur": True}``), ``seed`` (reproducible sampling, augmentation and
+    dropout), ``data_parallel`` (None: split each batch across all local GPUs
+    when there are several; True: across all local devices, at least two;
+    False: one device; see `napari_unet.backend.parallel.DataParallel`),
+    ``target`` (``"auto"``: ``"boundary"`` for instance labels, see
+    `napari_unet.training.data.choose_target`), ``boundary_width`` (px, 1-3),
+    ``border_weight`` and ``border_sigma`` (the U-Net paper's extra loss weight
+    ``w0 * exp(-(d1 + d2)**2 / (2 sigma**2))`` where objects come close, see
+    `napari_unet.labels.targets.border_weights`; ``border_weight`` is w0, 0 = off, the
+    paper's 10; ``border_sigma`` in px, the paper's 5; dense instance labels only),
+    ``patience`` (epochs without a better validation IoU before training ends;
+    the learning rate halves after half as many; None: never), ``time_budget``
+    (seconds, then training ends as if stopped), ``calibrate`` (choose the
+    label thresholds on the validation blocks, `napari_unet.training.calibration`) and
+    ``freeze_encoder`` (fine-tuning: the encoder and bottleneck keep their weights,
+    only the decoder learns).
+    """
+
+    patch_size: int = 128
+    batch_size: int = 8
+    epochs: int | None = None
+    steps_per_epoch: int | None = None
+    learning_rate: float = 1e-3
+    validation_fraction: float = 0.15
+    loss: str = "bce"
+    label_mode: str = "dense"
+    augment: Any = True
+    seed: int | None = None
+    data_parallel: bool | None = None
+    target: str = "auto"
+    boundary_width: int = 2
+    border_weight: float = 0.0
+    border_sigma: float = 5.0
+    patience: int | None = 8
+    time_budget: float | None = None
+    calibrate: bool = True
+    freeze_encoder: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("patch_size", "batch_size"):
+            check_whole(name, getattr(self, name), 1)
+        if self.epochs is not None and (not is_whole(self.epochs) or self.epochs < 1):
+            raise ValueError(f"epochs must be a whole number >= 1, or None to size training "
+                             f"from the annotated pixels; got {self.epochs!r}.")
+        if self.steps_per_epoch is not None and (not is_whole(self.steps_per_epoch)
+                                                 or self.steps_per_epoch < 1):
+            raise ValueError(f"steps_per_epoch must be a whole number >= 1, or None for about "
+                             f"two passes over the annotations; got {self.steps_per_epoch!r}.")
+        if not is_real(self.learning_rate) or self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be a finite number > 0 (e.g. 1e-3); got "
+                             f"{self.learning_rate!r}.")
+        if not is_real(self.validation_fraction) or not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(f"validation_fraction must be in [0, 1); got {self.validation_fraction!r}.")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.label_mode not in LABEL_MODES:
+            raise ValueError(f"label_mode must be one of {LABEL_MODES}; got {self.label_mode!r}.")
+        from .augmentation import Augmentation
+
+        object.__setattr__(self, "augment", Augmentation.from_setting(self.augment))
+        if self.seed is not None and not is_whole(self.seed):
+            raise ValueError(f"seed must be a whole number or None; got {self.seed!r}.")
+        if self.data_parallel is not None:
+            check_switch("data_parallel", self.data_parallel)
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}; got {self.target!r}.")
+        check_whole("boundary_width", self.boundary_width, 1, 3)
+        if not is_real(self.border_weight) or not 0 <= self.border_weight <= 100:
+            raise ValueError(f"border_weight must be a number from 0 (off) to 100 (the U-Net "
+                             f"paper uses 10); got {self.border_weight!r}.")
+        if not is_real(self.border_sigma) or not 0 < self.border_sigma <= 100:
+            raise ValueError(f"border_sigma must be a number of pixels in (0, 100] (the U-Net "
+                             f"paper uses 5); got {self.border_sigma!r}.")
+        if self.patience is not None:
+            check_whole("patience", self.patience, 1, unit=" of epochs")
+        if self.time_budget is not None and (not is_real(self.time_budget)
+                                             or self.time_budget <= 0):
+            raise ValueError(f"time_budget must be a number of seconds > 0, or None; got "
+                             f"{self.time_budget!r}.")
+        check_switch("calibrate", self.calibrate)
+        check_switch("freeze_encoder", self.freeze_encoder)
+
+    def check_for(self, config: UNetConfig, target: str) -> None:
+        """Raise ``ValueError`` unless the patches fit the network's pooling grid and border
+        weights, if on, have instance labels to come from (``target``: the network's)."""
+        m = config.size_multiple
+        if self.patch_size % m:
+            raise ValueError(f"patch_size must be a positive multiple of 2**depth = {m}; got "
+                             f"{self.patch_size!r}.")
+        if self.border_weight and (self.label_mode != "dense" or target == "classes"):
+            raise ValueError("border_weight needs dense instance labels (one id per object) for "
+                             f"a boundary or foreground network; got label_mode "
+                             f"{self.label_mode!r} and target {target!r}. Set it to 0 "
+                             "(--border-weight on the command line).")
+
+    def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
+        """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
+
+        Batches per epoch: as set, or about two passes over the annotated pixels (at
+        least 10). Epochs: as set; with a ``time_budget``, `MAX_AUTO_EPOCHS` (the budget
+        or early stopping ends training); else about 20 passes over the annotated
+        pixels, but at least `MIN_AUTO_BATCHES` and at most `MAX_AUTO_BATCHES` batches
+        in all, in 5 to 100 epochs (5 epochs of more than 400 batches exceed the cap): a few scribbles still get a few hundred batches, and
+        a large dataset is not trained for hours by default.
+        """
+        annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
+        passes = annotated / (self.patch_size**2 * self.batch_size)  # batches per pass
+        steps = (int(self.steps_per_epoch) if self.steps_per_epoch is not None
+                 else max(10, math.ceil(2 * passes)))
+        if self.epochs is not None:
+            return int(self.epochs), steps
+        if self.time_budget is not None:
+            return MAX_AUTO_EPOCHS, steps
+        epochs = math.ceil(max(20 * passes, MIN_AUTO_BATCHES) / steps)
+        if epochs * steps > MAX_AUTO_BATCHES:
+            epochs = MAX_AUTO_BATCHES // steps
+        return int(np.clip(epochs, 5, 100)), steps

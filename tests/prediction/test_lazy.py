@@ -1,0 +1,85 @@
+"""Lazy (dask) prediction: same result as in memory, any scheduler, model loaded once per worker."""
+
+import dask.array as da
+import numpy as np
+import pytest
+
+from napari_unet import predict, segment
+from napari_unet.model.config import UNetConfig
+from napari_unet.model.decoding import Decoding
+from napari_unet.model.unet import UNetModel
+
+
+@pytest.fixture(scope="module")
+def model():
+    return UNetModel.new(UNetConfig(depth=2, start_neurons=4))
+
+
+@pytest.mark.parametrize("shape, axes, chunks", [
+    ((203, 157), "YX", (64, 48)),
+    ((3, 150, 170), "ZYX", (1, 70, 90)),
+    ((2, 2, 70, 90), "TZYX", (1, 2, 40, 40)),
+])
+def test_dask_in_gives_dask_out_equal_to_in_memory(model, shape, axes, chunks):
+    image = np.random.default_rng(0).random(shape).astype(np.float32)
+    lazy = predict(model, da.from_array(image, chunks=chunks), axes=axes)
+    assert isinstance(lazy, da.Array) and lazy.shape == shape and lazy.dtype == np.float32
+    assert np.abs(lazy.compute() - predict(model, image, axes=axes)).max() <= 1e-4
+
+
+def test_rgb_and_multiclass_lazy():
+    image = np.random.default_rng(1).random((100, 120, 3)).astype(np.float32)
+    rgb = UNetModel.new(UNetConfig(depth=2, start_neurons=4, in_channels=3, n_classes=3))
+    lazy = predict(rgb, da.from_array(image, chunks=(50, 60, 3)), axes="YXC")
+    assert lazy.shape == (100, 120, 3)
+    np.testing.assert_allclose(lazy.compute(), predict(rgb, image, axes="YXC"), atol=1e-4)
+    classes = segment(rgb, da.from_array(image, chunks=(50, 60, 3)), axes="YXC")
+    assert isinstance(classes, da.Array)
+    np.testing.assert_array_equal(classes.compute(), segment(rgb, image, axes="YXC"))
+
+
+def test_lazy_labels(model):
+    image = np.random.default_rng(2).random((2, 90, 110)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(1, 45, 55))
+    mask = segment(model, lazy, instances=False, threshold=0.5)
+    assert isinstance(mask, da.Array) and mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask.compute(), segment(model, image, instances=False, threshold=0.5))
+    labels = segment(model, lazy, threshold=0.5).compute()
+    ref = segment(model, image, threshold=0.5)
+    np.testing.assert_array_equal(labels > 0, ref > 0)
+
+
+def test_zarr_on_a_distributed_cluster_loads_the_model_once_per_worker(model, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    zarr = pytest.importorskip("zarr")
+    from napari_unet.prediction.lazy import loads_in_this_process
+
+    image = np.random.default_rng(3).random((2, 200, 180)).astype(np.float32)
+    store = str(tmp_path / "image.zarr")
+    z = zarr.open_array(store, mode="w", shape=image.shape, chunks=(1, 64, 64), dtype="f4")
+    z[:] = image
+    lazy = predict(model, da.from_zarr(store), axes="ZYX", chunk=64)
+    assert lazy.npartitions >= 8
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        result = client.compute(lazy).result()
+        loads = client.run(loads_in_this_process)
+    assert np.abs(result - predict(model, image, axes="ZYX")).max() <= 1e-4
+    assert sorted(loads.values()) and all(n <= 1 for n in loads.values())
+    assert sum(loads.values()) >= 1
+
+
+def test_lazy_labels_of_a_boundary_model_equal_the_eager_ones():
+    boundary = UNetModel.new(UNetConfig(depth=2, start_neurons=4, n_classes=3), target="boundary",
+                             decoding=Decoding(seed_threshold=0.34))
+    image = np.random.default_rng(3).random((2, 90, 110)).astype(np.float32)
+    lazy = da.from_array(image, chunks=(1, 45, 55))
+    for instances in (True, False):
+        eager = segment(boundary, image, instances=instances)
+        lazy_labels = segment(boundary, lazy, instances=instances)
+        assert isinstance(lazy_labels, da.Array)
+        computed = lazy_labels.compute()
+        for plane, expected in zip(computed, eager):  # lazy ids restart in every plane
+            offset = int(expected[expected > 0].min()) - 1 if expected.any() else 0
+            np.testing.assert_array_equal(plane, np.where(expected > 0, expected - offset, 0))
