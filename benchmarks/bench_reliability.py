@@ -89,7 +89,11 @@ def memory(cycles: int) -> dict:
     done = subprocess.run([sys.executable, "-c", SOAK, str(cycles)], env=env,
                           capture_output=True, text=True, check=True)
     rss = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"cycles": cycles, "rss_mib": rss, "growth_from_cycle_3_mib": round(rss[-1] - rss[2], 1)}
+    import numpy as np
+
+    return {"cycles": cycles, "rss_mib": rss, "growth_from_cycle_3_mib": round(rss[-1] - rss[2], 1),
+            "growth_median_3_7_to_16_20_mib": round(float(np.median(rss[15:])
+                                                          - np.median(rss[2:7])), 1)}
 
 
 def main() -> None:

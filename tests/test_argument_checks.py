@@ -163,3 +163,11 @@ def test_dask_inputs_are_checked_before_a_graph_is_built(random_tiny):
     thin = np.random.default_rng(1).random((1, 700)).astype(np.float32)
     lazy = predict(random_tiny, da.from_array(thin, chunks=(1, 200)))
     np.testing.assert_allclose(lazy.compute(), predict(random_tiny, thin), atol=1e-6)
+
+
+@pytest.mark.parametrize("sizes", [{"patch_size": 30000}, {"batch_size": 2_000_000},
+                                   {"batch_size": 10**9}])
+def test_training_sizes_beyond_the_machine_are_a_value_error_before_any_allocation(nuclei,
+                                                                                   sizes):
+    with pytest.raises(ValueError, match="GiB are free; use smaller patches or batches"):
+        train(*nuclei, TINY, verbose=False, **sizes)

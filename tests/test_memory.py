@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
 import napari_unet
 
 # Runs in a fresh interpreter so other tests' models and caches do not blur the figures.
@@ -32,5 +34,7 @@ def test_repeated_training_does_not_grow_memory():
     done = subprocess.run([sys.executable, "-c", SOAK], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     rss = json.loads(done.stdout.strip().splitlines()[-1])
-    growth = rss[19] - rss[2]
-    assert growth < 50, f"RSS grew {growth:.0f} MiB from cycle 3 to 20: {[round(r) for r in rss]}"
+    # medians of cycles 3-7 and 16-20: one cycle's resident size wobbles by 10-30 MiB
+    growth = float(np.median(rss[15:]) - np.median(rss[2:7]))
+    assert growth < 20, f"RSS grew {growth:.0f} MiB from cycles 3-7 to 16-20: " \
+                        f"{[round(r) for r in rss]}"

@@ -260,3 +260,71 @@ def test_info_on_a_bad_model_file_is_one_line(files, capsys):
             dst.writestr(item, data)
     assert main(["info", str(bad)]) == 2
     assert "bad.keras" in _err_line(capsys)
+
+
+@pytest.mark.parametrize("argv", [
+    ["predict", "m.keras", "in.tif", "out.tif", "--tile-size", "0"],
+    ["predict", "m.keras", "in.tif", "out.tif", "--threshold", "nan"],
+    ["predict", "m.keras", "in.tif", "out.tif", "--uncertainty", "u.tif", "--passes", "1000000"],
+    ["train", "--images", "i", "--masks", "m", "--out", "o.keras", "--epochs", "-1"],
+    ["train", "--images", "i"],
+])
+def test_option_errors_are_one_line_without_the_usage(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"napari-unet {argv[0]}: error: ")
+
+
+def test_info_into_a_closed_pipe_ends_quietly(files):
+    """``napari-unet info m.keras | head -c 10``: no "Broken pipe" message, status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "napari_unet.cli", "info", files["model"]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.read(10)
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and b"Broken pipe" not in err, err.decode()[-2000:]
+
+
+def test_a_full_disk_replaces_no_output_and_names_the_file(files, capsys, monkeypatch):
+    """--overwrite with labels and probabilities: the second write fails (no space left),
+    so neither old output is replaced, and the one line names the file."""
+    import errno
+
+    from napari_unet.io import images
+
+    labels, probs = files["dir"] / "labels.tif", files["dir"] / "probs.tif"
+    labels.write_bytes(b"old labels")
+    probs.write_bytes(b"old probabilities")
+    real = images._write
+
+    def full_disk(path, suffix, array):
+        if array.dtype == np.float32:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, suffix, array)
+
+    monkeypatch.setattr(images, "_write", full_disk)
+    argv = ["predict", files["model"], files["image"], str(labels), "--probabilities", str(probs),
+            "--overwrite"]
+    assert main(argv) == 2
+    line = _err_line(capsys)
+    assert "No space left on device" in line and "probs.tif" in line
+    assert labels.read_bytes() == b"old labels" and probs.read_bytes() == b"old probabilities"
+    assert sorted(p.name for p in files["dir"].iterdir() if p.name.startswith(".")) == []
+
+
+def test_uncertainty_options_are_checked_before_any_output_is_written(files, capsys):
+    out = files["dir"] / "o.tif"
+    assert main(["predict", files["model"], files["image"], str(out), "--uncertainty",
+                 str(files["dir"] / "u.png")]) == 2
+    assert "--uncertainty must be a .tif file" in _err_line(capsys) and not out.exists()
+
+
+def test_absurd_training_sizes_are_refused_before_anything_is_allocated(files, capsys):
+    base = ["train", "--images", str(files["dir"] / "images"), "--masks",
+            str(files["dir"] / "masks"), "--out", str(files["dir"] / "n.keras")]
+    for option, value in (("--patch-size", "30000"), ("--batch-size", "2000000")):
+        assert main(base + [option, value]) == 2
+        assert "GiB are free; use smaller patches or batches" in _err_line(capsys)
+    assert not (files["dir"] / "n.keras").exists()

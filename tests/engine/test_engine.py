@@ -225,3 +225,22 @@ def test_a_script_without_a_main_guard_builds_trains_and_runs(tmp_path):
                           timeout=600, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines() == ["done (64, 64)"]
+
+
+def test_a_suspended_engine_is_reported_and_the_next_call_starts_a_fresh_one():
+    """An engine stopped with SIGSTOP cannot answer: the call waiting for it says so
+    (`EngineStalled`) instead of blocking for ever, and the next call starts anew."""
+    import os
+    import signal
+
+    from napari_unet.engine.client import EngineStalled
+
+    eng = EngineClient()
+    try:
+        eng.device()
+        os.kill(eng._proc.pid, signal.SIGSTOP)
+        with pytest.raises(EngineStalled, match="is stopped and cannot answer"):
+            eng.device()
+        assert eng.device().startswith(("CPU", "GPU")) and eng.alive
+    finally:
+        eng.close()

@@ -125,3 +125,35 @@ def test_zarr_images_in_a_folder_are_predicted_block_by_block(tmp_path, trained_
     assert results[0].status == "done", results[0].error
     written = np.asarray(zarr.open_array(str(tmp_path / "out" / "big.zarr"), mode="r"))
     assert written.shape == image.shape and results[0].objects == int(written.max())
+
+
+def test_a_truncated_or_empty_output_is_done_again_not_skipped(folder, tmp_path, trained_tiny):
+    out = tmp_path / "labels"
+    predict_folder(trained_tiny, folder, out)
+    (out / "cell0.tif").write_bytes(b"")
+    whole = (out / "cell1.tif").read_bytes()
+    (out / "cell1.tif").write_bytes(whole[:100])
+    tifffile.imwrite(out / "cell2.tif", np.zeros((5, 5), np.uint8))  # readable, wrong shape
+    results = predict_folder(trained_tiny, folder, out)
+    assert [r.status for r in results] == ["done"] * 3
+    assert tifffile.imread(out / "cell1.tif").shape == (64, 80)
+    assert [r.status for r in predict_folder(trained_tiny, folder, out)] == ["skipped"] * 3
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_model_is_loaded(folder, tmp_path,
+                                                                            monkeypatch):
+    """(As root every folder is writable: the check is shown with os.access answering as
+    it does for a user without write permission.)"""
+    import os
+
+    from napari_unet.model import files
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: real(p, mode) and str(p) != str(locked))
+    monkeypatch.setattr(files, "load_model", lambda path: pytest.fail("the model was loaded"))
+    with pytest.raises(ValueError, match="is not writable"):
+        predict_folder(str(tmp_path / "model.keras"), folder, locked / "out")
+    with pytest.raises(ValueError, match="is not writable"):
+        predict_folder(str(tmp_path / "model.keras"), folder, locked)

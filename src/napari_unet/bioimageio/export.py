@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..model.files import PACKAGE_ATTACHMENT as ATTACHMENT
+from ..model.package import PACKAGE_ATTACHMENT as ATTACHMENT
 
 __all__ = ["export_bioimageio", "import_bioimageio", "EXPORT_EPSILON"]
 

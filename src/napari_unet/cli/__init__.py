@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as err:  # noqa: BLE001 - every failure ends in one line and a status
         if isinstance(err, SystemExit):
             raise
+        if isinstance(err, BrokenPipeError):  # e.g. `napari-unet info m.keras | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         status, message = _failure(err)
         if args.debug:
             import traceback

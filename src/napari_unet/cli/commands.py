@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .progress import StopOnInterrupt, train_callback
 
@@ -36,6 +37,20 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         open_demo_viewer(Path(args.out))
     return 0
+
+
+def _train_settings(args: argparse.Namespace) -> Any:
+    """The `TrainSettings` of the command's options (checked here, before any file is read)."""
+    from ..training.settings import TrainSettings
+
+    return TrainSettings(patch_size=args.patch_size, batch_size=args.batch_size,
+                         epochs=args.epochs, time_budget=args.time_budget,
+                         steps_per_epoch=args.steps, learning_rate=args.lr,
+                         validation_fraction=args.validation, loss=args.loss,
+                         label_mode=args.label_mode, seed=args.seed, target=args.target,
+                         boundary_width=args.boundary_width, border_weight=args.border_weight,
+                         border_sigma=5.0 if args.border_sigma is None else args.border_sigma,
+                         freeze_encoder=args.freeze_encoder)
 
 
 def _read_config(args: argparse.Namespace, first_image, names: list[str]):
@@ -79,22 +94,15 @@ def cmd_train(args: argparse.Namespace) -> int:
                          "--border-weight too (the U-Net paper uses 10).")
     if args.freeze_encoder and not args.model:
         raise ValueError("--freeze-encoder fine-tunes a trained model: give it with --model.")
+    settings = _train_settings(args)
     images, masks, names = read_training_folder(args.images, args.masks)
     config = _read_config(args, images[0], names) if not args.model else load_model(args.model)
+    settings.check_memory(getattr(config, "config", config))  # before a word is printed
     print(f"training on {len(images)} image(s) from {args.images}", file=sys.stderr)
     callback = train_callback("training")
     with StopOnInterrupt() as interrupt:
-        result = train(images, masks, config, patch_size=args.patch_size,
-                       batch_size=args.batch_size, epochs=args.epochs,
-                       time_budget=args.time_budget,
-                       steps_per_epoch=args.steps, learning_rate=args.lr,
-                       validation_fraction=args.validation, loss=args.loss,
-                       label_mode=args.label_mode, axes=args.axes, seed=args.seed,
-                       target=args.target, boundary_width=args.boundary_width,
-                       border_weight=args.border_weight,
-                       border_sigma=5.0 if args.border_sigma is None else args.border_sigma,
-                       freeze_encoder=args.freeze_encoder, callback=callback, verbose=False,
-                       should_stop=interrupt, names=names)
+        result = train(images, masks, config, settings=settings, axes=args.axes,
+                       callback=callback, verbose=False, should_stop=interrupt, names=names)
     callback.close()
     save_model(result.model, args.out)
     info = result.model.info

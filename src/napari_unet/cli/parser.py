@@ -11,15 +11,23 @@ from .predict import cmd_predict
 __all__ = ["build_parser"]
 
 
-def _whole(minimum: int):
-    """An argparse type: a whole number >= ``minimum``."""
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose refusals are one line (the usage is for ``--help``)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _whole(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number >= ``minimum`` (and <= ``maximum``)."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        if value < minimum or (maximum is not None and value > maximum):
+            allowed = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
+            raise argparse.ArgumentTypeError(f"must be {allowed}, got {value}")
         return value
     return parse
 
@@ -134,13 +142,14 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--uncertainty", help="also write the Monte-Carlo dropout uncertainty (.tif): "
                    "predictive entropy (0-1) here and the spread of the foreground probability "
                    "next to it as <name>_spread.tif; single image files only")
-    p.add_argument("--passes", type=_whole(2), default=8,
+    p.add_argument("--passes", type=_whole(2, 256), default=8,
                    help="stochastic dropout passes for --uncertainty (2-256)")
     p.set_defaults(func=cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="napari-unet", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="napari-unet", description="Build, train and run U-Nets: demo, "
+                     "train, predict, evaluate, info, export.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     parser.add_argument("--debug", action="store_true",
                         help="show tracebacks and TensorFlow's own messages")

@@ -22,7 +22,7 @@ def _label_options(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..io.images import check_image_output, read_image, write_image
+    from ..io.images import check_image_output, read_image, write_images
     from ..io.outputs import check_outputs
     from ..model.files import load_model
     from ..prediction.api import probabilities_and_labels
@@ -50,14 +50,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
                                              tile_size=args.tile_size,
                                              batch_size=args.batch_size, callback=bar)
     bar.close()
-    write_image(args.output, labels)
+    outputs = {args.output: labels}
     if args.probabilities:
-        write_image(args.probabilities, probs.astype("float32"))
+        outputs[args.probabilities] = probs.astype("float32")
     if args.uncertainty:
-        _write_uncertainty(args, model, image, spread)
+        outputs.update(_uncertainty_maps(args, model, image, spread))
+    write_images(outputs)  # all replaced together, once everything is computed
     count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
           f"{int(labels.max())} {count}")
+    if args.uncertainty:
+        print(f"wrote {args.uncertainty} (entropy, mean "
+              f"{float(outputs[args.uncertainty].mean()):.3f}) and {spread} ({args.passes} "
+              "dropout passes)")
     return 0
 
 
@@ -69,19 +74,15 @@ def _spread_path(uncertainty: str | None) -> str | None:
     return str(path.with_name(f"{path.stem}_spread{path.suffix}"))
 
 
-def _write_uncertainty(args: argparse.Namespace, model, image, spread: str | None) -> None:
-    """Monte-Carlo dropout maps of ``image``: entropy to --uncertainty, spread beside it."""
-    from ..io.images import write_image
+def _uncertainty_maps(args: argparse.Namespace, model, image, spread: str) -> dict:
+    """Monte-Carlo dropout maps of ``image``: {--uncertainty: entropy, spread path: spread}."""
     from ..prediction.uncertainty import uncertainty
 
     bar = TileBar()
     maps = uncertainty(model, image, args.passes, axes=args.axes, tile_size=args.tile_size,
                        callback=bar)
     bar.close()
-    write_image(args.uncertainty, maps.entropy)
-    write_image(spread, maps.spread)
-    print(f"wrote {args.uncertainty} (entropy, mean {float(maps.entropy.mean()):.3f}) and "
-          f"{spread} ({args.passes} dropout passes)")
+    return {args.uncertainty: maps.entropy, spread: maps.spread}
 
 
 def _predict_folder(args: argparse.Namespace, options) -> int:

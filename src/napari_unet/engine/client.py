@@ -17,7 +17,8 @@ result; the others return it. Models are described by `ModelSummary`.
 Errors cross the process boundary typed: ``ValueError`` (and `ModelFileError`) and
 ``MemoryError`` as themselves, anything else as `EngineError` carrying the engine's
 traceback; a dead engine as `EngineDied` (the next call starts a fresh one), a closed
-one as `EngineClosed`, a cancelled job as `EngineCancelled`. None is a
+one as `EngineClosed`, a cancelled job as `EngineCancelled`, an engine that was
+suspended (SIGSTOP, Ctrl-Z) and cannot answer as `EngineStalled` (it is ended). None is a
 ``RuntimeError``, which napari's generator workers would take for "worker deleted".
 """
 
@@ -40,7 +41,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..prediction.folders import FileResult
     from ..training.request import TrainRequest
 
-__all__ = ["EngineClient", "EngineError", "EngineDied", "EngineClosed", "EngineCancelled"]
+__all__ = ["EngineClient", "EngineError", "EngineDied", "EngineClosed", "EngineCancelled",
+           "EngineStalled"]
+
+STALL_CHECK_S = 2.0  # a call that hears nothing this long asks whether the engine can answer
+_STALLED = ("stopped", "tracing-stop")
 
 
 class EngineError(Exception):
@@ -58,6 +63,11 @@ class EngineCancelled(Exception):
 
 class EngineDied(EngineError):
     """The engine process ended unexpectedly; its model is lost. The next call starts anew."""
+
+
+class EngineStalled(EngineError):
+    """The engine process stopped answering (it was suspended); it was ended, and its model
+    is lost. The next call starts a fresh engine."""
 
 
 class EngineClosed(EngineError):
@@ -127,6 +137,15 @@ class _Child:
             if code is not None:
                 return code
         return None
+
+    def state(self) -> str:
+        """The process's state as psutil names it ("running", "sleeping", "stopped" ...)."""
+        import psutil
+
+        try:
+            return psutil.Process(self.proc.pid).status()
+        except psutil.Error:
+            return "dead"
 
     def close_connections(self) -> None:
         for conn in (getattr(self, "conn", None), getattr(self, "control", None)):
@@ -205,6 +224,9 @@ class _Connection:
             raise self._lost(child) from None
         while True:
             try:
+                if not child.conn.poll(STALL_CHECK_S):  # quiet: is the engine still working?
+                    self._check_not_stalled(child)
+                    continue
                 kind, payload = child.conn.recv()
             except (EOFError, OSError):
                 raise self._lost(child) from None
@@ -218,6 +240,22 @@ class _Connection:
                 raise EngineCancelled(f"{payload} was cancelled")
             else:
                 raise _engine_error(payload)
+
+    def _check_not_stalled(self, child: _Child) -> None:
+        """Raise `EngineStalled` (and end the child) when the engine process cannot answer:
+        it is stopped (SIGSTOP, Ctrl-Z). A process that runs, sleeps or waits for the disk
+        is working and is waited for (a dead one breaks the connection instead)."""
+        state = child.state()
+        if state not in _STALLED:
+            return
+        child.close_connections()
+        child.proc.kill()
+        if self._child is child:
+            self._child = None
+        raise EngineStalled(f"The napari-unet engine process (pid {child.proc.pid}) is {state} "
+                            "and cannot answer (it was suspended, for example with SIGSTOP or "
+                            "Ctrl-Z); it was ended and its model is lost. Build or load a "
+                            "model to start again.")
 
     def _lost(self, child: _Child) -> EngineError:
         """Forget ``child``, whose connection broke during a call; returns the error to raise."""

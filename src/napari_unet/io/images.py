@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .outputs import atomic_path
+from .outputs import atomic_paths
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
@@ -39,19 +39,38 @@ def read_image(path: str | Path) -> np.ndarray:
 
 
 def write_image(path: str | Path, array: np.ndarray) -> Path:
-    """Write ``array`` as TIFF (any dtype) or PNG (uint8/uint16 2D or RGB); returns the path."""
-    path = Path(path)
-    check_image_output(path, array.dtype, array.ndim)
-    with atomic_path(path) as tmp:
-        if path.suffix.lower() == ".png":
-            import imageio.v3 as iio
+    """Write ``array`` as TIFF (any dtype) or PNG (uint8/uint16 2D or RGB), atomically;
+    returns the path."""
+    write_images({path: array})
+    return Path(path)
 
-            iio.imwrite(tmp, array, extension=".png")
-        else:
-            import tifffile
 
-            tifffile.imwrite(tmp, array, compression="zlib")
-    return path
+def write_images(outputs: dict[str | Path, np.ndarray]) -> None:
+    """Write several images that belong together (labels, probabilities ...): each under a
+    partial name first, then all renamed into place (`napari_unet.io.outputs.atomic_paths`),
+    so they are replaced together or not at all. A failed write (a full disk) is a
+    ``ValueError`` naming the file."""
+    items = [(Path(path), array) for path, array in outputs.items()]
+    for path, array in items:
+        check_image_output(path, array.dtype, array.ndim)
+    with atomic_paths([path for path, _ in items]) as partials:
+        for (path, array), partial in zip(items, partials):
+            try:
+                _write(partial, path.suffix.lower(), array)
+            except OSError as err:
+                raise ValueError(f"Cannot write {str(path)!r}: {err.strerror or err}. No output "
+                                 "was replaced; free some space or choose another folder.") from err
+
+
+def _write(path: Path, suffix: str, array: np.ndarray) -> None:
+    if suffix == ".png":
+        import imageio.v3 as iio
+
+        iio.imwrite(path, array, extension=".png")
+    else:
+        import tifffile
+
+        tifffile.imwrite(path, array, compression="zlib")
 
 
 def check_image_output(path: Path, dtype: np.dtype | None = None, ndim: int | None = None) -> None:

@@ -23,7 +23,8 @@ from typing import Iterator, Mapping
 
 import psutil
 
-__all__ = ["check_outputs", "atomic_path", "same_or_inside", "partial_name", "remove_stale_partials"]
+__all__ = ["check_outputs", "atomic_path", "atomic_paths", "same_or_inside", "partial_name",
+           "remove_stale_partials"]
 
 
 def _real(path: str | os.PathLike) -> Path:
@@ -179,3 +180,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def atomic_paths(paths: list[str | os.PathLike]) -> Iterator[list[Path]]:
+    """`atomic_path` for several outputs that belong together (a prediction's labels and
+    probabilities): yields one temporary path per path; only when the block ends normally
+    are they all renamed over their destinations, one after the other. On any exception
+    every temporary is removed and every destination is left as it was, so the outputs
+    are replaced together or not at all."""
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(atomic_path(path)) for path in paths]

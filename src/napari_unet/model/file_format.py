@@ -24,6 +24,8 @@ SUFFIX = ".keras"
 WEIGHTS_ENTRY = "model.weights.h5"
 KERAS_CONFIG_ENTRY = "config.json"
 ENTRIES = frozenset({"metadata.json", KERAS_CONFIG_ENTRY, WEIGHTS_ENTRY, METADATA_ENTRY})
+MAX_ENTRIES = 64  # entries a model file may declare before its directory is even read
+_EOCD_SIZE = 22  # bytes of a zip's end-of-central-directory record (without its comment)
 # A depth-6 U-Net's Keras config is ~100 KiB and a training history a few KiB per
 # 100 epochs, so 16 MiB is generous for every JSON entry.
 MAX_JSON_BYTES = 16 << 20
@@ -40,24 +42,25 @@ class ModelFileError(ValueError):
 
 
 # ----------------------------------------------------------------------------- file and archive
-def open_regular_file(path: Path) -> BinaryIO:
-    """Open ``path`` for binary reading if it is a regular ``.keras`` file; else `ModelFileError`.
+def open_regular_file(path: Path, suffix: str = SUFFIX, what: str = "model file") -> BinaryIO:
+    """Open ``path`` for binary reading if it is a regular file ending in ``suffix``; else
+    `ModelFileError` (``what`` names the kind of file in the message).
 
-    Folders, FIFOs and devices are refused before they are opened; the type is
-    checked again on the open descriptor (``O_NONBLOCK``: a path swapped for a
-    FIFO in between cannot make the open hang).
+    Folders, FIFOs and devices (also behind a symbolic link) are refused before they are
+    opened; the type is checked again on the open descriptor (``O_NONBLOCK``: a path
+    swapped for a FIFO in between cannot make the open hang).
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         mode = os.stat(path).st_mode
         if stat.S_ISDIR(mode):
+            raise ModelFileError(f"{str(path)!r} is a folder, not a {what}; choose a "
+                                 f"'{suffix}' file.")
+        if path.suffix.lower() != suffix:
             raise ModelFileError(
-                f"{str(path)!r} is a folder, not a model file; choose a '{SUFFIX}' file."
-            )
-        if path.suffix != SUFFIX:
-            raise ModelFileError(
-                f"{str(path)!r} is not a '{SUFFIX}' model file; napari-unet only loads "
-                f"'{SUFFIX}' files saved by save_model or the Build widget."
+                f"{str(path)!r} is not a '{suffix}' {what}; napari-unet only loads "
+                f"'{SUFFIX}' files saved by save_model or the Build widget, and the "
+                "bioimage.io packages (.zip) it exported."
             )
         if stat.S_ISREG(mode):
             fd = os.open(path, flags)
@@ -65,12 +68,29 @@ def open_regular_file(path: Path) -> BinaryIO:
                 return os.fdopen(fd, "rb")
             os.close(fd)
     except FileNotFoundError:
-        raise ModelFileError(f"Model file {str(path)!r} does not exist.") from None
+        raise ModelFileError(f"{what.capitalize()} {str(path)!r} does not exist.") from None
     except OSError as err:
-        raise ModelFileError(
-            f"Cannot read model file {str(path)!r}: {err.strerror or err}."
-        ) from err
-    raise ModelFileError(f"{str(path)!r} is not a regular file (a device, FIFO or socket).")
+        raise ModelFileError(f"Cannot read {what} {str(path)!r}: {err.strerror or err}.") from err
+    raise ModelFileError(f"{str(path)!r} is not a regular file (a device, FIFO or socket); "
+                         f"choose a {what}.")
+
+
+def check_entry_count(fh: BinaryIO, path: Path, most: int, what: str = "model file") -> None:
+    """Refuse a zip archive that declares more than ``most`` entries, from its end-of-central-
+    directory record, before ``zipfile`` reads (and allocates for) its whole directory;
+    ``fh`` is left at the start. An archive with no such record is left to ``zipfile``."""
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(max(0, size - _EOCD_SIZE - 0xFFFF))
+    tail = fh.read()
+    fh.seek(0)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or len(tail) - at < _EOCD_SIZE:
+        return
+    entries = int.from_bytes(tail[at + 10:at + 12], "little")  # 0xFFFF: zip64, even more
+    if entries > most:
+        many = "65,535 or more" if entries == 0xFFFF else f"{entries:,}"
+        raise ModelFileError(f"{str(path)!r} holds {many} entries, far more than any "
+                             f"napari-unet {what} (at most {most}); refusing to read it.")
 
 
 def read_model_file(path: Path) -> tuple[dict[str, Any], ModelSummary, Any]:
@@ -80,6 +100,7 @@ def read_model_file(path: Path) -> tuple[dict[str, Any], ModelSummary, Any]:
     Keras ``config.json``.
     """
     with open_regular_file(path) as fh:
+        check_entry_count(fh, path, MAX_ENTRIES)
         try:
             archive = zipfile.ZipFile(fh)
         except _ZIP_ERRORS as err:

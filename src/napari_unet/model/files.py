@@ -50,6 +50,7 @@ from .file_format import (
     read_model_file,
 )
 from .network import build_unet
+from .package import extract_attachment
 from .summary import ModelSummary
 from .unet import UNetModel
 
@@ -151,26 +152,20 @@ def load_model(path: str | os.PathLike) -> UNetModel:
     return UNetModel(network, summary)
 
 
-PACKAGE_ATTACHMENT = "napari_unet_model.keras"
-
-
 def _load_package(path: Path) -> UNetModel:
     """The model in a bioimage.io package exported by napari-unet: its attached model file
-    (see `napari_unet.bioimageio.export`); ``ValueError`` for other packages."""
+    (`napari_unet.model.package`), loaded as a model file; every `ModelFileError` names
+    the package."""
     import tempfile
 
-    try:
-        archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{str(path)!r} is not a bioimage.io package (.zip): {err}") from None
-    with archive:
-        if PACKAGE_ATTACHMENT not in archive.namelist():
-            raise ValueError(f"{path.name!r} was not exported by napari-unet (no "
-                             f"{PACKAGE_ATTACHMENT}); napari-unet runs only its own U-Nets.")
-        with tempfile.TemporaryDirectory(prefix="napari-unet-import-") as tmp:
-            target = Path(tmp) / PACKAGE_ATTACHMENT
-            target.write_bytes(archive.read(PACKAGE_ATTACHMENT))
-            return load_model(target)
+    with tempfile.TemporaryDirectory(prefix="napari-unet-import-") as tmp:
+        attachment = extract_attachment(path, Path(tmp))
+        try:
+            return load_model(attachment)
+        except ModelFileError as err:
+            message = str(err).replace(repr(str(attachment)), f"{str(path)!r} (its attached "
+                                                              "model file)")
+            raise ModelFileError(message) from None
 
 
 def resolve_model(model: Any) -> UNetModel:

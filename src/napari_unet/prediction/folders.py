@@ -3,8 +3,9 @@
 `iter_predict_folder` loads the model once, predicts each TIFF, PNG or zarr
 image of a folder (not its subfolders) in name order, writes the labels (and,
 optionally, the probabilities) under the same name into another folder, and
-yields a `FileResult` per file. Files whose output exists are skipped unless
-``overwrite``, so an interrupted run resumes where it stopped. A failing file is
+yields a `FileResult` per file. Files whose outputs exist whole (they read back, with the
+shapes the input gives) are skipped unless ``overwrite``, so an interrupted run resumes
+where it stopped; a truncated or empty output is done again. A failing file is
 recorded and the others go on. At the end ``summary.csv`` lists every file: its
 status, objects, foreground fraction and seconds. `predict_folder` drains it.
 """
@@ -21,7 +22,7 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 
-from ..io.images import IMAGE_SUFFIXES, read_image, write_image
+from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image, write_images
 from ..io.zarr import is_zarr
 from .to_zarr import predict_zarr
 
@@ -64,8 +65,8 @@ def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
         if folder is not None and os.path.realpath(folder) == os.path.realpath(in_dir):
             raise ValueError(f"The {name} {str(folder)!r} is the input folder; choose another "
                              "folder, so that no input can be overwritten.")
-        if folder is not None and not folder.parent.is_dir():
-            raise ValueError(f"Folder {str(folder.parent)!r} does not exist; create it first.")
+        if folder is not None:
+            _check_writable(name, folder)
     if probabilities_dir is not None and os.path.realpath(probabilities_dir) == os.path.realpath(out_dir):
         raise ValueError("Probabilities and labels need separate folders (same file names).")
     images = list_images(in_dir)
@@ -83,6 +84,19 @@ def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
         plan.append((image, out_dir / name,
                      None if probabilities_dir is None else probabilities_dir / name))
     return plan
+
+
+def _check_writable(name: str, folder: Path) -> None:
+    """``ValueError`` unless ``folder`` can be written to, or made in a folder that can:
+    found before any model is loaded or any image read."""
+    where = folder if folder.exists() else folder.parent
+    if not where.is_dir():
+        raise ValueError(f"The {name} {str(folder)!r} cannot be made: {str(where)!r} "
+                         f"{'is not a folder' if where.exists() else 'does not exist'}; "
+                         "create it first.")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise ValueError(f"The {name} {str(where)!r} is not writable; choose a folder you "
+                         "can write to.")
 
 
 def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, options: Any = None,
@@ -111,7 +125,7 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
             folder.mkdir(parents=False, exist_ok=True)
     results = []
     for index, (source, target, probs_target) in enumerate(plan, 1):
-        if not overwrite and target.exists() and (probs_target is None or probs_target.exists()):
+        if not overwrite and _done_already(unet, source, target, probs_target, axes):
             result = FileResult(source.name, target.name, "skipped")
         else:
             result = _predict_one(unet, source, target, probs_target, options, axes, predict_options)
@@ -139,15 +153,50 @@ def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | Non
         else:
             probs, labels = probabilities_and_labels(unet, read_image(source), options,
                                                      axes=axes, **predict_options)
-            write_image(target, labels)
+            outputs = {target: labels}
             if probs_target is not None:
-                write_image(probs_target, probs.astype(np.float32))
+                outputs[probs_target] = probs.astype(np.float32)
+            write_images(outputs)  # both replaced together, or neither
             objects, foreground = _counts(labels, options)
     except (ValueError, OSError, MemoryError) as err:
         return FileResult(source.name, target.name, "failed", seconds=time.perf_counter() - started,
                           error=str(err))
     return FileResult(source.name, target.name, "done", objects, foreground,
                       round(time.perf_counter() - started, 3))
+
+
+def _done_already(unet: Any, source: Path, target: Path, probs_target: Path | None,
+                  axes: str | None) -> bool:
+    """Whether an earlier run finished ``source``: its outputs exist, read whole and have the
+    shapes ``source`` gives (labels: its spatial shape; probabilities: also a class axis
+    for a multi-class model). A truncated, empty or foreign file is done again."""
+    from ..common.arrays import resolve_axes
+
+    try:
+        shape = _shape_of(source)
+        spatial = tuple(n for n, a in zip(shape, resolve_axes(axes, shape,
+                                                              unet.config.in_channels))
+                        if a != "C")
+        wanted = [(target, spatial)]
+        if probs_target is not None:
+            k = unet.config.n_classes
+            wanted.append((probs_target, spatial + ((k,) if k > 1 else ())))
+        return all(_shape_of(path, whole=True) == shape for path, shape in wanted)
+    except (ValueError, OSError):
+        return False
+
+
+def _shape_of(path: Path, whole: bool = False) -> tuple[int, ...]:
+    """The shape of an image file or zarr array; with ``whole`` a file is read entirely (a
+    truncated one raises ``ValueError``)."""
+    if is_zarr(path):
+        import dask.array as da
+
+        try:
+            return tuple(da.from_zarr(str(path)).shape)
+        except Exception as err:  # noqa: BLE001 - any zarr failure: not a finished output
+            raise ValueError(str(err)) from err
+    return tuple(read_image(path).shape) if whole else ImageFile(path).shape
 
 
 def _counts(labels: Any, options: Any) -> tuple[int, float]:

@@ -19,6 +19,7 @@ import time
 import warnings
 from typing import Any, Callable, Generator, NamedTuple, Sequence
 
+from ..backend.runtime import release_free_memory
 from ..common.checks import check_switch
 from ..common.progress import TrainProgress, drain
 from ..model.config import UNetConfig
@@ -97,6 +98,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     yield TrainProgress(len(outcome.history["loss"]), schedule[0], schedule[1], schedule[1],
                         "calibrate")
     calibrate_trained(unet, settings, data, held_out.targets)
+    del data, held_out
+    release_free_memory()
     return TrainResult(unet, outcome.history)
 
 

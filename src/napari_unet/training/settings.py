@@ -123,11 +123,27 @@ class TrainSettings:
         if self.patch_size % m:
             raise ValueError(f"patch_size must be a positive multiple of 2**depth = {m}; got "
                              f"{self.patch_size!r}.")
+        self.check_memory(config)
         if self.border_weight and (self.label_mode != "dense" or target == "classes"):
             raise ValueError("border_weight needs dense instance labels (one id per object) for "
                              f"a boundary or foreground network; got label_mode "
                              f"{self.label_mode!r} and target {target!r}. Set it to 0 "
                              "(--border-weight on the command line).")
+
+    def check_memory(self, config: UNetConfig) -> None:
+        """``ValueError`` when patches of ``patch_size`` in batches of ``batch_size`` need
+        more memory to train ``config`` than the device (GPU, else this machine) has free:
+        refused before anything is allocated."""
+        from ..backend.devices import accelerator_memory
+        from ..model.costs import available_memory, training_memory_bytes
+
+        need = training_memory_bytes(config, self.patch_size, self.batch_size)
+        free = accelerator_memory() or available_memory()
+        if need > free:
+            raise ValueError(
+                f"patch_size {self.patch_size} with batch_size {self.batch_size} needs about "
+                f"{need / 2**30:,.1f} GiB to train this network, but only {free / 2**30:,.1f} "
+                "GiB are free; use smaller patches or batches (the defaults are 128 and 8).")
 
     def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
         """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
