@@ -157,3 +157,9 @@ def test_an_unwritable_output_folder_is_refused_before_the_model_is_loaded(folde
         predict_folder(str(tmp_path / "model.keras"), folder, locked / "out")
     with pytest.raises(ValueError, match="is not writable"):
         predict_folder(str(tmp_path / "model.keras"), folder, locked)
+
+
+def test_run_options_are_checked_before_any_file_is_written(folder, tmp_path, trained_tiny):
+    with pytest.raises(ValueError, match="tile_size must be a multiple"):
+        predict_folder(trained_tiny, folder, tmp_path / "out", tile_size=17)
+    assert not (tmp_path / "out").exists()

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image, write_images
 from ..io.zarr import is_zarr
+from .tiling import check_run_options
 from .to_zarr import predict_zarr
 
 __all__ = ["FileResult", "list_images", "iter_predict_folder", "predict_folder", "SUMMARY"]
@@ -120,6 +121,8 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     options = LabelOptions() if options is None else options
     plan = _plan(in_dir, out_dir, probabilities_dir)
     unet = resolve_model(model)
+    check_run_options(unet.config, predict_options.get("tile_size"),
+                      predict_options.get("batch_size"), predict_options.get("memory_budget"))
     for folder in (out_dir, probabilities_dir):
         if folder is not None:
             folder.mkdir(parents=False, exist_ok=True)
