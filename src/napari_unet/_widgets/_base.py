@@ -115,8 +115,10 @@ class SessionWidget(Container):
         return [(name, layer) for name, layer in self._image_layers() if layer is not chosen]
 
     def _labels_layers(self, *_: Any) -> list:
+        """The Labels layers to train on or score against: not the live preview's."""
         return [(layer.name, layer) for layer in self.viewer.layers
-                if isinstance(layer, napari.layers.Labels)]
+                if isinstance(layer, napari.layers.Labels)
+                and not layer.metadata.get("napari_unet", {}).get("preview")]
 
 
 class _UndockWatch(QObject):

@@ -16,14 +16,19 @@ __all__ = ["result_layers", "uncertainty_layers", "run_job", "folder_job", "lazy
            "as_lazy"]
 
 
-def result_layers(labels: Any, probs: Any, name: str, placement: dict) -> list[tuple]:
+def result_layers(labels: Any, probs: Any, name: str, placement: dict,
+                  provenance: dict | None = None) -> list[tuple]:
     """LayerDataTuples for the labels and (if not None) the probabilities of image ``name``,
-    placed like the input layer. A multi-class model's probabilities get their class
-    axis first, so napari shows one class per slider step (not an RGB picture)."""
-    out = [(labels, {"name": f"{name} U-Net", **placement}, "labels")]
+    placed like the input layer, with ``provenance`` (what made them: model, settings,
+    axes) in their metadata under ``"napari_unet"``. A multi-class model's probabilities
+    get their class axis first, so napari shows one class per slider step (not an RGB
+    picture)."""
+    record = {"metadata": {"napari_unet": dict(provenance or {})}}
+    out = [(labels, {"name": f"{name} U-Net", **placement, **record}, "labels")]
     if probs is not None:
         meta = {"name": f"{name} U-Net probability", "colormap": "magma",
-                "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False, **placement}
+                "contrast_limits": (0.0, 1.0), "blending": "additive", "rgb": False, **placement,
+                **record}
         if probs.ndim == labels.ndim + 1:
             probs = np.moveaxis(probs, -1, 0)
             meta.update(scale=(1.0, *placement["scale"]),
@@ -53,7 +58,7 @@ def run_job(engine: Engine, image: Any, axes: str | None, name: str, placement: 
         image, axes, options["labels"], tile_size=options["tile_size"],
         probabilities=options["probabilities"], model_path=model_path)
     placement = without_channel(placement, axes)
-    tuples = result_layers(labels, probs, name, placement)
+    tuples = result_layers(labels, probs, name, placement, {**options["provenance"], "axes": axes})
     if options["uncertainty"]:
         entropy, spread = yield from engine.uncertainty(image, axes, options["uncertainty"],
                                                         tile_size=options["tile_size"],
@@ -95,7 +100,8 @@ def lazy_run_job(engine: Engine, image: Any, axes: str | None, name: str, placem
     label_options = options["labels"].for_unet(summary, axes)
     labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
     placement = without_channel(placement, axes)
-    tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement)
+    tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement,
+                           {**options["provenance"], "axes": axes, "lazy": True})
     predictors = [predictor]
     if options["uncertainty"]:
         predictors.append(EngineBlockPredictor(engine, model_path, options.get("tile_size"),

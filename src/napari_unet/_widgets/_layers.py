@@ -81,3 +81,40 @@ def with_channels(layer: Any, extra: list, axes_text: str = "") -> tuple[Any, st
 
         return da.stack([da.asarray(d) for d in data]), "C" + spatial
     return np.stack([np.asarray(d) for d in data]), "C" + spatial
+
+
+class LayerPairs:
+    """The Train widget's list of (image, labels) layer names to train on together."""
+
+    EMPTY = "the image/labels above"
+
+    def __init__(self) -> None:
+        self.names: list[tuple[str, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.names)
+
+    def add(self, image: Any, labels: Any) -> str:
+        """Add the pair of layers ``image`` and ``labels`` (once); returns the list as text."""
+        if image is None or labels is None:
+            raise ValueError("choose an image and a labels layer first")
+        if (image.name, labels.name) not in self.names:
+            self.names.append((image.name, labels.name))
+        return "; ".join(f"{i} + {lab}" for i, lab in self.names)
+
+    def clear(self) -> str:
+        """Empty the list; returns its text."""
+        self.names = []
+        return self.EMPTY
+
+    def chosen(self, viewer: Any, image: Any, labels: Any) -> list[tuple[Any, Any]]:
+        """The (image layer, labels layer) pairs to train on: the list's, or the single pair
+        ``image``/``labels`` chosen above it when the list is empty."""
+        if self.names:
+            missing = [n for pair in self.names for n in pair if n not in viewer.layers]
+            if missing:
+                raise ValueError(f"layers {missing} are no longer in the viewer; clear the pairs")
+            return [(viewer.layers[i], viewer.layers[lab]) for i, lab in self.names]
+        if image is None or labels is None:
+            raise ValueError("choose an image layer and the labels layer painted on it")
+        return [(image, labels)]

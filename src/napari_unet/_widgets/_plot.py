@@ -16,7 +16,7 @@ class LossPlot(Container):
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 
-        self.figure = Figure(figsize=(4.0, 2.2), dpi=80, tight_layout=True)
+        self.figure = Figure(figsize=(4.0, 2.2), dpi=80)
         self.loss_ax, self.iou_ax = self.figure.subplots(1, 2)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumSize(160, 170)  # narrow docks: the figure shrinks, not the dock
@@ -57,6 +57,9 @@ class LossPlot(Container):
 
         background, text, lines = self.colours
         self.figure.set_facecolor(background)
+        for legend in list(self.figure.legends):
+            legend.remove()
+        epochs = max((len(v) for v in self.history.values()), default=0)
         for ax, metric in ((self.loss_ax, "loss"), (self.iou_ax, "iou")):
             ax.clear()
             ax.set_facecolor(background)
@@ -68,14 +71,19 @@ class LossPlot(Container):
                             label="validation" if key.startswith("val") else "training")
             ax.set_title(metric, fontsize=9, color=text)
             ax.set_xlabel("epoch", fontsize=8, color=text)
-            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # whole epochs
+            ax.set_xlim(0.5, max(epochs, 1) + 0.5)  # one epoch is one tick, not 0.9 / 0.95 / 1.0
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True, min_n_ticks=1))
             ax.yaxis.set_major_locator(MaxNLocator(nbins=4))
             ax.tick_params(labelsize=7, colors=text)
             for spine in ax.spines.values():
                 spine.set_color(text)
-        if self.history.get("loss"):  # one legend: the same two lines on both axes
-            self.loss_ax.legend(fontsize=7, facecolor=background, edgecolor=text,
-                                labelcolor=text, loc="upper right")
+        top = 1.0
+        if self.history.get("loss"):  # one legend for both axes, above them: the same lines
+            handles, names = self.loss_ax.get_legend_handles_labels()
+            self.figure.legend(handles, names, fontsize=7, labelcolor=text, loc="upper center",
+                               ncol=2, frameon=False)
+            top = 0.88
+        self.figure.tight_layout(rect=(0, 0, 1, top), pad=0.4)
         self.canvas.draw_idle()
 
 

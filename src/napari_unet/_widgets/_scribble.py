@@ -108,7 +108,8 @@ def preview_layer(viewer: Any, image: Any, axes: str, region: dict, labels: np.n
         return layer
     active = viewer.layers.selection.active  # e.g. the scribble layer being painted
     layer = viewer.add_labels(data, name=name, scale=scale, translate=translate, opacity=0.5,
-                              blending="translucent_no_depth")
+                              blending="translucent_no_depth",
+                              metadata={"napari_unet": {"preview": True}})
     if active is not None:
         viewer.layers.selection.active = active  # painting goes on where it was
     return layer

@@ -110,22 +110,56 @@ def report_info(widget: Any, message: str) -> None:
 
 
 def apply_layer_tuples(viewer: Any, tuples: list[tuple]) -> list[Any]:
-    """Add LayerDataTuples to ``viewer``, updating layers of the same name and kind in place.
-
-    Returns the layers. Must run in the GUI thread.
-    """
+    """Add LayerDataTuples to ``viewer``, updating layers of the same name and kind in place
+    (data, ``scale``, ``translate``, ``metadata``), except a Labels layer painted on since
+    napari-unet wrote it: the hand edits stay, and the new labels go to a new layer
+    ("<name> (2)" ...). Returns the layers. Must run in the GUI thread."""
     layers = []
     for data, meta, kind in tuples:
         meta = dict(meta)
         name = meta.get("name")
         existing = viewer.layers[name] if name in viewer.layers else None
         layer_class = {"labels": napari.layers.Labels, "image": napari.layers.Image}[kind]
+        if isinstance(existing, napari.layers.Labels) and edited(existing):
+            meta["name"], existing = _free_name(viewer, name), None
         if existing is not None and isinstance(existing, layer_class):
             existing.data = data
-            for key in ("scale", "translate"):
+            for key in ("scale", "translate", "metadata"):
                 if key in meta:
                     setattr(existing, key, meta[key])
-            layers.append(existing)
+            layer = existing
         else:
-            layers.append(getattr(viewer, f"add_{kind}")(data, **meta))
+            layer = getattr(viewer, f"add_{kind}")(data, **meta)
+        if isinstance(layer, napari.layers.Labels):
+            _watch_edits(layer)
+        layers.append(layer)
     return layers
+
+
+def edited(layer: Any) -> bool:
+    """Whether a Labels layer napari-unet wrote was painted on since (by hand)."""
+    return bool(layer.metadata.get("napari_unet", {}).get("edited"))
+
+
+def _watch_edits(layer: Any) -> None:
+    """Mark ``layer`` edited (in its metadata) when it is painted, filled or erased."""
+    layer.metadata = {**layer.metadata, "napari_unet": {
+        **layer.metadata.get("napari_unet", {}), "edited": False}}
+    if getattr(layer, "_napari_unet_watched", False):
+        return
+
+    def mark(*_: Any) -> None:
+        info = layer.metadata.get("napari_unet")
+        if info is not None:
+            info["edited"] = True
+
+    layer.events.paint.connect(mark)
+    layer._napari_unet_watched = True
+
+
+def _free_name(viewer: Any, name: str) -> str:
+    """``name (2)``, ``name (3)`` ...: the first not taken by a layer of ``viewer``."""
+    number = 2
+    while f"{name} ({number})" in viewer.layers:
+        number += 1
+    return f"{name} ({number})"

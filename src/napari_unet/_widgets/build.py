@@ -23,6 +23,7 @@ from ..model.costs import (
     receptive_field,
     training_memory_bytes,
 )
+from ..model.normalization import PercentileNormalization
 from ..model.summary import ModelSummary
 from ..version import __version__
 from ._base import SessionWidget
@@ -57,6 +58,14 @@ class BuildWidget(SessionWidget):
                                   label="precision",
                                   tooltip="auto: mixed bfloat16 on GPUs with bfloat16 units (faster, float32 "
                                           "weights), float32 elsewhere. Model files always hold float32 weights.")
+        self.norm_low = FloatSpinBox(value=PercentileNormalization.low, min=0.0, max=50.0, step=0.1,
+                                     name="norm_low", label="normalise: low %",
+                                     tooltip="This percentile of each image (per channel) becomes 0 before the network "
+                                             "sees it (default 1). Kept in the model file: Run normalises the same way.")
+        self.norm_high = FloatSpinBox(value=PercentileNormalization.high, min=50.0, max=100.0, step=0.1,
+                                      name="norm_high", label="normalise: high %",
+                                      tooltip="This percentile becomes 1 (default 99.8). Lower it for images with "
+                                              "a few very bright spots.")
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size",
                                   label="patch (for estimate)", tooltip="Training patch size used for the memory estimate.")
         self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch (for estimate)",
@@ -69,14 +78,14 @@ class BuildWidget(SessionWidget):
                             tooltip="The model that Train and Run use in this viewer.")
         self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                      self.in_channels, self.n_classes, self.kernel_size, self.precision,
-                     self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
+                     self.norm_low, self.norm_high, self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
                      self.load_button, self.save_path, self.save_button, self.export_path,
                      self.export_button, self.status])
         knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.precision, self.patch_size,
                  self.batch_size]
         self.wrap_labels(self.summary, self.status)
-        self.remember("build", knobs + [self.load_path, self.save_path, self.export_path])
+        self.remember("build", knobs + [self.norm_low, self.norm_high, self.load_path, self.save_path, self.export_path])
         for knob in knobs:
             knob.changed.connect(self.update_summary)
         self.build_button.changed.connect(self.build)
@@ -127,10 +136,12 @@ class BuildWidget(SessionWidget):
     def build(self, *_: Any) -> None:
         try:
             config = self.config()
+            normalization = PercentileNormalization(float(self.norm_low.value),
+                                                    float(self.norm_high.value))
         except ValueError as err:
             report_error(self, "Build", err)
             return
-        self._start("build", config, done=lambda summary: self.session.set_summary(
+        self._start("build", config, normalization, done=lambda summary: self.session.set_summary(
             summary, f"new untrained U-Net ({count_parameters(config):,} parameters)"), title="Build")
 
     def load(self, *_: Any) -> None:
@@ -142,6 +153,8 @@ class BuildWidget(SessionWidget):
 
     def _loaded(self, summary: ModelSummary, path: str) -> None:
         self._show_config(summary.config)
+        self.norm_low.value = summary.normalization.low
+        self.norm_high.value = summary.normalization.high
         self.session.set_summary(summary, f"loaded {Path(path).name} ({summary.epochs} epochs "
                                           "trained)")
 

@@ -196,16 +196,23 @@ class RunWidget(SessionWidget):
     def options(self) -> dict:
         """``labels`` (`LabelOptions`; threshold and min size None, the model's own, when
         "model's settings" is on), ``tile_size`` (None: from memory), ``probabilities`` and
-        ``uncertainty`` (dropout passes for the uncertainty maps, 0 = none)."""
+        ``uncertainty`` (dropout passes for the uncertainty maps, 0 = none), and the
+        ``provenance`` the result layers keep in their metadata."""
         from ..labels.options import LabelOptions
+        from ..version import __version__
 
         mine = not self.calibrated.value
         labels = LabelOptions(float(self.threshold.value) if mine else None,
                               self.output.value == INSTANCES, self.min_size.value if mine else None,
                               bool(self.split_touching.value), bool(self.link_planes.value))
+        provenance = {"model": self._model_used().lstrip(", "), "napari_unet": __version__,
+                      "image": getattr(self.image.value, "name", ""),
+                      "options": {k: v for k, v in vars(labels).items() if v is not None},
+                      "tile_size": self.tile_size.value or None}
         return {"labels": labels, "tile_size": self.tile_size.value or None,
                 "probabilities": bool(self.probabilities.value),
-                "uncertainty": int(self.passes.value) if self.uncertainty.value else 0}
+                "uncertainty": int(self.passes.value) if self.uncertainty.value else 0,
+                "provenance": provenance}
 
     def start(self, *_: Any) -> None:
         """Read the layer and model (GUI thread), then predict in a worker."""
@@ -272,8 +279,11 @@ class RunWidget(SessionWidget):
     def _on_done(self, tuples: list) -> None:
         labels = apply_layer_tuples(self.viewer, tuples)[0]
         if not self.closed:
+            kept = (f"; '{tuples[0][1]['name']}' has hand edits, so they stay and the new labels "
+                    f"are '{labels.name}'" if labels.name != tuples[0][1]["name"] else "")
             self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
-                                 f"({self._model_used()})")
+                                 f"({self._model_used()}){kept}")
+            self.scores.value = ""  # the last scores were of the labels this Run replaced
 
     def _on_lazy_done(self, result: tuple) -> None:
         """Show the lazy result at once, empty; `LazyFill` computes what napari shows."""
@@ -283,6 +293,7 @@ class RunWidget(SessionWidget):
         self.fill.show(apply_layer_tuples(self.viewer, self.fill.wrap(tuples, predictors)))
         if not self.closed:
             self.status.value = f"{self.lazy_label}: lazy, computed as you view it"
+            self.scores.value = ""
 
     def on_fill_started(self) -> None:
         self.cancel_button.enabled = True

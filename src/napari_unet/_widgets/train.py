@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from ._controls import (
     add_setting_controls,
     add_source_controls,
 )
-from ._layers import labels_snapshot, layer_array, layer_axes, with_channels
+from ._layers import LayerPairs, labels_snapshot, layer_array, layer_axes, with_channels
 from ._plot import LossPlot
 from ._scribble import (
     class_names_from_text,
@@ -31,6 +30,7 @@ from ._scribble import (
     preview_region,
     scribble_layer,
 )
+from ._train_progress import progress_position
 from ._workers import ActivityProgress, report_error, start_worker
 
 
@@ -48,12 +48,13 @@ class TrainWidget(SessionWidget):
     def __init__(self, napari_viewer: Any):
         super().__init__(napari_viewer)
         self._stopping = False
-        self._time_limit: tuple[float, float] | None = None  # (start, seconds) of a limited run
+        self._time_limit: float | None = None  # seconds of a run the time limit ends
         self._preview_target = None  # (image layer name, axes, region) of the live preview
         self._made_preview = None  # the preview layer the running training added
+        self._preview_note = ""  # why the last preview was not shown
         self.previews_shown = self._previews_before = 0
         self.activity = None  # the job's bar in napari's activity dock
-        self.pairs: list[tuple[str, str]] = []
+        self.pairs = LayerPairs()
         self.image = ComboBox(choices=self._image_layers, name="image", label="image",
                               tooltip="Image layer to train on.")
         self.labels = ComboBox(choices=self._labels_layers, name="labels", label="labels",
@@ -61,7 +62,7 @@ class TrainWidget(SessionWidget):
         self.add_pair = PushButton(text="Add pair", name="add_pair",
                                    tooltip="Add this image/labels pair to the list; training uses all listed pairs.")
         self.clear_pairs = PushButton(text="Clear pairs", name="clear_pairs", tooltip="Empty the list of pairs.")
-        self.pairs_label = Label(value="the image/labels above", name="pairs_label", label="pairs",
+        self.pairs_label = Label(value=LayerPairs.EMPTY, name="pairs_label", label="pairs",
                                  tooltip="Pairs used for training.")
         self.axes = LineEdit(value="", name="axes", label="axes",
                              tooltip="Axes of the image, e.g. YX, ZYX, YXC, CYX, CZYX. Empty = guess from the layer.")
@@ -176,27 +177,13 @@ class TrainWidget(SessionWidget):
             self.learning_rate.value = 1e-4  # fine-tuning wants small steps
 
     def _add_pair(self, *_: Any) -> None:
-        if self.image.value is None or self.labels.value is None:
-            report_error(self, "Train", ValueError("choose an image and a labels layer first"))
-            return
-        pair = (self.image.value.name, self.labels.value.name)
-        if pair not in self.pairs:
-            self.pairs.append(pair)
-        self.pairs_label.value = "; ".join(f"{i} + {lab}" for i, lab in self.pairs)
+        try:
+            self.pairs_label.value = self.pairs.add(self.image.value, self.labels.value)
+        except ValueError as err:
+            report_error(self, "Train", err)
 
     def _clear_pairs(self, *_: Any) -> None:
-        self.pairs = []
-        self.pairs_label.value = "the image/labels above"
-
-    def _selected_pairs(self) -> list[tuple[Any, Any]]:
-        if self.pairs:
-            missing = [n for pair in self.pairs for n in pair if n not in self.viewer.layers]
-            if missing:
-                raise ValueError(f"layers {missing} are no longer in the viewer; clear the pairs")
-            return [(self.viewer.layers[i], self.viewer.layers[lab]) for i, lab in self.pairs]
-        if self.image.value is None or self.labels.value is None:
-            raise ValueError("choose an image layer and the labels layer painted on it")
-        return [(self.image.value, self.labels.value)]
+        self.pairs_label.value = self.pairs.clear()
 
     def settings(self) -> TrainSettings:
         """The `TrainSettings` of the controls (``ValueError`` if one is invalid)."""
@@ -228,9 +215,10 @@ class TrainWidget(SessionWidget):
             report_error(self, "Train", err)
             return
         self._stopping = False
+        self._preview_note = ""
         self._previews_before = self.previews_shown
         limit = 60.0 * self.time_limit.value  # automatic epochs end at the time limit
-        self._time_limit = (time.monotonic(), limit) if limit and not self.epochs.value else None
+        self._time_limit = limit if limit and not self.epochs.value else None
         history = self.session.summary.history if self.session.summary else {}
         self.plot.show_history(history)  # a trained model goes on: its curve continues
         self.progress.value = 0
@@ -277,7 +265,7 @@ class TrainWidget(SessionWidget):
     def _layers_request(self) -> TrainRequest:
         """The `TrainRequest` of the chosen layer pairs, with the live preview of the first
         image's plane on screen."""
-        pairs = self._selected_pairs()
+        pairs = self.pairs.chosen(self.viewer, self.image.value, self.labels.value)
         labels = [labels_snapshot(lab) for _, lab in pairs]
         summary = self.session.summary
         channels = summary.config.in_channels if summary else None
@@ -339,7 +327,8 @@ class TrainWidget(SessionWidget):
             self.status.value = ("training done; choosing the label settings on the held-out "
                                  "data (calibration)…")
             return
-        epoch = self._show_progress(event)
+        value, self.progress.max, epoch = progress_position(event, self._time_limit)
+        self.progress.value = value
         if event.phase == "epoch":
             self.plot.add_epoch(event.logs)
             val, where = event.logs.get("val_iou"), self._validated_on()
@@ -347,26 +336,19 @@ class TrainWidget(SessionWidget):
                                  + (f", val IoU {val:.3f}{where}" if val is not None else ""))
         elif not self._stopping:
             self.status.value = (f"{epoch}, batch {event.batch}/{event.batches}: loss "
-                                 f"{event.logs['loss']:.4f}")
+                                 f"{event.logs['loss']:.4f}{self._preview_note}")
         if self.activity is not None:
             self.activity.show(self.progress.value, self.progress.max, f"U-Net training, {epoch}")
 
-    def _show_progress(self, event: Any) -> str:
-        """Set the progress bar (batches of all epochs; with automatic epochs and a time
-        limit, seconds of the limit) and return "epoch 3/20" (or "epoch 3, 4 of 10 min")."""
-        if self._time_limit is None:
-            self.progress.max = event.epochs * event.batches
-            self.progress.value = (event.epoch - 1) * event.batches + event.batch
-            return f"epoch {event.epoch}/{event.epochs}"
-        started, seconds = self._time_limit
-        used = min(seconds, time.monotonic() - started)
-        self.progress.max, self.progress.value = int(seconds), int(used)
-        return f"epoch {event.epoch}, {used / 60:.0f} of {seconds / 60:g} min"
-
     def _show_preview(self, event: Any) -> None:
-        """Put a preview's labels on the image it was made of (if still open)."""
+        """Put a preview's labels on the image it was made of (if still open). A network that
+        has learnt little marks the whole view as one object: that is said, not shown."""
         if self._preview_target is None or self._preview_target[0] not in self.viewer.layers:
             return
+        if np.count_nonzero(event.labels) > 0.95 * event.labels.size:
+            self._preview_note = "; preview: everything is one object so far (learnt little yet)"
+            return
+        self._preview_note = ""
         name, axes, region = self._preview_target
         preview_layer(self.viewer, self.viewer.layers[name], axes, region, event.labels)
         self.previews_shown += 1
@@ -376,16 +358,24 @@ class TrainWidget(SessionWidget):
         self.status.value = description
         self._on_busy(self.session.busy)
         self._snap_patch_size()
-        if self.worker is None:  # a loaded or new model, not the one training now
-            self.plot.show_history(self.session.summary.history if self.session.summary else {})
+        if self.session.summary is None:  # the engine ended: its curves went with it
+            self.plot.clear()
+        elif self.worker is None:  # a loaded or new model, not the one training now
+            self.plot.show_history(self.session.summary.history)
 
     def _validated_on(self) -> str:
         """" (on scribbles only)" when validation pixels are scribbles, which flatter the IoU."""
         return " (on scribbles only)" if LABEL_MODES[self.label_mode.value] == "sparse" else ""
 
     def _on_done(self, summary: ModelSummary) -> None:
-        """Keep the trained model's summary (also when the dock was closed meanwhile)."""
+        """Keep the trained model's summary (also when the dock was closed meanwhile); say
+        loudly when its labels are not usable yet."""
         self.session.set_summary(summary, summary.report())
+        self.progress.value = self.progress.max
+        if summary.warning:
+            from napari.utils.notifications import show_warning
+
+            show_warning(f"U-Net training: {summary.warning}")
 
     def _on_finish(self) -> None:
         self.worker = None

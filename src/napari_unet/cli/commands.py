@@ -108,6 +108,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     info = result.model.info
     if info.get("diverged"):
         print(f"warning: training stopped because {info['diverged']}", file=sys.stderr)
+    if result.model.summary.warning:
+        print(f"warning: {result.model.summary.warning}", file=sys.stderr)
     if interrupt.requested:
         print(f"interrupted: saved the best weights so far (epoch {info['best_epoch']} of "
               f"{info['epochs_run']}) to {args.out}", file=sys.stderr)

@@ -38,8 +38,8 @@ def check_channels(axes: str, shape: tuple[int, ...], expected: int, what: str =
     if found != expected:
         raise ValueError(
             f"The {what} has {found} channel(s) (axes {axes}, shape {tuple(shape)}) but the "
-            f"model expects {expected}; build a model with in_channels={found}, or choose "
-            "another image or axes."
+            f"model expects {expected}; build a model with {found} input channels "
+            f"(in_channels={found}), or choose another image or axes."
         )
 
 
@@ -107,14 +107,15 @@ def default_axes(shape: tuple[int, ...], in_channels: int, rgb: bool | None = No
     if n_spatial < 2 or n_spatial > 4:
         raise ValueError(
             f"Cannot interpret an array of shape {shape}: expected YX, ZYX, TYX or "
-            "TZYX, optionally with a channel axis. Pass axes=... explicitly."
+            "TZYX, optionally with a channel axis. Give its axes (the axes field, or "
+            "axes=... / --axes)."
         )
     if rgb is None and not has_channel and ndim == 3 and shape[-1] in (3, 4) and min(shape[:2]) > 4:
         raise ValueError(
             f"The image of shape {shape} looks like an RGB(A) picture (last axis {shape[-1]}) "
-            f"but the model takes {in_channels} channel(s). Pass axes='YXC' with a model "
-            f"built for in_channels={shape[-1]}, convert the image to grey, or pass "
-            "axes='ZYX' if it really is a stack of planes."
+            f"but the model takes {in_channels} channel(s). Set the axes to YXC (axes='YXC') "
+            f"with a model built for {shape[-1]} input channels, convert the image to grey, "
+            "or set them to ZYX if it really is a stack of planes."
         )
     layout = {2: "YX", 3: "ZYX", 4: "TZYX"}[n_spatial]
     return layout + ("C" if has_channel else "")

@@ -17,7 +17,9 @@ class TrainProgress:
     epoch's validation, and ``"calibrate"`` once when training has ended and the
     label settings are being chosen (which predicts the annotated planes and may take
     a while; ``logs`` is then empty); ``logs`` holds the epoch's running means of ``loss`` and
-    ``iou`` (and at epoch end ``val_loss``, ``val_iou``).
+    ``iou`` (and at epoch end ``val_loss``, ``val_iou``). ``seconds``: training time so
+    far, counted as the time limit counts it (from the second batch: the engine's start
+    and the network's compilation are not training).
     """
 
     epoch: int
@@ -26,6 +28,7 @@ class TrainProgress:
     batches: int
     phase: str
     logs: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 @dataclass

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Generator
 if TYPE_CHECKING:  # pragma: no cover
     from ..labels.options import LabelOptions
     from ..model.config import UNetConfig
+    from ..model.normalization import PercentileNormalization
     from ..model.summary import ModelSummary
     from ..prediction.folders import FileResult
     from ..training.request import TrainRequest
@@ -320,8 +321,9 @@ class EngineClient(_Connection):
     def model_summary(self, model_path: str | None = None) -> ModelSummary:
         return self._result("model_summary", model_path)
 
-    def build(self, config: UNetConfig) -> ModelSummary:
-        return self._result("build", config)
+    def build(self, config: UNetConfig,
+              normalization: PercentileNormalization | None = None) -> ModelSummary:
+        return self._result("build", config, normalization)
 
     def load(self, path: str) -> ModelSummary:
         return self._result("load", str(path))

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..common.progress import PredictProgress, TrainProgress
     from ..labels.options import LabelOptions
     from ..model.config import UNetConfig
+    from ..model.normalization import PercentileNormalization
     from ..model.summary import ModelSummary
     from ..prediction.folders import FileResult
     from ..training.request import TrainRequest
@@ -41,8 +42,10 @@ class Engine(Protocol):
     def model_summary(self, model_path: str | None = None) -> ModelSummary:
         """The summary of the engine's model, or of the model file ``model_path``."""
 
-    def build(self, config: UNetConfig) -> ModelSummary:
-        """Make a new, untrained U-Net from ``config`` the engine's model."""
+    def build(self, config: UNetConfig,
+              normalization: PercentileNormalization | None = None) -> ModelSummary:
+        """Make a new, untrained U-Net from ``config`` the engine's model (normalising
+        images with ``normalization``; None: the default percentiles 1 and 99.8)."""
 
     def load(self, path: str) -> ModelSummary:
         """Make the model file (or bioimage.io package) ``path`` the engine's model."""

@@ -20,6 +20,7 @@ from ..model.summary import ModelSummary
 if TYPE_CHECKING:  # pragma: no cover
     from ..labels.options import LabelOptions
     from ..model.config import UNetConfig
+    from ..model.normalization import PercentileNormalization
     from ..training.request import TrainRequest
 
 __all__ = ["EngineState", "main"]
@@ -46,10 +47,12 @@ class EngineState:
     def model_summary(self, model_path: str | None = None) -> ModelSummary:
         return self._model_for(model_path).summary
 
-    def build(self, config: UNetConfig) -> ModelSummary:
+    def build(self, config: UNetConfig,
+              normalization: PercentileNormalization | None = None) -> ModelSummary:
+        from ..model.normalization import PercentileNormalization
         from ..model.unet import UNetModel
 
-        self.model = UNetModel.new(config)
+        self.model = UNetModel.new(config, normalization=normalization or PercentileNormalization())
         return self.model.summary
 
     def load(self, path: str) -> ModelSummary:

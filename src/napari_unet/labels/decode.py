@@ -64,10 +64,13 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarra
     return watershed(-distance, markers, mask=mask)
 
 
-def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False) -> np.ndarray:
-    """Connected-component instance labels (int64) of a 2D or 3D boolean mask."""
-    if split_touching:
-        labels = split_touching_objects(mask)
+def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
+               split_distance: int = 0) -> np.ndarray:
+    """Instance labels (int64) of a 2D or 3D boolean mask: its connected components, with
+    touching objects separated (`split_touching_objects`) at distance-transform peaks at
+    least ``split_distance`` px apart, or 4 px with ``split_touching`` and no distance."""
+    if split_distance or split_touching:
+        labels = split_touching_objects(mask, split_distance or DEFAULT_SPLIT_DISTANCE)
     else:
         labels, _ = ndi.label(mask)
     labels = remove_small(labels, min_size)
@@ -75,6 +78,7 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
 
 
 SEED_MIN_PIXELS = 5
+DEFAULT_SPLIT_DISTANCE = 4  # px, for split_touching when no distance is known
 
 
 def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.ndarray:
@@ -179,7 +183,8 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
             lab = _label_classes(unit, decoding.min_size)
         else:
             lab = label_mask(unit, min_size=decoding.min_size,
-                             split_touching=options.split_touching and target == "foreground")
+                             split_touching=options.split_touching,
+                             split_distance=decoding.split_distance)
         out[i] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])

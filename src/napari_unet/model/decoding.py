@@ -26,8 +26,9 @@ class Decoding:
     above which a pixel is foreground, in (0, 1). ``seed_threshold``: interior
     probability above which a pixel seeds an object (boundary models), in (0, 1).
     ``min_size``: objects of fewer pixels (voxels, for objects linked in 3D) are
-    removed. ``split_distance``: a boundary model's seeds are split where their
-    distance transform peaks lie at least this many pixels apart (0 = not split).
+    removed. ``split_distance``: a boundary model's seeds, or a foreground model's
+    touching objects, are split where their distance transform peaks lie at least this
+    many pixels apart (0 = not split).
     """
 
     threshold: float = 0.5
@@ -65,8 +66,10 @@ class Decoding:
         """``"threshold 0.5, seed 0.9, seeds split 4 px apart, min size 12 px"``: the values
         a ``target`` model uses (a seed only for boundary models), sizes in ``unit``."""
         seed = f", seed {self.seed_threshold:g}" if target == "boundary" else ""
-        split = (f", seeds split {self.split_distance} px apart"
-                 if self.split_distance and target == "boundary" else "")
+        split = ""
+        if self.split_distance and target != "classes":
+            what = "seeds" if target == "boundary" else "touching objects"
+            split = f", {what} split {self.split_distance} px apart"
         return f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} {unit}"
 
 

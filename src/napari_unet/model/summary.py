@@ -151,9 +151,19 @@ class ModelSummary:
                                 ("calibration_linked", "voxels", "for objects linked in 3D, ")):
             if info.get(key):
                 text += "; " + _calibration_text(info[key], self.target, unit, what)
-        if info.get("collapse_warning"):
-            text += ". WARNING: " + info["collapse_warning"]
+        estimate = info.get("split_estimate") or {}
+        if estimate.get("split_distance"):
+            text += (f"; touching objects split {estimate['split_distance']} px apart (0.7 of "
+                     f"the median radius, {estimate['median_radius']:g} px, of the "
+                     f"{estimate['objects']} objects it finds on the annotated planes)")
+        if self.warning:
+            text += ". WARNING: " + self.warning
         return text
+
+    @property
+    def warning(self) -> str:
+        """Why the model's labels are not usable yet, and what to do (``""``: no warning)."""
+        return self.info.get("quality_warning") or self.info.get("collapse_warning") or ""
 
 
 def _calibration_text(record: dict[str, Any], target: str, unit: str, what: str) -> str:

@@ -192,15 +192,36 @@ def iter_uncertainty(model: Any, image: Any, passes: int = DEFAULT_PASSES, *,
     (`napari_unet.prediction.tiled.iter_tiled`), out-of-memory retry included.
     """
     from ..model.files import resolve_model
-    from .tiled import iter_tiled
 
     unet = resolve_model(model)
-    network = MCDropout(unet, _check_passes(passes))
-    maps = yield from iter_tiled(unet, image, axes=axes, tile_size=tile_size, stats=stats,
-                                 network=network, origin=origin)
+    maps = yield from _mc_maps(unet, image, _check_passes(passes), axes=axes,
+                               tile_size=tile_size, stats=stats, origin=origin)
     probs = maps[..., 2:]
     return Uncertainty(maps[..., 0], maps[..., 1],
                        probs[..., 0] if unet.config.n_classes == 1 else probs)
+
+
+def _mc_maps(unet: Any, image: Any, passes: int, *, axes: str | None, tile_size: int | None,
+             stats: Any, origin: tuple[int, int]
+             ) -> Generator[PredictProgress, None, np.ndarray]:
+    """The `MCDropout` maps (entropy, spread, mean probabilities on a last axis) of ``image``
+    through the one tiled pass, with ``image`` mirrored by ``2**depth`` px at every side
+    first and that margin cropped after: at an image border the zero padding of the
+    network's convolutions makes it unsure of the outermost pixels, which would light
+    up the map's edges as "paint here"; the mirror gives them context. The margin keeps
+    the pooling grid and the global coordinates the dropout masks hash."""
+    from .tiled import iter_tiled
+
+    image = arrays.check_image(image)
+    axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
+    if stats is None:  # of the image itself, not of the mirrored one
+        stats = unet.normalization.statistics(arrays.to_planes(image, axes)[0])
+    m = unet.config.size_multiple
+    mirrored = np.pad(image, [(m, m) if a in "YX" else (0, 0) for a in axes], mode="symmetric")
+    maps = yield from iter_tiled(unet, mirrored, axes=axes, tile_size=tile_size, stats=stats,
+                                 network=MCDropout(unet, passes),
+                                 origin=(origin[0] - m, origin[1] - m))
+    return maps[..., m:-m, m:-m, :]
 
 
 def _passes(network: Any, x: np.ndarray, start: Any, passes: int,
@@ -257,11 +278,10 @@ def block_maps(model: Any, block: np.ndarray, axes: str, stats: Any, origin: tup
     whole image's ``stats``) stacked on a trailing axis: entropy, spread and, when
     ``probabilities``, the mean probabilities (one per class)."""
     from ..model.files import resolve_model
-    from .tiled import iter_tiled
 
     unet = resolve_model(model)
-    maps = drain(iter_tiled(unet, block, axes=axes, stats=stats, tile_size=tile_size,
-                            network=MCDropout(unet, _check_passes(passes)), origin=origin))
+    maps = drain(_mc_maps(unet, block, _check_passes(passes), axes=axes, tile_size=tile_size,
+                          stats=stats, origin=origin))
     return maps if probabilities else maps[..., :2]
 
 

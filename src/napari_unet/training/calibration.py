@@ -23,7 +23,7 @@ No Keras here beyond running the network through `napari_unet.prediction.tiled`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Sequence
 
 import numpy as np
@@ -33,7 +33,7 @@ from ..model.decoding import Decoding
 from .data import TrainingData, linked_stacks
 
 __all__ = ["Calibration", "calibrate", "calibrate_trained", "collapse_warning",
-           "plane_probabilities"]
+           "plane_probabilities", "split_estimate"]
 
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -43,6 +43,10 @@ TIE_BREAK_IOUS = (0.5, 0.75, 0.9)  # the first is the score; the mean of all bre
 MIN_OBJECTS = 50  # fewer held-out objects than this: calibrate on all annotated planes
 LINKED_VOXELS = 4_000_000  # at most this many voxels of 3D labels calibrate linked decoding
 PLANE_PIXELS = 16_000_000  # at most this many pixels of annotated planes are predicted
+SCRIBBLE_SPLIT = 0.7  # of the median object radius: a scribble model's split distance
+MIN_SPLIT_OBJECTS = 5  # fewer predicted objects than this give no split estimate
+USABLE_SCORE = {"ap@0.5": 0.3, "foreground_iou": 0.5}  # below: the labels are not usable yet
+USEFUL_BATCHES = 200  # fewer batches than this: a likely reason for a useless model
 
 
 @dataclass(frozen=True)
@@ -214,19 +218,41 @@ def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarr
 def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
                       train_targets: Sequence[np.ndarray]) -> None:
     """After training ``unet`` (a `UNetModel`) with ``settings`` on ``data`` (whose
-    validation pixels are annotated in ``data.targets`` but not in ``train_targets``):
-    warn when the model marks (almost) everything one way (``info["collapse_warning"]``),
-    and for dense labels (unless ``settings.calibrate`` is off) choose its `Decoding` on
-    the held-out region (``info["calibration"]``); for a boundary model trained on 3D
-    instance labels also its values for objects linked in 3D (``linked_decoding``,
-    ``info["calibration_linked"]``). The model gets them through `UNetModel.update`."""
+    validation pixels are annotated in ``data.targets`` but not in ``train_targets``),
+    choose how its probabilities become labels and say whether they are usable:
+
+    - for dense labels (unless ``settings.calibrate`` is off) its `Decoding` that scores
+      best on the held-out region (``info["calibration"]``); for a boundary model trained
+      on 3D instance labels also its values for objects linked in 3D (``linked_decoding``,
+      ``info["calibration_linked"]``);
+    - for a foreground model trained on scribbles, the split distance of touching objects
+      (`split_estimate`, ``info["split_estimate"]``);
+    - ``info["collapse_warning"]`` when it marks (almost) everything one way, and
+      ``info["quality_warning"]`` when its labels are not usable yet, with the reasons
+      (too few batches, the time limit) and what to do; given as a ``RuntimeWarning`` too.
+
+    The model gets them through `UNetModel.update`."""
     held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
     planes = _calibration_planes(data.targets, held)
     probs = plane_probabilities(unet, [data.images[i] for i in planes])
     info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, planes)}
-    if settings.label_mode != "dense" or not settings.calibrate:
-        unet.update(info=info)
-        return
+    changes: dict[str, Any] = {}
+    if settings.label_mode == "dense" and settings.calibrate:
+        changes = _calibrate_dense(unet, data, held, planes, probs, info)
+    elif unet.target == "foreground" and settings.calibrate:  # scribbles: no truth to score
+        info["split_estimate"] = split_estimate(probs, unet.decoding.threshold)
+        changes["decoding"] = replace(unet.decoding,
+                                      split_distance=info["split_estimate"]["split_distance"])
+    info["quality_warning"] = quality_warning(info)
+    if info["quality_warning"]:
+        warnings.warn(info["quality_warning"], RuntimeWarning, stacklevel=4)
+    unet.update(info=info, **changes)
+
+
+def _calibrate_dense(unet: Any, data: TrainingData, held: list, planes: list[int],
+                     probs: list[np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
+    """`calibrate` on the held-out pixels of dense labels (and, for 3D instance labels, on
+    volumes); records the scores in ``info`` and returns the model's changes."""
     changes: dict[str, Any] = {"linked_decoding": None}  # earlier values fit other weights
     info.pop("calibration_linked", None)
     kept = [data.truths[i] if unet.target == "boundary" else (data.truths[i] > 0)
@@ -239,20 +265,64 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
     if runs:
         linked = _calibrate_linked(unet, runs, data, held, dict(zip(planes, probs)))
         changes["linked_decoding"], info["calibration_linked"] = linked.decoding, linked.to_dict()
-    unet.update(info=info, **changes)
+    return changes
+
+
+def quality_warning(info: dict[str, Any]) -> str:
+    """A sentence when a model's training record ``info`` says its labels are not usable
+    yet (it collapsed, or scored under `USABLE_SCORE` on the held-out data), with the
+    reasons the record shows and what to do; ``""`` otherwise."""
+    calibration = info.get("calibration") or {}
+    low = calibration.get("score", 1.0) < USABLE_SCORE.get(calibration.get("metric"), 0.0)
+    if not (info.get("collapse_warning") or low):
+        return ""
+    what = info.get("collapse_warning", "").split(". ")[0] or (
+        f"The trained model's labels are not usable yet: {calibration['metric']} "
+        f"{calibration['score']:.2f} on the {calibration['measured_on']} pixels.")
+    reasons = []
+    batches = int(info.get("rounds", [{}])[-1].get("epochs", 0)) * int(
+        info.get("steps_per_epoch", 0))
+    if batches < USEFUL_BATCHES:
+        reasons.append(f"it trained only {batches} batches (a useful run takes a few hundred)")
+    if info.get("time_limited"):
+        reasons.append(f"the time limit ended it after {info.get('train_seconds', 0):.0f} s")
+    why = f" Likely because {' and '.join(reasons)}." if reasons else ""
+    return (f"{what.rstrip('.')}.{why} Train longer (a larger time limit, or more epochs), "
+            "annotate more objects, or lower the learning rate; then check the result with "
+            "Run and Evaluate.")
+
+
+def split_estimate(probs: Sequence[np.ndarray], threshold: float) -> dict[str, Any]:
+    """The split distance of a foreground model that had no instance labels to be
+    calibrated on (scribbles): `SCRIBBLE_SPLIT` times the median radius of the objects it
+    predicts on the annotated planes ``probs`` (the largest distance-transform value of
+    each connected object: about a nucleus' radius whether it stands alone or touches
+    others), so touching objects are split where their centres lie apart; 0 (no split)
+    with fewer than `MIN_SPLIT_OBJECTS` objects. Returns ``{"median_radius",
+    "split_distance", "objects"}``."""
+    from scipy import ndimage as ndi
+
+    radii = []
+    for p in probs:
+        mask = p > threshold
+        components, n = ndi.label(mask)
+        if n:
+            radii.extend(ndi.maximum(ndi.distance_transform_edt(mask), components,
+                                     np.arange(1, n + 1)).tolist())
+    radius = float(np.median(radii)) if radii else 0.0
+    distance = int(round(SCRIBBLE_SPLIT * radius)) if len(radii) >= MIN_SPLIT_OBJECTS else 0
+    return {"median_radius": round(radius, 2), "split_distance": distance,
+            "objects": len(radii)}
 
 
 def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: list[int]) -> str:
-    """`collapse_warning` of the predicted ``planes`` (also given as a ``RuntimeWarning``)."""
+    """`collapse_warning` of the predicted ``planes``."""
     if unet.target == "foreground":
         foreground = [p > unet.decoding.threshold for p in probs]
     else:
         foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
-    message = collapse_warning(foreground, [data.targets[i] > 0 for i in planes],
-                               [data.targets[i] >= 0 for i in planes])
-    if message:
-        warnings.warn(message, RuntimeWarning, stacklevel=5)
-    return message
+    return collapse_warning(foreground, [data.targets[i] > 0 for i in planes],
+                            [data.targets[i] >= 0 for i in planes])
 
 
 def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held: list,

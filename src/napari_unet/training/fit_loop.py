@@ -51,6 +51,10 @@ class Deadline:
         self.started: float | None = None
         self.reached = False
 
+    def elapsed(self) -> float:
+        """Seconds since the clock started (0 before the second batch)."""
+        return 0.0 if self.started is None else time.perf_counter() - self.started
+
     def __call__(self) -> bool:
         now = time.perf_counter()
         if self.started is None:
@@ -96,7 +100,8 @@ def patch_workers() -> int:
 def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
                validation: tuple | None, epochs: int, steps: int, batch_size: int,
                should_stop: Callable[[], bool] | None, scope: Callable[[], Any] | None = None,
-               patience: int | None = None, side_job: Any = None):
+               patience: int | None = None, side_job: Any = None,
+               clock: Callable[[], float] | None = None):
     """Train the compiled ``km`` on ``batches`` for ``epochs`` x ``steps`` batches.
 
     ``batches`` yields ``(x, y)`` without end; ``validation`` is ``(x_val,
@@ -114,10 +119,11 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     thread. ``scope``: the context (a data-parallel distribution) ``fit`` runs in.
     ``side_job`` (e.g. a `napari_unet.training.preview.PreviewJob`) runs on the training
     thread before a batch when ``side_job.due()``; ``side_job.run(epoch, batch)`` is yielded.
+    ``clock()`` gives the seconds each event reports (`TrainProgress.seconds`).
     """
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
-                     side_job)
+                     side_job, clock)
     callbacks = [_relay_class()(record)]
     if patience:
         from ..backend.runtime import load_keras
@@ -165,8 +171,9 @@ class _Record:
 
     def __init__(self, events: queue.Queue, epochs: int, steps: int, validating: bool,
                  should_stop: Callable[[], bool] | None = None, patience: int | None = None,
-                 side_job: Any = None):
+                 side_job: Any = None, clock: Callable[[], float] | None = None):
         self.events, self.epochs, self.steps = events, epochs, steps
+        self.clock = clock or (lambda: 0.0)
         self.should_stop, self.stopped, self.patience = should_stop, False, patience
         self.monitor = "val_iou" if validating else "iou"
         self.history: dict[str, list[float]] = {"loss": [], "iou": []}
@@ -204,7 +211,7 @@ class _Record:
             self.halt = True
             return
         self.events.put(("batch", TrainProgress(self.epoch, self.epochs, batch + 1, self.steps,
-                                                "batch", logs)))
+                                                "batch", logs, self.clock())))
 
     def epoch_ends(self, epoch: int, logs: Any, get_weights: Callable[[], list]) -> None:
         """Record a finished epoch; its weights (``get_weights()``) are kept when it is the best
@@ -227,7 +234,7 @@ class _Record:
         elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
             self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
-                                                "epoch", logs)))
+                                                "epoch", logs, self.clock())))
 
 
 @functools.cache
