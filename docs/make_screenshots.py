@@ -2,8 +2,8 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/make_screenshots.py
 
-Opens the 2D sample in a 1280x800 window, docks the three widgets side by side in
-one column (they scroll instead of overflowing the screen), builds a small U-Net,
+Opens the 2D sample in a 1280x800 window with the U-Net dock (Build, Train and Run
+tabs), builds a small U-Net,
 trains it through the Train widget, runs it through the Run widget, shows an error
 (saving into a folder that cannot be written), runs it on a 4096² dask image (caught
 while the lazy result fills in), and grabs the window after each step
@@ -19,6 +19,7 @@ import napari
 from qtpy.QtWidgets import QApplication
 
 OUT = Path(__file__).parent / "images"
+_TABS = None  # the U-Net dock
 
 
 def wait(predicate, app, limit_s=600.0):
@@ -42,14 +43,11 @@ def main() -> None:
     viewer.window.resize(1280, 800)
     app = QApplication.instance()
     viewer.open_sample("napari-unet", "nuclei")
-    widgets = {}
-    for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name)
-    build, train, run = widgets.values()
+    global _TABS
+    _, _TABS = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    build, train, run = _TABS.widgets
     app.processEvents()
-    viewer.screenshot(str(OUT / "0_docks_fit.png"), canvas_only=False)  # all three, stacked
-    for widget in (train, run):  # then tabbed, one full-height tab at a time
-        viewer.window._qt_window.tabifyDockWidget(_dock(build), _dock(widget))
+    viewer.screenshot(str(OUT / "0_docks_fit.png"), canvas_only=False)
     build.start_neurons.value = 8
     build.depth.value = 3
     _raise_dock(build)
@@ -122,16 +120,6 @@ def _lazy_run(viewer, run, app) -> None:
     wait(lambda: not run.fill.running, app)
 
 
-def _dock(widget):
-    """The QDockWidget holding ``widget``."""
-    from qtpy.QtWidgets import QDockWidget
-
-    parent = widget.native.parent()
-    while parent is not None and not isinstance(parent, QDockWidget):
-        parent = parent.parent()
-    return parent
-
-
 def _scroll_to_end(widget) -> None:
     """Scroll ``widget``'s controls to their end."""
     bar = widget.body.root_native_widget.verticalScrollBar()
@@ -140,10 +128,7 @@ def _scroll_to_end(widget) -> None:
 
 def _raise_dock(widget) -> None:
     """Bring the tab holding ``widget`` to the front."""
-    dock = _dock(widget)
-    if dock is not None:
-        dock.show()
-        dock.raise_()
+    _TABS.setCurrentWidget(widget.native)
 
 
 if __name__ == "__main__":

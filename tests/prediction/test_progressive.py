@@ -104,3 +104,16 @@ def test_a_view_larger_than_the_budget_fills_in_part_and_stops(data):
     shown = array[0]
     assert np.count_nonzero(shown) == 4 * 100  # the four chunks kept are shown
     assert array.astype(np.int32).dtype == np.int32
+
+
+def test_a_thumbnail_level_read_whole_gives_what_is_computed_without_computing(data):
+    calls = []
+    lazy = da.from_array(data, chunks=(1, 25, 35)).map_blocks(
+        lambda b: calls.append(1) or b, dtype=data.dtype, meta=np.empty((0, 0, 0), data.dtype))
+    array = ProgressiveArray(lazy, computes_whole=False)
+    assert not np.asarray(array).any() and not calls and not array.pending
+    array[0, :25, :35]
+    drain(iter_fill([array]))
+    whole = np.asarray(array)
+    np.testing.assert_array_equal(whole[0, :25, :35], data[0, :25, :35])
+    assert not whole[1:].any() and len(calls) == 1

@@ -18,6 +18,27 @@ def test_the_three_docks_fit_1280_by_800(viewer_with_widgets, qtbot):
         assert widget.native.minimumSizeHint().width() < 500, type(widget).__name__
 
 
+def test_one_dock_holds_build_train_and_run_as_tabs(make_napari_viewer, qtbot):
+    """The compact layout: one dock, a tab per widget, each tab the dock's full height
+    (three separate docks stack and leave Train and Run a strip at 1280x800)."""
+    from napari_unet._widgets import BuildWidget, RunWidget, TrainWidget, UNetDock
+
+    viewer = make_napari_viewer()
+    viewer.window.resize(1280, 800)
+    dock_widget, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    assert isinstance(dock, UNetDock)
+    assert [dock.tabText(i) for i in range(dock.count())] == ["Build", "Train", "Run"]
+    assert [type(w) for w in dock.widgets] == [BuildWidget, TrainWidget, RunWidget]
+    assert all(dock.widget(i) is w.native for i, w in enumerate(dock.widgets))
+    assert dock.build.session is dock.train.session is dock.run.session
+    assert dock.minimumSizeHint().height() <= 600, dock.minimumSizeHint()
+    assert viewer.window._qt_window.minimumSizeHint().height() <= 800
+    dock.setCurrentIndex(2)
+    assert dock.currentWidget() is dock.run.native
+    viewer.window.remove_dock_widget(dock_widget)  # napari's close button
+    qtbot.waitUntil(lambda: all(w.closed for w in dock.widgets), timeout=5000)
+
+
 def test_changing_the_image_resets_the_axes_guess(viewer_with_widgets):
     viewer, w = viewer_with_widgets
     viewer.add_image(np.zeros((3, 32, 32), np.float32), name="stack")

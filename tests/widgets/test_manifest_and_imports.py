@@ -14,7 +14,7 @@ def test_manifest_is_valid():
 
     manifest = PluginManifest.from_distribution("napari-unet")
     names = {w.display_name for w in manifest.contributions.widgets}
-    assert names == {"U-Net: Build", "U-Net: Train", "U-Net: Run"}
+    assert names == {"U-Net", "U-Net: Build", "U-Net: Train", "U-Net: Run"}
     assert {s.key for s in manifest.contributions.sample_data} == {"nuclei", "nuclei_3d"}
     result = subprocess.run([sys.executable, "-m", "npe2", "validate", "napari-unet", "--imports"],
                             capture_output=True, text=True)
@@ -58,7 +58,7 @@ def test_napari_menu_and_widgets_do_not_import_tensorflow():
         import napari
         viewer = napari.Viewer(show=False)
         viewer.open_sample("napari-unet", "nuclei")
-        for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
+        for name in ("U-Net", "U-Net: Build", "U-Net: Train", "U-Net: Run"):
             viewer.window.add_plugin_dock_widget("napari-unet", name)
         menu = viewer.window.plugins_menu
         texts = [a.text() for a in menu.actions()]

@@ -53,3 +53,15 @@ def test_evaluation_matches_objects_within_their_own_plane_or_stack():
     assert set(np.unique(unit_labels)) == {0, 1, 2, 5, 6}  # t = 1 ids after t = 0 ids
     assert set(np.unique(unit_truth)) == {0, 1, 2, 3, 4}
     assert np.array_equal(labels, before)  # inputs kept
+
+
+def test_big_planes_get_resolution_levels_down_to_a_thumbnail():
+    import dask.array as da
+
+    from napari_unet._widgets._lazy_fill import levels
+
+    small = da.zeros((3, 2048, 1500), chunks=512)
+    assert levels(small) == [small]
+    shapes = [level.shape for level in levels(da.zeros((2, 8192, 6000), chunks=1024))]
+    assert shapes == [(2, 8192, 6000), (2, 4096, 3000), (2, 2048, 1500), (2, 1024, 750),
+                      (2, 64, 47)]

@@ -4,7 +4,8 @@ results back into layers. Nothing in this package imports TensorFlow at import t
 """
 
 from .build import BuildWidget
+from .dock import UNetDock
 from .run import RunWidget
 from .train import TrainWidget
 
-__all__ = ["BuildWidget", "TrainWidget", "RunWidget"]
+__all__ = ["BuildWidget", "TrainWidget", "RunWidget", "UNetDock"]

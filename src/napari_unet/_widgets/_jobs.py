@@ -90,7 +90,8 @@ def lazy_run_job(engine: Engine, image: Any, axes: str | None, name: str, placem
     `EngineBlockPredictor`s their blocks call. Only the normalisation statistics are
     computed here; `LazyFill` computes the blocks napari shows."""
     from ..common.arrays import resolve_axes
-    from ..prediction.lazy import lazy_labels, lazy_probabilities
+    from ..prediction.lazy import lazy_probabilities
+    from ..prediction.lazy_labels import lazy_labels
 
     summary = engine.model_summary(model_path)
     config, normalization = summary.config, summary.normalization

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any, Callable
 
 import numpy as np
@@ -20,6 +21,41 @@ from ..prediction.progressive import ProgressiveArray, iter_fill
 from ._workers import ActivityProgress, start_worker
 
 _IN_FILL = threading.local()  # .active: this thread runs a fill (its Cancel applies)
+LEVELS_ABOVE = 2048  # px: a plane wider or taller is shown at several resolutions
+COARSEST = 1024  # px: the side the smallest level napari draws from shrinks to
+THUMBNAIL = 64  # px: the side of the last level, which napari reads whole for the thumbnail
+
+
+def levels(lazy: Any) -> list[Any]:
+    """The resolution levels napari shows of dask array ``lazy`` (Y and X its last axes):
+    ``[lazy]`` for planes up to `LEVELS_ABOVE` px, else ``lazy`` and every second, fourth...
+    pixel of it down to `COARSEST` px, and one down to `THUMBNAIL` px last. Drawing a
+    zoomed-out 8192² plane then maps a 1024² level, not 67 million labels; a level's
+    block is computed from the full resolution's (nearest pixels: labels stay labels).
+    napari 0.9 reads the last level whole (``np.asarray``) in its drawing thread and
+    keeps it: `LazyFill.wrap` makes it a level that never computes there."""
+    out = [lazy]
+    if max(lazy.shape[-2:]) <= LEVELS_ABOVE:
+        return out
+    while max(out[-1].shape[-2:]) > COARSEST:
+        step = 2 ** len(out)
+        out.append(lazy[..., ::step, ::step])
+    step = 2 ** len(out)
+    while max(lazy.shape[-2:]) / step > THUMBNAIL:
+        step *= 2
+    out.append(lazy[..., ::step, ::step])
+    return out
+
+
+def progressive_arrays(data: Any) -> list[ProgressiveArray]:
+    """The `ProgressiveArray` (or, multiscale, the levels) a lazy layer's ``data`` is."""
+    if isinstance(data, ProgressiveArray):
+        return [data]
+    if isinstance(data, Sequence):  # napari's MultiScaleData (behind its plugin proxy too)
+        parts = list(data)
+        if parts and all(isinstance(part, ProgressiveArray) for part in parts):
+            return parts
+    return []
 
 
 class LazyFillError(Exception):
@@ -130,9 +166,14 @@ class LazyFill:
             predictor.blocked = lambda: self.widget.session.blocked
         wrapped = []
         for data, meta, kind in tuples:
-            array = ProgressiveArray(data, fill=0)
-            self.arrays.append(array)
-            wrapped.append((array, meta, kind))
+            parts = levels(data)
+            arrays = [ProgressiveArray(level, fill=0, computes_whole=len(parts) == 1
+                                       or i < len(parts) - 1) for i, level in enumerate(parts)]
+            self.arrays.extend(arrays)
+            if len(arrays) > 1:
+                wrapped.append((arrays, {**meta, "multiscale": True}, kind))
+            else:
+                wrapped.append((arrays[0], meta, kind))
         return wrapped
 
     def show(self, layers: list[Any]) -> None:
@@ -141,7 +182,7 @@ class LazyFill:
         before it knew the viewer's current plane is forgotten."""
         from superqt.utils import ensure_main_thread
 
-        self.layers = [layer for layer in layers if isinstance(layer.data, ProgressiveArray)]
+        self.layers = [layer for layer in layers if progressive_arrays(layer.data)]
         for layer in self.layers:
             _read_only(layer)
         viewer = self.widget.viewer
@@ -158,10 +199,10 @@ class LazyFill:
         """A lazy layer the user deleted is no longer filled (and its memory goes)."""
         if event.value in self.layers:
             self.layers.remove(event.value)
-            array = event.value.data
-            if array in self.arrays:
-                array.forget_pending()
-                self.arrays.remove(array)
+            for array in progressive_arrays(event.value.data):
+                if array in self.arrays:
+                    array.forget_pending()
+                    self.arrays.remove(array)
 
     def detach(self) -> None:
         """Stop filling the current layers (they keep what they show) and forget them."""
@@ -270,7 +311,7 @@ def _read_only(layer: Any) -> None:
     layer.editable = False
 
     def keep(*_: Any) -> None:
-        if layer.editable and isinstance(layer.data, ProgressiveArray):
+        if layer.editable and progressive_arrays(layer.data):
             layer.editable = False
 
     layer.events.editable.connect(keep)

@@ -111,9 +111,10 @@ def report_info(widget: Any, message: str) -> None:
 
 def apply_layer_tuples(viewer: Any, tuples: list[tuple]) -> list[Any]:
     """Add LayerDataTuples to ``viewer``, updating layers of the same name and kind in place
-    (data, ``scale``, ``translate``, ``metadata``), except a Labels layer painted on since
-    napari-unet wrote it: the hand edits stay, and the new labels go to a new layer
-    ("<name> (2)" ...). Returns the layers. Must run in the GUI thread."""
+    (data, ``scale``, ``translate``, ``metadata``; a multiscale one is made again), except a
+    Labels layer painted on since
+    napari-unet wrote it: the hand edits stay, and the new labels go to "<name> (2)" (or
+    the first such copy not painted on either). Returns the layers. Must run in the GUI thread."""
     layers = []
     for data, meta, kind in tuples:
         meta = dict(meta)
@@ -121,7 +122,11 @@ def apply_layer_tuples(viewer: Any, tuples: list[tuple]) -> list[Any]:
         existing = viewer.layers[name] if name in viewer.layers else None
         layer_class = {"labels": napari.layers.Labels, "image": napari.layers.Image}[kind]
         if isinstance(existing, napari.layers.Labels) and edited(existing):
-            meta["name"], existing = _free_name(viewer, name), None
+            meta["name"] = _free_name(viewer, name)  # an unedited copy is updated again
+            existing = viewer.layers[meta["name"]] if meta["name"] in viewer.layers else None
+        if existing is not None and (existing.multiscale or meta.get("multiscale")):
+            viewer.layers.remove(existing)  # napari fixes a layer's levels when it is made
+            existing = None
         if existing is not None and isinstance(existing, layer_class):
             existing.data = data
             for key in ("scale", "translate", "metadata"):
@@ -145,21 +150,22 @@ def _watch_edits(layer: Any) -> None:
     """Mark ``layer`` edited (in its metadata) when it is painted, filled or erased."""
     layer.metadata = {**layer.metadata, "napari_unet": {
         **layer.metadata.get("napari_unet", {}), "edited": False}}
-    if getattr(layer, "_napari_unet_watched", False):
-        return
+    layer.events.paint.connect(_mark_edited)  # (napari connects a callback once)
 
-    def mark(*_: Any) -> None:
-        info = layer.metadata.get("napari_unet")
-        if info is not None:
-            info["edited"] = True
 
-    layer.events.paint.connect(mark)
-    layer._napari_unet_watched = True
+def _mark_edited(event: Any) -> None:
+    info = event.source.metadata.get("napari_unet")
+    if info is not None:
+        info["edited"] = True
 
 
 def _free_name(viewer: Any, name: str) -> str:
-    """``name (2)``, ``name (3)`` ...: the first not taken by a layer of ``viewer``."""
+    """``name (2)``, ``name (3)`` ...: the first that is not a hand-edited Labels layer of
+    ``viewer`` (an earlier copy that was not painted on, or a name not taken)."""
     number = 2
     while f"{name} ({number})" in viewer.layers:
+        layer = viewer.layers[f"{name} ({number})"]
+        if isinstance(layer, napari.layers.Labels) and not edited(layer):
+            break
         number += 1
     return f"{name} ({number})"

@@ -1,4 +1,4 @@
-"""Open napari with the demo's results and the three widgets docked (``napari-unet demo --gui``)."""
+"""Open napari with the demo's results and the U-Net dock (Build, Train and Run tabs) (``napari-unet demo --gui``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 def open_demo_viewer(out_dir: Path, show: bool = True):
     """Show the demo's held-out image, ground truth and prediction (files written by
-    ``napari-unet demo`` in ``out_dir``), with Build/Train/Run docked.
+    ``napari-unet demo`` in ``out_dir``), with the U-Net dock (Build/Train/Run tabs).
 
     The trained ``out_dir/model.keras`` is loaded into the viewer's session.
     Returns the viewer; with ``show`` the Qt event loop runs until the window is closed.
@@ -22,11 +22,9 @@ def open_demo_viewer(out_dir: Path, show: bool = True):
                       visible=False)
     viewer.add_labels(tifffile.imread(out_dir / "labels.tif"), name="held-out nuclei U-Net",
                       opacity=0.6)
-    widgets = {}
-    for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name)
+    _, dock = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
     model_path = out_dir / "model.keras"
-    build = widgets["U-Net: Build"]
+    build = dock.build
     if model_path.is_file():
         build.load_path.value = model_path
         build.load()

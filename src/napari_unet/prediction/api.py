@@ -135,7 +135,8 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     """
     if not _is_dask(image):
         return drain(iter_segment(model, image, options, axes=axes, **kwargs), callback)
-    from .lazy import lazy_labels, predict_dask
+    from .lazy import predict_dask
+    from .lazy_labels import lazy_labels
 
     run = plan_run(model, image.shape, options, axes)
     probs = predict_dask(run.unet, image, axes=run.axes, **kwargs)

@@ -210,34 +210,3 @@ def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int
         hi = halo if loc[i] < nchunks[i] - 1 else 0
         crop[i] = slice(lo, block.shape[i] - hi)
     return np.ascontiguousarray(probs[tuple(crop)])
-
-
-def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "foreground") -> Any:
-    """Labels from lazy probabilities, block by block (`labels_from_probabilities` with
-    `LabelOptions` ``options``, their None values filled in, and the model's ``target``).
-
-    Masks and class maps are computed per block. Instance labels need whole
-    planes (or whole stacks with ``link_planes``): Y and X (and Z) are merged
-    into one chunk per plane first; ids are unique within each plane (or
-    stack), not across the whole array.
-    """
-    from ..labels.decode import labels_from_probabilities, smallest_label_dtype
-
-    options.decoding  # noqa: B018 - ValueError unless the model's values were filled in
-    classed = target != "foreground"  # the probabilities have a trailing class axis
-    drop = {"drop_axis": probs.ndim - 1} if classed else {}
-    if not options.instances:
-        dtype = smallest_label_dtype(probs.shape[-1] - 1) if target == "classes" else np.uint8
-        return probs.map_blocks(labels_from_probabilities, spatial_axes, options, target,
-                                dtype=dtype, **drop)
-    whole = {spatial_axes.index("Y"): -1, spatial_axes.index("X"): -1}
-    if options.links(spatial_axes):
-        whole[spatial_axes.index("Z")] = -1
-    if classed:
-        whole[probs.ndim - 1] = -1
-    probs = probs.rechunk(whole)
-
-    def label_block(p: np.ndarray) -> np.ndarray:
-        return labels_from_probabilities(p, spatial_axes, options, target).astype(np.uint32)
-
-    return probs.map_blocks(label_block, dtype=np.uint32, **drop)

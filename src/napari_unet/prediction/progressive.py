@@ -33,16 +33,20 @@ class ProgressiveArray:
     larger than that, only what fits is computed (``too_large`` then says so).
     ``on_request()`` is called (in the indexing thread) when indexing queued new
     chunks; while ``paused``, indexing queues nothing. ``np.asarray`` of the whole
-    array computes everything, blocking.
+    array computes everything, blocking; with ``computes_whole=False`` it gives what is
+    computed so far instead (for a thumbnail that napari reads whole, in its drawing
+    thread, and keeps).
     """
 
     def __init__(self, lazy: Any, fill: Any = 0, max_bytes: int = 1 << 30,
-                 on_request: Callable[[], None] | None = None, max_pending: int = 4096):
+                 on_request: Callable[[], None] | None = None, max_pending: int = 4096,
+                 computes_whole: bool = True):
         self.lazy = lazy
         self.fill = fill
         self.max_bytes = int(max_bytes)
         self.on_request = on_request
         self.max_pending = max_pending
+        self.computes_whole = computes_whole
         self._starts = [np.cumsum((0,) + tuple(c)) for c in lazy.chunks]
         self._done: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._bytes = 0
@@ -69,11 +73,14 @@ class ProgressiveArray:
         return np.asarray(self).astype(dtype)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        """All of it: computed chunks as kept, the others computed now (blocking)."""
-        out = np.empty(self.shape, self.dtype)
+        """All of it: computed chunks as kept, the others computed now (blocking), or
+        ``fill`` unless ``computes_whole``."""
+        out = np.full(self.shape, self.fill, self.dtype)
         for chunk in np.ndindex(*self.lazy.numblocks):
             with self._lock:
                 block = self._done.get(chunk)
+            if block is None and not self.computes_whole:
+                continue
             if block is None:
                 block = self.lazy.blocks[chunk].compute(scheduler="synchronous")
             out[tuple(slice(s[c], s[c + 1]) for s, c in zip(self._starts, chunk))] = block
