@@ -183,7 +183,7 @@ def test_errors_cross_the_process_boundary_typed(engine, tmp_path):
 
     engine.build(TINIEST)
     with pytest.raises(EngineError) as info:  # a TypeError in the engine: not a RuntimeError
-        engine._result("build", {"depth": 1}, "an argument too many")
+        engine._result("build", TINIEST, None, "an argument too many")
     assert not isinstance(info.value, RuntimeError) and "TypeError" in str(info.value)
     assert "Traceback" in info.value.remote_traceback
     with pytest.raises(ValueError, match="Cannot write the model file"):

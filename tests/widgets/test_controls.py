@@ -74,6 +74,9 @@ def test_loss_plot_follows_napari_theme(viewer_with_widgets):
     light = plot.figure.get_facecolor()
     assert sum(light[:3]) > sum(dark[:3]) + 1.0
     plot.add_epoch({"loss": 0.5, "iou": 0.2})
+    shown = [t for t in plot.loss_ax.get_xticks() if plot.loss_ax.get_xlim()[0] <= t
+             <= plot.loss_ax.get_xlim()[1]]
+    assert shown == [1.0], shown  # one epoch: one tick, not "0.9 0.95 1.0" overlapping
     plot.add_epoch({"loss": 0.4, "iou": 0.3, "val_loss": 0.45, "val_iou": 0.25})
     assert np.isnan(plot.history["val_loss"][0]) and plot.history["val_loss"][1] == 0.45
     ticks = plot.loss_ax.get_xticks()

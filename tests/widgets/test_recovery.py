@@ -41,6 +41,7 @@ def test_a_killed_engine_is_reported_and_restarted(viewer_with_widgets, qtbot):
     assert "ended unexpectedly" in w["train"].last_error
     assert "SIGKILL" in w["train"].last_error
     assert _idle(w) and not w["train"].session.has_model
+    assert w["train"].plot.history == {}  # the dead engine's curves went with its model
     build_tiny(qtbot, w["build"])  # a fresh engine
     assert w["build"].session.has_model and w["build"].session.engine.alive
 

@@ -58,14 +58,7 @@ class BuildWidget(SessionWidget):
                                   label="precision",
                                   tooltip="auto: mixed bfloat16 on GPUs with bfloat16 units (faster, float32 "
                                           "weights), float32 elsewhere. Model files always hold float32 weights.")
-        self.norm_low = FloatSpinBox(value=PercentileNormalization.low, min=0.0, max=50.0, step=0.1,
-                                     name="norm_low", label="normalise: low %",
-                                     tooltip="This percentile of each image (per channel) becomes 0 before the network "
-                                             "sees it (default 1). Kept in the model file: Run normalises the same way.")
-        self.norm_high = FloatSpinBox(value=PercentileNormalization.high, min=50.0, max=100.0, step=0.1,
-                                      name="norm_high", label="normalise: high %",
-                                      tooltip="This percentile becomes 1 (default 99.8). Lower it for images with "
-                                              "a few very bright spots.")
+        self._make_normalisation_controls()
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size",
                                   label="patch (for estimate)", tooltip="Training patch size used for the memory estimate.")
         self.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch (for estimate)",
@@ -95,6 +88,16 @@ class BuildWidget(SessionWidget):
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
         self.update_summary()
+
+    def _make_normalisation_controls(self) -> None:
+        self.norm_low = FloatSpinBox(value=PercentileNormalization.low, min=0.0, max=50.0, step=0.1,
+                                     name="norm_low", label="normalise: low %",
+                                     tooltip="This percentile of each image (per channel) becomes 0 before the network "
+                                             "sees it (default 1). Kept in the model file: Run normalises the same way.")
+        self.norm_high = FloatSpinBox(value=PercentileNormalization.high, min=50.0, max=100.0, step=0.1,
+                                      name="norm_high", label="normalise: high %",
+                                      tooltip="This percentile becomes 1 (default 99.8). Lower it for images with "
+                                              "a few very bright spots.")
 
     def _make_file_controls(self) -> None:
         self.load_path = FileEdit(mode="r", filter="*.keras *.zip", name="load_path", label="model file",

@@ -124,13 +124,7 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
                      side_job, clock)
-    callbacks = [_relay_class()(record)]
-    if patience:
-        from ..backend.runtime import load_keras
-
-        callbacks.append(load_keras().callbacks.ReduceLROnPlateau(
-            monitor=record.monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
-            min_delta=1e-4, verbose=0))
+    callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience)
 
     def work() -> None:
         try:
@@ -235,6 +229,17 @@ class _Record:
             self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
                                                 "epoch", logs, self.clock())))
+
+
+def _plateau(monitor: str, patience: int | None) -> list:
+    """With ``patience``: a callback halving the learning rate when ``monitor`` stalls."""
+    if not patience:
+        return []
+    from ..backend.runtime import load_keras
+
+    return [load_keras().callbacks.ReduceLROnPlateau(
+        monitor=monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
+        min_delta=1e-4, verbose=0)]
 
 
 @functools.cache
