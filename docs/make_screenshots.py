@@ -107,10 +107,14 @@ def _lazy_run(viewer, run, app) -> None:
     viewer.reset_view()
     run.reset_choices()
     run.image.value = viewer.layers["4096² dask"]
-    run.output.value = "semantic mask"
+    run.output.value = "instance labels"
     run.start()
-    wait(lambda: run.fill.running and viewer.layers["4096² dask U-Net"].data.chunks_done >= 24,
-         app)
+    from napari_unet._widgets._lazy_fill import progressive_arrays
+
+    def computed() -> int:
+        return sum(a.chunks_done for a in progressive_arrays(viewer.layers["4096² dask U-Net"].data))
+
+    wait(lambda: run.fill.running and computed() >= 24, app)
     _raise_dock(run)
     _scroll_to_end(run)  # the progress bar and the status
     app.processEvents()

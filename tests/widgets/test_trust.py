@@ -93,7 +93,7 @@ def test_the_live_preview_is_not_offered_as_labels(viewer_with_widgets, qtbot):
     train.preview_every.value = 1
     train.start()
     wait_for_worker(qtbot, train)
-    assert "nuclei preview" in viewer.layers
+    assert "nuclei preview" in viewer.layers and not viewer.layers["nuclei preview"].visible
     for widget in (train, w["run"]):
         widget.reset_choices()
     assert "nuclei preview" not in [n for n, _ in train._labels_layers()]

@@ -372,6 +372,9 @@ class TrainWidget(SessionWidget):
         loudly when its labels are not usable yet."""
         self.session.set_summary(summary, summary.report())
         self.progress.value = self.progress.max
+        target = self._preview_target
+        if target is not None and f"{target[0]} preview" in self.viewer.layers:
+            self.viewer.layers[f"{target[0]} preview"].visible = False  # Run shows the result
         if summary.warning:
             from napari.utils.notifications import show_warning
 
