@@ -20,7 +20,7 @@ import time
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=int, default=2)
+    parser.add_argument("--minutes", type=float, default=2.0)
     args = parser.parse_args()
     os.environ["NAPARI_UNET_SETTINGS_DIR"] = tempfile.mkdtemp()
     import napari
@@ -61,7 +61,7 @@ def main() -> None:
     run.start()
     wait(lambda: run.worker is None)
     scores = evaluate(viewer.layers["nuclei U-Net"].data, viewer.layers["nuclei ground truth"].data)
-    print(f"time limit {args.minutes} min: {info['train_seconds']:.0f} s counted, {wall:.0f} s "
+    print(f"time limit {args.minutes:g} min: {info['train_seconds']:.0f} s counted, {wall:.0f} s "
           f"from the click; {batches} batches in {summary.epochs} epochs; bar at 100 % "
           f"before the end: {any(early[:-1])}")
     print(f"warning: {summary.warning or '(none)'}")

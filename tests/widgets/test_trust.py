@@ -12,7 +12,7 @@ from .conftest import WORKER_TIMEOUT_MS, build_tiny, set_fast_training, wait_for
 
 def test_default_training_with_a_time_limit_is_usable_or_says_it_is_not(make_napari_viewer,
                                                                           qtbot):
-    """The classic U-Net with every Train default and a 1-minute limit on the sample
+    """The classic U-Net with every Train default and a half-minute limit on the sample
     (the issue's case used 2 minutes; benchmarks/bench_default_training.py runs that):
     the bar stays below 100 % while training runs and fills at the end, the limit counts
     training only, and the labels either match the truth (AP@0.5 > 0.5) or a warning says
@@ -27,7 +27,7 @@ def test_default_training_with_a_time_limit_is_usable_or_says_it_is_not(make_nap
     train.reset_choices()
     train.image.value = viewer.layers["nuclei"]
     train.labels.value = viewer.layers["nuclei ground truth"]
-    train.time_limit.value = 1
+    train.time_limit.value = 0.5
     seen = []
     train.progress.changed.connect(lambda v: seen.append((v, train.progress.max,
                                                           train.worker is not None)))
@@ -40,7 +40,7 @@ def test_default_training_with_a_time_limit_is_usable_or_says_it_is_not(make_nap
     assert train.progress.value == train.progress.max
     summary = train.session.summary
     assert summary.info["time_limited"] and "stopped at the time limit" in train.status.value
-    assert summary.info["train_seconds"] <= 75  # the limit counted training, not start-up
+    assert summary.info["train_seconds"] <= 45  # the limit counted training, not start-up
     run.reset_choices()
     run.image.value = viewer.layers["nuclei"]
     run.start()

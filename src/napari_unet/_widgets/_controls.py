@@ -119,9 +119,11 @@ def add_setting_controls(widget: Any) -> None:
                           tooltip="0 = automatic: about 20 passes over the labelled pixels, 200-2000 "
                                   "batches (but at least 5 epochs) in 5-100 epochs (with a time limit: until it, or until "
                                   "no better epoch for a while). Training keeps the best epoch.")
-    widget.time_limit = SpinBox(value=0, min=0, max=10000, name="time_limit", label="time limit (min)",
-                              tooltip="End training after this many minutes, keeping the best epoch "
-                                      "(0 = no limit).")
+    widget.time_limit = FloatSpinBox(value=0.0, min=0.0, max=10000.0, step=0.5, name="time_limit",
+                                     label="time limit (min)",
+                                     tooltip="End training after this many minutes of training (not counting the "
+                                             "engine's start or compiling the network), keeping the best epoch "
+                                             "(0 = no limit).")
     widget.steps = SpinBox(value=0, min=0, max=100000, name="steps", label="batches per epoch",
                          tooltip="0 = automatic (about two passes over the labelled pixels, at least 10).")
     widget.batch_size = SpinBox(value=8, min=1, max=256, name="batch_size", label="batch size",
