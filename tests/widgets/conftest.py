@@ -94,3 +94,12 @@ class Ticks:
     @property
     def longest_gap(self) -> float:
         return float(np.max(np.diff(self.ticks)))
+
+
+def build_and_train_tiny(qtbot, widgets, epochs=2, steps=5):
+    """A tiny U-Net built and briefly trained through the widgets (``widgets``: the
+    fixture's dict), for tests of what comes after training."""
+    build_tiny(qtbot, widgets["build"])
+    set_fast_training(widgets["train"], epochs=epochs, steps=steps)
+    widgets["train"].start()
+    wait_for_worker(qtbot, widgets["train"])

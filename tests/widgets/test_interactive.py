@@ -7,7 +7,7 @@ from napari_unet.io.images import write_image
 from napari_unet.samples.nuclei import make_nuclei
 from napari_unet.testing.scribbles import simulate_scribbles
 
-from .conftest import Ticks as _Ticks
+from .conftest import build_and_train_tiny, Ticks as _Ticks
 from .conftest import build_tiny, set_fast_training, wait_for_worker
 
 
@@ -143,10 +143,7 @@ def test_run_adds_uncertainty_maps_eager_and_lazy(viewer_with_widgets, qtbot):
     from napari_unet.prediction.progressive import ProgressiveArray
 
     viewer, w = viewer_with_widgets
-    build_tiny(qtbot, w["build"])
-    set_fast_training(w["train"], epochs=2, steps=5)
-    w["train"].start()
-    wait_for_worker(qtbot, w["train"])
+    build_and_train_tiny(qtbot, w)
     run = w["run"]
     run.uncertainty.value = True
     run.passes.value = 3

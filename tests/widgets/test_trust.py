@@ -7,7 +7,7 @@ from napari.utils.notifications import notification_manager
 
 from napari_unet.labels.metrics import evaluate
 
-from .conftest import WORKER_TIMEOUT_MS, build_tiny, set_fast_training, wait_for_worker
+from .conftest import build_and_train_tiny, WORKER_TIMEOUT_MS, build_tiny, set_fast_training, wait_for_worker
 
 
 def test_default_training_with_a_time_limit_is_usable_or_says_it_is_not(make_napari_viewer,
@@ -57,10 +57,7 @@ def test_default_training_with_a_time_limit_is_usable_or_says_it_is_not(make_nap
 def test_run_keeps_edits_clears_old_scores_and_records_what_made_it(viewer_with_widgets,
                                                                     qtbot):
     viewer, w = viewer_with_widgets
-    build_tiny(qtbot, w["build"])
-    set_fast_training(w["train"], epochs=2, steps=5)
-    w["train"].start()
-    wait_for_worker(qtbot, w["train"])
+    build_and_train_tiny(qtbot, w)
     run = w["run"]
     run.reset_choices()
     run.image.value = viewer.layers["nuclei"]
