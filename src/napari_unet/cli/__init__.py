@@ -7,6 +7,7 @@ failure to one line and an exit status; `napari_unet.cli.parser` holds the optio
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -20,6 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if args.debug else "3")
+    if args.debug:  # and the library's own messages (the "napari_unet" logger)
+        _show_library_log()
     if args.version:
         from ..version import __version__
 
@@ -43,6 +46,17 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"napari-unet {args.command}: {message}", file=sys.stderr)
         return status
+
+
+def _show_library_log() -> None:
+    """Print the ``napari_unet`` logger's messages, all levels, on standard error."""
+    log = logging.getLogger("napari_unet")
+    log.setLevel(logging.DEBUG)
+    if not any(getattr(h, "napari_unet_cli", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("napari-unet: %(levelname)s: %(message)s"))
+        handler.napari_unet_cli = True
+        log.addHandler(handler)
 
 
 def _failure(err: BaseException) -> tuple[int, str]:

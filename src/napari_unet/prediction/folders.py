@@ -22,6 +22,7 @@ from typing import Any, Callable, Generator
 
 import numpy as np
 
+from ..common.log import logger
 from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image, write_images
 from ..io.zarr import is_zarr
 from .tiling import check_run_options
@@ -133,6 +134,7 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
         else:
             result = _predict_one(unet, source, target, probs_target, options, axes, predict_options)
         result.index, result.total = index, len(plan)
+        _log(result)
         results.append(result)
         yield result
     _write_summary(out_dir / SUMMARY, results)
@@ -166,6 +168,15 @@ def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | Non
                           error=str(err))
     return FileResult(source.name, target.name, "done", objects, foreground,
                       round(time.perf_counter() - started, 3))
+
+
+def _log(result: FileResult) -> None:
+    """One line per file on the library's logger (a failure as a warning)."""
+    if result.status == "failed":
+        logger.warning("%s failed: %s", result.file, result.error)
+    else:
+        logger.info("%s -> %s: %s (%d of %d)", result.file, result.output, result.status,
+                    result.index, result.total)
 
 
 def _done_already(unet: Any, source: Path, target: Path, probs_target: Path | None,
