@@ -299,10 +299,10 @@ def test_a_full_disk_replaces_no_output_and_names_the_file(files, capsys, monkey
     probs.write_bytes(b"old probabilities")
     real = images._write
 
-    def full_disk(path, suffix, array):
+    def full_disk(partial, path, array, *meta):
         if array.dtype == np.float32:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, suffix, array)
+        real(partial, path, array, *meta)
 
     monkeypatch.setattr(images, "_write", full_disk)
     argv = ["predict", files["model"], files["image"], str(labels), "--probabilities", str(probs),

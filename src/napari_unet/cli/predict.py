@@ -22,7 +22,8 @@ def _label_options(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..io.images import check_image_output, read_image, write_images
+    from ..io.images import check_image_output, read_image_and_meta, write_images
+    from ..io.metadata import input_axes, output_metas
     from ..io.outputs import check_outputs
     from ..model.files import load_model
     from ..prediction.api import probabilities_and_labels
@@ -43,10 +44,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_outputs({"output": args.output, "--probabilities": args.probabilities,
                    "--uncertainty": args.uncertainty, "--uncertainty (spread)": spread},
                   {"input": args.input, "model": args.model}, overwrite=args.overwrite)
-    image = read_image(args.input)
+    image, meta = read_image_and_meta(args.input)
     model = load_model(args.model)
+    axes = input_axes(meta, args.axes, image.shape, model.config.in_channels, args.input)
     bar = TileBar()
-    probs, labels = probabilities_and_labels(model, image, options, axes=args.axes,
+    probs, labels = probabilities_and_labels(model, image, options, axes=axes,
                                              tile_size=args.tile_size,
                                              batch_size=args.batch_size, callback=bar)
     bar.close()
@@ -54,8 +56,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.probabilities:
         outputs[args.probabilities] = probs.astype("float32")
     if args.uncertainty:
-        outputs.update(_uncertainty_maps(args, model, image, spread))
-    write_images(outputs)  # all replaced together, once everything is computed
+        outputs.update(_uncertainty_maps(args, model, image, axes, spread))
+    # all replaced together, once everything is computed, with the input's axes and sizes
+    write_images(outputs, output_metas(meta, axes, outputs))
     count = "classes" if model.config.n_classes > 1 or args.semantic else "objects"
     print(f"wrote {args.output}: shape {labels.shape}, dtype {labels.dtype}, "
           f"{int(labels.max())} {count}")
@@ -74,12 +77,12 @@ def _spread_path(uncertainty: str | None) -> str | None:
     return str(path.with_name(f"{path.stem}_spread{path.suffix}"))
 
 
-def _uncertainty_maps(args: argparse.Namespace, model, image, spread: str) -> dict:
+def _uncertainty_maps(args: argparse.Namespace, model, image, axes: str, spread: str) -> dict:
     """Monte-Carlo dropout maps of ``image``: {--uncertainty: entropy, spread path: spread}."""
     from ..prediction.uncertainty import uncertainty
 
     bar = TileBar()
-    maps = uncertainty(model, image, args.passes, axes=args.axes, tile_size=args.tile_size,
+    maps = uncertainty(model, image, args.passes, axes=axes, tile_size=args.tile_size,
                        callback=bar)
     bar.close()
     return {args.uncertainty: maps.entropy, spread: maps.spread}

@@ -1,19 +1,31 @@
-"""Reading and writing the image files the CLI works with (TIFF and PNG)."""
+"""Reading and writing the image files the CLI works with (TIFF and PNG), with their
+axes and pixel sizes (`napari_unet.io.metadata.ImageMeta`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
+from ..common.log import logger
+from .metadata import ImageMeta
 from .outputs import atomic_paths
+from .tiff import read_tiff, tiff_header, write_tiff
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
 
 
 def read_image(path: str | Path) -> np.ndarray:
-    """Read a TIFF or PNG file into a numpy array; raises ``ValueError`` for other files."""
+    """Read a TIFF or PNG file into a numpy array (axes as in the file); raises
+    ``ValueError`` for other files."""
+    return read_image_and_meta(path)[0]
+
+
+def read_image_and_meta(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
+    """Read an image file and what it says about its axes and pixel sizes (`ImageMeta`;
+    TIFF: `napari_unet.io.tiff`; PNG: nothing). Raises ``ValueError`` for a missing,
+    unreadable, empty or unsupported file."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; give an image file (.tif or .png).")
@@ -26,16 +38,17 @@ def read_image(path: str | Path) -> np.ndarray:
         if suffix == ".png":
             import imageio.v3 as iio
 
-            array = np.asarray(iio.imread(path))
+            array, meta = np.asarray(iio.imread(path)), ImageMeta()
         else:
-            import tifffile
-
-            array = tifffile.imread(path)
+            array, meta = read_tiff(path)
     except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
         raise ValueError(f"Could not read {str(path)!r}: it is corrupt or not an image ({err}).") from err
     if array.size == 0:
         raise ValueError(f"Could not read any pixels from {str(path)!r}: the file is empty or corrupt.")
-    return array
+    if meta.axes or meta.scale:
+        logger.info("read %s: shape %s, axes %s, pixel size %s %s", path.name, array.shape,
+                    meta.axes or "not given", dict(meta.scale) or "not given", meta.unit() or "")
+    return array, meta
 
 
 def write_image(path: str | Path, array: np.ndarray) -> Path:
@@ -45,32 +58,35 @@ def write_image(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
-def write_images(outputs: dict[str | Path, np.ndarray]) -> None:
+def write_images(outputs: dict[str | Path, np.ndarray],
+                 metas: Mapping[str | Path, ImageMeta] | None = None) -> None:
     """Write several images that belong together (labels, probabilities ...): each under a
     partial name first, then all renamed into place (`napari_unet.io.outputs.atomic_paths`),
     so they are replaced together or not at all. A failed write (a full disk) is a
-    ``ValueError`` naming the file."""
+    ``ValueError`` naming the file. ``metas`` gives an output's axes and pixel sizes
+    (TIFF: an ImageJ hyperstack, or OME-TIFF for a ``.ome.tif`` name; see
+    `napari_unet.io.tiff.write_tiff`); outputs without one are written plain."""
+    metas = {Path(k): v for k, v in (metas or {}).items()}
     items = [(Path(path), array) for path, array in outputs.items()]
     for path, array in items:
         check_image_output(path, array.dtype, array.ndim)
     with atomic_paths([path for path, _ in items]) as partials:
         for (path, array), partial in zip(items, partials):
             try:
-                _write(partial, path.suffix.lower(), array)
+                _write(partial, path, array, metas.get(path))
             except OSError as err:
                 raise ValueError(f"Cannot write {str(path)!r}: {err.strerror or err}. No output "
                                  "was replaced; free some space or choose another folder.") from err
 
 
-def _write(path: Path, suffix: str, array: np.ndarray) -> None:
-    if suffix == ".png":
+def _write(partial: Path, path: Path, array: np.ndarray, meta: ImageMeta | None) -> None:
+    """Write ``array`` to ``partial``, in the format ``path`` (its final name) asks for."""
+    if path.suffix.lower() == ".png":
         import imageio.v3 as iio
 
-        iio.imwrite(path, array, extension=".png")
+        iio.imwrite(partial, array, extension=".png")
     else:
-        import tifffile
-
-        tifffile.imwrite(path, array, compression="zlib")
+        write_tiff(partial, array, meta, ome=path.name.lower().endswith((".ome.tif", ".ome.tiff")))
 
 
 def check_image_output(path: Path, dtype: np.dtype | None = None, ndim: int | None = None) -> None:
@@ -112,7 +128,8 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path,
 class ImageFile:
     """A TIFF or PNG file whose pixels are read only when asked for (``numpy.asarray``,
     each time: nothing is kept); ``shape``, ``dtype`` and ``ndim`` come from its header.
-    So training on a folder holds one raw image at a time, not the whole folder."""
+    So training on a folder holds one raw image at a time, not the whole folder.
+    ``axes`` are those the file names (`ImageMeta.axes`), None when it names none."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -122,16 +139,17 @@ class ImageFile:
                 import imageio.v3 as iio
 
                 props = iio.improps(self.path)
-                shape, dtype = props.shape, props.dtype
+                shape, dtype, meta = props.shape, props.dtype, ImageMeta()
             else:
                 import tifffile
 
                 with tifffile.TiffFile(self.path) as tif:
-                    shape, dtype = tif.series[0].shape, tif.series[0].dtype
+                    shape, dtype, meta = tiff_header(tif)
         except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
             raise ValueError(f"Could not read {str(self.path)!r}: it is corrupt or not an image "
                              f"({err}).") from err
         self.shape, self.dtype, self.ndim = tuple(int(n) for n in shape), np.dtype(dtype), len(shape)
+        self.axes = meta.axes
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = read_image(self.path)

@@ -23,7 +23,8 @@ from typing import Any, Callable, Generator
 import numpy as np
 
 from ..common.log import logger
-from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image, write_images
+from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image_and_meta, write_images
+from ..io.metadata import input_axes, output_metas
 from ..io.zarr import is_zarr
 from .tiling import check_run_options
 from .to_zarr import predict_zarr
@@ -156,12 +157,15 @@ def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | Non
             labels = da.from_zarr(str(target))
             objects, foreground = _counts(labels, options)
         else:
-            probs, labels = probabilities_and_labels(unet, read_image(source), options,
-                                                     axes=axes, **predict_options)
+            image, meta = read_image_and_meta(source)
+            axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
+            probs, labels = probabilities_and_labels(unet, image, options, axes=axes,
+                                                     **predict_options)
             outputs = {target: labels}
             if probs_target is not None:
                 outputs[probs_target] = probs.astype(np.float32)
-            write_images(outputs)  # both replaced together, or neither
+            # both replaced together, or neither; with the input's axes and pixel sizes
+            write_images(outputs, output_metas(meta, axes, outputs))
             objects, foreground = _counts(labels, options)
     except (ValueError, OSError, MemoryError) as err:
         return FileResult(source.name, target.name, "failed", seconds=time.perf_counter() - started,
@@ -187,30 +191,44 @@ def _done_already(unet: Any, source: Path, target: Path, probs_target: Path | No
     from ..common.arrays import resolve_axes
 
     try:
-        shape = _shape_of(source)
-        spatial = tuple(n for n, a in zip(shape, resolve_axes(axes, shape,
-                                                              unet.config.in_channels))
-                        if a != "C")
-        wanted = [(target, spatial)]
+        shape, file_axes = _header(source)
+        resolved = resolve_axes(axes or file_axes, shape, unet.config.in_channels)
+        spatial_axes = resolved.replace("C", "")
+        spatial = tuple(n for n, a in zip(shape, resolved) if a != "C")
+        wanted = [(target, spatial, spatial_axes)]
         if probs_target is not None:
             k = unet.config.n_classes
-            wanted.append((probs_target, spatial + ((k,) if k > 1 else ())))
-        return all(_shape_of(path, whole=True) == shape for path, shape in wanted)
+            wanted.append((probs_target, spatial + ((k,) if k > 1 else ()),
+                           spatial_axes + ("C" if k > 1 else "")))
+        return all(_shape_in(path, order) == shape for path, shape, order in wanted)
     except (ValueError, OSError):
         return False
 
 
-def _shape_of(path: Path, whole: bool = False) -> tuple[int, ...]:
-    """The shape of an image file or zarr array; with ``whole`` a file is read entirely (a
-    truncated one raises ``ValueError``)."""
+def _shape_in(path: Path, axes: str) -> tuple[int, ...]:
+    """The shape of an output read whole (a truncated one raises ``ValueError``), in the
+    order of ``axes`` when the file names its axes (ImageJ keeps classes before Y and X)."""
+    shape, file_axes = _header(path, whole=True)
+    if file_axes and sorted(file_axes) == sorted(axes):
+        return tuple(shape[file_axes.index(a)] for a in axes)
+    return shape
+
+
+def _header(path: Path, whole: bool = False) -> tuple[tuple[int, ...], str | None]:
+    """The shape of an image file or zarr array and the axes it names (None: none); with
+    ``whole`` a file is read entirely."""
     if is_zarr(path):
         import dask.array as da
 
         try:
-            return tuple(da.from_zarr(str(path)).shape)
+            return tuple(da.from_zarr(str(path)).shape), None
         except Exception as err:  # noqa: BLE001 - any zarr failure: not a finished output
             raise ValueError(str(err)) from err
-    return tuple(read_image(path).shape) if whole else ImageFile(path).shape
+    if whole:
+        array, meta = read_image_and_meta(path)
+        return tuple(array.shape), meta.axes
+    header = ImageFile(path)
+    return header.shape, header.axes
 
 
 def _counts(labels: Any, options: Any) -> tuple[int, float]:
