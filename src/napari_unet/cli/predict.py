@@ -22,7 +22,8 @@ def _label_options(args: argparse.Namespace):
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from ..io.images import check_image_output, read_image_and_meta, write_images
+    from ..io.images import check_image_output, image_suffix, read_image_and_meta, write_images
+    from ..io.nifti import NIFTI_SUFFIXES
     from ..io.metadata import input_axes, output_metas
     from ..io.outputs import check_outputs
     from ..model.files import load_model
@@ -39,8 +40,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     check_image_output(Path(args.output))
     spread = _spread_path(args.uncertainty)
     for flag, path in (("--probabilities", args.probabilities), ("--uncertainty", args.uncertainty)):
-        if path and Path(path).suffix.lower() not in (".tif", ".tiff"):
-            raise ValueError(f"{flag} must be a .tif file (the map is float32).")
+        if path and image_suffix(path) not in (".tif", ".tiff", *NIFTI_SUFFIXES):
+            raise ValueError(f"{flag} must be a .tif file, or NIfTI (.nii, .nii.gz) (the map is float32).")
     check_outputs({"output": args.output, "--probabilities": args.probabilities,
                    "--uncertainty": args.uncertainty, "--uncertainty (spread)": spread},
                   {"input": args.input, "model": args.model}, overwrite=args.overwrite)
@@ -74,7 +75,9 @@ def _spread_path(uncertainty: str | None) -> str | None:
     if not uncertainty:
         return None
     path = Path(uncertainty)
-    return str(path.with_name(f"{path.stem}_spread{path.suffix}"))
+    from ..io.images import image_stem, image_suffix
+
+    return str(path.with_name(f"{image_stem(path)}_spread{image_suffix(path)}"))
 
 
 def _uncertainty_maps(args: argparse.Namespace, model, image, axes: str, spread: str) -> dict:
@@ -91,11 +94,11 @@ def _uncertainty_maps(args: argparse.Namespace, model, image, axes: str, spread:
 def _predict_folder(args: argparse.Namespace, options) -> int:
     """Every image of the input folder, one model load, a bar over files; skips finished
     outputs unless --overwrite; exit status 2 when some files failed."""
-    from ..io.images import IMAGE_SUFFIXES
+    from ..io.images import IMAGE_SUFFIXES, image_suffix
     from ..prediction.folders import SUMMARY, iter_predict_folder
 
     out = Path(args.output)
-    if (out.exists() and not out.is_dir()) or (not out.exists() and out.suffix.lower() in IMAGE_SUFFIXES):
+    if (out.exists() and not out.is_dir()) or (not out.exists() and image_suffix(out) in IMAGE_SUFFIXES):
         raise ValueError(f"the input {args.input!r} is a folder, so the output must be a "
                          f"folder too (for <name>.tif files); got the file name {args.output!r}.")
     bar = None

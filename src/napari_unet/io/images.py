@@ -1,4 +1,4 @@
-"""Reading and writing the image files the CLI works with (TIFF and PNG), with their
+"""Reading and writing the image files the CLI works with (TIFF, PNG, NIfTI), with their
 axes and pixel sizes (`napari_unet.io.metadata.ImageMeta`)."""
 
 from __future__ import annotations
@@ -11,9 +11,23 @@ import numpy as np
 from ..common.log import logger
 from .metadata import ImageMeta
 from .outputs import atomic_paths
+from .nifti import NIFTI_SUFFIXES, nifti_header, read_nifti, write_nifti
 from .tiff import read_tiff, tiff_header, write_tiff
 
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", *NIFTI_SUFFIXES)
+
+
+def image_suffix(path: str | Path) -> str:
+    """The suffix that says an image file's format, lower case: ``".nii.gz"`` for a
+    gzip-compressed NIfTI file, else the last suffix (``".tif"``)."""
+    name = Path(path).name.lower()
+    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+
+
+def image_stem(path: str | Path) -> str:
+    """An image file's name without its format suffix (`image_suffix`)."""
+    name = Path(path).name
+    return name[:len(name) - len(image_suffix(path))]
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -24,23 +38,31 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def read_image_and_meta(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     """Read an image file and what it says about its axes and pixel sizes (`ImageMeta`;
-    TIFF: `napari_unet.io.tiff`; PNG: nothing). Raises ``ValueError`` for a missing,
-    unreadable, empty or unsupported file."""
+    TIFF: `napari_unet.io.tiff`; NIfTI: `napari_unet.io.nifti`, axes reversed to ZYX;
+    PNG: nothing). Raises ``ValueError`` for a missing, unreadable, empty or unsupported
+    file."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; give an image file (.tif or .png).")
     if not path.is_file():
         raise ValueError(f"Image file {str(path)!r} does not exist.")
-    suffix = path.suffix.lower()
+    suffix = image_suffix(path)
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path.name!r}: only TIFF (.tif, .tiff) and PNG (.png) files are supported.")
+        raise ValueError(f"{path.name!r}: only TIFF (.tif, .tiff), PNG (.png) and NIfTI (.nii, "
+                         ".nii.gz) files are supported.")
     try:
         if suffix == ".png":
             import imageio.v3 as iio
 
             array, meta = np.asarray(iio.imread(path)), ImageMeta()
+        elif suffix in NIFTI_SUFFIXES:
+            array, meta = read_nifti(path)
         else:
             array, meta = read_tiff(path)
+    except ValueError as err:
+        if "pip install" in str(err):  # a missing optional package, not a bad file
+            raise
+        raise ValueError(f"Could not read {str(path)!r}: it is corrupt or not an image ({err}).") from err
     except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
         raise ValueError(f"Could not read {str(path)!r}: it is corrupt or not an image ({err}).") from err
     if array.size == 0:
@@ -81,10 +103,12 @@ def write_images(outputs: dict[str | Path, np.ndarray],
 
 def _write(partial: Path, path: Path, array: np.ndarray, meta: ImageMeta | None) -> None:
     """Write ``array`` to ``partial``, in the format ``path`` (its final name) asks for."""
-    if path.suffix.lower() == ".png":
+    if image_suffix(path) == ".png":
         import imageio.v3 as iio
 
         iio.imwrite(partial, array, extension=".png")
+    elif image_suffix(path) in NIFTI_SUFFIXES:
+        write_nifti(partial, path, array, meta)
     else:
         write_tiff(partial, array, meta, ome=path.name.lower().endswith((".ome.tif", ".ome.tiff")))
 
@@ -92,9 +116,9 @@ def _write(partial: Path, path: Path, array: np.ndarray, meta: ImageMeta | None)
 def check_image_output(path: Path, dtype: np.dtype | None = None, ndim: int | None = None) -> None:
     """Raise ``ValueError`` unless an array of ``dtype``/``ndim`` (None: not known yet) can be
     written to ``path`` (TIFF: anything; PNG: 2D or RGB(A) uint8/uint16)."""
-    suffix = path.suffix.lower()
+    suffix = image_suffix(path)
     if suffix not in IMAGE_SUFFIXES:
-        raise ValueError(f"{path.name!r}: write .tif, .tiff or .png files.")
+        raise ValueError(f"{path.name!r}: write .tif, .tiff or .png files (NIfTI: .nii, .nii.gz).")
     if suffix != ".png":
         return
     if dtype is not None and np.dtype(dtype) not in (np.uint8, np.uint16):
@@ -112,10 +136,10 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path,
     for d, what in zip((images_dir, masks_dir), what):
         if not d.is_dir():
             raise ValueError(f"{what} folder {str(d)!r} does not exist.")
-    images = {p.stem: p for p in sorted(images_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
-    masks = {p.stem: p for p in sorted(masks_dir.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    images = {image_stem(p): p for p in sorted(images_dir.iterdir()) if image_suffix(p) in IMAGE_SUFFIXES}
+    masks = {image_stem(p): p for p in sorted(masks_dir.iterdir()) if image_suffix(p) in IMAGE_SUFFIXES}
     if not images:
-        raise ValueError(f"No .tif/.tiff/.png images in {str(images_dir)!r}.")
+        raise ValueError(f"No .tif/.tiff/.png/.nii/.nii.gz images in {str(images_dir)!r}.")
     missing = sorted(set(images) - set(masks))
     if missing:
         raise ValueError(
@@ -135,16 +159,22 @@ class ImageFile:
         self.path = Path(path)
         self.name = self.path.name
         try:
-            if self.path.suffix.lower() == ".png":
+            if image_suffix(self.path) == ".png":
                 import imageio.v3 as iio
 
                 props = iio.improps(self.path)
                 shape, dtype, meta = props.shape, props.dtype, ImageMeta()
+            elif image_suffix(self.path) in NIFTI_SUFFIXES:
+                shape, dtype, meta = nifti_header(self.path)
             else:
                 import tifffile
 
                 with tifffile.TiffFile(self.path) as tif:
                     shape, dtype, meta = tiff_header(tif)
+        except ValueError as err:
+            if "pip install" in str(err):  # a missing optional package, not a bad file
+                raise
+            raise ValueError(f"Could not read {str(self.path)!r}: {err}") from err
         except Exception as err:  # noqa: BLE001 - any reader failure means an unreadable file
             raise ValueError(f"Could not read {str(self.path)!r}: it is corrupt or not an image "
                              f"({err}).") from err

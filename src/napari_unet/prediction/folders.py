@@ -23,7 +23,15 @@ from typing import Any, Callable, Generator
 import numpy as np
 
 from ..common.log import logger
-from ..io.images import IMAGE_SUFFIXES, ImageFile, read_image_and_meta, write_images
+from ..io.images import (
+    IMAGE_SUFFIXES,
+    ImageFile,
+    image_stem,
+    image_suffix,
+    read_image_and_meta,
+    write_images,
+)
+from ..io.nifti import NIFTI_SUFFIXES
 from ..io.metadata import input_axes, output_metas
 from ..io.zarr import is_zarr
 from .tiling import check_run_options
@@ -53,12 +61,12 @@ class FileResult:
 
 
 def list_images(folder: str | Path) -> list[Path]:
-    """The TIFF, PNG and ``.zarr`` images directly in ``folder``, sorted by name."""
+    """The TIFF, PNG, NIfTI and ``.zarr`` images directly in ``folder``, sorted by name."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"Input folder {str(folder)!r} does not exist or is not a folder.")
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (
-        (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or (p.is_dir() and is_zarr(p))))
+        (p.is_file() and image_suffix(p) in IMAGE_SUFFIXES) or (p.is_dir() and is_zarr(p))))
 
 
 def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
@@ -78,8 +86,9 @@ def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
                          ".zarr folders directly inside it.")
     plan, seen = [], {}
     for image in images:
-        stem = image.name[:-len(".ome.zarr")] if image.name.lower().endswith(".ome.zarr") else image.stem
-        name = stem + (".zarr" if is_zarr(image) else ".tif")
+        stem = image.name[:-len(".ome.zarr")] if image.name.lower().endswith(".ome.zarr") \
+            else image_stem(image)
+        name = stem + _output_suffix(image)
         if name in seen:
             raise ValueError(f"{seen[name]!r} and {image.name!r} would both be written as "
                              f"{name!r}; rename one of them.")
@@ -87,6 +96,13 @@ def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
         plan.append((image, out_dir / name,
                      None if probabilities_dir is None else probabilities_dir / name))
     return plan
+
+
+def _output_suffix(image: Path) -> str:
+    """An output's format: zarr for zarr, NIfTI (keeping its affine) for NIfTI, else TIFF."""
+    if is_zarr(image):
+        return ".zarr"
+    return image_suffix(image) if image_suffix(image) in NIFTI_SUFFIXES else ".tif"
 
 
 def _check_writable(name: str, folder: Path) -> None:
