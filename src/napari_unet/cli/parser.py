@@ -115,8 +115,8 @@ def _add_predict_parser(sub) -> None:
     p = _subparser(sub, "predict", "segment an image file, or every image of a folder, with a "
                    "saved model")
     p.add_argument("model", help="a .keras file saved by napari-unet")
-    p.add_argument("input", help="image file (.tif or .png), a .zarr array (predicted lazily), "
-                   "or a folder of them")
+    p.add_argument("input", help="image file (.tif, .png, .nii, .nii.gz), a .zarr array or "
+                   "OME-Zarr image (predicted lazily), or a folder of them")
     p.add_argument("output", help="label image to write (.tif/.png; .zarr for a .zarr input); "
                    "for an input folder, the folder to write <name>.tif files and summary.csv "
                    "into (created if missing)")
@@ -125,7 +125,11 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that exist (for a folder: predict files again "
                         "instead of skipping those already done)")
-    p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: guessed)")
+    p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: those the "
+                   "file gives, else guessed)")
+    p.add_argument("--into-input", action="store_true",
+                   help="OME-Zarr input: write the labels inside it as labels/OUTPUT (OUTPUT is "
+                        "then a name such as 'nuclei'); nothing else of the input changes")
     p.add_argument("--threshold", type=_number(0, 1, low_open=True),
                    help="foreground threshold in (0, 1) (default: the model's calibrated one)")
     p.add_argument("--seed-threshold", type=_number(0, 1, low_open=True),

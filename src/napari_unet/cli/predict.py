@@ -35,6 +35,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "by one, for .zarr arrays use napari_unet.prediction.uncertainty (lazy) in Python.")
     if Path(args.input).is_dir() and not is_zarr(args.input):
         return _predict_folder(args, options)
+    if getattr(args, "into_input", False) and not is_zarr(args.input):
+        raise ValueError("--into-input writes labels inside an OME-Zarr input; the input "
+                         f"{args.input!r} is not a .zarr image.")
     if is_zarr(args.input) or is_zarr(args.output):
         return _predict_zarr(args, options)
     check_image_output(Path(args.output))
@@ -126,27 +129,54 @@ def _predict_folder(args: argparse.Namespace, options) -> int:
 
 
 def _predict_zarr(args: argparse.Namespace, options) -> int:
-    """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass."""
+    """Larger-than-memory prediction: zarr in, zarr out, computed block by block, in one pass
+    (an OME-Zarr input gives OME-Zarr outputs; --into-input puts the labels inside it)."""
     from ..io.outputs import check_outputs
 
-    for name, path in (("input", args.input), ("output", args.output),
+    into = bool(getattr(args, "into_input", False))
+    for name, path in (("input", args.input), ("output", None if into else args.output),
                        ("--probabilities", args.probabilities)):
         if path and not is_zarr(path):
             raise ValueError(f"A .zarr input is predicted lazily into .zarr folders; {name} "
                              f"{str(path)!r} must end in .zarr too.")
     if not Path(args.input).is_dir():
         raise ValueError(f"Input {str(args.input)!r} does not exist (or is not a .zarr folder).")
-    check_outputs({"output": args.output, "--probabilities": args.probabilities},
+    if into:
+        _check_label_name(args)
+    check_outputs({"output": None if into else args.output, "--probabilities": args.probabilities},
                   {"input": args.input, "model": args.model}, overwrite=args.overwrite,
                   folders=("output", "--probabilities"))
-    return _write_zarr_outputs(args, options)
+    return _write_zarr_outputs(args, options, into)
 
 
-def _write_zarr_outputs(args: argparse.Namespace, options) -> int:
+def _check_label_name(args: argparse.Namespace) -> None:
+    """With --into-input, OUTPUT names a label image of the OME-Zarr input: refuse a name
+    that is a path, an input that is not OME-Zarr, and an existing label unless --overwrite."""
+    import os
+
+    from ..io.ngff import is_ngff
+
+    name = args.output
+    if not name or name.startswith(".") or any(c in name for c in "/\\") or name == "labels":
+        raise ValueError(f"With --into-input, OUTPUT is the name of the label image (e.g. "
+                         f"'nuclei'), written as {args.input}/labels/NAME; got {name!r}.")
+    if not is_ngff(args.input):
+        raise ValueError(f"--into-input needs an OME-Zarr (NGFF) image; {args.input!r} is not "
+                         "one. Give an output .zarr path instead.")
+    if not os.access(args.input, os.W_OK | os.X_OK):
+        raise ValueError(f"{args.input!r} is not writable; give an output .zarr path instead.")
+    if (Path(args.input) / "labels" / name).exists() and not args.overwrite:
+        raise ValueError(f"{args.input}/labels/{name} already exists; pass --overwrite to "
+                         "replace it, or choose another name.")
+
+
+def _write_zarr_outputs(args: argparse.Namespace, options, into: bool = False) -> int:
     from ..prediction.to_zarr import predict_zarr
 
-    shape, dtype = predict_zarr(args.model, args.input, args.output, options,
+    shape, dtype = predict_zarr(args.model, args.input, None if into else args.output, options,
                                 probabilities_out=args.probabilities, axes=args.axes,
-                                tile_size=args.tile_size, batch_size=args.batch_size)
-    print(f"wrote {args.output}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
+                                tile_size=args.tile_size, batch_size=args.batch_size,
+                                label_name=args.output if into else None)
+    where = f"{args.input}/labels/{args.output}" if into else args.output
+    print(f"wrote {where}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
     return 0

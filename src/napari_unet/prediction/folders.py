@@ -33,7 +33,8 @@ from ..io.images import (
 )
 from ..io.nifti import NIFTI_SUFFIXES
 from ..io.metadata import input_axes, output_metas
-from ..io.zarr import is_zarr
+from ..io.ngff import is_ngff
+from ..io.zarr import is_zarr, open_zarr_image
 from .tiling import check_run_options
 from .to_zarr import predict_zarr
 
@@ -101,7 +102,7 @@ def _plan(in_dir: Path, out_dir: Path, probabilities_dir: Path | None
 def _output_suffix(image: Path) -> str:
     """An output's format: zarr for zarr, NIfTI (keeping its affine) for NIfTI, else TIFF."""
     if is_zarr(image):
-        return ".zarr"
+        return ".ome.zarr" if is_ngff(image) else ".zarr"
     return image_suffix(image) if image_suffix(image) in NIFTI_SUFFIXES else ".tif"
 
 
@@ -168,10 +169,7 @@ def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | Non
         if is_zarr(source):
             predict_zarr(unet, source, target, options, probabilities_out=probs_target,
                          axes=axes, progress=False, **predict_options)
-            import dask.array as da
-
-            labels = da.from_zarr(str(target))
-            objects, foreground = _counts(labels, options)
+            objects, foreground = _counts(open_zarr_image(target)[0], options)
         else:
             image, meta = read_image_and_meta(source)
             axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
@@ -234,12 +232,8 @@ def _header(path: Path, whole: bool = False) -> tuple[tuple[int, ...], str | Non
     """The shape of an image file or zarr array and the axes it names (None: none); with
     ``whole`` a file is read entirely."""
     if is_zarr(path):
-        import dask.array as da
-
-        try:
-            return tuple(da.from_zarr(str(path)).shape), None
-        except Exception as err:  # noqa: BLE001 - any zarr failure: not a finished output
-            raise ValueError(str(err)) from err
+        image, meta = open_zarr_image(path)
+        return tuple(image.shape), meta.axes
     if whole:
         array, meta = read_image_and_meta(path)
         return tuple(array.shape), meta.axes

@@ -1,4 +1,6 @@
-"""Larger-than-memory prediction from one zarr array to zarr folders, block by block."""
+"""Larger-than-memory prediction from one zarr image to zarr folders, block by block: a plain
+zarr array gives plain zarr arrays; an OME-Zarr (NGFF 0.4 or 0.5) image gives NGFF images
+with its axes, scale and units, standalone or as ``labels/<name>`` inside it."""
 
 from __future__ import annotations
 
@@ -10,41 +12,76 @@ from typing import Any
 __all__ = ["predict_zarr"]
 
 
-def predict_zarr(model: Any, source: str | Path, labels_out: str | Path, options: Any, *,
+def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, options: Any, *,
                  probabilities_out: str | Path | None = None, axes: str | None = None,
-                 progress: bool = True, **predict_options: Any) -> tuple[tuple[int, ...], Any]:
-    """Predict the zarr array at ``source`` lazily and write labels (and, optionally,
+                 progress: bool = True, label_name: str | None = None,
+                 **predict_options: Any) -> tuple[tuple[int, ...], Any]:
+    """Predict the zarr image at ``source`` lazily and write labels (and, optionally,
     probabilities) as zarr folders, each written under a partial name and renamed when
     complete. One network pass for both. Returns the labels' ``(shape, dtype)``.
 
     ``model`` is a `UNetModel` or a model file; ``options`` a `LabelOptions`;
-    ``predict_options`` are those of `napari_unet.prediction.api.iter_predict`. The
-    caller checks the output paths first (`napari_unet.io.outputs.check_outputs`).
+    ``predict_options`` are those of `napari_unet.prediction.api.iter_predict`. An
+    OME-Zarr ``source`` is read at level 0 with its axes (``axes`` wins) and its outputs
+    are NGFF images; with ``label_name`` the labels go to ``source/labels/<label_name>``
+    (listed in its ``labels`` group; nothing else of ``source`` changes) instead of
+    ``labels_out``. The caller checks the output paths first
+    (`napari_unet.io.outputs.check_outputs`).
     """
     try:
         import dask
-        import dask.array as da
         import zarr  # noqa: F401
     except ImportError:
         raise ValueError("reading and writing .zarr needs the zarr and dask packages: "
                          "pip install zarr dask") from None
-    from ..io.outputs import atomic_path
+    from ..io.metadata import input_axes, output_metas
+    from ..io.zarr import open_zarr_image
+    from ..model.files import resolve_model
     from .api import probabilities_and_labels
 
-    if not Path(source).is_dir():
+    source = Path(source)
+    if not source.is_dir():
         raise ValueError(f"Input {str(source)!r} does not exist (or is not a .zarr folder).")
-    try:
-        image = da.from_zarr(str(source))
-    except Exception as err:  # noqa: BLE001 - any zarr failure means an unreadable input
-        raise ValueError(f"Could not read {str(source)!r} as a zarr array: {err}") from err
-    probs, labels = probabilities_and_labels(model, image, options, axes=axes, **predict_options)
-    targets = [(labels, labels_out)] + ([(probs, probabilities_out)] if probabilities_out else [])
+    image, meta = open_zarr_image(source)
+    ngff = isinstance(meta.native, tuple) and meta.native[0] == "ngff"
+    if label_name and not ngff:
+        raise ValueError(f"Labels can be written into {str(source)!r} only if it is an "
+                         "OME-Zarr image; give an output .zarr path instead.")
+    unet = resolve_model(model)
+    axes = input_axes(meta, axes, image.shape, unet.config.in_channels, str(source))
+    probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **predict_options)
+    if label_name:
+        from ..io.ngff import labels_group
+
+        labels_out = labels_group(source, meta) / label_name
+    targets = {labels_out: labels, **({probabilities_out: probs} if probabilities_out else {})}
+    metas = output_metas(meta, axes, targets) if ngff else {}
+    _write(targets, metas, labels_out, progress, dask)
+    if label_name:
+        from ..io.ngff import list_label
+
+        list_label(source, label_name, meta)
+    return labels.shape, labels.dtype
+
+
+def _write(targets: dict, metas: dict, labels_out: Any, progress: bool, dask: Any) -> None:
+    """Every output computed in one pass, each under a partial name renamed when complete:
+    NGFF images for those with an `ImageMeta` in ``metas``, plain zarr arrays otherwise."""
+    from ..io.outputs import atomic_path
+
     with contextlib.ExitStack() as stack:
-        tmps = [stack.enter_context(atomic_path(path)) for _, path in targets]
-        stores = [arr.to_zarr(str(tmp), compute=False) for (arr, _), tmp in zip(targets, tmps)]
+        stores = []
+        for path, array in targets.items():
+            tmp = stack.enter_context(atomic_path(path))
+            if path in metas:
+                from ..io.ngff import write_ngff
+
+                stores.append(write_ngff(tmp, array, metas[path], name=Path(path).name,
+                                         labels=path == labels_out))
+            else:
+                stores.append(array.to_zarr(str(tmp), compute=False))
         if progress:
             from dask.diagnostics import ProgressBar
 
             stack.enter_context(ProgressBar(out=sys.stderr))
         dask.compute(*stores)
-    return labels.shape, labels.dtype
