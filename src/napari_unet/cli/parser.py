@@ -138,6 +138,10 @@ def _add_predict_parser(sub) -> None:
     p.add_argument("--semantic", action="store_true", help="write a 0/1 mask instead of instance ids")
     p.add_argument("--min-size", type=_whole(0),
                    help="remove objects smaller than this (pixels; default: the model's)")
+    p.add_argument("--min-physical-size", type=_number(0, 1e30),
+                   help="remove objects smaller than this in the file's units: an area per "
+                        "plane (e.g. µm²), a volume with --link-planes (µm³); needs the "
+                        "file's pixel sizes")
     p.add_argument("--split-touching", action="store_true", help="watershed to separate touching objects")
     p.add_argument("--link-planes", action="store_true", help="label objects in 3D across Z")
     p.add_argument("--tile-size", type=_whole(1),

@@ -28,8 +28,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..io.outputs import check_outputs
     from ..model.files import load_model
     from ..prediction.api import probabilities_and_labels
+    from ..prediction.spacing import with_physical_min_size
 
     options = _label_options(args)
+    if args.min_physical_size is not None and args.min_size is not None:
+        raise ValueError("give the smallest object either in pixels (--min-size) or in the "
+                         "file's units (--min-physical-size), not both.")
     if args.uncertainty and (Path(args.input).is_dir() or is_zarr(args.input)):
         raise ValueError("--uncertainty works on single image files; for folders run them one "
                          "by one, for .zarr arrays use napari_unet.prediction.uncertainty (lazy) in Python.")
@@ -51,6 +55,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     image, meta = read_image_and_meta(args.input)
     model = load_model(args.model)
     axes = input_axes(meta, args.axes, image.shape, model.config.in_channels, args.input)
+    options = with_physical_min_size(options, meta, axes, args.min_physical_size)
     bar = TileBar()
     probs, labels = probabilities_and_labels(model, image, options, axes=axes,
                                              tile_size=args.tile_size,
@@ -109,7 +114,8 @@ def _predict_folder(args: argparse.Namespace, options) -> int:
     for result in iter_predict_folder(args.model, args.input, args.output, options,
                                       probabilities_dir=args.probabilities,
                                       overwrite=args.overwrite, axes=args.axes,
-                                      tile_size=args.tile_size, batch_size=args.batch_size):
+                                      tile_size=args.tile_size, batch_size=args.batch_size,
+                                      min_physical_size=args.min_physical_size):
         if bar is None:
             bar = progress_bar(result.total, "files", unit="file")
         if result.status == "failed":
@@ -176,7 +182,8 @@ def _write_zarr_outputs(args: argparse.Namespace, options, into: bool = False) -
     shape, dtype = predict_zarr(args.model, args.input, None if into else args.output, options,
                                 probabilities_out=args.probabilities, axes=args.axes,
                                 tile_size=args.tile_size, batch_size=args.batch_size,
-                                label_name=args.output if into else None)
+                                label_name=args.output if into else None,
+                                min_physical_size=args.min_physical_size)
     where = f"{args.input}/labels/{args.output}" if into else args.output
     print(f"wrote {where}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
     return 0

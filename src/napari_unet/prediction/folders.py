@@ -130,7 +130,10 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     are written as ``<name>.tif`` (``<name>.zarr`` for zarr inputs, computed
     block by block); with ``probabilities_dir``, float32 probabilities too.
     ``out_dir`` (and ``probabilities_dir``) are created if missing (their parent
-    must exist); neither may be ``in_dir``. ``predict_options`` are those of `iter_predict`.
+    must exist); neither may be ``in_dir``. ``predict_options`` are those of `iter_predict`,
+    and ``min_physical_size``: the smallest object in each file's own units (area per plane,
+    volume when linking across Z; `napari_unet.prediction.spacing`) instead of
+    ``options.min_size``.
     """
     from ..labels.options import LabelOptions
     from ..model.files import resolve_model
@@ -162,30 +165,41 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
 def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | None,
                  options: Any, axes: str | None, predict_options: dict) -> FileResult:
     """Predict one file; a ``ValueError`` or ``OSError`` becomes a ``"failed"`` result."""
-    from .api import probabilities_and_labels
-
     started = time.perf_counter()
     try:
         if is_zarr(source):
             predict_zarr(unet, source, target, options, probabilities_out=probs_target,
                          axes=axes, progress=False, **predict_options)
-            objects, foreground = _counts(open_zarr_image(target)[0], options)
+            labels = open_zarr_image(target)[0]
         else:
-            image, meta = read_image_and_meta(source)
-            axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
-            probs, labels = probabilities_and_labels(unet, image, options, axes=axes,
-                                                     **predict_options)
-            outputs = {target: labels}
-            if probs_target is not None:
-                outputs[probs_target] = probs.astype(np.float32)
-            # both replaced together, or neither; with the input's axes and pixel sizes
-            write_images(outputs, output_metas(meta, axes, outputs))
-            objects, foreground = _counts(labels, options)
+            labels = _predict_file(unet, source, target, probs_target, options, axes,
+                                   predict_options)
+        objects, foreground = _counts(labels, options)
     except (ValueError, OSError, MemoryError) as err:
         return FileResult(source.name, target.name, "failed", seconds=time.perf_counter() - started,
                           error=str(err))
     return FileResult(source.name, target.name, "done", objects, foreground,
                       round(time.perf_counter() - started, 3))
+
+
+def _predict_file(unet: Any, source: Path, target: Path, probs_target: Path | None,
+                  options: Any, axes: str | None, predict_options: dict) -> np.ndarray:
+    """Predict an image file, write its outputs with its axes and pixel sizes (both
+    replaced together, or neither) and return the labels."""
+    from .api import probabilities_and_labels
+    from .spacing import with_physical_min_size
+
+    kwargs = dict(predict_options)
+    physical = kwargs.pop("min_physical_size", None)
+    image, meta = read_image_and_meta(source)
+    axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
+    options = with_physical_min_size(options, meta, axes, physical)
+    probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **kwargs)
+    outputs = {target: labels}
+    if probs_target is not None:
+        outputs[probs_target] = probs.astype(np.float32)
+    write_images(outputs, output_metas(meta, axes, outputs))
+    return labels
 
 
 def _log(result: FileResult) -> None:

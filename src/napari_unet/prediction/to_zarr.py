@@ -15,7 +15,7 @@ __all__ = ["predict_zarr"]
 def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, options: Any, *,
                  probabilities_out: str | Path | None = None, axes: str | None = None,
                  progress: bool = True, label_name: str | None = None,
-                 **predict_options: Any) -> tuple[tuple[int, ...], Any]:
+                 min_physical_size: float | None = None, **predict_options: Any) -> tuple[tuple[int, ...], Any]:
     """Predict the zarr image at ``source`` lazily and write labels (and, optionally,
     probabilities) as zarr folders, each written under a partial name and renamed when
     complete. One network pass for both. Returns the labels' ``(shape, dtype)``.
@@ -25,7 +25,8 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
     OME-Zarr ``source`` is read at level 0 with its axes (``axes`` wins) and its outputs
     are NGFF images; with ``label_name`` the labels go to ``source/labels/<label_name>``
     (listed in its ``labels`` group; nothing else of ``source`` changes) instead of
-    ``labels_out``. The caller checks the output paths first
+    ``labels_out``. ``min_physical_size``: the smallest object in the image's units
+    (`napari_unet.prediction.spacing`) instead of ``options.min_size``. The caller checks the output paths first
     (`napari_unet.io.outputs.check_outputs`).
     """
     try:
@@ -38,6 +39,7 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
     from ..io.zarr import open_zarr_image
     from ..model.files import resolve_model
     from .api import probabilities_and_labels
+    from .spacing import with_physical_min_size
 
     source = Path(source)
     if not source.is_dir():
@@ -49,6 +51,7 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
                          "OME-Zarr image; give an output .zarr path instead.")
     unet = resolve_model(model)
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, str(source))
+    options = with_physical_min_size(options, meta, axes, min_physical_size)
     probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **predict_options)
     if label_name:
         from ..io.ngff import labels_group
