@@ -127,6 +127,10 @@ def _add_predict_parser(sub) -> None:
                         "instead of skipping those already done)")
     p.add_argument("--axes", help="axes of the input, e.g. YX, ZYX, TZYX, YXC (default: those the "
                    "file gives, else guessed)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on an existing dask.distributed cluster (e.g. tcp://host:8786): "
+                        "a folder's files as tasks, a .zarr input's blocks; workers must see "
+                        "the same folders")
     p.add_argument("--into-input", action="store_true",
                    help="OME-Zarr input: write the labels inside it as labels/OUTPUT (OUTPUT is "
                         "then a name such as 'nuclei'); nothing else of the input changes")

@@ -39,6 +39,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
                          "by one, for .zarr arrays use napari_unet.prediction.uncertainty (lazy) in Python.")
     if Path(args.input).is_dir() and not is_zarr(args.input):
         return _predict_folder(args, options)
+    if args.scheduler and not is_zarr(args.input):
+        raise ValueError("--scheduler runs folders and .zarr inputs on a dask cluster; a "
+                         "single image file runs here: leave it out.")
     if getattr(args, "into_input", False) and not is_zarr(args.input):
         raise ValueError("--into-input writes labels inside an OME-Zarr input; the input "
                          f"{args.input!r} is not a .zarr image.")
@@ -115,7 +118,8 @@ def _predict_folder(args: argparse.Namespace, options) -> int:
                                       probabilities_dir=args.probabilities,
                                       overwrite=args.overwrite, axes=args.axes,
                                       tile_size=args.tile_size, batch_size=args.batch_size,
-                                      min_physical_size=args.min_physical_size):
+                                      min_physical_size=args.min_physical_size,
+                                      scheduler=args.scheduler):
         if bar is None:
             bar = progress_bar(result.total, "files", unit="file")
         if result.status == "failed":
@@ -177,13 +181,24 @@ def _check_label_name(args: argparse.Namespace) -> None:
 
 
 def _write_zarr_outputs(args: argparse.Namespace, options, into: bool = False) -> int:
+    import contextlib
+
     from ..prediction.to_zarr import predict_zarr
 
-    shape, dtype = predict_zarr(args.model, args.input, None if into else args.output, options,
-                                probabilities_out=args.probabilities, axes=args.axes,
-                                tile_size=args.tile_size, batch_size=args.batch_size,
-                                label_name=args.output if into else None,
-                                min_physical_size=args.min_physical_size)
+    with contextlib.ExitStack() as stack:
+        if args.scheduler:  # the blocks computed on the cluster's workers
+            import dask
+
+            from ..prediction.cluster import Cluster
+
+            cluster = stack.enter_context(Cluster(args.scheduler))
+            stack.enter_context(dask.config.set(scheduler=cluster.scheduler))
+        shape, dtype = predict_zarr(args.model, args.input, None if into else args.output,
+                                    options, probabilities_out=args.probabilities,
+                                    axes=args.axes, tile_size=args.tile_size,
+                                    batch_size=args.batch_size,
+                                    label_name=args.output if into else None,
+                                    min_physical_size=args.min_physical_size)
     where = f"{args.input}/labels/{args.output}" if into else args.output
     print(f"wrote {where}: shape {shape}, dtype {dtype} (zarr, lazy blocks)")
     return 0

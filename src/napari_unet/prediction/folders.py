@@ -12,6 +12,7 @@ status, objects, foreground fraction and seconds. `predict_folder` drains it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -36,6 +37,8 @@ from ..io.metadata import input_axes, output_metas
 from ..io.ngff import is_ngff
 from ..io.zarr import is_zarr, open_zarr_image
 from .tiling import check_run_options
+from .cluster import Cluster
+from .lazy import ModelHandle
 from .to_zarr import predict_zarr
 
 __all__ = ["FileResult", "list_images", "iter_predict_folder", "predict_folder", "SUMMARY"]
@@ -121,7 +124,8 @@ def _check_writable(name: str, folder: Path) -> None:
 
 def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, options: Any = None,
                         *, probabilities_dir: str | Path | None = None, overwrite: bool = False,
-                        axes: str | None = None, **predict_options: Any
+                        axes: str | None = None, scheduler: str | None = None,
+                        **predict_options: Any
                         ) -> Generator[FileResult, None, list[FileResult]]:
     """Predict every image of ``in_dir`` into ``out_dir``; yields and returns `FileResult`s.
 
@@ -133,7 +137,10 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     must exist); neither may be ``in_dir``. ``predict_options`` are those of `iter_predict`,
     and ``min_physical_size``: the smallest object in each file's own units (area per plane,
     volume when linking across Z; `napari_unet.prediction.spacing`) instead of
-    ``options.min_size``.
+    ``options.min_size``. With ``scheduler`` (a ``dask.distributed`` scheduler's address)
+    the files run as tasks on that cluster and the blocks of zarr inputs as its dask tasks
+    (`napari_unet.prediction.cluster`); results come as files finish, with the same
+    outputs, resume rules and ``summary.csv`` (in file order) as a local run.
     """
     from ..labels.options import LabelOptions
     from ..model.files import resolve_model
@@ -148,18 +155,58 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     for folder in (out_dir, probabilities_dir):
         if folder is not None:
             folder.mkdir(parents=False, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        cluster = None if scheduler is None else stack.enter_context(Cluster(scheduler))
+        results = yield from _run_plan(unet, plan, options, axes, overwrite, predict_options,
+                                       cluster)
+    results.sort(key=lambda r: r.index)
+    _write_summary(out_dir / SUMMARY, results)
+    return results
+
+
+def _run_plan(unet: Any, plan: list, options: Any, axes: str | None, overwrite: bool,
+              predict_options: dict, cluster: Cluster | None
+              ) -> Generator[FileResult, None, list[FileResult]]:
+    """Each planned file skipped, predicted here, or (files, with a ``cluster``) sent to a
+    worker; zarr inputs run here, their blocks on the cluster's workers."""
     results = []
-    for index, (source, target, probs_target) in enumerate(plan, 1):
-        if not overwrite and _done_already(unet, source, target, probs_target, axes):
-            result = FileResult(source.name, target.name, "skipped")
-        else:
-            result = _predict_one(unet, source, target, probs_target, options, axes, predict_options)
+
+    def done(result: FileResult, index: int) -> FileResult:
         result.index, result.total = index, len(plan)
         _log(result)
         results.append(result)
-        yield result
-    _write_summary(out_dir / SUMMARY, results)
+        return result
+
+    handle = None
+    for index, (source, target, probs_target) in enumerate(plan, 1):
+        if not overwrite and _done_already(unet, source, target, probs_target, axes):
+            yield done(FileResult(source.name, target.name, "skipped"), index)
+        elif cluster is not None and not is_zarr(source):
+            handle = handle if handle is not None else cluster.scatter(ModelHandle(unet))
+            cluster.submit(_predict_on_worker, handle, index, source, target, probs_target,
+                           options, axes, predict_options)
+        else:
+            with _blocks_on(cluster):
+                result = _predict_one(unet, source, target, probs_target, options, axes,
+                                      predict_options)
+            yield done(result, index)
+    for index, result in cluster.completed() if cluster is not None else ():
+        yield done(result, index)
     return results
+
+
+def _blocks_on(cluster: Cluster | None) -> Any:
+    """A context in which dask computes on ``cluster`` (no change without one)."""
+    if cluster is None:
+        return contextlib.nullcontext()
+    import dask
+
+    return dask.config.set(scheduler=cluster.scheduler)
+
+
+def _predict_on_worker(handle: Any, index: int, *args: Any) -> tuple[int, FileResult]:
+    """`_predict_one` as a cluster task: the model from its handle (loaded once per worker)."""
+    return index, _predict_one(handle.get(), *args)
 
 
 def _predict_one(unet: Any, source: Path, target: Path, probs_target: Path | None,
