@@ -134,3 +134,27 @@ def test_axes_a_file_gives_that_cannot_be_predicted_say_what_to_do(tmp_path, mod
     two = _imagej(tmp_path / "two.tif", np.zeros((2, 16, 16), np.uint16), "CYX")
     assert main(["predict", str(model_files[1]), str(two), str(tmp_path / "p.tif")]) == 2
     assert "has 2 channel(s) (axes CYX" in capsys.readouterr().err
+
+
+def test_train_and_evaluate_take_the_axes_the_files_give(tmp_path, capsys):
+    import json
+
+    from napari_unet.model.files import load_model
+    from napari_unet.samples.nuclei import make_nuclei
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for s in range(2):
+        planes = [make_nuclei((48, 48), seed=10 * s + z) for z in range(3)]
+        two = np.stack([np.stack([p[0], p[0] // 2]) for p in planes])  # ZCYX, 2 channels
+        _imagej(images / f"s{s}.tif", two, "ZCYX")
+        _imagej(masks / f"s{s}.tif", np.stack([p[1] for p in planes]).astype(np.uint16), "ZYX")
+    model = tmp_path / "m.keras"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
+                 "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "1",
+                 "--patch-size", "32", "--batch-size", "2"]) == 0  # no --axes
+    assert load_model(model).config.in_channels == 2
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
+    assert len(json.loads(capsys.readouterr().out)["images"]) == 2

@@ -67,11 +67,13 @@ def _read_config(args: argparse.Namespace, first_image, names: list[str]):
         except (ValueError, TypeError) as err:
             raise ValueError(f"--config file {str(path)!r}: {err}") from err
     channels = 1
-    if args.axes:
+    given = args.axes or getattr(first_image, "axes", None)  # --axes, else the file's own
+    if given:
         try:
-            axes = check_axes(args.axes, first_image.shape)
+            axes = check_axes(given, first_image.shape)
         except ValueError as err:
-            raise ValueError(f"--axes for image {names[0]!r}: {err}") from err
+            what = "--axes" if args.axes else "the axes its file gives"
+            raise ValueError(f"{what} for image {names[0]!r}: {err}") from err
         channels = first_image.shape[axes.index("C")] if "C" in axes else 1
     return UNetConfig(start_neurons=args.start_neurons, depth=args.depth, n_classes=args.classes,
                       in_channels=channels, batch_norm=args.batch_norm)
@@ -101,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training on {len(images)} image(s) from {args.images}", file=sys.stderr)
     callback = train_callback("training")
     with StopOnInterrupt() as interrupt:
-        result = train(images, masks, config, settings=settings, axes=args.axes,
+        result = train(images, masks, config, settings=settings,
+                       axes=args.axes or [image.axes for image in images],
                        callback=callback, verbose=False, should_stop=interrupt, names=names)
     callback.close()
     save_model(result.model, args.out)
@@ -121,7 +124,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..io.images import list_pairs, read_image
+    from ..io.images import list_pairs, read_image, read_image_and_meta
+    from ..io.metadata import input_axes
     from ..labels.metrics import evaluate, evaluate_classes
     from ..labels.options import LabelOptions
     from ..model.files import load_model
@@ -131,12 +135,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = []
     for image_path, mask_path in list_pairs(args.images, args.masks):
         try:
-            image, truth = read_image(image_path), read_image(mask_path)
+            (image, meta), truth = read_image_and_meta(image_path), read_image(mask_path)
+            axes = input_axes(meta, None, image.shape, model.config.in_channels)
             probs, labels = probabilities_and_labels(model, image, LabelOptions(
-                min_size=args.min_size))
+                min_size=args.min_size), axes=axes)
             row = {"image": image_path.name, **evaluate(labels, truth)}
             if model.target == "classes":  # and per class, on the class map
-                row.update(evaluate_classes(_class_map(model, image, probs, args.min_size),
+                row.update(evaluate_classes(_class_map(model, axes, probs, args.min_size),
                                             truth, model.class_names))
             rows.append(row)
         except ValueError as err:
@@ -147,13 +152,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _class_map(model, image, probs, min_size: int | None):
-    """The class map (argmax, small objects removed) of a multi-class model's ``probs``."""
-    from ..common.arrays import resolve_axes
+def _class_map(model, axes: str, probs, min_size: int | None):
+    """The class map (argmax, small objects removed) of a multi-class model's ``probs`` of
+    an image with ``axes``."""
     from ..labels.decode import labels_from_probabilities
     from ..labels.options import LabelOptions
 
-    axes = resolve_axes(None, image.shape, model.config.in_channels).replace("C", "")
+    axes = axes.replace("C", "")
     options = LabelOptions(instances=False, min_size=min_size).for_unet(model)
     return labels_from_probabilities(probs, axes, options, "classes")
 
