@@ -101,3 +101,28 @@ def test_folders_of_ngff_images_give_ngff_labels_and_resume(tmp_path, models):
     assert _read_back(tmp_path / "out" / "a.ome.zarr")[1] == [2.0, 0.25, 0.25]
     again = predict_folder(models[1][0], tmp_path / "in", tmp_path / "out")
     assert [r.status for r in again] == ["skipped"]
+
+
+def test_train_and_evaluate_take_ome_zarr_images_and_masks(tmp_path, capsys):
+    from napari_unet.io.images import ImageFile, read_image
+    from napari_unet.samples.nuclei import make_nuclei
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for s in range(2):
+        planes = [make_nuclei((48, 48), seed=10 * s + z) for z in range(2)]
+        _ngff(images / f"s{s}.ome.zarr", np.stack([p[0] for p in planes]), "zyx", "0.5")
+        _ngff(masks / f"s{s}.ome.zarr", np.stack([p[1] for p in planes]).astype(np.uint16),
+              "zyx", "0.4")
+    header = ImageFile(images / "s0.ome.zarr")
+    assert header.shape == (2, 48, 48) and header.axes == "ZYX"
+    assert read_image(masks / "s1.ome.zarr").dtype == np.uint16
+    model = tmp_path / "m.keras"
+    assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
+                 "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "1",
+                 "--patch-size", "32", "--batch-size", "2"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
+    assert [row["image"] for row in json.loads(capsys.readouterr().out)["images"]] == [
+        "s0.ome.zarr", "s1.ome.zarr"]

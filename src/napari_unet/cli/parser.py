@@ -65,7 +65,7 @@ def _subparser(sub, name: str, help_text: str) -> argparse.ArgumentParser:
 
 def _add_train_parser(sub) -> None:
     p = _subparser(sub, "train", "train a U-Net on image/mask files matched by name")
-    p.add_argument("--images", required=True, help="folder of .tif/.png images")
+    p.add_argument("--images", required=True, help="folder of images (.tif, .png, .nii, .nii.gz, .zarr)")
     p.add_argument("--masks", required=True, help="folder of label images with the same names")
     p.add_argument("--out", required=True, help="model file to write (.keras)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subparser(sub, "evaluate", "IoU and object F1 of a model on image/mask files")
     p.add_argument("model", help="a .keras file saved by napari-unet")
-    p.add_argument("--images", required=True, help="folder of .tif/.png images")
+    p.add_argument("--images", required=True, help="folder of images (.tif, .png, .nii, .nii.gz, .zarr)")
     p.add_argument("--masks", required=True, help="folder of ground-truth labels, same names")
     p.add_argument("--min-size", type=_whole(0),
                    help="remove objects smaller than this (pixels; default: the model's)")

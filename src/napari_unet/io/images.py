@@ -13,15 +13,24 @@ from .metadata import ImageMeta
 from .outputs import atomic_paths
 from .nifti import NIFTI_SUFFIXES, nifti_header, read_nifti, write_nifti
 from .tiff import read_tiff, tiff_header, write_tiff
+from .zarr import is_zarr, open_zarr_image
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", *NIFTI_SUFFIXES)
 
 
 def image_suffix(path: str | Path) -> str:
     """The suffix that says an image file's format, lower case: ``".nii.gz"`` for a
-    gzip-compressed NIfTI file, else the last suffix (``".tif"``)."""
-    name = Path(path).name.lower()
-    return ".nii.gz" if name.endswith(".nii.gz") else Path(name).suffix
+    gzip-compressed NIfTI file, ``".ome.zarr"`` for OME-Zarr, else the last suffix."""
+    name = Path(path).name.lower().rstrip("/\\")
+    double = next((s for s in (".nii.gz", ".ome.zarr") if name.endswith(s)), None)
+    return double or Path(name).suffix
+
+
+def is_image(path: Path) -> bool:
+    """Whether ``path`` is an image this package reads: a TIFF, PNG or NIfTI file, or a
+    ``.zarr`` folder (a zarr array or an OME-Zarr image)."""
+    return (path.is_file() and image_suffix(path) in IMAGE_SUFFIXES) or \
+        (path.is_dir() and is_zarr(path))
 
 
 def image_stem(path: str | Path) -> str:
@@ -42,6 +51,9 @@ def read_image_and_meta(path: str | Path) -> tuple[np.ndarray, ImageMeta]:
     PNG: nothing). Raises ``ValueError`` for a missing, unreadable, empty or unsupported
     file."""
     path = Path(path)
+    if path.is_dir() and is_zarr(path):  # read whole: a zarr array or OME-Zarr level 0
+        image, meta = open_zarr_image(path)
+        return np.asarray(image), meta
     if path.is_dir():
         raise ValueError(f"{str(path)!r} is a folder; give an image file (.tif or .png).")
     if not path.is_file():
@@ -136,10 +148,11 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path,
     for d, what in zip((images_dir, masks_dir), what):
         if not d.is_dir():
             raise ValueError(f"{what} folder {str(d)!r} does not exist.")
-    images = {image_stem(p): p for p in sorted(images_dir.iterdir()) if image_suffix(p) in IMAGE_SUFFIXES}
-    masks = {image_stem(p): p for p in sorted(masks_dir.iterdir()) if image_suffix(p) in IMAGE_SUFFIXES}
+    images = {image_stem(p): p for p in sorted(images_dir.iterdir()) if is_image(p)}
+    masks = {image_stem(p): p for p in sorted(masks_dir.iterdir()) if is_image(p)}
     if not images:
-        raise ValueError(f"No .tif/.tiff/.png/.nii/.nii.gz images in {str(images_dir)!r}.")
+        raise ValueError(f"No .tif/.tiff/.png/.nii/.nii.gz images or .zarr folders in "
+                         f"{str(images_dir)!r}.")
     missing = sorted(set(images) - set(masks))
     if missing:
         raise ValueError(
@@ -150,7 +163,7 @@ def list_pairs(images_dir: str | Path, masks_dir: str | Path,
 
 
 class ImageFile:
-    """A TIFF or PNG file whose pixels are read only when asked for (``numpy.asarray``,
+    """A TIFF, PNG or NIfTI file or a zarr image whose pixels are read only when asked for (``numpy.asarray``,
     each time: nothing is kept); ``shape``, ``dtype`` and ``ndim`` come from its header.
     So training on a folder holds one raw image at a time, not the whole folder.
     ``axes`` are those the file names (`ImageMeta.axes`), None when it names none."""
@@ -159,7 +172,10 @@ class ImageFile:
         self.path = Path(path)
         self.name = self.path.name
         try:
-            if image_suffix(self.path) == ".png":
+            if self.path.is_dir() and is_zarr(self.path):
+                image, meta = open_zarr_image(self.path)
+                shape, dtype = image.shape, image.dtype
+            elif image_suffix(self.path) == ".png":
                 import imageio.v3 as iio
 
                 props = iio.improps(self.path)
