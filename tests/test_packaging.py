@@ -79,3 +79,17 @@ def test_the_manifest_validates_and_its_menu_is_napari_s_segment_menu():
     from napari._app_model.constants import MenuId
 
     assert "napari/layers/segment" in {m.value for m in MenuId}
+
+
+def test_debug_shows_the_library_log_on_standard_error(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    from napari_unet.cli import main
+
+    source = tmp_path / "stack.tif"
+    tifffile.imwrite(source, np.zeros((2, 8, 8), np.uint16), imagej=True,
+                     metadata={"axes": "ZYX", "spacing": 2.0, "unit": "micron"})
+    main(["--debug", "predict", str(tmp_path / "missing.keras"), str(source),
+          str(tmp_path / "o.tif")])
+    assert "napari-unet: INFO: read stack.tif" in capsys.readouterr().err

@@ -52,11 +52,22 @@ def _show_library_log() -> None:
     """Print the ``napari_unet`` logger's messages, all levels, on standard error."""
     log = logging.getLogger("napari_unet")
     log.setLevel(logging.DEBUG)
-    if not any(getattr(h, "napari_unet_cli", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StandardError) for h in log.handlers):
+        handler = _StandardError()
         handler.setFormatter(logging.Formatter("napari-unet: %(levelname)s: %(message)s"))
-        handler.napari_unet_cli = True
         log.addHandler(handler)
+
+
+class _StandardError(logging.StreamHandler):
+    """A handler that writes to whatever ``sys.stderr`` is when a message comes."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
 
 
 def _failure(err: BaseException) -> tuple[int, str]:
