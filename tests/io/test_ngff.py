@@ -126,3 +126,17 @@ def test_train_and_evaluate_take_ome_zarr_images_and_masks(tmp_path, capsys):
     assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
     assert [row["image"] for row in json.loads(capsys.readouterr().out)["images"]] == [
         "s0.ome.zarr", "s1.ome.zarr"]
+
+
+def test_a_failed_run_into_the_input_leaves_it_as_it_was(tmp_path, models, monkeypatch):
+    from napari_unet.prediction import to_zarr
+
+    source = _ngff(tmp_path / "in.ome.zarr", np.zeros((2, 40, 48), np.uint16), "zyx", "0.4")
+    before = sorted(p.relative_to(source) for p in source.rglob("*"))
+
+    def fail(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(to_zarr, "_write", fail)
+    assert main(["predict", str(models[1][1]), str(source), "cells", "--into-input"]) == 2
+    assert sorted(p.relative_to(source) for p in source.rglob("*")) == before

@@ -53,13 +53,21 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, str(source))
     options = with_physical_min_size(options, meta, axes, min_physical_size)
     probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **predict_options)
+    made = label_name is not None and not (source / "labels").exists()
     if label_name:
         from ..io.ngff import labels_group
 
         labels_out = labels_group(source, meta) / label_name
     targets = {labels_out: labels, **({probabilities_out: probs} if probabilities_out else {})}
     metas = output_metas(meta, axes, targets) if ngff else {}
-    _write(targets, metas, labels_out, progress, dask)
+    try:
+        _write(targets, metas, labels_out, progress, dask)
+    except BaseException:
+        if made:  # leave the input as it was: no empty labels group
+            import shutil
+
+            shutil.rmtree(source / "labels", ignore_errors=True)
+        raise
     if label_name:
         from ..io.ngff import list_label
 
