@@ -53,26 +53,34 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, str(source))
     options = with_physical_min_size(options, meta, axes, min_physical_size)
     probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **predict_options)
-    made = label_name is not None and not (source / "labels").exists()
-    if label_name:
-        from ..io.ngff import labels_group
-
-        labels_out = labels_group(source, meta) / label_name
-    targets = {labels_out: labels, **({probabilities_out: probs} if probabilities_out else {})}
-    metas = output_metas(meta, axes, targets) if ngff else {}
-    try:
+    with _into(source, label_name, meta) as into:
+        labels_out = into or labels_out
+        targets = {labels_out: labels, **({probabilities_out: probs} if probabilities_out else {})}
+        metas = output_metas(meta, axes, targets) if ngff else {}
         _write(targets, metas, labels_out, progress, dask)
+    return labels.shape, labels.dtype
+
+
+@contextlib.contextmanager
+def _into(source: Path, label_name: str | None, meta: Any) -> Any:
+    """With ``label_name``: yields ``source/labels/<label_name>`` (the ``labels`` group made
+    if missing) and lists the label once the block wrote it; a failed block removes a
+    group it made, so the input is left as it was. Without: yields None."""
+    if not label_name:
+        yield None
+        return
+    from ..io.ngff import labels_group, list_label
+
+    made = not (source / "labels").exists()
+    try:
+        yield labels_group(source, meta) / label_name
     except BaseException:
-        if made:  # leave the input as it was: no empty labels group
+        if made:
             import shutil
 
             shutil.rmtree(source / "labels", ignore_errors=True)
         raise
-    if label_name:
-        from ..io.ngff import list_label
-
-        list_label(source, label_name, meta)
-    return labels.shape, labels.dtype
+    list_label(source, label_name, meta)
 
 
 def _write(targets: dict, metas: dict, labels_out: Any, progress: bool, dask: Any) -> None:
