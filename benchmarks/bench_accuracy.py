@@ -67,7 +67,14 @@ def main() -> None:
     parser.add_argument("--border-weight", type=float, default=None,
                         help="border_weight of the boundary U-Net (default: train()'s default)")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--hard", action="store_true",
+                        help="the hard benchmark: one annotated 256 x 512 image, the default "
+                             "U-Net against StarDist trained for the same time")
     args = parser.parse_args()
+    if args.hard:
+        from hard_benchmark import run_hard
+
+        return run_hard(args, pooled)
 
     from napari_unet import UNetConfig, segment, train
     from napari_unet.samples.nuclei import make_crowded_nuclei
