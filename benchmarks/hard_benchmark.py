@@ -63,7 +63,7 @@ def train_stardist(image, labels, seconds: float, seed: int):
                 augmenter=_augment, epochs=10_000, steps_per_epoch=20)
     fit = time.perf_counter() - t0
     t0 = time.perf_counter()
-    model.optimize_thresholds([x[:, cut:]], [y[:, cut:]], verbose=False)
+    model.optimize_thresholds([x[:, cut:]], [y[:, cut:]])
     info = {"fit_seconds": round(fit), "steps": stopper.steps,
             "threshold_seconds": round(time.perf_counter() - t0),
             "thresholds": {k: round(float(v), 3) for k, v in model.thresholds._asdict().items()}}
