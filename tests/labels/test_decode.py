@@ -125,6 +125,36 @@ def test_split_distance_splits_a_seed_whose_interiors_meet():
         LabelOptions(split_distance=-1)
 
 
+def test_a_neck_ratio_splits_touching_disks_without_cutting_an_elongated_nucleus():
+    """The touching disks split at their neck; an ellipse 60 x 20 px, whose distance
+    transform is a ridge of peaks, is cut by straight seams into 3-5 pieces when seeds are
+    split at peaks 4-8 px apart, but stays whole with any neck ratio."""
+    truth, probs = merged_seed_disks()
+    necks = decode_boundaries(probs, Decoding(split_ratio=0.7))
+    assert necks.max() == 2 and evaluate(necks, truth)["ap@0.5"] == 1.0
+    options = LabelOptions(split_ratio=0.7).filled(Decoding())
+    assert np.array_equal(_labels(probs, "YX", options, "boundary"), necks)
+    yy, xx = np.mgrid[:60, :100]
+    ellipse = ((yy - 30) / 10) ** 2 + ((xx - 50) / 30) ** 2 <= 1
+    probs = np.zeros((60, 100, 3), np.float32)
+    probs[..., 0] = 1.0
+    probs[ellipse] = [0.0, 0.9, 0.1]
+    assert decode_boundaries(probs, Decoding(split_distance=6)).max() >= 3
+    for ratio in (0.5, 0.7, 0.8):
+        assert decode_boundaries(probs, Decoding(split_ratio=ratio)).max() == 1
+    with pytest.raises(ValueError, match="split_ratio"):
+        LabelOptions(split_ratio=1.5)
+
+
+def test_a_neck_ratio_separates_touching_objects_of_a_foreground_model():
+    truth, probs = merged_seed_disks()
+    mask = (1.0 - probs[..., 0]).astype(np.float32)  # the disks' foreground, one component
+    assert labels_from_probabilities(mask, "YX", "foreground").max() == 1
+    options = LabelOptions(split_ratio=0.7).filled(Decoding())
+    split = _labels(mask, "YX", options, "foreground")
+    assert split.max() == 2 and evaluate(split, truth)["ap@0.5"] == 1.0
+
+
 def test_the_linked_values_apply_to_instances_linked_across_z_only():
     from napari_unet import UNetConfig
     from napari_unet.model.summary import ModelSummary

@@ -14,14 +14,22 @@ def test_decoding_values_are_checked_when_made():
                        ({"seed_threshold": float("nan")}, "seed_threshold"),
                        ({"min_size": -1}, "min_size must be a whole number"),
                        ({"split_distance": 2.5}, "split_distance"),
+                       ({"split_ratio": -0.1}, "split_ratio"),
+                       ({"split_ratio": "0.5"}, "split_ratio"),
                        ({"threshold": True}, "threshold")):
         with pytest.raises(ValueError, match=match):
             Decoding(**bad)
 
 
-def test_decoding_reads_exactly_its_four_values_from_a_dict():
+def test_decoding_reads_exactly_its_values_from_a_dict():
     good = {"threshold": 0.6, "seed_threshold": 0.7, "min_size": 40, "split_distance": 5}
-    assert Decoding.from_dict(good).to_dict() == good
+    assert Decoding.from_dict(good).to_dict() == {**good, "split_ratio": 0.0}  # older files
+    necks = {**good, "split_distance": 0, "split_ratio": 0.7}
+    assert Decoding.from_dict(necks).to_dict() == necks
+    with pytest.raises(ValueError, match="must hold"):
+        Decoding.from_dict({**good, "neck": 0.7})
+    with pytest.raises(ValueError, match="split_ratio must be a number in"):
+        Decoding.from_dict({**good, "split_ratio": 1.0})
     with pytest.raises(ValueError, match="linked_decoding must hold"):
         Decoding.from_dict({"threshold": 0.6}, "linked_decoding")
     with pytest.raises(ValueError, match="linked_decoding: threshold"):

@@ -234,14 +234,14 @@ def test_ties_at_ap_50_go_to_the_settings_whose_outlines_fit():
     assert result.default_score == 1.0
 
 
-def test_linked_decoding_must_hold_the_four_values():
+def test_linked_decoding_must_hold_the_decoding_values():
     from napari_unet.model.decoding import Decoding
     from napari_unet.model.summary import ModelSummary
 
     config = UNetConfig(depth=1, start_neurons=2, n_classes=3)
     good = {"threshold": 0.6, "seed_threshold": 0.7, "min_size": 40, "split_distance": 5}
     summary = ModelSummary(config, target="boundary", linked_decoding=Decoding(**good))
-    assert summary.linked_decoding.to_dict() == good
+    assert summary.linked_decoding.to_dict() == {**good, "split_ratio": 0.0}
     for bad in ({"threshold": 0.6}, {**good, "link_planes": True}, {**good, "threshold": 1.5},
                 [0.6, 0.7]):
         with pytest.raises(ValueError, match="linked_decoding|threshold"):

@@ -166,6 +166,7 @@ def test_automatic_epochs_are_sized_from_the_annotated_pixels():
         MAX_AUTO_BATCHES,
         MAX_AUTO_EPOCHS,
         MIN_AUTO_BATCHES,
+        MIN_AUTO_BATCHES_SPARSE,
         TrainSettings,
     )
 
@@ -176,8 +177,11 @@ def test_automatic_epochs_are_sized_from_the_annotated_pixels():
 
     settings = TrainSettings(patch_size=128, batch_size=8)
     assert settings.epochs is None
-    epochs, steps = settings.schedule(planes(1, 512, 0.02))  # a few scribbles
-    assert steps == 10 and epochs * steps == MIN_AUTO_BATCHES
+    epochs, steps = settings.schedule(planes(1, 512, 0.5))  # one dense 256 x 512 image
+    assert steps == 10 and epochs * steps == MIN_AUTO_BATCHES == 600
+    sparse = TrainSettings(patch_size=128, batch_size=8, label_mode="sparse")
+    epochs, steps = sparse.schedule(planes(1, 512, 0.02))  # a few scribbles
+    assert steps == 10 and epochs * steps == MIN_AUTO_BATCHES_SPARSE
     epochs, steps = settings.schedule(planes(4, 512))  # dense labels: 8 batches a pass
     assert steps == 16 and epochs * steps >= MIN_AUTO_BATCHES > (epochs - 1) * steps
     epochs, steps = settings.schedule(planes(10, 1024))  # 80 batches a pass: 20 passes

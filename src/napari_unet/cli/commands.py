@@ -206,7 +206,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(json.dumps({
         "report": summary.report(),
         **{k: meta[k] for k in ("config", "normalization", "target", "threshold",
-                                "seed_threshold", "min_size", "split_distance",
+                                "seed_threshold", "min_size", "split_distance", "split_ratio",
                                 "linked_decoding", "class_names")},
         "parameters": count_parameters(config),
         "gflop_per_megapixel": round(flops_per_megapixel(config) / 1e9, 1),

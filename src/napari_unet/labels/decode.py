@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 
 from ..model.decoding import Decoding
 from .options import LabelOptions
+from .seeds import split_at_necks
 from .targets import BACKGROUND, INTERIOR
 
 __all__ = ["labels_from_probabilities", "decode_boundaries", "label_mask",
@@ -65,11 +66,14 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarra
 
 
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
-               split_distance: int = 0) -> np.ndarray:
+               split_distance: int = 0, split_ratio: float = 0.0) -> np.ndarray:
     """Instance labels (int64) of a 2D or 3D boolean mask: its connected components, with
-    touching objects separated (`split_touching_objects`) at distance-transform peaks at
-    least ``split_distance`` px apart, or 4 px with ``split_touching`` and no distance."""
-    if split_distance or split_touching:
+    touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
+    or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
+    px apart, or 4 px with ``split_touching`` and no distance."""
+    if split_ratio:
+        labels = split_at_necks(mask, split_ratio)
+    elif split_distance or split_touching:
         labels = split_touching_objects(mask, split_distance or DEFAULT_SPLIT_DISTANCE)
     else:
         labels, _ = ndi.label(mask)
@@ -95,9 +99,11 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.
 
     ``decoding`` (a `Decoding`): foreground is ``p(interior) + p(boundary) >
     threshold``; seeds are connected regions where ``p(interior) > seed_threshold``;
-    objects of fewer than ``min_size`` pixels are removed; with a ``split_distance``
-    (px, 0 = off) a seed is split where its distance transform has peaks at least that
-    far apart (`split_touching_objects`), for touching objects whose interiors still meet.
+    objects of fewer than ``min_size`` pixels are removed; touching objects whose
+    interiors still meet are told apart by splitting their seed where it narrows to a
+    neck under ``split_ratio`` of its width (`split_at_necks`), or else, with a
+    ``split_distance`` (px, 0 = off), where its distance transform has peaks at least that
+    far apart (`split_touching_objects`).
     """
     from skimage.segmentation import watershed
 
@@ -110,8 +116,12 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.
     if not mask.any():
         return np.zeros(mask.shape, np.int64)
     confident = (interior > decoding.seed_threshold) & mask
-    seeds = (split_touching_objects(confident, decoding.split_distance)
-             if decoding.split_distance else ndi.label(confident)[0])
+    if decoding.split_ratio:
+        seeds = split_at_necks(confident, decoding.split_ratio)
+    elif decoding.split_distance:
+        seeds = split_touching_objects(confident, decoding.split_distance)
+    else:
+        seeds = ndi.label(confident)[0]
     seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
     n = int(seeds.max())
     labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
@@ -184,7 +194,8 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
         else:
             lab = label_mask(unit, min_size=decoding.min_size,
                              split_touching=options.split_touching,
-                             split_distance=decoding.split_distance)
+                             split_distance=decoding.split_distance,
+                             split_ratio=decoding.split_ratio)
         out[i] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])

@@ -17,8 +17,8 @@ __all__ = ["LabelOptions"]
 class LabelOptions:
     """How probabilities become labels; every value is checked when it is created.
 
-    ``threshold``, ``min_size``, ``seed_threshold``, ``split_distance``: the values of
-    a `Decoding` (there documented) that the user sets; None takes the model's own
+    ``threshold``, ``min_size``, ``seed_threshold``, ``split_distance``, ``split_ratio``:
+    the values of a `Decoding` (there documented) that the user sets; None takes the model's own
     (calibrated) value. ``instances``: one id per object (else a 0/1 mask, or the
     class map of a multi-class model). ``split_touching``: separate touching objects
     of a foreground model by a watershed on the distance transform. ``link_planes``:
@@ -32,6 +32,7 @@ class LabelOptions:
     link_planes: bool = False
     seed_threshold: float | None = None
     split_distance: int | None = None
+    split_ratio: float | None = None
 
     def __post_init__(self) -> None:
         try:

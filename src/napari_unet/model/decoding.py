@@ -1,4 +1,4 @@
-"""`Decoding`: the four values that turn a model's probabilities into labels.
+"""`Decoding`: the values that turn a model's probabilities into labels.
 
 Calibration chooses them after training, a model keeps them (one set per plane and,
 when calibrated on 3D labels, one for objects linked in 3D), its file stores them, and
@@ -28,13 +28,17 @@ class Decoding:
     ``min_size``: objects of fewer pixels (voxels, for objects linked in 3D) are
     removed. ``split_distance``: a boundary model's seeds, or a foreground model's
     touching objects, are split where their distance transform peaks lie at least this
-    many pixels apart (0 = not split).
+    many pixels apart (0 = not split). ``split_ratio``: instead of a distance, seeds (or
+    touching objects) are split where they narrow to a neck thinner than this share of
+    the smaller part's width (`napari_unet.labels.seeds.split_at_necks`, size-free, no
+    straight seams through large objects; 0 = not split, in [0, 1)).
     """
 
     threshold: float = 0.5
     seed_threshold: float = 0.5
     min_size: int = 0
     split_distance: int = 0
+    split_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("threshold", "seed_threshold"):
@@ -46,15 +50,22 @@ class Decoding:
         for name in ("min_size", "split_distance"):
             object.__setattr__(self, name, check_whole(name, getattr(self, name), 0, MAX_PIXELS,
                                                        unit=" of pixels"))
+        if not is_real(self.split_ratio) or not 0.0 <= self.split_ratio < 1.0:
+            raise ValueError(f"split_ratio must be a number in [0, 1) (0 = no neck split); got "
+                             f"{self.split_ratio!r}.")
+        object.__setattr__(self, "split_ratio", float(self.split_ratio))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Any, what: str = "decoding") -> Decoding:
-        """The `Decoding` of a dict holding exactly its four values (as model files and
-        calibration records store them); ``ValueError`` naming ``what`` otherwise."""
-        if not isinstance(data, dict) or sorted(data) != sorted(DECODING_FIELDS):
+        """The `Decoding` of a dict holding its values (as model files and calibration
+        records store them; ``split_ratio``, added later, may be missing); ``ValueError``
+        naming ``what`` otherwise."""
+        required = set(DECODING_FIELDS) - set(OPTIONAL_FIELDS)
+        if (not isinstance(data, dict) or not required <= set(data)
+                or not set(data) <= set(DECODING_FIELDS)):
             keys = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{what} must hold {', '.join(DECODING_FIELDS)}; got {keys}.")
         try:
@@ -67,10 +78,13 @@ class Decoding:
         a ``target`` model uses (a seed only for boundary models), sizes in ``unit``."""
         seed = f", seed {self.seed_threshold:g}" if target == "boundary" else ""
         split = ""
-        if self.split_distance and target != "classes":
-            what = "seeds" if target == "boundary" else "touching objects"
+        what = "seeds" if target == "boundary" else "touching objects"
+        if self.split_ratio and target != "classes":
+            split = f", {what} split at necks under {self.split_ratio:g} of their width"
+        elif self.split_distance and target != "classes":
             split = f", {what} split {self.split_distance} px apart"
         return f"threshold {self.threshold:g}{seed}{split}, min size {self.min_size} {unit}"
 
 
 DECODING_FIELDS = tuple(f.name for f in fields(Decoding))
+OPTIONAL_FIELDS = ("split_ratio",)  # model files and records written before it lack it

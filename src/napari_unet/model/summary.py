@@ -163,13 +163,31 @@ class ModelSummary:
     @property
     def warning(self) -> str:
         """Why the model's labels are not usable yet, and what to do (``""``: no warning)."""
-        return self.info.get("quality_warning") or self.info.get("collapse_warning") or ""
+        return (self.info.get("quality_warning") or self.info.get("collapse_warning")
+                or self.info.get("calibration_warning") or "")
 
 
 def _calibration_text(record: dict[str, Any], target: str, unit: str, what: str) -> str:
     """"calibrated on the validation pixels: threshold 0.5, ... (ap@0.5 0.9, defaults 0.8)"
     (``what`` goes first, e.g. "for objects linked in 3D, ")."""
     values = Decoding(**{k: record[k] for k in DECODING_FIELDS if k in record})
-    return (f"{what}calibrated on the {record['measured_on']} "
-            f"{'volumes' if unit == 'voxels' else 'pixels'}: {values.describe(target, unit)} "
-            f"({record['metric']} {record['score']:.3f}, defaults {record['default_score']:.3f})")
+    where = "volumes" if unit == "voxels" else "pixels"
+    chosen = record.get("chosen_on", record["measured_on"])
+    how = {"training": f"chosen on the training {where}, scored on the validation {where}",
+           "defaults": f"the defaults kept: chosen values did not carry over to the "
+                       f"validation {where}"}.get(chosen, f"calibrated on the "
+                                                          f"{record['measured_on']} {where}")
+    return (f"{what}{how}: {values.describe(target, unit)} "
+            f"({record['metric']} {record['score']:.3f}{_cross_validated(record)}, "
+            f"defaults {record['default_score']:.3f})")
+
+
+def _cross_validated(record: dict[str, Any]) -> str:
+    """", 0.912 cross-validated over 4 folds of blocks" when the record has a CV score (of
+    the values chosen on the held-out blocks, whether or not they were kept)."""
+    if record.get("cv_score") is None:
+        return ""
+    cv = f"{record['cv_score']:.3f} cross-validated over {record['folds']} folds of blocks"
+    if record.get("chosen_on", "validation") == "validation":
+        return f", {cv}"
+    return f"; values chosen on the validation blocks: {cv}"

@@ -64,3 +64,4 @@ class UNetModel:
     seed_threshold = _decoding_value("seed_threshold")
     min_size = _decoding_value("min_size")
     split_distance = _decoding_value("split_distance")
+    split_ratio = _decoding_value("split_ratio")

@@ -1,21 +1,12 @@
 """After training: choose how probabilities become labels, and check the model did not collapse.
 
-`calibrate` takes the trained network's probabilities of the annotated planes (or
-of stacks of them, for objects linked in 3D) and picks
-the foreground threshold, the seed threshold and seed split distance (boundary
-models) and the minimum object size that give the best score on the held-out
-validation region: instance AP@0.5 for boundary models (objects cut by the region's
-edge are cut the same way in the truth, so they still match), foreground IoU
-for foreground models. A region of a hundred objects often gives several
-settings a perfect AP@0.5, so ties go to the best mean of AP@0.5, 0.75 and 0.9
-(objects whose outlines fit). Values are searched on small grids, the seed
-settings and the threshold in turn, twice (they interact); the defaults
-(0.5, 0.5, 0) are always compared, so calibration never does worse than them on
-that region. `collapse_warning` names a model that marks
-(almost) everything foreground or background. `calibrate_trained` is the training
-job's last step: it predicts the annotated planes, warns of a collapse and stores the
-chosen `Decoding` (and, for stacks with 3D instance labels, the values for objects
-linked in 3D) on the model.
+`calibrate_trained` is the training job's last step: it predicts the annotated planes,
+warns of a collapse, lets `napari_unet.training.decoding_search.calibrate` choose the
+`Decoding` on the held-out blocks (cross-validated over them; on the training pixels,
+with a warning, when too few objects were held out) and stores it (and, for stacks with
+3D instance labels, the values for objects linked in 3D) on the model.
+`collapse_warning` names a model that marks (almost) everything foreground or
+background; `quality_warning` says when its labels are not usable yet.
 
 No Keras here beyond running the network through `napari_unet.prediction.tiled`.
 """
@@ -23,51 +14,23 @@ No Keras here beyond running the network through `napari_unet.prediction.tiled`.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..labels.metrics import average_precision, match_counts_at
-from ..model.decoding import Decoding
 from .data import TrainingData, linked_stacks
+from .decoding_search import MIN_OBJECTS, Calibration, calibrate
 
-__all__ = ["Calibration", "calibrate", "calibrate_trained", "collapse_warning",
-           "plane_probabilities", "split_estimate"]
+__all__ = ["Calibration", "calibrate", "calibrate_trained", "calibration_warning",
+           "collapse_warning", "plane_probabilities", "quality_warning", "split_estimate"]
 
-THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
-SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
-SPLIT_FRACTIONS = (0.5, 0.7, 0.9)  # seed split distances, of the median object radius
-TIE_BREAK_IOUS = (0.5, 0.75, 0.9)  # the first is the score; the mean of all breaks ties
-MIN_OBJECTS = 50  # fewer held-out objects than this: calibrate on all annotated planes
 LINKED_VOXELS = 4_000_000  # at most this many voxels of 3D labels calibrate linked decoding
 PLANE_PIXELS = 16_000_000  # at most this many pixels of annotated planes are predicted
 SCRIBBLE_SPLIT = 0.7  # of the median object radius: a scribble model's split distance
 MIN_SPLIT_OBJECTS = 5  # fewer predicted objects than this give no split estimate
 USABLE_SCORE = {"ap@0.5": 0.3, "foreground_iou": 0.5}  # below: the labels are not usable yet
 USEFUL_BATCHES = 200  # fewer batches than this: a likely reason for a useless model
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """The chosen `Decoding` and what it scored: ``metric`` (``"ap@0.5"`` or
-    ``"foreground_iou"``) measured on ``measured_on`` (the ``"validation"`` region or all
-    ``"annotated"`` planes, holding ``objects`` objects) with these values (``score``) and
-    with the defaults 0.5 / 0.5 / 0 (``default_score``)."""
-
-    decoding: Decoding
-    metric: str
-    score: float
-    default_score: float
-    measured_on: str
-    objects: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record a model keeps in ``info["calibration"]``: the values and the scores."""
-        return {**self.decoding.to_dict(), "metric": self.metric, "score": self.score,
-                "default_score": self.default_score, "measured_on": self.measured_on,
-                "objects": self.objects}
 
 
 def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -82,117 +45,6 @@ def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndar
         identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
         out.append(drain(iter_probabilities(unet, plane, axes="YXC", stats=identity)))
     return out
-
-
-def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
-              regions: Sequence[np.ndarray] | None) -> Calibration | None:
-    """Best label settings for ``unet`` (a `UNetModel`) on planes it predicted as ``probs``.
-
-    ``probs`` are (H, W) or (H, W, K) planes, or (Z, H, W, K) volumes decoded in 3D;
-    ``truths`` are their labels (instance ids, or a 0/1 mask for a foreground
-    model); ``regions`` are boolean masks of the held-out validation pixels
-    (None, or holding fewer than `MIN_OBJECTS` objects: all pixels count). Returns
-    None for models whose labels need no settings (``"classes"``).
-    """
-    if unet.target == "classes":
-        return None
-    measured_on = "validation"
-    if regions is None or _objects(truths, regions) < MIN_OBJECTS:
-        regions, measured_on = [np.ones(t.shape, bool) for t in truths], "annotated"
-    probs, truths, regions = _crop_to_regions(probs, truths, regions)
-    truths = [np.where(r, t, 0) for t, r in zip(truths, regions)]
-    if unet.target == "boundary":
-        return _calibrate_instances(probs, truths, regions, measured_on)
-    return _calibrate_foreground(probs, truths, regions, measured_on)
-
-
-def _crop_to_regions(probs, truths, regions, margin: int = 32):
-    """Only the planes that hold region pixels, each cut to the box around them plus
-    ``margin`` px of context (decoding near the region then sees what a whole plane
-    would), so calibration decodes little more than the held-out blocks."""
-    out = ([], [], [])
-    for p, t, r in zip(probs, truths, regions):
-        if not r.any():
-            continue
-        box = tuple(slice(max(0, int(ix.min()) - margin), int(ix.max()) + 1 + margin)
-                    for ix in np.nonzero(r))
-        for kept, a in zip(out, (p, t, r)):
-            kept.append(a[box])
-    return out
-
-
-def _objects(truths: Sequence[np.ndarray], regions: Sequence[np.ndarray]) -> int:
-    return sum(len(np.unique(t[r & (t > 0)])) for t, r in zip(truths, regions))
-
-
-def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
-    def iou(threshold: float) -> float:
-        both = union = 0
-        for p, t, r in zip(probs, truths, regions):
-            pred, true = (p > threshold) & r, t > 0
-            both += np.count_nonzero(pred & true)
-            union += np.count_nonzero(pred | true)
-        return both / union if union else 1.0
-
-    scores = {th: iou(th) for th in sorted(set(THRESHOLDS) | {0.2, 0.8})}
-    best = max(scores, key=lambda th: (scores[th], -abs(th - 0.5)))
-    return Calibration(Decoding(best), "foreground_iou", round(scores[best], 4),
-                       round(scores[0.5], 4), measured_on, _objects(truths, regions))
-
-
-def _calibrate_instances(probs, truths, regions, measured_on) -> Calibration:
-    """The boundary model's best values (see the module docstring): seed threshold and split
-    distance, then the foreground threshold, twice; then the minimum size."""
-    score = _instance_scores(probs, truths, regions)
-    sizes, splits = _size_and_split_grids(truths)
-    start, threshold = sizes[len(sizes) // 2], 0.5
-    for _ in range(2):
-        grid = {(seed, split): score(threshold, seed, start, split)
-                for seed in SEED_THRESHOLDS for split in splits}
-        seed, split = max(grid, key=lambda k: (grid[k], -abs(k[0] - 0.5), k[1] == 0))
-        by_threshold = {th: score(th, seed, start, split) for th in THRESHOLDS}
-        threshold = max(by_threshold, key=lambda th: (by_threshold[th], -abs(th - 0.5)))
-    by_size = {size: score(threshold, seed, size, split) for size in sizes}
-    min_size = max(by_size, key=lambda size: (by_size[size], -size))
-    best, default = by_size[min_size], score(0.5, 0.5, 0, 0)
-    if default >= best:  # never worse than the defaults on this region
-        threshold, seed, min_size, split, best = 0.5, 0.5, 0, 0, default
-    return Calibration(Decoding(threshold, seed, min_size, split), "ap@0.5", round(best[0], 4),
-                       round(default[0], 4), measured_on, _objects(truths, regions))
-
-
-def _instance_scores(probs, truths, regions):
-    """``score(threshold, seed, min_size, split)``: ``(AP@0.5, mean AP at IoU 0.5, 0.75 and
-    0.9)`` of the decoded ``probs`` inside ``regions``, pooled over the planes (memoised)."""
-    from ..labels.decode import decode_boundaries
-
-    seen: dict[tuple, tuple[float, float]] = {}
-
-    def score(threshold: float, seed: float, min_size: int, split: int) -> tuple[float, float]:
-        key = (threshold, seed, min_size, split)
-        if key not in seen:
-            counts = np.zeros((len(TIE_BREAK_IOUS), 3), np.int64)
-            for p, t, r in zip(probs, truths, regions):
-                decoding = Decoding(threshold, seed, min_size, split)
-                labels = np.where(r, decode_boundaries(p, decoding), 0)
-                counts += match_counts_at(labels, t, TIE_BREAK_IOUS)
-            aps = [average_precision(*row) for row in counts.tolist()]
-            seen[key] = (aps[0], float(np.mean(aps)))
-        return seen[key]
-
-    return score
-
-
-def _size_and_split_grids(truths) -> tuple[list[int], list[int]]:
-    """Minimum sizes (`SIZE_FRACTIONS` of the median object area, or volume for 3D truths)
-    and seed split distances (0 and `SPLIT_FRACTIONS` of the median object radius) to try,
-    in pixels."""
-    areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
-    median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0
-    sizes = sorted({int(round(f * median)) for f in SIZE_FRACTIONS})
-    radius = (np.sqrt(median / np.pi) if truths[0].ndim == 2
-              else np.cbrt(3.0 * median / (4.0 * np.pi)))
-    return sizes, sorted({0} | {int(round(f * radius)) for f in SPLIT_FRACTIONS} - {1})
 
 
 def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarray],
@@ -229,7 +81,9 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
       (`split_estimate`, ``info["split_estimate"]``);
     - ``info["collapse_warning"]`` when it marks (almost) everything one way, and
       ``info["quality_warning"]`` when its labels are not usable yet, with the reasons
-      (too few batches, the time limit) and what to do; given as a ``RuntimeWarning`` too.
+      (too few batches, the time limit) and what to do; ``info["calibration_warning"]``
+      when the values had to be chosen on the training pixels (`calibration_warning`);
+      both given as a ``RuntimeWarning`` too.
 
     The model gets them through `UNetModel.update`."""
     held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
@@ -244,8 +98,10 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
         changes["decoding"] = replace(unet.decoding,
                                       split_distance=info["split_estimate"]["split_distance"])
     info["quality_warning"] = quality_warning(info)
-    if info["quality_warning"]:
-        warnings.warn(info["quality_warning"], RuntimeWarning, stacklevel=4)
+    info["calibration_warning"] = calibration_warning(info)
+    for key in ("quality_warning", "calibration_warning"):
+        if info[key]:
+            warnings.warn(info[key], RuntimeWarning, stacklevel=4)
     unet.update(info=info, **changes)
 
 
@@ -257,7 +113,8 @@ def _calibrate_dense(unet: Any, data: TrainingData, held: list, planes: list[int
     info.pop("calibration_linked", None)
     kept = [data.truths[i] if unet.target == "boundary" else (data.truths[i] > 0)
             for i in planes]
-    result = calibrate(unet, probs, kept, [held[i] for i in planes])
+    result = calibrate(unet, probs, kept, [held[i] for i in planes],
+                       [data.targets[i] >= 0 for i in planes])
     if result is not None:
         changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
     runs = (_within_limit(linked_stacks(data.sources, data.truths), data.targets, LINKED_VOXELS)
@@ -290,6 +147,21 @@ def quality_warning(info: dict[str, Any]) -> str:
     return (f"{what.rstrip('.')}.{why} Train longer (a larger time limit, or more epochs), "
             "annotate more objects, or lower the learning rate; then check the result with "
             "Run and Evaluate.")
+
+
+def calibration_warning(info: dict[str, Any]) -> str:
+    """A sentence when a model's training record ``info`` shows its label settings were
+    chosen on the pixels it trained on (too few objects held out), so its calibration
+    scores are optimistic; ``""`` otherwise."""
+    records = [info.get(k) or {} for k in ("calibration", "calibration_linked")]
+    fitted = [r for r in records if r.get("measured_on") == "annotated"]
+    if not fitted:
+        return ""
+    return (f"The label settings were chosen on the training pixels: the held-out blocks "
+            f"held fewer than {MIN_OBJECTS} objects, so the calibration score "
+            f"({fitted[0]['score']:.2f}) is optimistic and the settings may not fit new "
+            "images. Annotate more objects (or a second image), or raise the validation "
+            "fraction, then train again; check the labels with Evaluate.")
 
 
 def split_estimate(probs: Sequence[np.ndarray], threshold: float) -> dict[str, Any]:
@@ -335,7 +207,8 @@ def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held
         unet, [data.images[i] for i in missing])))}
     volumes = [np.stack([predicted[i] for i in run]) for run in runs]
     return calibrate(unet, volumes, [np.stack([data.truths[i] for i in run]) for run in runs],
-                     [np.stack([held[i] for i in run]) for run in runs])
+                     [np.stack([held[i] for i in run]) for run in runs],
+                     [np.stack([data.targets[i] >= 0 for i in run]) for run in runs])
 
 
 def _within_limit(runs: list[list[int]], ys: list, limit: int = PLANE_PIXELS) -> list[list[int]]:

@@ -18,7 +18,8 @@ from .data import LABEL_MODES, TARGETS
 __all__ = ["TrainSettings", "LOSSES"]
 
 LOSSES = ("bce", "bce_dice")
-MIN_AUTO_BATCHES, MAX_AUTO_BATCHES = 200, 2000  # batches in all when epochs are automatic
+MIN_AUTO_BATCHES, MAX_AUTO_BATCHES = 600, 2000  # batches in all when epochs are automatic
+MIN_AUTO_BATCHES_SPARSE = 200  # scribbles: fewer labelled pixels to learn from
 MAX_AUTO_EPOCHS = 1000  # automatic epochs with a time budget
 
 
@@ -151,9 +152,12 @@ class TrainSettings:
         Batches per epoch: as set, or about two passes over the annotated pixels (at
         least 10). Epochs: as set; with a ``time_budget``, `MAX_AUTO_EPOCHS` (the budget
         or early stopping ends training); else about 20 passes over the annotated
-        pixels, but at least `MIN_AUTO_BATCHES` and at most `MAX_AUTO_BATCHES` batches
-        in all, in 5 to 100 epochs (5 epochs of more than 400 batches exceed the cap): a few scribbles still get a few hundred batches, and
-        a large dataset is not trained for hours by default.
+        pixels, but at least `MIN_AUTO_BATCHES` (`MIN_AUTO_BATCHES_SPARSE` for scribbles)
+        and at most `MAX_AUTO_BATCHES` batches in all, in 5 to 100 epochs (5 epochs of more
+        than 400 batches exceed the cap): one annotated 256 x 512 image gets the ~600
+        batches it needs to reach its accuracy plateau (docs/benchmarks.md, hard
+        benchmark), a few scribbles a few hundred, and a large dataset is not trained for
+        hours by default (early stopping ends a run that stopped improving).
         """
         annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
         passes = annotated / (self.patch_size**2 * self.batch_size)  # batches per pass
@@ -163,7 +167,8 @@ class TrainSettings:
             return int(self.epochs), steps
         if self.time_budget is not None:
             return MAX_AUTO_EPOCHS, steps
-        epochs = math.ceil(max(20 * passes, MIN_AUTO_BATCHES) / steps)
+        least = MIN_AUTO_BATCHES_SPARSE if self.label_mode == "sparse" else MIN_AUTO_BATCHES
+        epochs = math.ceil(max(20 * passes, least) / steps)
         if epochs * steps > MAX_AUTO_BATCHES:
             epochs = MAX_AUTO_BATCHES // steps
         return int(np.clip(epochs, 5, 100)), steps
