@@ -175,7 +175,10 @@ def _calibration_text(record: dict[str, Any], target: str, unit: str, what: str)
     chosen = record.get("chosen_on", record["measured_on"])
     how = {"training": f"chosen on the training {where}, scored on the validation {where}",
            "defaults": f"the defaults kept: chosen values did not carry over to the "
-                       f"validation {where}"}.get(chosen, f"calibrated on the "
+                       f"validation {where}",
+           "prior": f"robust values kept (confident seeds split at necks; chosen values "
+                    f"did not beat them beyond noise), scored on the {record['measured_on']} "
+                    f"{where}"}.get(chosen, f"calibrated on the "
                                                           f"{record['measured_on']} {where}")
     return (f"{what}{how}: {values.describe(target, unit)} "
             f"({record['metric']} {record['score']:.3f}{_cross_validated(record)}, "
