@@ -13,7 +13,7 @@ the seed settings and the threshold in turn, twice (they interact); the defaults
 
 One annotated image holds out only a few dozen objects, and values chosen on so few fit
 their noise. So candidates are compared on blocks that did not choose them: `PRIOR`
-(confident seeds, 0.9, split at necks under 0.7 of their width: on the hard benchmark
+(confident seeds, 0.95, split at necks under 0.7 of their width: on the hard benchmark
 within 0.01-0.02 of the best values of every trained network), the values chosen on
 the held-out blocks (cross-validated: the blocks are dealt into up to `CV_FOLDS` folds,
 the search is repeated without each fold and scored on it), the values chosen on the
@@ -51,7 +51,7 @@ MIN_OBJECTS = 15  # fewer held-out objects than this: calibrate on all annotated
 CV_FOLDS = 4  # the held-out blocks are dealt into at most this many folds
 NO_SPLIT = (0, 0.0)  # (split distance, neck ratio)
 DEFAULTS = (0.5, 0.5, 0, NO_SPLIT)  # threshold, seed threshold, min size, split
-PRIOR = (0.5, 0.9, 0, (0, 0.7))  # confident seeds split at necks: robust across trainings
+PRIOR = (0.5, 0.95, 0, (0, 0.7))  # confident seeds split at necks: robust across trainings
 TRAINING_PIXELS = 4_000_000  # at most this many training pixels choose candidate values
 
 
