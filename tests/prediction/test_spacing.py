@@ -75,3 +75,69 @@ def test_min_physical_size_needs_pixel_sizes_and_excludes_min_size(tmp_path, ran
     assert main(["predict", model, str(source), str(tmp_path / "o.tif"),
                  "--min-physical-size", "5", "--min-size", "3"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def _z_dumbbell(z_spacing: float = 2.0, separation: float = 15.0):
+    """Two balls of radius 8 (in-plane pixels) whose centres lie ``separation`` apart along
+    Z, sampled every ``z_spacing``: ``(truth (Z, Y, X), boundary probabilities)`` where the
+    network calls both interior everywhere (one seed), as on a blurred Z stack."""
+    zz, yy, xx = np.mgrid[:20, :32, :32]
+    z = zz * z_spacing
+    truth = np.zeros(zz.shape, np.int32)
+    truth[(z - 12) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 <= 64] = 1
+    truth[((z - 12 - separation) ** 2 + (yy - 16) ** 2 + (xx - 16) ** 2 <= 64) & (truth == 0)] = 2
+    probs = np.zeros(truth.shape + (3,), np.float32)
+    probs[..., 0] = 1.0
+    probs[truth > 0] = [0.0, 0.9, 0.1]
+    return truth, probs
+
+
+def test_linked_splits_measure_widths_with_the_z_spacing():
+    """In voxels the dumbbell's neck looks as wide as its balls (Z is squeezed 2x), so it
+    stays one object; with the spacing the neck is narrow and the two balls come apart."""
+    from napari_unet.labels.decode import labels_from_probabilities
+    from napari_unet.labels.metrics import evaluate
+    from napari_unet.labels.options import LabelOptions
+    from napari_unet.model.decoding import Decoding
+
+    truth, probs = _z_dumbbell()
+    voxels = LabelOptions(link_planes=True, split_ratio=0.7).filled(Decoding())
+    physical = LabelOptions(link_planes=True, split_ratio=0.7,
+                            spacing={"Z": 2.0, "Y": 0.5, "X": 0.5}).filled(Decoding())
+    assert physical.sampling("ZYX") == (4.0, 1.0, 1.0) and voxels.sampling("ZYX") is None
+    assert physical.sampling("YX") is None  # planes alone: square pixels
+    assert labels_from_probabilities(probs, "ZYX", voxels, "boundary").max() == 1
+    split = labels_from_probabilities(probs, "ZYX", LabelOptions(
+        link_planes=True, split_ratio=0.7, spacing={"Z": 2.0}).filled(Decoding()), "boundary")
+    assert split.max() == 2 and evaluate(split, truth)["ap@0.5"] == 1.0
+    for bad in ({"Z": 0}, {"T": 1.0}, {"Z": float("nan")}, [1, 2]):
+        with pytest.raises(ValueError, match="spacing"):
+            LabelOptions(spacing=bad)
+
+
+def test_the_file_s_pixel_sizes_become_the_labels_spacing():
+    from napari_unet.labels.options import LabelOptions
+    from napari_unet.prediction.spacing import with_file_spacing
+
+    meta = ImageMeta(axes="ZYX", scale={"Z": 2.0, "Y": 0.5, "X": 0.5},
+                     units={"Z": "micrometer", "Y": "micrometer", "X": "micrometer"})
+    options = with_file_spacing(LabelOptions(link_planes=True), meta, "ZYX", None)
+    assert dict(options.spacing) == {"Z": 2.0, "Y": 0.5, "X": 0.5}
+    mine = LabelOptions(spacing={"Z": 1.0})  # the user's own spacing wins
+    assert dict(with_file_spacing(mine, meta, "ZYX", None).spacing) == {"Z": 1.0}
+    mixed = ImageMeta(axes="ZYX", scale={"Z": 2.0, "Y": 0.5, "X": 0.5},
+                      units={"Z": "millimeter", "Y": "micrometer", "X": "micrometer"})
+    assert with_file_spacing(LabelOptions(), mixed, "ZYX", None).spacing is None
+
+
+def test_a_napari_layer_s_scale_is_the_run_widget_s_spacing():
+    from napari.layers import Image
+
+    from napari_unet._widgets._layers import layer_spacing
+
+    stack = Image(np.zeros((4, 16, 16), np.float32), scale=(2.0, 0.5, 0.5))
+    assert layer_spacing(stack, "ZYX") == {"Z": 2.0, "Y": 0.5, "X": 0.5}
+    channels = Image(np.zeros((3, 4, 16, 16), np.float32), scale=(1, 3.0, 0.5, 0.5))
+    assert layer_spacing(channels, "CZYX") == {"Z": 3.0, "Y": 0.5, "X": 0.5}
+    rgb = Image(np.zeros((16, 16, 3), np.uint8), rgb=True, scale=(0.5, 0.5))
+    assert layer_spacing(rgb, "YXC") == {"Y": 0.5, "X": 0.5}

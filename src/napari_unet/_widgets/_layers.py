@@ -46,6 +46,16 @@ def without_channel(placement: dict[str, Any], axes: str) -> dict[str, Any]:
     return {key: tuple(value[i] for i in keep) for key, value in placement.items()}
 
 
+def layer_spacing(layer: Any, axes: str) -> dict[str, float] | None:
+    """An image layer's ``scale`` as the pixel sizes of its Z, Y and X ``axes`` (None when
+    they do not match), so splits and linking measure what the viewer shows."""
+    scale = without_channel(spatial_placement(layer), axes)["scale"]
+    spatial = axes.replace("C", "")
+    if len(scale) != len(spatial):
+        return None
+    return {a: float(v) for a, v in zip(spatial, scale) if a in "ZYX"}
+
+
 def labels_snapshot(layer: Any) -> np.ndarray:
     """A copy of a Labels layer's data, safe to use in a worker while the user paints."""
     return np.array(layer_array(layer), copy=True)

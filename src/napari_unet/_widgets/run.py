@@ -27,7 +27,7 @@ from ._controls import (
 )
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._jobs import as_lazy, folder_job, lazy_run_job, run_job
-from ._layers import layer_array, layer_axes, spatial_placement, with_channels
+from ._layers import layer_array, layer_axes, layer_spacing, spatial_placement, with_channels
 from ._lazy_fill import LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
@@ -204,7 +204,8 @@ class RunWidget(SessionWidget):
         mine = not self.calibrated.value
         labels = LabelOptions(float(self.threshold.value) if mine else None,
                               self.output.value == INSTANCES, self.min_size.value if mine else None,
-                              bool(self.split_touching.value), bool(self.link_planes.value))
+                              bool(self.split_touching.value), bool(self.link_planes.value),
+                              spacing=self._layer_spacing())
         provenance = {"model": self._model_used().lstrip(", "), "napari_unet": __version__,
                       "image": getattr(self.image.value, "name", ""),
                       "options": {k: v for k, v in vars(labels).items() if v is not None},
@@ -355,6 +356,16 @@ class RunWidget(SessionWidget):
             return False
         return LabelOptions(instances=self.output.value == INSTANCES,
                             link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
+
+    def _layer_spacing(self) -> dict[str, float] | None:
+        """The image layer's ``scale`` as pixel sizes of its Z, Y, X axes (`layer_spacing`)."""
+        summary = self.session.summary
+        try:
+            axes = layer_axes(self.image.value, summary.config.in_channels if summary else None,
+                              self.axes.value)
+        except (ValueError, AttributeError):
+            return None
+        return layer_spacing(self.image.value, axes)
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile

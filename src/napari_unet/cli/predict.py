@@ -28,7 +28,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..io.outputs import check_outputs
     from ..model.files import load_model
     from ..prediction.api import probabilities_and_labels
-    from ..prediction.spacing import with_physical_min_size
+    from ..prediction.spacing import with_file_spacing
 
     options = _label_options(args)
     if args.min_physical_size is not None and args.min_size is not None:
@@ -58,7 +58,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     image, meta = read_image_and_meta(args.input)
     model = load_model(args.model)
     axes = input_axes(meta, args.axes, image.shape, model.config.in_channels, args.input)
-    options = with_physical_min_size(options, meta, axes, args.min_physical_size)
+    options = with_file_spacing(options, meta, axes, args.min_physical_size)
     bar = TileBar()
     probs, labels = probabilities_and_labels(model, image, options, axes=axes,
                                              tile_size=args.tile_size,

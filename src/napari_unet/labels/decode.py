@@ -42,17 +42,19 @@ def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarray:
+def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
+                           sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Label ``mask`` with touching objects separated by a watershed on its distance transform.
 
-    ``min_distance`` (pixels) is the smallest distance between two object centres.
+    ``min_distance`` (pixels) is the smallest distance between two object centres;
+    ``sampling`` the relative pixel size per axis of the distance transform (None: 1).
     """
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
 
     if not mask.any():
         return np.zeros(mask.shape, np.int64)
-    distance = ndi.distance_transform_edt(mask)
+    distance = ndi.distance_transform_edt(mask, sampling=sampling)
     components, _ = ndi.label(mask)
     peaks = peak_local_max(distance, min_distance=min_distance, labels=components,
                            exclude_border=False)
@@ -66,15 +68,17 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4) -> np.ndarra
 
 
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
-               split_distance: int = 0, split_ratio: float = 0.0) -> np.ndarray:
+               split_distance: int = 0, split_ratio: float = 0.0,
+               sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Instance labels (int64) of a 2D or 3D boolean mask: its connected components, with
     touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
     or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
-    px apart, or 4 px with ``split_touching`` and no distance."""
+    px apart, or 4 px with ``split_touching`` and no distance; distances are measured
+    with the relative pixel sizes ``sampling`` (None: 1 per axis)."""
     if split_ratio:
-        labels = split_at_necks(mask, split_ratio)
+        labels = split_at_necks(mask, split_ratio, sampling)
     elif split_distance or split_touching:
-        labels = split_touching_objects(mask, split_distance or DEFAULT_SPLIT_DISTANCE)
+        labels = split_touching_objects(mask, split_distance or DEFAULT_SPLIT_DISTANCE, sampling)
     else:
         labels, _ = ndi.label(mask)
     labels = remove_small(labels, min_size)
@@ -85,7 +89,8 @@ SEED_MIN_PIXELS = 5
 DEFAULT_SPLIT_DISTANCE = 4  # px, for split_touching when no distance is known
 
 
-def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.ndarray:
+def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
+                      sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
     probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
     as predicted by a network trained on `napari_unet.labels.targets.boundary_classes`.
@@ -103,7 +108,9 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.
     interiors still meet are told apart by splitting their seed where it narrows to a
     neck under ``split_ratio`` of its width (`split_at_necks`), or else, with a
     ``split_distance`` (px, 0 = off), where its distance transform has peaks at least that
-    far apart (`split_touching_objects`).
+    far apart (`split_touching_objects`); both measure distances with the relative
+    pixel sizes ``sampling`` (None: 1 per axis; e.g. ``(4, 1, 1)`` for Z planes 4x the
+    pixel size apart).
     """
     from skimage.segmentation import watershed
 
@@ -117,9 +124,9 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding()) -> np.
         return np.zeros(mask.shape, np.int64)
     confident = (interior > decoding.seed_threshold) & mask
     if decoding.split_ratio:
-        seeds = split_at_necks(confident, decoding.split_ratio)
+        seeds = split_at_necks(confident, decoding.split_ratio, sampling)
     elif decoding.split_distance:
-        seeds = split_touching_objects(confident, decoding.split_distance)
+        seeds = split_touching_objects(confident, decoding.split_distance, sampling)
     else:
         seeds = ndi.label(confident)[0]
     seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
@@ -186,16 +193,17 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
     units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])
     out = np.zeros((len(units),) + mask.shape[mask.ndim - unit_ndim:], np.int64)
     offset = 0
+    sampling = options.sampling(spatial_axes[len(spatial_axes) - unit_ndim:])
     for i, unit in enumerate(units):
         if target == "boundary":
-            lab = decode_boundaries(unit, decoding)
+            lab = decode_boundaries(unit, decoding, sampling)
         elif target == "classes":
             lab = _label_classes(unit, decoding.min_size)
         else:
             lab = label_mask(unit, min_size=decoding.min_size,
                              split_touching=options.split_touching,
                              split_distance=decoding.split_distance,
-                             split_ratio=decoding.split_ratio)
+                             split_ratio=decoding.split_ratio, sampling=sampling)
         out[i] = np.where(lab > 0, lab + offset, 0)
         offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])

@@ -4,10 +4,11 @@ they leave out is the model's own (`napari_unet.model.decoding.Decoding`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ..common.checks import check_switch
+from ..common.checks import check_switch, is_real
 from ..model.decoding import DECODING_FIELDS, Decoding
 
 __all__ = ["LabelOptions"]
@@ -22,7 +23,11 @@ class LabelOptions:
     (calibrated) value. ``instances``: one id per object (else a 0/1 mask, or the
     class map of a multi-class model). ``split_touching``: separate touching objects
     of a foreground model by a watershed on the distance transform. ``link_planes``:
-    label objects in 3D across Z instead of per plane.
+    label objects in 3D across Z instead of per plane. ``spacing``: the physical pixel
+    size per spatial axis (``{"Z": 2.0, "Y": 0.25, "X": 0.25}``, one unit; None or a
+    missing axis: 1), so distance transforms (seed and touching-object splits, and with
+    them objects linked in 3D) measure true distances; a split distance then counts
+    pixels of the finest axis.
     """
 
     threshold: float | None = None
@@ -33,6 +38,7 @@ class LabelOptions:
     seed_threshold: float | None = None
     split_distance: int | None = None
     split_ratio: float | None = None
+    spacing: Any = None
 
     def __post_init__(self) -> None:
         try:
@@ -43,6 +49,7 @@ class LabelOptions:
             object.__setattr__(self, name, getattr(own, name))
         for name in ("instances", "split_touching", "link_planes"):
             object.__setattr__(self, name, check_switch(name, getattr(self, name)))
+        object.__setattr__(self, "spacing", _check_spacing(self.spacing))
 
     def _own(self) -> dict[str, Any]:
         """The decoding values the user set (not None)."""
@@ -64,6 +71,16 @@ class LabelOptions:
         summary = getattr(unet, "summary", unet)
         return self.filled(summary.decoding_for(self.links(spatial_axes)))
 
+    def sampling(self, unit_axes: str) -> tuple[float, ...] | None:
+        """The distance-transform ``sampling`` of a unit with ``unit_axes`` (e.g. ``"ZYX"``):
+        each axis' pixel size over the finest one, or None when they are all equal."""
+        sizes = dict(self.spacing or ())
+        values = [float(sizes.get(a, 1.0)) for a in unit_axes]
+        finest = min(values)
+        if max(values) == finest:
+            return None
+        return tuple(v / finest for v in values)
+
     @property
     def decoding(self) -> Decoding:
         """The `Decoding` of filled options (`filled`, `for_unet`); ``ValueError`` before."""
@@ -71,3 +88,22 @@ class LabelOptions:
             raise ValueError("these label options need the model's values filled in: pass "
                              "options.for_unet(model, axes).")
         return Decoding(**self._own())
+
+
+def _check_spacing(spacing: Any) -> tuple[tuple[str, float], ...] | None:
+    """``spacing`` as sorted ``(axis, size)`` pairs of spatial axes Z, Y, X with finite
+    positive sizes (None stays None); ``ValueError`` saying what to give otherwise."""
+    if spacing is None:
+        return None
+    try:
+        pairs = dict(spacing).items()
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must map spatial axes to pixel sizes, e.g. "
+                         f"{{'Z': 2.0, 'Y': 0.5, 'X': 0.5}}; got {spacing!r}.") from None
+    out = []
+    for axis, size in pairs:
+        if axis not in ("Z", "Y", "X") or not is_real(size) or not 0 < float(size) < math.inf:
+            raise ValueError(f"spacing needs positive finite pixel sizes of the axes Z, Y, X; "
+                             f"got {axis!r}: {size!r}.")
+        out.append((axis, float(size)))
+    return tuple(sorted(out))

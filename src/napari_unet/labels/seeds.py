@@ -44,13 +44,16 @@ def _neighbour_pairs(basins: np.ndarray, distance: np.ndarray):
     return a[first], b[first], s[first]
 
 
-def split_at_necks(mask: np.ndarray, ratio: float) -> np.ndarray:
+def split_at_necks(mask: np.ndarray, ratio: float,
+                   sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Label ``mask`` (2D or 3D bool), splitting a connected region where it narrows.
 
     The distance transform (pixels to the nearest background pixel) of ``mask`` is cut
     into basins by a watershed from its local maxima; neighbouring basins are merged,
     widest neck first, unless the neck is narrower than ``ratio`` (0-1) times the smaller
     of the two basins' largest distances. ``ratio`` 0 gives the connected components.
+    ``sampling``: the relative pixel size per axis (None: 1), so an anisotropic stack's
+    widths are measured in true proportions.
     Returns int64 labels 1..n (0 = outside ``mask``).
     """
     from skimage.segmentation import watershed
@@ -61,7 +64,7 @@ def split_at_necks(mask: np.ndarray, ratio: float) -> np.ndarray:
     components, n = ndi.label(mask)
     if ratio == 0 or n == 0:
         return components.astype(np.int64)
-    distance = ndi.distance_transform_edt(mask).astype(np.float32)
+    distance = ndi.distance_transform_edt(mask, sampling=sampling).astype(np.float32)
     peaks = (distance == ndi.maximum_filter(distance, size=3)) & mask
     markers, n_markers = ndi.label(peaks, structure=np.ones((3,) * mask.ndim))
     basins = watershed(-distance, markers, mask=mask)

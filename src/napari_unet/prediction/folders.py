@@ -234,13 +234,13 @@ def _predict_file(unet: Any, source: Path, target: Path, probs_target: Path | No
     """Predict an image file, write its outputs with its axes and pixel sizes (both
     replaced together, or neither) and return the labels."""
     from .api import probabilities_and_labels
-    from .spacing import with_physical_min_size
+    from .spacing import with_file_spacing
 
     kwargs = dict(predict_options)
     physical = kwargs.pop("min_physical_size", None)
     image, meta = read_image_and_meta(source)
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
-    options = with_physical_min_size(options, meta, axes, physical)
+    options = with_file_spacing(options, meta, axes, physical)
     probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **kwargs)
     outputs = {target: labels}
     if probs_target is not None:

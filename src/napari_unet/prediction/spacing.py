@@ -1,6 +1,7 @@
 """Sizes in physical units: the smallest object as an area or a volume in the image file's
-own units (µm², µm³ ...), turned into the pixel count the decoding takes, per image (each
-file of a folder has its own pixel size)."""
+own units (µm², µm³ ...), turned into the pixel count the decoding takes, and the file's
+pixel sizes given to the decoding's distance transforms, per image (each file of a folder
+has its own pixel size)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import math
 from dataclasses import replace
 from typing import Any
 
-__all__ = ["min_size_in_pixels", "with_physical_min_size"]
+__all__ = ["min_size_in_pixels", "with_file_spacing"]
 
 
 def min_size_in_pixels(size: float, meta: Any, spatial_axes: str, linked: bool) -> int:
@@ -30,11 +31,16 @@ def min_size_in_pixels(size: float, meta: Any, spatial_axes: str, linked: bool) 
     return max(0, math.ceil(size / per_pixel - 1e-9))
 
 
-def with_physical_min_size(options: Any, meta: Any, axes: str, size: float | None) -> Any:
-    """``options`` (a `LabelOptions`) with ``min_size`` set from the physical ``size`` for
-    an image with ``meta`` and resolved ``axes``; unchanged when ``size`` is None."""
+def with_file_spacing(options: Any, meta: Any, axes: str, size: float | None) -> Any:
+    """``options`` (a `LabelOptions`) for an image with ``meta`` and resolved ``axes``: its
+    pixel sizes along Z, Y and X as ``spacing`` (when the file gives them in one unit and
+    the user gave none), so splits and linking measure true distances, and ``min_size``
+    set from the physical ``size`` (unchanged when ``size`` is None)."""
+    spatial = axes.replace("C", "")
+    given = {a: float(meta.scale[a]) for a in "ZYX" if a in spatial and a in meta.scale}
+    if options.spacing is None and given and len({meta.units.get(a) for a in given}) == 1:
+        options = replace(options, spacing=given)
     if size is None:
         return options
-    spatial = axes.replace("C", "")
     return replace(options, min_size=min_size_in_pixels(size, meta, spatial,
                                                         options.links(spatial)))

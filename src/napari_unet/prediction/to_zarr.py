@@ -39,7 +39,7 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
     from ..io.zarr import open_zarr_image
     from ..model.files import resolve_model
     from .api import probabilities_and_labels
-    from .spacing import with_physical_min_size
+    from .spacing import with_file_spacing
 
     source = Path(source)
     if not source.is_dir():
@@ -51,7 +51,7 @@ def predict_zarr(model: Any, source: str | Path, labels_out: str | Path | None, 
                          "OME-Zarr image; give an output .zarr path instead.")
     unet = resolve_model(model)
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, str(source))
-    options = with_physical_min_size(options, meta, axes, min_physical_size)
+    options = with_file_spacing(options, meta, axes, min_physical_size)
     probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **predict_options)
     with _into(source, label_name, meta) as into:
         labels_out = into or labels_out
