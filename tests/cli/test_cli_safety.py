@@ -134,7 +134,7 @@ def test_training_errors_name_the_file(files, capsys):
     (["--config", "missing.json"], "--config file"),
     (["--axes", "YXC"], "--axes"),
     (["--label-mode", "sparse", "--border-weight", "10"], "border_weight needs dense instance"),
-    (["--border-sigma", "3"], "give --border-weight too"),
+    (["--border-sigma", "3", "--border-weight", "0"], "--border-weight 0 turns it off"),
 ])
 def test_train_option_errors_are_one_line(files, capsys, argv, fragment):
     assert main(["train", "--images", str(files["dir"] / "images"), "--masks",

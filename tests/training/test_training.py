@@ -196,6 +196,18 @@ def test_automatic_epochs_are_sized_from_the_annotated_pixels():
         TrainSettings(epochs=0)
 
 
+def test_border_weights_are_on_by_default_for_dense_instance_labels_only():
+    from napari_unet.training.settings import AUTO_BORDER_WEIGHT, TrainSettings
+
+    auto = TrainSettings()
+    assert auto.border_weight is None and AUTO_BORDER_WEIGHT == 10
+    assert auto.border_weight_for("boundary") == 10
+    assert auto.border_weight_for("foreground") == auto.border_weight_for("classes") == 0
+    assert TrainSettings(label_mode="sparse").border_weight_for("boundary") == 0
+    assert TrainSettings(border_weight=0).border_weight_for("boundary") == 0
+    assert TrainSettings(border_weight=3).border_weight_for("foreground") == 3
+
+
 def test_border_weights_train_a_boundary_network(nuclei, monkeypatch):
     """With ``border_weight`` the batches carry the U-Net paper's weight map as a second
     target channel and the boundary network trains on it (validation stays unweighted)."""

@@ -91,9 +91,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   overwrite=args.overwrite)
     if args.model and args.config:
         raise ValueError("give either --model (train it further) or --config (a new network).")
-    if args.border_sigma is not None and not args.border_weight:
-        raise ValueError("--border-sigma sets how far --border-weight reaches: give "
-                         "--border-weight too (the U-Net paper uses 10).")
+    if args.border_sigma is not None and args.border_weight == 0:
+        raise ValueError("--border-sigma sets how far the border weight reaches, but "
+                         "--border-weight 0 turns it off: leave one of them out.")
     if args.freeze_encoder and not args.model:
         raise ValueError("--freeze-encoder fine-tunes a trained model: give it with --model.")
     settings = _train_settings(args)

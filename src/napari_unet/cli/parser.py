@@ -97,12 +97,13 @@ def _add_train_parser(sub) -> None:
                    "foreground, or classes")
     p.add_argument("--boundary-width", type=_whole(1), default=2,
                    help="width in px of the boundary band (1-3) for --target boundary")
-    p.add_argument("--border-weight", type=_number(0, 100, high_open=False), default=0.0,
+    p.add_argument("--border-weight", type=_number(0, 100, high_open=False), default=None,
                    help="the U-Net paper's extra loss weight w0 where objects come close "
-                   "(0 = off; the paper uses 10); needs instance masks")
+                   "(0 = off; default: the paper's 10 for instance masks of a boundary "
+                   "network, else off)")
     p.add_argument("--border-sigma", type=_number(0, 100, low_open=True, high_open=False),
                    default=None, help="how far in px that weight reaches (default: the paper's "
-                   "sigma, 5); needs --border-weight")
+                   "sigma, 5)")
     p.add_argument("--seed", type=int, help="random seed for reproducible training")
     p.add_argument("--model", help="a .keras model to train on (fine-tune) instead of a new "
                    "network; its architecture and target are kept")

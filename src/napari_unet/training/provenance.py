@@ -39,6 +39,7 @@ def record_provenance(unet: UNetModel, outcome: FitOutcome, settings: TrainSetti
         "learning_rate": settings.learning_rate, "label_mode": settings.label_mode,
         "freeze_encoder": settings.freeze_encoder, "annotations": record}]
     options = {k: v for k, v in asdict(settings).items() if k not in ("seed", "steps_per_epoch")}
+    options["border_weight"] = settings.border_weight_for(unet.target)  # None: the one used
     unet.update(history=_extend_history(unet.history, outcome.history, before), info={
         **unet.info,
         "napari_unet_version": __version__,

@@ -35,7 +35,7 @@ def held_out_and_sampler(unet: Any, settings: Any, data: TrainingData, parallel:
     """Hold out validation blocks of the `TrainingData` (larger for boundary targets, so
     whole objects fall inside; the same blocks in every Z plane of a stack) and make the
     patch sampler of the rest (which, for boundary targets, shows the seams of touching
-    objects more often, and with ``settings.border_weight`` gives its batches a weight
+    objects more often, and with a border weight (`TrainSettings.border_weight_for`) gives its batches a weight
     channel; validation stays unweighted). ``unet``: the `UNetModel` to train;
     ``settings``: its `TrainSettings`; ``parallel``: the data-parallel plan or None."""
     from scipy import ndimage as ndi
@@ -54,9 +54,10 @@ def held_out_and_sampler(unet: Any, settings: Any, data: TrainingData, parallel:
     if unet.target == "boundary":
         focus = [touching_seams(t, settings.boundary_width) & (kept >= 0)
                  for t, kept in zip(data.truths, targets)]
-    if settings.border_weight:  # 0/1 masks: each connected object is one (the paper's case)
-        weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0],
-                                  settings.border_weight, settings.border_sigma)
+    w0 = settings.border_weight_for(unet.target)
+    if w0:  # 0/1 masks: each connected object is one (the paper's case)
+        weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
+                                  settings.border_sigma)
                    for t in data.truths]
     sampler = PatchSampler(data.images, targets, settings.patch_size, settings.batch_size,
                            settings.augment, rng, focus, weights)
