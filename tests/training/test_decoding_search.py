@@ -132,3 +132,19 @@ def test_the_prior_gives_way_only_to_a_gain_beyond_the_noise_of_the_held_out_obj
     assert _choose(candidates, objects=400) == "validation"  # se 0.015
     same = {"prior": ((1.0, 0.6), PRIOR), "training": ((1.0, 0.9), PRIOR)}
     assert _choose(same, objects=20) == "training"  # outlines fit better at the same AP@0.5
+
+
+def test_a_one_image_training_with_few_held_out_objects_says_where_it_calibrated(nuclei):
+    """One small image: the held-out blocks hold fewer than MIN_OBJECTS nuclei, so the values
+    come from the training pixels, and training says so (warning, record, report)."""
+    from napari_unet import train
+
+    from ..helpers import TINY
+
+    image, labels = nuclei
+    with pytest.warns(RuntimeWarning, match="chosen on the training pixels"):
+        model = train(image, labels, TINY, patch_size=32, batch_size=2, epochs=1,
+                      steps_per_epoch=2, seed=0).model
+    record = model.info["calibration"]
+    assert record["measured_on"] == "annotated" and record["objects"] >= 1
+    assert "training pixels" in model.info["calibration_warning"]
