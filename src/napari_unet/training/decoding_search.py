@@ -52,7 +52,7 @@ CV_FOLDS = 4  # the held-out blocks are dealt into at most this many folds
 NO_SPLIT = (0, 0.0)  # (split distance, neck ratio)
 DEFAULTS = (0.5, 0.5, 0, NO_SPLIT)  # threshold, seed threshold, min size, split
 PRIOR = (0.5, 0.95, 0, (0, 0.7))  # confident seeds split at necks: robust across trainings
-TRAINING_PIXELS = 4_000_000  # at most this many training pixels choose candidate values
+TRAINING_PIXELS = 1_000_000  # at most this many training pixels choose candidate values (time)
 
 
 @dataclass(frozen=True)
