@@ -144,14 +144,15 @@ def test_a_model_file_with_a_target_that_does_not_fit_is_refused(trained_tiny, t
 
 def test_calibration_splits_seeds_when_that_scores_better(tmp_path):
     """Pairs of touching disks whose interiors meet on the seam: no threshold separates
-    them, splitting the seeds does; the chosen split distance is saved with the model and
+    them, splitting the seeds at their neck does; the chosen neck ratio is saved with the model and
     used by default."""
     from napari_unet.labels.decode import decode_boundaries
 
     truth, probs = merged_seed_disks()
     model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
     result = calibrate(model, [probs] * 3, [truth] * 3, None)
-    assert result.decoding.split_distance > 0 and result.score == 1.0
+    assert result.decoding.split_ratio > 0 and result.score == 1.0
+    assert result.decoding.split_distance == 0  # no straight seams from calibration
     assert result.default_score < 1.0
     model.update(decoding=result.decoding)
     loaded = load_model(save_model(model, tmp_path / "m.keras"))

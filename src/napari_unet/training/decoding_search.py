@@ -2,7 +2,7 @@
 
 `calibrate` takes a network's probabilities of annotated planes (or of stacks of them,
 for objects linked in 3D) and picks the foreground threshold, the seed threshold and how
-seeds are split (boundary models: at necks, or at peaks a distance apart) and the
+seeds are split (boundary models: not at all, or where they narrow to a neck) and the
 minimum object size that score best on the held-out validation blocks: instance AP@0.5
 for boundary models (objects cut by a block's edge are cut the same way in the truth,
 so they still match), foreground IoU for foreground models. A region of a hundred
@@ -44,7 +44,6 @@ __all__ = ["Calibration", "calibrate", "CV_FOLDS", "MIN_OBJECTS"]
 THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 SIZE_FRACTIONS = (0.0, 0.05, 0.1, 0.2, 0.35)  # of the median object area
-SPLIT_FRACTIONS = (0.5, 0.7, 0.9)  # seed split distances, of the median object radius
 NECK_RATIOS = (0.5, 0.7, 0.8)  # seeds split at necks under this share of their width
 TIE_BREAK_IOUS = (0.5, 0.75, 0.9)  # the first is the score; the mean of all breaks ties
 MIN_OBJECTS = 15  # fewer held-out objects than this: calibrate on all annotated pixels
@@ -302,12 +301,11 @@ def _fold_counts(probs, truths, folds) -> Callable[..., np.ndarray]:
 
 def _size_and_split_grids(truths) -> tuple[list[int], list[tuple[int, float]]]:
     """Minimum sizes (`SIZE_FRACTIONS` of the median object area, or volume for 3D truths,
-    in pixels) and seed splits ``(distance, neck ratio)`` to try: none, `SPLIT_FRACTIONS`
-    of the median object radius apart, and at necks under `NECK_RATIOS` of the width."""
+    in pixels) and seed splits ``(distance, neck ratio)`` to try: none, or at necks under
+    `NECK_RATIOS` of the width. Splits at distance-transform peaks a fixed distance apart
+    are not tried: they cut large or elongated nuclei by straight seams (they stay a
+    choice of the user's, ``split_distance``)."""
     areas = np.concatenate([np.bincount(t.ravel())[1:] for t in truths])
     median = float(np.median(areas[areas > 0])) if np.any(areas > 0) else 0.0
     sizes = sorted({int(round(f * median)) for f in SIZE_FRACTIONS})
-    radius = (np.sqrt(median / np.pi) if truths[0].ndim == 2
-              else np.cbrt(3.0 * median / (4.0 * np.pi)))
-    distances = sorted({int(round(f * radius)) for f in SPLIT_FRACTIONS} - {0, 1})
-    return sizes, [NO_SPLIT] + [(d, 0.0) for d in distances] + [(0, r) for r in NECK_RATIOS]
+    return sizes, [NO_SPLIT] + [(0, r) for r in NECK_RATIOS]
