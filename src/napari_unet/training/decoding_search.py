@@ -8,8 +8,8 @@ for boundary models (objects cut by a block's edge are cut the same way in the t
 so they still match), foreground IoU for foreground models. A region of a hundred
 objects often gives several settings a perfect AP@0.5, so ties go to the best mean of
 AP@0.5, 0.75 and 0.9 (objects whose outlines fit). Values are searched on small grids,
-the seed settings and the threshold in turn, twice (they interact); the defaults (0.5,
-0.5, 0, no split) are always compared.
+the seed settings and the threshold in turn, twice (they interact); the old defaults
+(0.5, 0.5, 0, no split) are scored for the record.
 
 One annotated image holds out only a few dozen objects, and values chosen on so few fit
 their noise. So candidates are compared on blocks that did not choose them: `PRIOR`
@@ -18,9 +18,8 @@ within 0.01-0.02 of the best values of every trained network), the values chosen
 the held-out blocks (cross-validated: the blocks are dealt into up to `CV_FOLDS` folds,
 the search is repeated without each fold and scored on it), the values chosen on the
 training pixels (scored on the held-out blocks; a network is more sure of the pixels it
-learnt, but there are many more of them) and the defaults. The prior is kept unless
-another beats it by more than the standard error of its score over the held-out objects
-(`_choose`), and the record says which was kept (``chosen_on``). With fewer than
+learnt, but there are many more of them). The prior is kept unless another beats it by
+more than twice the standard error of its score over the held-out objects (`_choose`), and the record says which was kept (``chosen_on``). With fewer than
 `MIN_OBJECTS` held-out objects, values chosen on all annotated pixels compete with the
 prior there, and the result says so (``measured_on="annotated"``: its scores are
 optimistic).
@@ -51,6 +50,7 @@ CV_FOLDS = 4  # the held-out blocks are dealt into at most this many folds
 NO_SPLIT = (0, 0.0)  # (split distance, neck ratio)
 DEFAULTS = (0.5, 0.5, 0, NO_SPLIT)  # threshold, seed threshold, min size, split
 PRIOR = (0.5, 0.95, 0, (0, 0.7))  # confident seeds split at necks: robust across trainings
+MARGIN_SE = 2.0  # another candidate must beat the prior by this many standard errors
 TRAINING_PIXELS = 1_000_000  # at most this many training pixels choose candidate values (time)
 
 
@@ -63,7 +63,8 @@ class Calibration:
     (``default_score``). ``chosen_on`` says where the values come from: the ``"prior"``
     (`PRIOR`), the ``"defaults"``, chosen on the ``"validation"`` blocks, on the
     ``"training"`` pixels (then ``score`` is measured on blocks the choice never saw), or
-    on all ``"annotated"`` pixels. ``cv_score`` is the score of values chosen on the held-out
+    on all ``"annotated"`` pixels; ``candidates`` pairs each candidate compared with its
+    honest AP@0.5. ``cv_score`` is the score of values chosen on the held-out
     blocks without each of ``folds`` folds of blocks, on that fold (None when not measured)."""
 
     decoding: Decoding
@@ -75,13 +76,15 @@ class Calibration:
     cv_score: float | None = None
     folds: int = 0
     chosen_on: str = ""
+    candidates: tuple = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The record a model keeps in ``info["calibration"]``: the values and the scores."""
         return {**self.decoding.to_dict(), "metric": self.metric, "score": self.score,
                 "default_score": self.default_score, "measured_on": self.measured_on,
                 "objects": self.objects, "cv_score": self.cv_score, "folds": self.folds,
-                "chosen_on": self.chosen_on or self.measured_on}
+                "chosen_on": self.chosen_on or self.measured_on,
+                "candidates": dict(self.candidates)}
 
 
 def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
@@ -117,7 +120,7 @@ def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarra
         chosen = _choose(candidates, objects)
         return _instance_result(candidates[chosen][1], candidates[chosen][0],
                                 _scores(counts(*DEFAULTS), (0,)), "annotated", objects,
-                                chosen_on=chosen)
+                                chosen_on=chosen, candidates=candidates)
     return _calibrate_foreground(probs, truths, regions, measured_on)
 
 
@@ -178,8 +181,9 @@ def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
 
 def _calibrate_held_out(probs, truths, regions, annotated) -> Calibration:
     """A boundary model's values, chosen where they carry over best to blocks that did not
-    choose them: on the held-out blocks (scored by cross-validation over folds of them),
-    on the training pixels (scored on the held-out blocks), or the defaults."""
+    choose them: `PRIOR`, values chosen on the held-out blocks (scored by
+    cross-validation over folds of them) or on the training pixels (scored on the
+    held-out blocks); the old defaults are only scored, for the record."""
     held_p, held_t, held_r = _crop_to_regions(probs, truths, regions)
     held_t = [np.where(r, t, 0) for t, r in zip(held_t, held_r)]
     folds = _folds(held_r)
@@ -188,8 +192,7 @@ def _calibrate_held_out(probs, truths, regions, annotated) -> Calibration:
     train_p, train_t, train_r = _training_pixels(probs, truths, regions, annotated)
     sizes, splits = _size_and_split_grids(held_t + train_t)
     by_blocks = _search(held, every, sizes, splits)
-    candidates = {"prior": (_scores(held(*PRIOR), every), PRIOR),
-                  "defaults": (_scores(held(*DEFAULTS), every), DEFAULTS)}
+    candidates = {"prior": (_scores(held(*PRIOR), every), PRIOR)}
     cv = None
     if len(every) > 1:
         unseen = sum(held(*_search(held, tuple(set(every) - {f}), sizes, splits))[f]
@@ -203,19 +206,21 @@ def _calibrate_held_out(probs, truths, regions, annotated) -> Calibration:
     objects = _objects(held_t, held_r)
     chosen = _choose(candidates, objects)
     values = candidates[chosen][1]
-    return _instance_result(values, _scores(held(*values), every), candidates["defaults"][0],
-                            "validation", objects, None if cv is None else round(cv[0], 4),
-                            len(every), chosen)
+    return _instance_result(values, _scores(held(*values), every),
+                            _scores(held(*DEFAULTS), every), "validation", objects,
+                            None if cv is None else round(cv[0], 4), len(every), chosen,
+                            candidates)
 
 
 def _choose(candidates: dict[str, tuple], objects: int) -> str:
     """The candidate to keep: `PRIOR` (``"prior"``) unless another's honest AP@0.5 (or, at
     no lower AP@0.5, its mean AP at IoU 0.5-0.9) beats the prior's by more than the
-    standard error of the prior's AP@0.5 over ``objects`` objects, so a few dozen
-    objects do not replace robust values by their noise; then the best, ties to the
-    first named."""
+    standard error of the prior's AP@0.5 over ``objects`` objects `MARGIN_SE` times, so a
+    few dozen objects do not replace robust values by their noise (the best of several
+    candidates on a small sample is flattered by it); then the best, ties to the first
+    named."""
     ap, mean = candidates["prior"][0]
-    margin = np.sqrt(max(ap * (1 - ap), 0.0) / max(objects, 1))
+    margin = MARGIN_SE * np.sqrt(max(ap * (1 - ap), 0.0) / max(objects, 1))
     better = [k for k, (score, _) in candidates.items()
               if score[0] > ap + margin or (score[0] >= ap and score[1] > mean + margin)]
     if not better:
@@ -225,11 +230,12 @@ def _choose(candidates: dict[str, tuple], objects: int) -> str:
 
 
 def _instance_result(values, best, default, measured_on, objects, cv_score=None, folds=0,
-                     chosen_on="") -> Calibration:
+                     chosen_on="", candidates=None) -> Calibration:
     threshold, seed, min_size, split = values
+    scores = tuple((k, round(v[0][0], 4)) for k, v in (candidates or {}).items())
     return Calibration(Decoding(threshold, seed, min_size, *split), "ap@0.5",
                        round(best[0], 4), round(default[0], 4), measured_on, objects,
-                       cv_score, folds if folds > 1 else 0, chosen_on or measured_on)
+                       cv_score, folds if folds > 1 else 0, chosen_on or measured_on, scores)
 
 
 def _training_pixels(probs, truths, regions, annotated, limit: int = TRAINING_PIXELS):
