@@ -84,7 +84,8 @@ def run_hard(args, pooled) -> None:
     seconds = time.perf_counter() - t0
     results["napari-unet defaults"] = {
         **pooled([segment(unet, i) for i, _ in tests], truths), "train_seconds": round(seconds),
-        "batches": unet.info.get("batches"), "epochs_run": unet.info.get("epochs_run"),
+        "batches": unet.info.get("epochs_run", 0) * unet.info.get("steps_per_epoch", 0),
+        "epochs_run": unet.info.get("epochs_run"),
         "calibration": unet.info.get("calibration")}
     print("napari-unet defaults", results["napari-unet defaults"], flush=True)
     model, norm, info = train_stardist(image, labels, seconds, args.seed)
