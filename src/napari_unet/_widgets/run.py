@@ -341,31 +341,31 @@ class RunWidget(SessionWidget):
             return f", the model's threshold {summary.decoding.threshold:g}"
         return f", the model's settings: {summary.describe_decoding(unit == 'voxels')}"
 
+    def _image_axes(self) -> str | None:
+        """The image layer's axes for the viewer's model (None: no layer, or not told yet)."""
+        if self.image.value is None:
+            return None
+        summary = self.session.summary
+        try:
+            return layer_axes(self.image.value, summary.config.in_channels if summary else None,
+                              self.axes.value)
+        except ValueError:
+            return None
+
     def _links_in_3d(self) -> bool:
         """Whether this Run labels objects linked across Z (link on, instances, an image with
         a Z axis)."""
         from ..labels.options import LabelOptions
 
-        if self.image.value is None:
-            return False
-        summary = self.session.summary
-        try:
-            axes = layer_axes(self.image.value, summary.config.in_channels if summary else None,
-                              self.axes.value)
-        except ValueError:
-            return False
-        return LabelOptions(instances=self.output.value == INSTANCES,
-                            link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
+        axes = self._image_axes()
+        return axes is not None and LabelOptions(
+            instances=self.output.value == INSTANCES,
+            link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
 
     def _layer_spacing(self) -> dict[str, float] | None:
         """The image layer's ``scale`` as pixel sizes of its Z, Y, X axes (`layer_spacing`)."""
-        summary = self.session.summary
-        try:
-            axes = layer_axes(self.image.value, summary.config.in_channels if summary else None,
-                              self.axes.value)
-        except (ValueError, AttributeError):
-            return None
-        return layer_spacing(self.image.value, axes)
+        axes = self._image_axes()
+        return None if axes is None else layer_spacing(self.image.value, axes)
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile
