@@ -18,7 +18,7 @@ from .seeds import split_at_necks
 from .targets import BACKGROUND, INTERIOR
 
 __all__ = ["labels_from_probabilities", "decode_boundaries", "label_mask",
-           "split_touching_objects", "remove_small", "relabel_sequential",
+           "split_objects", "split_touching_objects", "remove_small", "relabel_sequential",
            "smallest_label_dtype"]
 
 
@@ -67,6 +67,19 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
     return watershed(-distance, markers, mask=mask)
 
 
+def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
+                  sampling: tuple[float, ...] | None = None) -> np.ndarray:
+    """Int64 labels of ``mask``'s objects: split where they narrow to a neck under
+    ``split_ratio`` of their width (`split_at_necks`), else at distance-transform peaks at
+    least ``split_distance`` px apart (`split_touching_objects`), else its connected
+    components; distances with the relative pixel sizes ``sampling`` (None: 1)."""
+    if split_ratio:
+        return split_at_necks(mask, split_ratio, sampling)
+    if split_distance:
+        return split_touching_objects(mask, split_distance, sampling)
+    return ndi.label(mask)[0].astype(np.int64)
+
+
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
                split_distance: int = 0, split_ratio: float = 0.0,
                sampling: tuple[float, ...] | None = None) -> np.ndarray:
@@ -75,12 +88,8 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
     or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
     px apart, or 4 px with ``split_touching`` and no distance; distances are measured
     with the relative pixel sizes ``sampling`` (None: 1 per axis)."""
-    if split_ratio:
-        labels = split_at_necks(mask, split_ratio, sampling)
-    elif split_distance or split_touching:
-        labels = split_touching_objects(mask, split_distance or DEFAULT_SPLIT_DISTANCE, sampling)
-    else:
-        labels, _ = ndi.label(mask)
+    distance = split_distance or (DEFAULT_SPLIT_DISTANCE if split_touching else 0)
+    labels = split_objects(mask, split_ratio, distance, sampling)
     labels = remove_small(labels, min_size)
     return relabel_sequential(labels)
 
@@ -123,12 +132,7 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
     if not mask.any():
         return np.zeros(mask.shape, np.int64)
     confident = (interior > decoding.seed_threshold) & mask
-    if decoding.split_ratio:
-        seeds = split_at_necks(confident, decoding.split_ratio, sampling)
-    elif decoding.split_distance:
-        seeds = split_touching_objects(confident, decoding.split_distance, sampling)
-    else:
-        seeds = ndi.label(confident)[0]
+    seeds = split_objects(confident, decoding.split_ratio, decoding.split_distance, sampling)
     seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
     n = int(seeds.max())
     labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
