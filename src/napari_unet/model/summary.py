@@ -172,14 +172,11 @@ def _calibration_text(record: dict[str, Any], target: str, unit: str, what: str)
     (``what`` goes first, e.g. "for objects linked in 3D, ")."""
     values = Decoding(**{k: record[k] for k in DECODING_FIELDS if k in record})
     where = "volumes" if unit == "voxels" else "pixels"
-    chosen = record.get("chosen_on", record["measured_on"])
+    measured = f"{record['measured_on']} {where}"
     how = {"training": f"chosen on the training {where}, scored on the validation {where}",
-           "defaults": f"the defaults kept: chosen values did not carry over to the "
-                       f"validation {where}",
-           "prior": f"robust values kept (confident seeds split at necks; chosen values "
-                    f"did not beat them beyond noise), scored on the {record['measured_on']} "
-                    f"{where}"}.get(chosen, f"calibrated on the "
-                                                          f"{record['measured_on']} {where}")
+           "prior": "robust values kept (confident seeds split at necks; chosen values did "
+                    f"not beat them beyond noise), scored on the {measured}",
+           }.get(record.get("chosen_on"), f"calibrated on the {measured}")
     return (f"{what}{how}: {values.describe(target, unit)} "
             f"({record['metric']} {record['score']:.3f}{_cross_validated(record)}, "
             f"defaults {record['default_score']:.3f})")

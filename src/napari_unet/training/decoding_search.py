@@ -61,7 +61,7 @@ class Calibration:
     blocks or, when too few objects were held out, all ``"annotated"`` pixels, holding
     ``objects`` objects) with these values (``score``) and with the defaults
     (``default_score``). ``chosen_on`` says where the values come from: the ``"prior"``
-    (`PRIOR`), the ``"defaults"``, chosen on the ``"validation"`` blocks, on the
+    (`PRIOR`), chosen on the ``"validation"`` blocks, on the
     ``"training"`` pixels (then ``score`` is measured on blocks the choice never saw), or
     on all ``"annotated"`` pixels; ``candidates`` pairs each candidate compared with its
     honest AP@0.5. ``cv_score`` is the score of values chosen on the held-out
