@@ -46,8 +46,9 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
                            sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Label ``mask`` with touching objects separated by a watershed on its distance transform.
 
-    ``min_distance`` (pixels) is the smallest distance between two object centres;
-    ``sampling`` the relative pixel size per axis of the distance transform (None: 1).
+    ``min_distance`` is the smallest distance between two object centres, in pixels of
+    the finest axis; ``sampling`` the relative pixel size per axis (None: 1), so with
+    ``(4, 1, 1)`` centres 8 px apart are 2 Z planes apart.
     """
     from skimage.feature import peak_local_max
     from skimage.segmentation import watershed
@@ -56,8 +57,13 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
         return np.zeros(mask.shape, np.int64)
     distance = ndi.distance_transform_edt(mask, sampling=sampling)
     components, _ = ndi.label(mask)
-    peaks = peak_local_max(distance, min_distance=min_distance, labels=components,
-                           exclude_border=False)
+    if sampling is None:
+        found = {"min_distance": min_distance}
+    else:  # the search window in index units along each axis
+        radii = [int(min_distance // s) for s in sampling]
+        found = {"min_distance": max(1, min(radii)),
+                 "footprint": np.ones([2 * r + 1 for r in radii], bool)}
+    peaks = peak_local_max(distance, labels=components, exclude_border=False, **found)
     markers = np.zeros(mask.shape, np.int64)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # objects too small to have a peak keep one marker each
