@@ -34,6 +34,7 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert w["train"].last_error == ""
     summary = w["train"].session.summary
     assert summary.info["epochs_run"] == 6
+    assert summary.info["calibration"]["spacing"] == {"Y": 0.5, "X": 0.5}  # the layer's scale
     # instance labels on a built, untrained model: it learns the boundary target
     assert summary.target == "boundary" and "learnt boundary" in w["train"].status.value
     # held-out, training-pixel or prior values: the status says which, and on what scored
@@ -55,6 +56,7 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     assert type(labels).__name__ == "Labels"
     assert labels.data.shape == (128, 128) and np.issubdtype(labels.data.dtype, np.integer)
     assert tuple(labels.scale) == (0.5, 0.5) and tuple(labels.translate) == (10.0, 20.0)
+    assert tuple(str(u) for u in labels.units) == ("micrometer", "micrometer")
     assert iou(labels.data, viewer.layers["truth"].data) > 0.6
     assert len(viewer.layers) == n_layers + 1
 
@@ -76,8 +78,14 @@ def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     probs = viewer.layers["nuclei U-Net probability"]  # background / interior / boundary
     assert probs.data.dtype == np.float32 and probs.data.shape == (3, 128, 128)
     assert tuple(probs.scale) == (1.0, 0.5, 0.5) and not probs.rgb
+    assert tuple(str(u) for u in probs.units) == ("pixel", "micrometer", "micrometer")
     assert "the model's threshold" in w["run"].status.value  # a mask uses only that
     assert len(viewer.layers) == n_layers + 2
+
+    w["run"].output.value = "instance labels"  # the user's own min size, also in µm²
+    w["run"].calibrated.value = False
+    _run(qtbot, w["run"])
+    assert "min size 5 px (= 1.25 micrometer²)" in w["run"].status.value
 
 
 def test_stop_keeps_a_usable_model(viewer_with_widgets, qtbot):

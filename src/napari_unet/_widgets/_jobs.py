@@ -33,6 +33,8 @@ def result_layers(labels: Any, probs: Any, name: str, placement: dict,
             probs = np.moveaxis(probs, -1, 0)
             meta.update(scale=(1.0, *placement["scale"]),
                         translate=(0.0, *placement["translate"]))
+            if "units" in placement:
+                meta["units"] = ("pixel", *placement["units"])
         out.append((probs, meta, "image"))
     return out
 

@@ -33,8 +33,30 @@ def layer_axes(layer: Any, n_channels_model: int | None = None, text: str = "") 
 
 
 def spatial_placement(layer: Any) -> dict[str, Any]:
-    """``scale`` and ``translate`` of an image layer (napari leaves out an RGB axis)."""
-    return {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+    """``scale`` and ``translate`` of an image layer (napari leaves out an RGB axis), and its
+    ``units`` (e.g. ``("micrometer", "micrometer")``) when any axis has one other than pixels."""
+    placement = {"scale": tuple(layer.scale), "translate": tuple(layer.translate)}
+    units = tuple(str(u) for u in getattr(layer, "units", ()) or ())
+    if len(units) == len(placement["scale"]) and any(u != "pixel" for u in units):
+        placement["units"] = units
+    return placement
+
+
+def physical_size(pixels: int, layer: Any, axes: str, linked: bool) -> str:
+    """``pixels`` (an area in YX, or a volume in ZYX when ``linked``) of ``layer`` with
+    ``axes`` in its own units, e.g. ``"3 micrometer²"``; ``""`` when its units are pixels
+    or differ between those axes."""
+    placement = without_channel(spatial_placement(layer), axes)
+    spatial = axes.replace("C", "")
+    which = "ZYX" if linked and "Z" in spatial else "YX"
+    if "units" not in placement or len(placement["scale"]) != len(spatial):
+        return ""
+    sizes = {a: (s, u) for a, s, u in zip(spatial, placement["scale"], placement["units"])}
+    units = {sizes[a][1] for a in which if a in sizes}
+    if len(units) != 1 or "pixel" in units:
+        return ""
+    volume = float(np.prod([sizes[a][0] for a in which if a in sizes]))
+    return f"{pixels * volume:.3g} {units.pop()}{'³' if len(which) == 3 else '²'}"
 
 
 def without_channel(placement: dict[str, Any], axes: str) -> dict[str, Any]:

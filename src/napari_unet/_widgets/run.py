@@ -27,7 +27,8 @@ from ._controls import (
 )
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._jobs import as_lazy, folder_job, lazy_run_job, run_job
-from ._layers import layer_array, layer_axes, layer_spacing, spatial_placement, with_channels
+from ._layers import (layer_array, layer_axes, layer_spacing, physical_size, spatial_placement,
+                      with_channels)
 from ._lazy_fill import LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
@@ -201,11 +202,11 @@ class RunWidget(SessionWidget):
         from ..labels.options import LabelOptions
         from ..version import __version__
 
-        mine = not self.calibrated.value
+        mine, axes = not self.calibrated.value, self._image_axes()
         labels = LabelOptions(float(self.threshold.value) if mine else None,
                               self.output.value == INSTANCES, self.min_size.value if mine else None,
                               bool(self.split_touching.value), bool(self.link_planes.value),
-                              spacing=self._layer_spacing())
+                              spacing=axes and layer_spacing(self.image.value, axes))
         provenance = {"model": self._model_used().lstrip(", "), "napari_unet": __version__,
                       "image": getattr(self.image.value, "name", ""),
                       "options": {k: v for k, v in vars(labels).items() if v is not None},
@@ -330,11 +331,15 @@ class RunWidget(SessionWidget):
         """", threshold 0.5, seed 0.9, min size 12 px" for the viewer's model with its own
         (calibrated) settings; "" when they are not known here (a model file)."""
         summary = self.session.summary
-        unit = "voxels" if self._links_in_3d() else "px"
+        linked = self._links_in_3d()
+        unit = "voxels" if linked else "px"
         if not self.calibrated.value:
-            return (f", threshold {self.threshold.value:g}" if self.output.value != INSTANCES
-                    else f", threshold {self.threshold.value:g}, min size {self.min_size.value} "
-                    f"{unit}")
+            if self.output.value != INSTANCES:
+                return f", threshold {self.threshold.value:g}"
+            axes = self._image_axes()  # and the size in the layer's units, when it has them
+            size = axes and physical_size(self.min_size.value, self.image.value, axes, linked)
+            return (f", threshold {self.threshold.value:g}, min size {self.min_size.value} "
+                    f"{unit}" + (f" (= {size})" if size else ""))
         if self.source.value == FROM_FILE or summary is None:
             return ", the model's own settings"
         if self.output.value != INSTANCES:
@@ -361,11 +366,6 @@ class RunWidget(SessionWidget):
         return axes is not None and LabelOptions(
             instances=self.output.value == INSTANCES,
             link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
-
-    def _layer_spacing(self) -> dict[str, float] | None:
-        """The image layer's ``scale`` as pixel sizes of its Z, Y, X axes (`layer_spacing`)."""
-        axes = self._image_axes()
-        return None if axes is None else layer_spacing(self.image.value, axes)
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile
