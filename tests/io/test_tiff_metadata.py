@@ -154,7 +154,10 @@ def test_train_and_evaluate_take_the_axes_the_files_give(tmp_path, capsys):
     assert main(["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
                  "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "1",
                  "--patch-size", "32", "--batch-size", "2"]) == 0  # no --axes
-    assert load_model(model).config.in_channels == 2
+    trained = load_model(model)
+    assert trained.config.in_channels == 2
+    # calibration measured with the files' pixel sizes
+    assert trained.info["calibration"]["spacing"] == {"Z": Z_STEP, "Y": PIXEL, "X": PIXEL}
     capsys.readouterr()
     assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
     assert len(json.loads(capsys.readouterr().out)["images"]) == 2

@@ -115,6 +115,31 @@ def test_linked_splits_measure_widths_with_the_z_spacing():
             LabelOptions(spacing=bad)
 
 
+def test_split_distances_count_pixels_of_the_finest_axis_along_z_too():
+    """Peaks 15 px apart (7.5 Z planes of 2 px): a split distance of 10 px keeps them apart
+    with the spacing (5 planes), not in voxels (10 planes); 20 px merges them either way."""
+    from napari_unet.labels.decode import split_touching_objects
+
+    truth, _ = _z_dumbbell()
+    mask = truth > 0
+    assert split_touching_objects(mask, 10).max() == 1
+    assert split_touching_objects(mask, 10, (2.0, 1.0, 1.0)).max() == 2
+    assert split_touching_objects(mask, 20, (2.0, 1.0, 1.0)).max() == 1
+
+
+def test_calibration_splits_seeds_with_the_training_images_spacing():
+    """Chosen on the Z dumbbells, neck splits fit only when measured with the spacing."""
+    from napari_unet import UNetConfig, UNetModel
+    from napari_unet.training.decoding_search import calibrate
+
+    truth, probs = _z_dumbbell()
+    model = UNetModel.new(UNetConfig(depth=1, start_neurons=2, n_classes=3), target="boundary")
+    voxels = calibrate(model, [probs] * 2, [truth] * 2, None)
+    physical = calibrate(model, [probs] * 2, [truth] * 2, None, sampling=(2.0, 1.0, 1.0))
+    assert physical.score == 1.0 and physical.decoding.split_ratio > 0
+    assert voxels.score < 1.0
+
+
 def test_the_file_s_pixel_sizes_become_the_labels_spacing():
     from napari_unet.labels.options import LabelOptions
     from napari_unet.prediction.spacing import with_file_spacing

@@ -176,10 +176,15 @@ def test_3d_labels_calibrate_linked_decoding_which_linked_labels_use(tmp_path):
     from napari_unet.samples.nuclei import make_nuclei_stack
 
     image, labels = make_nuclei_stack((6, 64, 64), seed=1)
+    spacing = {"Z": 2.0, "Y": 0.5, "X": 0.5}
     unet = train(image, labels, UNetConfig(depth=2, start_neurons=8), axes="ZYX", patch_size=32,
-                 batch_size=2, epochs=1, steps_per_epoch=2, seed=0, verbose=False).model
+                 batch_size=2, epochs=1, steps_per_epoch=2, seed=0, verbose=False,
+                 spacing=spacing).model
     linked = unet.linked_decoding
     assert linked is not None and unet.info["calibration_linked"]["objects"] > 0
+    # measured with the pixel sizes given, and says so
+    assert unet.info["calibration_linked"]["spacing"] == spacing
+    assert unet.info["calibration"]["spacing"] == spacing
     loaded = load_model(save_model(unet, tmp_path / "m.keras"))
     assert loaded.linked_decoding == linked
     summary = loaded.summary
@@ -195,6 +200,9 @@ def test_3d_labels_calibrate_linked_decoding_which_linked_labels_use(tmp_path):
     flat = train(image[0], labels[0], loaded, patch_size=32, batch_size=2, epochs=1,
                  steps_per_epoch=2, seed=0, verbose=False).model
     assert flat.linked_decoding is None and "calibration_linked" not in flat.info  # not stale
+    assert "spacing" not in flat.info["calibration"]
+    with pytest.raises(ValueError, match="one per image"):
+        train([image[0]], [labels[0]], loaded, spacing=[spacing, spacing], verbose=False)
 
 
 def test_a_model_file_with_bad_linked_values_is_refused(trained_tiny, tmp_path):

@@ -100,6 +100,7 @@ def test_channel_axis_layers_train_and_run_as_one_three_channel_image(viewer_wit
     wait_for_worker(qtbot, train)
     assert train.last_error == "", train.last_error
     assert train.session.summary.config.in_channels == 3
+    assert train.session.summary.info["calibration"]["spacing"] == {"Y": 0.5, "X": 0.5}
     run.image.value = layers[0]
     run.channels.value = [layers[1], layers[2]]
     run.start()

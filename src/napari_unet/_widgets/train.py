@@ -21,7 +21,8 @@ from ._controls import (
     add_setting_controls,
     add_source_controls,
 )
-from ._layers import LayerPairs, labels_snapshot, layer_array, layer_axes, with_channels
+from ._layers import (LayerPairs, labels_snapshot, layer_array, layer_axes, layer_spacing,
+                      with_channels)
 from ._plot import LossPlot
 from ._scribble import (
     class_names_from_text,
@@ -275,10 +276,12 @@ class TrainWidget(SessionWidget):
                                  "clear the pairs")
             image, ax = with_channels(pairs[0][0], list(self.channels.value), self.axes.value)
             images, axes, own_axes = [image], [ax], ax[1:]
+            spacing = [layer_spacing(pairs[0][0], own_axes)]
         else:
             images = [layer_array(img) for img, _ in pairs]
             axes = [layer_axes(img, channels, self.axes.value) for img, _ in pairs]
             own_axes = axes[0]
+            spacing = [layer_spacing(img, ax) for (img, _), ax in zip(pairs, axes)]
         self._preview_target = self._made_preview = None
         preview = None
         if self.preview_every.value:
@@ -296,7 +299,7 @@ class TrainWidget(SessionWidget):
                               float(self.preview_every.value))
         return TrainRequest(images, labels, axes, [img.name for img, _ in pairs],
                             settings=self.settings(), new_config=self._new_config(),
-                            preview=preview, class_names=self._class_names())
+                            preview=preview, class_names=self._class_names(), spacing=spacing)
 
     def _folder_request(self) -> TrainRequest:
         """The `TrainRequest` of the two folders (the engine reads them itself)."""

@@ -105,7 +105,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     with StopOnInterrupt() as interrupt:
         result = train(images, masks, config, settings=settings,
                        axes=args.axes or [image.axes for image in images],
-                       callback=callback, verbose=False, should_stop=interrupt, names=names)
+                       callback=callback, verbose=False, should_stop=interrupt, names=names,
+                       spacing=[image.spacing for image in images])
     callback.close()
     save_model(result.model, args.out)
     info = result.model.info

@@ -166,7 +166,8 @@ class ImageFile:
     """A TIFF, PNG or NIfTI file or a zarr image whose pixels are read only when asked for (``numpy.asarray``,
     each time: nothing is kept); ``shape``, ``dtype`` and ``ndim`` come from its header.
     So training on a folder holds one raw image at a time, not the whole folder.
-    ``axes`` are those the file names (`ImageMeta.axes`), None when it names none."""
+    ``axes`` are those the file names (`ImageMeta.axes`), None when it names none;
+    ``spacing`` its pixel sizes along Z, Y, X (`ImageMeta.pixel_sizes`) or None."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -196,6 +197,7 @@ class ImageFile:
                              f"({err}).") from err
         self.shape, self.dtype, self.ndim = tuple(int(n) for n in shape), np.dtype(dtype), len(shape)
         self.axes = meta.axes
+        self.spacing = meta.pixel_sizes(meta.axes or "ZYX")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         array = read_image(self.path)

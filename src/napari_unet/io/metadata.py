@@ -66,6 +66,15 @@ class ImageMeta:
         """The pixel size along each letter of ``axes`` (1.0 where unknown)."""
         return tuple(float(self.scale.get(a, 1.0)) for a in axes)
 
+    def pixel_sizes(self, axes: str = "ZYX") -> dict[str, float] | None:
+        """The pixel sizes the file gives along the Z, Y, X letters of ``axes``
+        (``{"Z": 2.0, "Y": 0.25, "X": 0.25}``) when they share one unit; None when it gives
+        none or their units differ (then they cannot be compared)."""
+        given = {a: float(self.scale[a]) for a in "ZYX" if a in axes and a in self.scale}
+        if not given or len({self.units.get(a) for a in given}) > 1:
+            return None
+        return given
+
     def unit(self, letters: str = "ZYX") -> str | None:
         """The unit shared by the spatial ``letters`` present (None if none or they differ)."""
         found = {self.units.get(a) for a in letters if a in self.scale}

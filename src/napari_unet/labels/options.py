@@ -11,7 +11,7 @@ from typing import Any
 from ..common.checks import check_switch, is_real
 from ..model.decoding import DECODING_FIELDS, Decoding
 
-__all__ = ["LabelOptions"]
+__all__ = ["LabelOptions", "check_spacing", "relative_sampling"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class LabelOptions:
             object.__setattr__(self, name, getattr(own, name))
         for name in ("instances", "split_touching", "link_planes"):
             object.__setattr__(self, name, check_switch(name, getattr(self, name)))
-        object.__setattr__(self, "spacing", _check_spacing(self.spacing))
+        object.__setattr__(self, "spacing", check_spacing(self.spacing))
 
     def _own(self) -> dict[str, Any]:
         """The decoding values the user set (not None)."""
@@ -72,14 +72,8 @@ class LabelOptions:
         return self.filled(summary.decoding_for(self.links(spatial_axes)))
 
     def sampling(self, unit_axes: str) -> tuple[float, ...] | None:
-        """The distance-transform ``sampling`` of a unit with ``unit_axes`` (e.g. ``"ZYX"``):
-        each axis' pixel size over the finest one, or None when they are all equal."""
-        sizes = dict(self.spacing or ())
-        values = [float(sizes.get(a, 1.0)) for a in unit_axes]
-        finest = min(values)
-        if max(values) == finest:
-            return None
-        return tuple(v / finest for v in values)
+        """`relative_sampling` of these options' ``spacing`` for ``unit_axes``."""
+        return relative_sampling(self.spacing, unit_axes)
 
     @property
     def decoding(self) -> Decoding:
@@ -90,7 +84,19 @@ class LabelOptions:
         return Decoding(**self._own())
 
 
-def _check_spacing(spacing: Any) -> tuple[tuple[str, float], ...] | None:
+def relative_sampling(spacing: Any, unit_axes: str) -> tuple[float, ...] | None:
+    """The distance-transform ``sampling`` of a unit with ``unit_axes`` (e.g. ``"ZYX"``) and
+    pixel sizes ``spacing`` (checked by `check_spacing`; None or a missing axis: 1): each
+    axis' pixel size over the finest one, or None when they are all equal."""
+    sizes = dict(check_spacing(spacing) or ())
+    values = [sizes.get(a, 1.0) for a in unit_axes]
+    finest = min(values)
+    if max(values) == finest:
+        return None
+    return tuple(v / finest for v in values)
+
+
+def check_spacing(spacing: Any) -> tuple[tuple[str, float], ...] | None:
     """``spacing`` as sorted ``(axis, size)`` pairs of spatial axes Z, Y, X with finite
     positive sizes (None stays None); ``ValueError`` saying what to give otherwise."""
     if spacing is None:

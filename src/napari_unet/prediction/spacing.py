@@ -37,8 +37,8 @@ def with_file_spacing(options: Any, meta: Any, axes: str, size: float | None) ->
     the user gave none), so splits and linking measure true distances, and ``min_size``
     set from the physical ``size`` (unchanged when ``size`` is None)."""
     spatial = axes.replace("C", "")
-    given = {a: float(meta.scale[a]) for a in "ZYX" if a in spatial and a in meta.scale}
-    if options.spacing is None and given and len({meta.units.get(a) for a in given}) == 1:
+    given = meta.pixel_sizes(spatial)
+    if options.spacing is None and given:
         options = replace(options, spacing=given)
     if size is None:
         return options

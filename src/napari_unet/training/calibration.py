@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..labels.options import relative_sampling
 from .data import TrainingData, linked_stacks
 from .decoding_search import MIN_OBJECTS, Calibration, calibrate
 
@@ -68,7 +69,8 @@ def collapse_warning(foreground: Sequence[np.ndarray], truths: Sequence[np.ndarr
 
 
 def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
-                      train_targets: Sequence[np.ndarray]) -> None:
+                      train_targets: Sequence[np.ndarray],
+                      spacings: Sequence[Any] | None = None) -> None:
     """After training ``unet`` (a `UNetModel`) with ``settings`` on ``data`` (whose
     validation pixels are annotated in ``data.targets`` but not in ``train_targets``),
     choose how its probabilities become labels and say whether they are usable:
@@ -79,6 +81,11 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
       ``info["calibration_linked"]``);
     - for a foreground model trained on scribbles, the split distance of touching objects
       (`split_estimate`, ``info["split_estimate"]``);
+    - seeds split at necks measured with each image's pixel sizes (``spacings``: one
+      `napari_unet.labels.options.LabelOptions`-style spacing per image, e.g.
+      ``{"Z": 2.0, "Y": 0.5, "X": 0.5}``, or None), as `LabelOptions.spacing` will measure
+      them when the model labels images of that spacing; recorded as the
+      calibration's ``spacing`` when not None;
     - ``info["collapse_warning"]`` when it marks (almost) everything one way, and
       ``info["quality_warning"]`` when its labels are not usable yet, with the reasons
       (too few batches, the time limit) and what to do; ``info["calibration_warning"]``
@@ -92,7 +99,9 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
     info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, planes)}
     changes: dict[str, Any] = {}
     if settings.label_mode == "dense" and settings.calibrate:
-        changes = _calibrate_dense(unet, data, held, planes, probs, info)
+        changes = _calibrate_dense(unet, data, held, planes, probs, info,
+                                   list(spacings or [None] * (1 + max(
+                                       s.image for s in data.sources))))
     elif unet.target == "foreground" and settings.calibrate:  # scribbles: no truth to score
         info["split_estimate"] = split_estimate(probs, unet.decoding.threshold)
         changes["decoding"] = replace(unet.decoding,
@@ -106,23 +115,40 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
 
 
 def _calibrate_dense(unet: Any, data: TrainingData, held: list, planes: list[int],
-                     probs: list[np.ndarray], info: dict[str, Any]) -> dict[str, Any]:
+                     probs: list[np.ndarray], info: dict[str, Any],
+                     spacings: list[Any]) -> dict[str, Any]:
     """`calibrate` on the held-out pixels of dense labels (and, for 3D instance labels, on
-    volumes); records the scores in ``info`` and returns the model's changes."""
+    volumes) with each image's ``spacings``; records the scores in ``info`` and returns
+    the model's changes."""
     changes: dict[str, Any] = {"linked_decoding": None}  # earlier values fit other weights
     info.pop("calibration_linked", None)
     kept = [data.truths[i] if unet.target == "boundary" else (data.truths[i] > 0)
             for i in planes]
     result = calibrate(unet, probs, kept, [held[i] for i in planes],
-                       [data.targets[i] >= 0 for i in planes])
+                       [data.targets[i] >= 0 for i in planes],
+                       [relative_sampling(spacings[data.sources[i].image], "YX")
+                        for i in planes])
     if result is not None:
         changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
+        _record_spacing(info["calibration"], {spacings[data.sources[i].image] for i in planes})
     runs = (_within_limit(linked_stacks(data.sources, data.truths), data.targets, LINKED_VOXELS)
             if unet.target == "boundary" else [])
     if runs:
-        linked = _calibrate_linked(unet, runs, data, held, dict(zip(planes, probs)))
+        linked = _calibrate_linked(unet, runs, data, held, dict(zip(planes, probs)), spacings)
         changes["linked_decoding"], info["calibration_linked"] = linked.decoding, linked.to_dict()
+        _record_spacing(info["calibration_linked"],
+                        {spacings[data.sources[run[0]].image] for run in runs})
     return changes
+
+
+def _record_spacing(record: dict[str, Any], used: set) -> None:
+    """The pixel sizes calibration measured with (``used``: checked spacings, see
+    `napari_unet.labels.options.check_spacing`), in its ``record``: ``"spacing"``, a dict of
+    axis sizes, or a list of them when images differ; nothing when none was given."""
+    if used == {None}:
+        return
+    spacings = [None if s is None else dict(s) for s in sorted(used, key=str)]
+    record["spacing"] = spacings[0] if len(spacings) == 1 else spacings
 
 
 def quality_warning(info: dict[str, Any]) -> str:
@@ -198,17 +224,20 @@ def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: li
 
 
 def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held: list,
-                      predicted: dict[int, np.ndarray]) -> Calibration:
+                      predicted: dict[int, np.ndarray], spacings: list[Any]) -> Calibration:
     """Calibrate decoding with objects linked in 3D on the ``runs`` of Z planes that hold 3D
     instance labels (`napari_unet.training.data.linked_stacks`): each run's probabilities
-    (reusing the ``predicted`` planes), truths and ``held``-out pixels become volumes."""
+    (reusing the ``predicted`` planes), truths and ``held``-out pixels become volumes,
+    decoded with the ZYX pixel sizes of their image (``spacings``, one per image)."""
     missing = [i for run in runs for i in run if i not in predicted]
     predicted = {**predicted, **dict(zip(missing, plane_probabilities(
         unet, [data.images[i] for i in missing])))}
     volumes = [np.stack([predicted[i] for i in run]) for run in runs]
     return calibrate(unet, volumes, [np.stack([data.truths[i] for i in run]) for run in runs],
                      [np.stack([held[i] for i in run]) for run in runs],
-                     [np.stack([data.targets[i] >= 0 for i in run]) for run in runs])
+                     [np.stack([data.targets[i] >= 0 for i in run]) for run in runs],
+                     [relative_sampling(spacings[data.sources[run[0]].image], "ZYX")
+                      for run in runs])
 
 
 def _within_limit(runs: list[list[int]], ys: list, limit: int = PLANE_PIXELS) -> list[list[int]]:

@@ -89,30 +89,37 @@ class Calibration:
 
 def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarray],
               regions: Sequence[np.ndarray] | None,
-              annotated: Sequence[np.ndarray] | None = None) -> Calibration | None:
+              annotated: Sequence[np.ndarray] | None = None,
+              sampling: Any = None) -> Calibration | None:
     """Best label settings for ``unet`` (a `UNetModel`) on planes it predicted as ``probs``.
 
     ``probs`` are (H, W) or (H, W, K) planes, or (Z, H, W, K) volumes decoded in 3D;
     ``truths`` are their labels (instance ids, or a 0/1 mask for a foreground
     model); ``regions`` are boolean masks of the held-out validation pixels
     (None, or holding fewer than `MIN_OBJECTS` objects: all annotated pixels count);
-    ``annotated`` masks the pixels that have labels (None: all). Returns None for
-    models whose labels need no settings (``"classes"``).
+    ``annotated`` masks the pixels that have labels (None: all); ``sampling`` is the
+    relative pixel size per axis of the planes or volumes (one tuple for all, or one per
+    item of ``probs``; None: 1, see `napari_unet.labels.options.relative_sampling`), so
+    seeds split at necks as they will be when the model labels images of that spacing.
+    Returns None for models whose labels need no settings (``"classes"``).
     """
     if unet.target == "classes":
         return None
     annotated = ([np.ones(t.shape, bool) for t in truths] if annotated is None
                  else [np.asarray(a, bool) for a in annotated])
+    samplings = (list(sampling) if isinstance(sampling, list)
+                 else [sampling] * len(probs))
     if regions is not None and _objects(truths, regions) >= MIN_OBJECTS:
         if unet.target == "boundary":
-            return _calibrate_held_out(probs, truths, regions, annotated)
+            return _calibrate_held_out(probs, truths, regions, annotated, samplings)
         measured_on = "validation"
     else:
         regions, measured_on = annotated, "annotated"
-    probs, truths, regions = _crop_to_regions(probs, truths, regions)
+    probs, truths, regions, kept = _crop_to_regions(probs, truths, regions)
     truths = [np.where(r, t, 0) for t, r in zip(truths, regions)]
     if unet.target == "boundary":
-        counts = _fold_counts(probs, truths, [r.astype(np.int32) for r in regions])
+        counts = _fold_counts(probs, truths, [r.astype(np.int32) for r in regions],
+                              [samplings[i] for i in kept])
         values = _search(counts, (0,), *_size_and_split_grids(truths))
         objects = _objects(truths, regions)
         candidates = {"prior": (_scores(counts(*PRIOR), (0,)), PRIOR),
@@ -127,15 +134,17 @@ def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarra
 def _crop_to_regions(probs, truths, regions, margin: int = 32):
     """Only the planes that hold region pixels, each cut to the box around them plus
     ``margin`` px of context (decoding near the region then sees what a whole plane
-    would), so calibration decodes little more than the held-out blocks."""
-    out = ([], [], [])
-    for p, t, r in zip(probs, truths, regions):
+    would), so calibration decodes little more than the held-out blocks. Returns the cut
+    ``(probs, truths, regions, indices of the planes kept)``."""
+    out = ([], [], [], [])
+    for i, (p, t, r) in enumerate(zip(probs, truths, regions)):
         if not r.any():
             continue
         box = tuple(slice(max(0, int(ix.min()) - margin), int(ix.max()) + 1 + margin)
                     for ix in np.nonzero(r))
         for kept, a in zip(out, (p, t, r)):
             kept.append(a[box])
+        out[3].append(i)
     return out
 
 
@@ -179,17 +188,18 @@ def _calibrate_foreground(probs, truths, regions, measured_on) -> Calibration:
                        round(scores[0.5], 4), measured_on, _objects(truths, regions))
 
 
-def _calibrate_held_out(probs, truths, regions, annotated) -> Calibration:
+def _calibrate_held_out(probs, truths, regions, annotated, samplings) -> Calibration:
     """A boundary model's values, chosen where they carry over best to blocks that did not
     choose them: `PRIOR`, values chosen on the held-out blocks (scored by
     cross-validation over folds of them) or on the training pixels (scored on the
     held-out blocks); the old defaults are only scored, for the record."""
-    held_p, held_t, held_r = _crop_to_regions(probs, truths, regions)
+    held_p, held_t, held_r, kept = _crop_to_regions(probs, truths, regions)
     held_t = [np.where(r, t, 0) for t, r in zip(held_t, held_r)]
     folds = _folds(held_r)
-    held = _fold_counts(held_p, held_t, folds)
+    held = _fold_counts(held_p, held_t, folds, [samplings[i] for i in kept])
     every = tuple(range(max(int(f.max()) for f in folds)))
-    train_p, train_t, train_r = _training_pixels(probs, truths, regions, annotated)
+    train_p, train_t, train_r, train_s = _training_pixels(probs, truths, regions, annotated,
+                                                          samplings)
     sizes, splits = _size_and_split_grids(held_t + train_t)
     by_blocks = _search(held, every, sizes, splits)
     candidates = {"prior": (_scores(held(*PRIOR), every), PRIOR)}
@@ -200,7 +210,7 @@ def _calibrate_held_out(probs, truths, regions, annotated) -> Calibration:
         cv = _scores(unseen[None], (0,))
         candidates["validation"] = (cv, by_blocks)
     if train_p:
-        train = _fold_counts(train_p, train_t, [r.astype(np.int32) for r in train_r])
+        train = _fold_counts(train_p, train_t, [r.astype(np.int32) for r in train_r], train_s)
         by_training = _search(train, (0,), sizes, splits)
         candidates["training"] = (_scores(held(*by_training), every), by_training)
     objects = _objects(held_t, held_r)
@@ -238,16 +248,18 @@ def _instance_result(values, best, default, measured_on, objects, cv_score=None,
                        cv_score, folds if folds > 1 else 0, chosen_on or measured_on, scores)
 
 
-def _training_pixels(probs, truths, regions, annotated, limit: int = TRAINING_PIXELS):
-    """``(probs, truths, masks)`` of the annotated pixels outside ``regions`` (truths zero
-    elsewhere), cut to their boxes, of the leading planes within ``limit`` pixels."""
+def _training_pixels(probs, truths, regions, annotated, samplings,
+                     limit: int = TRAINING_PIXELS):
+    """``(probs, truths, masks, samplings)`` of the annotated pixels outside ``regions``
+    (truths zero elsewhere), cut to their boxes, of the leading planes within ``limit``
+    pixels."""
     masks = [a & ~r for a, r in zip(annotated, regions)]
-    out = ([], [], [])
+    out = ([], [], [], [])
     total = 0
-    for p, t, m in zip(*_crop_to_regions(probs, truths, masks, margin=0)):
+    for p, t, m, i in zip(*_crop_to_regions(probs, truths, masks, margin=0)):
         if out[0] and total + m.size > limit:
             break
-        for kept, x in zip(out, (p, np.where(m, t, 0), m)):
+        for kept, x in zip(out, (p, np.where(m, t, 0), m, samplings[i])):
             kept.append(x)
         total += m.size
     return out
@@ -279,10 +291,10 @@ def _scores(counts: np.ndarray, use: tuple[int, ...]) -> tuple[float, float]:
     return aps[0], float(np.mean(aps))
 
 
-def _fold_counts(probs, truths, folds) -> Callable[..., np.ndarray]:
+def _fold_counts(probs, truths, folds, samplings) -> Callable[..., np.ndarray]:
     """``counts(threshold, seed, min_size, (split distance, neck ratio))``: (folds, IoUs, 3)
-    match counts of the
-    decoded ``probs`` against ``truths`` inside each fold, pooled over planes (memoised)."""
+    match counts of the ``probs`` decoded with their ``samplings`` against ``truths``
+    inside each fold, pooled over planes (memoised)."""
     from ..labels.decode import decode_boundaries
 
     n_folds = max(int(f.max()) for f in folds)
@@ -293,8 +305,8 @@ def _fold_counts(probs, truths, folds) -> Callable[..., np.ndarray]:
         if key not in seen:
             total = np.zeros((n_folds, len(TIE_BREAK_IOUS), 3), np.int64)
             decoding = Decoding(threshold, seed, min_size, *split)
-            for p, t, fold in zip(probs, truths, folds):
-                labels = decode_boundaries(p, decoding)
+            for p, t, fold, sampling in zip(probs, truths, folds, samplings):
+                labels = decode_boundaries(p, decoding, sampling)
                 for f in np.unique(fold[fold > 0]):
                     inside = fold == f
                     total[f - 1] += match_counts_at(np.where(inside, labels, 0),

@@ -47,7 +47,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
                should_stop: Callable[[], bool] | None = None,
                names: Sequence[str] | None = None, preview: Any = None,
                class_names: Sequence[str] | None = None, settings: TrainSettings | None = None,
-               **options: Any) -> Generator[TrainProgress, None, TrainResult]:
+               spacing: Any = None, **options: Any) -> Generator[TrainProgress, None, TrainResult]:
     """Train a U-Net, yielding `TrainProgress`; the generator returns a `TrainResult`.
 
     Parameters
@@ -67,6 +67,11 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
         "nucleus"]``), stored in the model; as many as it has outputs (2 for one).
     preview : a `napari_unet.training.preview.Preview`: every few seconds the region
         it names is labelled with the current weights and yielded as a `TrainPreview`.
+    spacing : the physical pixel sizes of the images along Z, Y, X (e.g. ``{"Z": 2.0,
+        "Y": 0.5, "X": 0.5}``, one unit), one for all or a list with one per image
+        (None: 1). Calibration then splits seeds, and links objects in 3D, measuring
+        true distances, as `napari_unet.labels.options.LabelOptions.spacing` does when
+        the model labels images of that spacing; the calibration record keeps it.
     settings, options : a `TrainSettings`, or its fields as keyword arguments (there
         documented).
 
@@ -81,6 +86,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     settings = _settings(settings, options)
     parallel = parallel_plan(settings)
     images, labels, axes_list = _as_lists(images, labels, axes, names)
+    spacings = _spacings(spacing, len(images))
     unet = network_to_train(model, parallel, settings, labels, class_names)
     settings.check_for(unet.config, unet.target)
     data = prepare_training_data(images, labels, unet.config, settings.label_mode,
@@ -97,7 +103,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
                       labels, names, weights)
     yield TrainProgress(len(outcome.history["loss"]), schedule[0], schedule[1], schedule[1],
                         "calibrate")
-    calibrate_trained(unet, settings, data, held_out.targets)
+    calibrate_trained(unet, settings, data, held_out.targets, spacings)
     del data, held_out
     release_free_memory()
     return TrainResult(unet, outcome.history)
@@ -118,7 +124,8 @@ def iter_train_request(request: TrainRequest, model: UNetModel | None = None,
     return (yield from iter_train(
         request.images, request.labels, model,
         axes=request.axes, should_stop=should_stop, names=request.names,
-        preview=request.preview, class_names=request.class_names, settings=request.settings))
+        preview=request.preview, class_names=request.class_names, settings=request.settings,
+        spacing=request.spacing))
 
 
 def _settings(settings: TrainSettings | None, options: dict[str, Any]) -> TrainSettings:
@@ -156,6 +163,20 @@ def _as_lists(images: Any, labels: Any, axes: Any, names: Any) -> tuple[list, li
     if names is not None and len(names) != len(images):
         raise ValueError(f"names must give one name per image ({len(images)}); got {len(names)}.")
     return images, labels, axes_list
+
+
+def _spacings(spacing: Any, n_images: int) -> list[Any]:
+    """One checked spacing (`napari_unet.labels.options.check_spacing`) per image from one
+    ``spacing`` for all or a list of them."""
+    from ..labels.options import check_spacing
+
+    if isinstance(spacing, list):
+        if len(spacing) != n_images:
+            raise ValueError(f"spacing must be one mapping such as {{'Z': 2.0, 'Y': 0.5, "
+                             f"'X': 0.5}} for all images, or a list with one per image "
+                             f"({n_images}); got {len(spacing)}.")
+        return [check_spacing(s) or None for s in spacing]
+    return [check_spacing(spacing) or None] * n_images
 
 
 def _report_divergence(outcome: FitOutcome, learning_rate: float) -> None:

@@ -27,7 +27,9 @@ class TrainRequest:
     ``new_config``: the `UNetConfig` of the network to build when there is no model to
     train on (its input channels follow the images' channel axis, if ``axes`` names
     one). ``preview``: a `napari_unet.training.preview.Preview` or None.
-    ``class_names``: one per class, background first, or None.
+    ``class_names``: one per class, background first, or None. ``spacing``: the
+    images' pixel sizes along Z, Y, X, one mapping for all or a list with one per image
+    (None: 1; see `napari_unet.training.job.iter_train`).
     """
 
     images: Sequence[Any] = ()
@@ -39,6 +41,7 @@ class TrainRequest:
     new_config: UNetConfig | None = None
     preview: Any = None
     class_names: Sequence[str] | None = None
+    spacing: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.settings, TrainSettings):
