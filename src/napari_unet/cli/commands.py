@@ -131,6 +131,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ..labels.options import LabelOptions
     from ..model.files import load_model
     from ..prediction.api import probabilities_and_labels
+    from ..prediction.spacing import with_file_spacing
 
     model = load_model(args.model)
     rows = []
@@ -138,8 +139,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             (image, meta), truth = read_image_and_meta(image_path), read_image(mask_path)
             axes = input_axes(meta, None, image.shape, model.config.in_channels)
-            probs, labels = probabilities_and_labels(model, image, LabelOptions(
-                min_size=args.min_size), axes=axes)
+            options = with_file_spacing(LabelOptions(min_size=args.min_size), meta, axes, None)
+            probs, labels = probabilities_and_labels(model, image, options, axes=axes)
             row = {"image": image_path.name, **evaluate(labels, truth)}
             if model.target == "classes":  # and per class, on the class map
                 row.update(evaluate_classes(_class_map(model, axes, probs, args.min_size),
