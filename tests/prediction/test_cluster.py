@@ -74,3 +74,28 @@ def test_the_command_line_takes_a_scheduler_for_folders_only(tmp_path, trained_t
     assert main(["predict", model, str(images / "cell1.tif"), str(tmp_path / "o.tif"),
                  "--scheduler", address]) == 2
     assert "single image file runs here" in capsys.readouterr().err
+
+
+def test_an_unreachable_scheduler_is_said_and_leaves_nothing_behind(tmp_path, trained_tiny,
+                                                                     monkeypatch):
+    from napari_unet.prediction import cluster as cluster_module
+
+    images = _folder(tmp_path)
+    monkeypatch.setattr(cluster_module, "CONNECT_TIMEOUT", 1.0)
+    with pytest.raises(ValueError, match="Could not reach the dask scheduler"):
+        predict_folder(trained_tiny, images, tmp_path / "out", scheduler="tcp://127.0.0.1:9")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_cluster_of_worker_processes_gets_the_model_as_bytes(tmp_path, trained_tiny):
+    """Workers in other processes load the model from its .keras bytes: same labels."""
+    images = tmp_path / "in"
+    images.mkdir()
+    write_image(images / "cell.tif", make_nuclei((64, 80), seed=5)[0])
+    predict_folder(trained_tiny, images, tmp_path / "local")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as local:
+        predict_folder(trained_tiny, images, tmp_path / "remote",
+                       scheduler=local.scheduler_address)
+    np.testing.assert_array_equal(read_image(tmp_path / "remote" / "cell.tif"),
+                                  read_image(tmp_path / "local" / "cell.tif"))

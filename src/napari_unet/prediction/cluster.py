@@ -10,22 +10,26 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator
 
-__all__ = ["Cluster"]
+__all__ = ["Cluster", "CONNECT_TIMEOUT"]
+
+CONNECT_TIMEOUT = 30.0  # seconds to wait for a scheduler
 
 
 class Cluster:
     """A client of the scheduler at ``address`` (``tcp://host:8786``), closed with the
     ``with`` block; `submit` runs a function on a worker, `completed` yields the results
-    in the order they finish, `scheduler` is what ``dask.compute`` takes to run there."""
+    in the order they finish, `scheduler` is what ``dask.compute`` takes to run there.
+    ``timeout``: seconds to wait for the scheduler before ``ValueError`` (None:
+    `CONNECT_TIMEOUT`)."""
 
-    def __init__(self, address: str):
+    def __init__(self, address: str, timeout: float | None = None):
         try:
             from distributed import Client
         except ImportError:
             raise ValueError("--scheduler needs the distributed package: pip install "
                              "distributed") from None
         try:
-            self.client = Client(address, set_as_default=False, timeout="30s")
+            self.client = Client(address, set_as_default=False, timeout=f"{timeout or CONNECT_TIMEOUT}s")
         except (OSError, TimeoutError) as err:
             raise ValueError(f"Could not reach the dask scheduler at {address!r} ({err}); "
                              "check the address (e.g. tcp://host:8786) and that it runs.") from err

@@ -152,11 +152,11 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     unet = resolve_model(model)
     check_run_options(unet.config, predict_options.get("tile_size"),
                       predict_options.get("batch_size"), predict_options.get("memory_budget"))
-    for folder in (out_dir, probabilities_dir):
-        if folder is not None:
-            folder.mkdir(parents=False, exist_ok=True)
-    with contextlib.ExitStack() as stack:
+    with contextlib.ExitStack() as stack:  # an unreachable scheduler leaves no folder behind
         cluster = None if scheduler is None else stack.enter_context(Cluster(scheduler))
+        for folder in (out_dir, probabilities_dir):
+            if folder is not None:
+                folder.mkdir(parents=False, exist_ok=True)
         results = yield from _run_plan(unet, plan, options, axes, overwrite, predict_options,
                                        cluster)
     results.sort(key=lambda r: r.index)
