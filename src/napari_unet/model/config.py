@@ -2,20 +2,23 @@
 
 `UNetConfig` holds every architecture knob. Its defaults reproduce the classic
 Keras "start_neurons" U-Net (docs/architecture.md) exactly (2,158,417 parameters
-for one input channel and one output). It has no dependency on Keras, so it can
-be created, validated and serialised without importing TensorFlow.
+for one input channel and one output); ``ndim=3`` builds the same topology in 3D for
+volumes (`UNetConfig.for_spacing` chooses its anisotropic levels from the voxel size,
+as nnU-Net does). It has no dependency on Keras, so it can be created, validated and
+serialised without importing TensorFlow.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 from ..backend.devices import PRECISIONS
 from ..common.checks import check_switch, check_whole, is_real
 
 MAX_DEPTH = 6
+ANISOTROPY = 2.0  # an axis more than this many times coarser than the finest is not pooled
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,14 @@ class UNetConfig:
         precision: float32 weights and output layer, 16-bit compute), or
         ``"auto"``: mixed bfloat16 on GPUs with bfloat16 matrix units, float32
         elsewhere (resolved where the network is built).
+    ndim : int
+        2: the network takes (Y, X) planes; 3: (Z, Y, X) volumes, with Conv3D,
+        MaxPooling3D and Conv3DTranspose layers in the same places.
+    z_unpooled_levels : int
+        3D only: the first levels (0..depth) whose pooling leaves Z alone and whose
+        kernels are 1 x k x k (the levels of a stack whose Z step is more than
+        `ANISOTROPY` times its pixel size, until pooling in Y and X catches up;
+        `for_spacing` counts them). Their decoder partners upsample only Y and X.
     """
 
     start_neurons: int = 16
@@ -59,6 +70,8 @@ class UNetConfig:
     n_classes: int = 1
     kernel_size: int = 3
     precision: str = "auto"
+    ndim: int = 2
+    z_unpooled_levels: int = 0
 
     def __post_init__(self) -> None:
         self.validate()
@@ -86,6 +99,55 @@ class UNetConfig:
         check_switch("batch_norm", self.batch_norm)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}; got {self.precision!r}.")
+        if self.ndim not in (2, 3) or isinstance(self.ndim, bool):
+            raise ValueError(f"ndim must be 2 (planes) or 3 (volumes); got {self.ndim!r}.")
+        check_whole("z_unpooled_levels", self.z_unpooled_levels, 0, self.depth)
+        if self.ndim == 2 and self.z_unpooled_levels:
+            raise ValueError("z_unpooled_levels is for 3D networks (ndim=3); a 2D network "
+                             f"has no Z to leave alone; got {self.z_unpooled_levels}.")
+
+    @classmethod
+    def for_spacing(cls, spacing: Mapping[str, float] | Sequence[float],
+                    **options: Any) -> UNetConfig:
+        """A 3D config for volumes of voxel size ``spacing`` (``{"Z": 2.0, "Y": 0.5,
+        "X": 0.5}`` or ``(z, y, x)``, one unit), the other fields from ``options``.
+
+        nnU-Net's rule: a level whose Z step is more than `ANISOTROPY` times its Y/X
+        step neither pools nor convolves along Z, until pooling in Y and X catches up
+        (a Z step 3x the pixel size: the first level; 5x: the first two)."""
+        sizes = ([spacing.get(a, 1.0) for a in "ZYX"] if isinstance(spacing, Mapping)
+                 else list(spacing))
+        if len(sizes) != 3 or not all(is_real(v) and 0 < float(v) < float("inf")
+                                      for v in sizes):
+            raise ValueError(f"spacing must give three positive voxel sizes (Z, Y, X); got "
+                             f"{spacing!r}.")
+        depth = options.get("depth", cls.depth)
+        ratio, levels = float(sizes[0]) / min(float(sizes[1]), float(sizes[2])), 0
+        while levels < depth and ratio / 2**levels > ANISOTROPY:
+            levels += 1
+        return cls(**{**options, "ndim": 3, "z_unpooled_levels": levels})
+
+    def pools_z(self, level: int) -> bool:
+        """Whether the pooling after encoder ``level`` (0-based) halves Z (3D only)."""
+        return self.ndim == 3 and level >= self.z_unpooled_levels
+
+    def kernel(self, level: int) -> int | tuple[int, ...]:
+        """The convolution kernel at ``level`` (0 = full resolution, depth = bottleneck):
+        ``kernel_size`` in 2D, ``(kz, k, k)`` in 3D (kz 1 on the unpooled levels)."""
+        k = self.kernel_size
+        if self.ndim == 2:
+            return k
+        return (1 if level < self.z_unpooled_levels else k, k, k)
+
+    def pool(self, level: int) -> int | tuple[int, ...]:
+        """The pooling (and the matching upsampling) after encoder ``level``."""
+        return 2 if self.ndim == 2 else (2 if self.pools_z(level) else 1, 2, 2)
+
+    @property
+    def size_multiples(self) -> tuple[int, ...]:
+        """Input sides must be multiples of these: ``(Y, X)`` or ``(Z, Y, X)``."""
+        m = 2**self.depth
+        return (m, m) if self.ndim == 2 else (2 ** (self.depth - self.z_unpooled_levels), m, m)
 
     @property
     def size_multiple(self) -> int:

@@ -14,6 +14,7 @@ import os
 from .config import UNetConfig
 
 __all__ = ["round_up", "count_parameters", "flops_per_megapixel", "receptive_field", "halo",
+           "halos", "level_fractions",
            "training_memory_bytes", "inference_bytes_per_pixel", "available_memory",
            "default_memory_budget", "auto_tile_size"]
 
@@ -23,105 +24,149 @@ def round_up(n: int, multiple: int) -> int:
     return int(math.ceil(n / multiple) * multiple)
 
 
-def _conv_params(k: int, c_in: int, c_out: int, bias: bool = True) -> int:
-    return k * k * c_in * c_out + (c_out if bias else 0)
+def _conv_params(kernel: int | tuple[int, ...], c_in: int, c_out: int, bias: bool = True) -> int:
+    volume = kernel**2 if isinstance(kernel, int) else math.prod(kernel)
+    return volume * c_in * c_out + (c_out if bias else 0)
+
+
+def level_fractions(config: UNetConfig) -> list[float]:
+    """Pixels (voxels) of each level 0..depth per input pixel: 4**-level in 2D; in 3D
+    also halved for each pooling so far that halved Z."""
+    out = [1.0]
+    for level in range(config.depth):
+        out.append(out[-1] / (8 if config.pools_z(level) else 4))
+    return out
 
 
 def count_parameters(config: UNetConfig) -> int:
     """Number of weights (trainable and BatchNorm statistics) of ``build_unet(config)``."""
-    ks, bn = config.kernel_size, config.batch_norm
+    bn = config.batch_norm
 
-    def block(c_in: int, c_out: int) -> int:
-        n = _conv_params(ks, c_in, c_out, not bn) + _conv_params(ks, c_out, c_out, not bn)
+    def block(level: int, c_in: int, c_out: int) -> int:
+        k = config.kernel(level)
+        n = _conv_params(k, c_in, c_out, not bn) + _conv_params(k, c_out, c_out, not bn)
         return n + (2 * 4 * c_out if bn else 0)  # gamma, beta, moving mean, moving var
 
     total, c_in = 0, config.in_channels
     for level in range(config.depth):
-        total += block(c_in, config.filters(level))
+        total += block(level, c_in, config.filters(level))
         c_in = config.filters(level)
-    total += block(c_in, config.filters(config.depth))
+    total += block(config.depth, c_in, config.filters(config.depth))
     for level in range(config.depth - 1, -1, -1):
         c = config.filters(level)
-        total += _conv_params(ks, config.filters(level + 1), c)  # Conv2DTranspose
-        total += block(2 * c, c)
-    total += _conv_params(1, config.filters(0), config.n_classes)
+        total += _conv_params(config.kernel(level), config.filters(level + 1), c)  # transposed
+        total += block(level, 2 * c, c)
+    total += _conv_params(1 if config.ndim == 2 else (1, 1, 1), config.filters(0),
+                          config.n_classes)
     return total
 
 
 def flops_per_megapixel(config: UNetConfig) -> float:
-    """Floating-point operations (2 per multiply-add) of one forward pass per 10**6 input pixels."""
-    k2 = config.kernel_size**2
+    """Floating-point operations (2 per multiply-add) of one forward pass per 10**6 input
+    pixels (voxels, for a 3D network)."""
+    def volume(level: int) -> int:
+        k = config.kernel(level)
+        return k * k if isinstance(k, int) else math.prod(k)
+
+    fraction = level_fractions(config)
     macs, c_in = 0.0, config.in_channels
     for level in range(config.depth + 1):  # encoder levels and bottleneck
-        c, area = config.filters(level), 4.0**-level
-        macs += area * k2 * (c_in * c + c * c)
+        c = config.filters(level)
+        macs += fraction[level] * volume(level) * (c_in * c + c * c)
         c_in = c
     for level in range(config.depth - 1, -1, -1):
-        c, area = config.filters(level), 4.0**-level
-        macs += (area / 4) * k2 * config.filters(level + 1) * c  # transposed conv, per input pixel
-        macs += area * k2 * (2 * c * c + c * c)
+        c = config.filters(level)
+        macs += fraction[level + 1] * volume(level) * config.filters(level + 1) * c  # transposed
+        macs += fraction[level] * volume(level) * (2 * c * c + c * c)
     macs += config.filters(0) * config.n_classes
     return 2 * macs * 1e6
 
 
-def _one_side_extent(config: UNetConfig) -> tuple[int, int]:
-    """(total span - 1, largest one-sided reach) of an output pixel, in input pixels."""
-    r = (config.kernel_size - 1) // 2
-    t = math.ceil(config.kernel_size / 2) - 1  # extra coarse pixels a stride-2 transposed conv reads
+def _one_side_extent(config: UNetConfig, axis: str = "Y") -> tuple[int, int]:
+    """(total span - 1, largest one-sided reach) of an output pixel along ``axis`` (Z, Y or
+    X), in input pixels."""
+    along_z = axis == "Z"
+    if along_z and config.ndim == 2:
+        raise ValueError("a 2D network has no Z axis.")
+
+    def reach(level: int) -> tuple[int, int]:
+        """Kernel radius and the extra coarse pixels a strided transposed conv reads."""
+        k = config.kernel(level)
+        k = k if isinstance(k, int) else k[0 if along_z else -1]
+        return (k - 1) // 2, math.ceil(k / 2) - 1
+
+    pooled = [not along_z or config.pools_z(level) for level in range(config.depth)]
+    scale = [1]
+    for level in range(config.depth):
+        scale.append(scale[-1] * (2 if pooled[level] else 1))
     span = side = 0
     for level in range(config.depth):
-        scale = 2**level
-        span += 2 * (2 * r * scale) + scale  # two encoder convs + 2x2 pooling
-        side += 2 * r * scale + scale
-    scale = 2**config.depth
-    span += 2 * 2 * r * scale
-    side += 2 * r * scale
+        r, s = reach(level)[0], scale[level]
+        span += 2 * (2 * r * s) + (s if pooled[level] else 0)  # two encoder convs + pooling
+        side += 2 * r * s + (s if pooled[level] else 0)
+    r, s = reach(config.depth)[0], scale[config.depth]
+    span += 2 * 2 * r * s
+    side += 2 * r * s
     for level in range(config.depth - 1, -1, -1):
-        scale = 2**level
-        span += 2 * t * scale + 2 * (2 * r * scale)  # transposed conv + two decoder convs
-        side += 2 * t * scale + 2 * r * scale
+        (r, t), s = reach(level), scale[level]
+        up = t * scale[level + 1] if pooled[level] else 0  # transposed conv
+        span += up + 2 * (2 * r * s)  # and two decoder convs
+        side += up + 2 * r * s
     return span, side
 
 
-def receptive_field(config: UNetConfig) -> int:
-    """Width in input pixels of the window that can influence one output pixel.
+def receptive_field(config: UNetConfig, axis: str = "Y") -> int:
+    """Width in input pixels along ``axis`` (Z only for 3D networks; Y and X agree) of the
+    window that can influence one output pixel.
 
     Computed layer by layer: a k x k convolution at level l widens it by
     (k - 1) * 2**l, a 2x2 pooling by 2**l and a stride-2 transposed convolution
-    by (ceil(k/2) - 1) * 2**(l + 1). The default U-Net gives 230 px.
+    by (ceil(k/2) - 1) * 2**(l + 1) (along Z of a 3D network, l counts only the levels
+    that pooled Z, and the 1 x k x k levels add nothing). The default U-Net gives 230 px.
     """
-    span, _ = _one_side_extent(config)
+    span, _ = _one_side_extent(config, axis)
     return span + 1
 
 
-def halo(config: UNetConfig) -> int:
-    """Context in pixels to add on each side of a tile so its centre is exact.
+def halo(config: UNetConfig, axis: str = "Y") -> int:
+    """Context in pixels to add on each side of a tile along ``axis`` so its centre is exact.
 
     The largest one-sided reach of the receptive field (pooling and transposed
     convolutions are not centred, so this is more than half the field), rounded
-    up to a multiple of ``2**depth`` so tile origins stay on the pooling grid.
+    up to the size multiple of that axis (``2**depth`` for Y and X) so tile origins stay
+    on the pooling grid.
     """
-    _, side = _one_side_extent(config)
-    m = config.size_multiple
+    _, side = _one_side_extent(config, axis)
+    m = config.size_multiples[0] if axis == "Z" else config.size_multiple
     return int(math.ceil(side / m) * m)
 
 
-def training_memory_bytes(config: UNetConfig, patch_size: int, batch_size: int) -> int:
-    """Rough memory needed to train on ``batch_size`` patches of ``patch_size**2`` pixels.
+def halos(config: UNetConfig) -> tuple[int, ...]:
+    """`halo` along each spatial axis: ``(Y, X)`` or ``(Z, Y, X)``."""
+    return tuple(halo(config, a) for a in ("YX" if config.ndim == 2 else "ZYX"))
+
+
+def training_memory_bytes(config: UNetConfig, patch_size: int | tuple[int, ...],
+                          batch_size: int) -> int:
+    """Rough memory needed to train on ``batch_size`` patches of ``patch_size`` (a side,
+    squared in 2D and cubed in 3D, or the patch shape).
 
     Counts float32 activations kept for the backward pass (each layer output,
     about twice for gradients) plus weights, gradients and the two Adam moments.
     An estimate for choosing patch and batch size, not a guarantee.
     """
-    px = batch_size * patch_size * patch_size
+    shape = ((patch_size,) * config.ndim if isinstance(patch_size, (int, float))
+             else tuple(patch_size))
+    px = batch_size * math.prod(int(n) for n in shape)
+    fraction = level_fractions(config)
     act = 0.0
     for level in range(config.depth + 1):
-        c, area = config.filters(level), 4.0**-level
+        c = config.filters(level)
         per_conv = 3 if config.batch_norm else 1
-        act += area * c * (2 * per_conv + 1)  # two convs (+BN/ReLU), pool/dropout output
+        act += fraction[level] * c * (2 * per_conv + 1)  # two convs (+BN/ReLU), pool/dropout
     for level in range(config.depth):
-        c, area = config.filters(level), 4.0**-level
-        act += area * c * (1 + 2 + 2 + 2 * (3 if config.batch_norm else 1))
+        c = config.filters(level)
+        act += fraction[level] * c * (1 + 2 + 2 + 2 * (3 if config.batch_norm else 1))
     act += config.in_channels + 2 * config.n_classes
     activations = 4 * px * act * 2
     weights = 4 * count_parameters(config) * 4
@@ -136,11 +181,12 @@ _BYTES_PER_CHANNEL_PIXEL = {False: 2.5, True: 5.5}
 
 
 def inference_bytes_per_pixel(config: UNetConfig, accelerator: bool = False) -> float:
-    """Estimated peak memory in bytes per input pixel of one window during inference,
-    on a CPU or (``accelerator``) on a GPU, whose libraries keep more buffers alive."""
+    """Estimated peak memory in bytes per input pixel (voxel, for a 3D network) of one
+    window during inference, on a CPU or (``accelerator``) on a GPU, whose libraries keep
+    more buffers alive."""
     channels = config.in_channels + max(1, config.n_classes)
-    for level in range(config.depth + 1):
-        channels += 5 * config.filters(level) / 4**level
+    for level, fraction in enumerate(level_fractions(config)):
+        channels += 5 * config.filters(level) * fraction
     return _BYTES_PER_CHANNEL_PIXEL[bool(accelerator)] * channels
 
 

@@ -25,7 +25,9 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet",
     Returns an uncompiled ``keras.Model`` taking ``(batch, H, W, in_channels)``
     float32 images, where H and W are any multiples of ``2**depth``, and giving
     ``(batch, H, W, 1)`` sigmoid foreground probability (``n_classes == 1``) or
-    ``(batch, H, W, n_classes)`` softmax class probabilities.
+    ``(batch, H, W, n_classes)`` softmax class probabilities. With ``config.ndim == 3``
+    it takes and gives ``(batch, D, H, W, channels)`` volumes, D a multiple of
+    ``config.size_multiples[0]``.
 
     ``precision`` (default: ``config.precision``, ``"auto"`` resolved for the
     device here) sets the layers' Keras dtype policy; the weights and the
@@ -47,7 +49,7 @@ def build_unet(config: UNetConfig | None = None, name: str = "unet",
     def dropout(x, name: str, rate: float, stride: int):
         return layers.make("Dropout", name, rate)(x)
 
-    inputs = keras.Input(shape=(None, None, config.in_channels), name="image")
+    inputs = keras.Input(shape=(None,) * config.ndim + (config.in_channels,), name="image")
     outputs = unet_graph(config, inputs, layers.make, dropout)
     return keras.Model(inputs, outputs, name=name)
 
@@ -60,23 +62,24 @@ def unet_graph(config: UNetConfig, x: Any, layer: Any, dropout: Any) -> Any:
     network to share its weights); ``dropout(x, name, rate, stride)`` applies the dropout
     layer ``name`` to ``x``, a feature map ``stride`` pixels per step of the input.
     """
+    d = f"{config.ndim}D"
     skips = []
     for k in range(1, config.depth + 1):
-        x = _conv_block(layer, x, config, config.filters(k - 1), f"enc{k}")
+        x = _conv_block(layer, x, config, k - 1, f"enc{k}")
         skips.append(x)
-        x = layer("MaxPooling2D", f"enc{k}_pool", 2)(x)
+        x = layer(f"MaxPooling{d}", f"enc{k}_pool", config.pool(k - 1))(x)
         rate = config.dropout_first if k == 1 else config.dropout
         x = dropout(x, f"enc{k}_drop", rate, 2**k)
-    x = _conv_block(layer, x, config, config.filters(config.depth), "bottleneck")
+    x = _conv_block(layer, x, config, config.depth, "bottleneck")
     for k in range(config.depth, 0, -1):
-        x = layer("Conv2DTranspose", f"dec{k}_up", config.filters(k - 1), config.kernel_size,
-                  strides=2, padding="same")(x)
+        x = layer(f"Conv{d}Transpose", f"dec{k}_up", config.filters(k - 1), config.kernel(k - 1),
+                  strides=config.pool(k - 1), padding="same")(x)
         x = layer("Concatenate", f"dec{k}_concat")([x, skips[k - 1]])
         x = dropout(x, f"dec{k}_drop", config.dropout, 2 ** (k - 1))
-        x = _conv_block(layer, x, config, config.filters(k - 1), f"dec{k}")
+        x = _conv_block(layer, x, config, k - 1, f"dec{k}")
     activation = "sigmoid" if config.n_classes == 1 else "softmax"
-    return layer("Conv2D", "output", config.n_classes, 1, padding="same", activation=activation,
-                 dtype="float32")(x)
+    return layer(f"Conv{d}", "output", config.n_classes, 1, padding="same",
+                 activation=activation, dtype="float32")(x)
 
 
 class _PolicyLayers:
@@ -92,16 +95,18 @@ class _PolicyLayers:
         return getattr(self._layers, kind)(*args, name=name, **kwargs)
 
 
-def _conv_block(layer, x, config: UNetConfig, filters: int, prefix: str):
-    """Two 'same' convolutions with ReLU (``{prefix}_conv1``, ``_conv2``), each followed by
-    batch normalisation (``_bn``) before its ReLU (``_relu``) when ``config.batch_norm``."""
+def _conv_block(layer, x, config: UNetConfig, level: int, prefix: str):
+    """Two 'same' convolutions of ``level`` (its filters and kernel) with ReLU
+    (``{prefix}_conv1``, ``_conv2``), each followed by batch normalisation (``_bn``)
+    before its ReLU (``_relu``) when ``config.batch_norm``."""
+    conv, filters, kernel = f"Conv{config.ndim}D", config.filters(level), config.kernel(level)
     for i in (1, 2):
         if config.batch_norm:
-            x = layer("Conv2D", f"{prefix}_conv{i}", filters, config.kernel_size, padding="same",
+            x = layer(conv, f"{prefix}_conv{i}", filters, kernel, padding="same",
                       use_bias=False)(x)
             x = layer("BatchNormalization", f"{prefix}_bn{i}")(x)
             x = layer("Activation", f"{prefix}_relu{i}", "relu")(x)
         else:
-            x = layer("Conv2D", f"{prefix}_conv{i}", filters, config.kernel_size,
-                      activation="relu", padding="same")(x)
+            x = layer(conv, f"{prefix}_conv{i}", filters, kernel, activation="relu",
+                      padding="same")(x)
     return x
