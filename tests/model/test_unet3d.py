@@ -127,3 +127,48 @@ def test_a_3d_model_file_round_trips(tmp_path):
     x = np.random.default_rng(1).random((1, 4, 16, 16, 1), dtype=np.float32)
     np.testing.assert_array_equal(loaded.keras_model.predict(x, verbose=0),
                                   model.keras_model.predict(x, verbose=0))
+
+
+def test_a_3d_network_predicts_volumes_tiled_as_whole():
+    """Windows cut along Z, Y and X with each axis' halo give the whole-volume pass."""
+    import warnings
+
+    from napari_unet import UNetModel
+    from napari_unet.prediction.api import predict, segment
+    from napari_unet.prediction.tiling import TilePlan
+
+    config = UNetConfig.for_spacing((3, 1, 1), depth=2, start_neurons=4, n_classes=3)
+    model = UNetModel.new(config, target="boundary")
+    image = (np.random.default_rng(0).random((45, 50, 60)) * 1000).astype(np.uint16)
+    whole = predict(model, image, axes="ZYX", memory_budget=1 << 30)
+    assert whole.shape == (45, 50, 60, 3)
+    plan = TilePlan.make(config, image.shape, 80, None, 300_000)
+    assert plan.window[0] < plan.padded[0] and len(plan.tiles) > 1  # cut along Z
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # small tiles waste time: said
+        tiled = predict(model, image, axes="ZYX", tile_size=80, memory_budget=300_000)
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+    wide = np.concatenate([image] * 3, axis=2)  # 180 px wide: cut along X as well
+    np.testing.assert_allclose(
+        predict(model, wide, axes="ZYX", tile_size=80, memory_budget=1 << 30)[:, :, 60:120],
+        predict(model, wide, axes="ZYX", memory_budget=1 << 30)[:, :, 60:120], atol=1e-5)
+    two = predict(model, np.stack([image, image[::-1]]), axes="TZYX", memory_budget=1 << 30)
+    np.testing.assert_allclose(two[0], whole, atol=1e-5)
+    labels = segment(model, image, axes="ZYX", min_size=0)
+    assert labels.shape == image.shape and image.ndim == 3
+
+
+def test_a_3d_network_says_what_it_cannot_do_yet():
+    import dask.array as da
+
+    from napari_unet import UNetModel
+    from napari_unet.prediction.api import predict
+    from napari_unet.prediction.uncertainty import uncertainty
+
+    model = UNetModel.new(UNetConfig(ndim=3, depth=1, start_neurons=2))
+    with pytest.raises(ValueError, match="no Z"):
+        predict(model, np.zeros((16, 16), np.float32), axes="YX")
+    with pytest.raises(ValueError, match="numpy"):
+        predict(model, da.zeros((4, 16, 16), chunks=8), axes="ZYX")
+    with pytest.raises(ValueError, match="2D networks"):
+        uncertainty(model, np.zeros((4, 16, 16), np.float32), axes="ZYX", passes=2)

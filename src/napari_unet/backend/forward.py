@@ -15,8 +15,8 @@ class Forward:
     """The network's forward pass, normalisation included, dispatched without waiting.
 
     ``run(x, lo, scale)`` starts ``network((x - lo) / scale)`` on the device for
-    a batch ``x`` (B, H, W, C) of float32 or raw integer pixels, with ``lo`` and
-    ``scale`` shaped (B, 1, 1, C) float32, and returns a handle at once where the
+    a batch ``x`` (B, H, W, C) of float32 or raw integer pixels (B, Z, H, W, C for a
+    3D network), with ``lo`` and ``scale`` shaped (1, 1, 1, C) float32 (one more 1), and returns a handle at once where the
     backend computes asynchronously (JAX, and TensorFlow or PyTorch on a GPU);
     ``fetch(handle)`` waits for it and returns float32 numpy (B, H, W, K). So the
     next batch is cut and sent while the device works on this one, raw 16-bit
@@ -32,9 +32,10 @@ class Forward:
     def _compile(self) -> Any:
         keras = load_keras()
         km, ops = self.keras_model, keras.ops
+        rank = len(km.inputs[0].shape)  # 4 for planes, 5 for volumes
 
         def normalised(x, lo, scale):
-            if len(x.shape) == 3:  # one channel, sent without its axis (see `run`)
+            if len(x.shape) == rank - 1:  # one channel, sent without its axis (see `run`)
                 x = ops.expand_dims(x, -1)
             return (ops.cast(x, "float32") - lo) / scale
 

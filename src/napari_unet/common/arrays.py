@@ -162,8 +162,24 @@ def to_planes(image: np.ndarray, axes: str) -> tuple[np.ndarray, tuple[int, ...]
     return planes, lead
 
 
+def to_units(image: np.ndarray, axes: str, ndim: int = 2) -> tuple[np.ndarray, tuple[int, ...]]:
+    """What a ``ndim``-D network takes, one unit at a time: planes ``(N, H, W, C)``
+    (`to_planes`) for 2, volumes ``(N, Z, H, W, C)`` for 3. Returns the units and the
+    leading shape (e.g. ``(T,)``) `from_planes` needs; ``ValueError`` when a 3D network
+    gets an image without a Z axis."""
+    if ndim == 2:
+        return to_planes(image, axes)
+    if "Z" not in axes:
+        raise ValueError(f"a 3D network labels volumes, but this image's axes are {axes!r} "
+                         "(no Z): give a stack with its axes (e.g. 'ZYX'), or use a 2D model "
+                         "for single planes.")
+    planes, lead = to_planes(image, axes)
+    return planes.reshape((-1, lead[-1]) + planes.shape[1:]), lead[:-1]
+
+
 def from_planes(planes: np.ndarray, lead: tuple[int, ...]) -> np.ndarray:
-    """Inverse of `to_planes` for a per-plane result shaped ``(N, H, W, ...)``."""
+    """Inverse of `to_planes` (and `to_units`) for a per-unit result shaped ``(N, H, W,
+    ...)`` (or ``(N, Z, H, W, ...)``)."""
     return planes.reshape(tuple(lead) + planes.shape[1:])
 
 

@@ -67,9 +67,13 @@ class LabelOptions:
     def for_unet(self, unet: Any, spatial_axes: str = "YX") -> LabelOptions:
         """`filled` with the values of ``unet`` (a `UNetModel` or a `ModelSummary`) for
         labels with ``spatial_axes``: its values for objects linked in 3D when these
-        options link instances across the Z of those axes and it has them."""
+        options link instances across the Z of those axes and it has them. A 3D network's
+        instances are always linked across Z (it predicts volumes)."""
         summary = getattr(unet, "summary", unet)
-        return self.filled(summary.decoding_for(self.links(spatial_axes)))
+        options = self
+        if summary.config.ndim == 3 and self.instances:  # a 3D network's objects are 3D
+            options = replace(self, link_planes=True)
+        return options.filled(summary.decoding_for(options.links(spatial_axes)))
 
     def sampling(self, unit_axes: str) -> tuple[float, ...] | None:
         """`relative_sampling` of these options' ``spacing`` for ``unit_axes``."""

@@ -14,7 +14,7 @@ import os
 from .config import UNetConfig
 
 __all__ = ["round_up", "count_parameters", "flops_per_megapixel", "receptive_field", "halo",
-           "halos", "level_fractions",
+           "halos", "level_fractions", "auto_z_window",
            "training_memory_bytes", "inference_bytes_per_pixel", "available_memory",
            "default_memory_budget", "auto_tile_size"]
 
@@ -212,11 +212,15 @@ def auto_tile_size(config: UNetConfig, memory_budget: int | None = None,
     The window must fit the memory budget (default: a quarter of the available
     memory, at most 1 GiB). Without ``shape`` it is the largest that fits; with
     the (Y, X) ``shape`` of the image it is the one, among those that fit, that
-    computes the fewest pixels in total (halos included) for that image.
+    computes the fewest pixels in total (halos included) for that image. For a 3D
+    network the side is that of Y and X, ``shape`` is (Z, Y, X) and each window takes
+    as many planes as fit (`auto_z_window`).
     ``accelerator``: the budget is GPU memory (see `inference_bytes_per_pixel`).
     """
     if memory_budget is None:
         memory_budget = default_memory_budget()
+    if config.ndim == 3:
+        return _auto_tile_size_3d(config, memory_budget, shape, accelerator)
     m, context = config.size_multiple, halo(config)
     smallest = round_up(4 * context, m)
     largest = int(math.sqrt(memory_budget / inference_bytes_per_pixel(config, accelerator)))
@@ -231,3 +235,43 @@ def auto_tile_size(config: UNetConfig, memory_budget: int | None = None,
 
     candidates = range(largest, smallest - 1, -m)
     return min(candidates, key=lambda window: (cost(window), -window))
+
+
+def auto_z_window(config: UNetConfig, memory_budget: int, padded: tuple[int, int, int],
+                  tile_size: int, accelerator: bool = False) -> int:
+    """Planes per window of a 3D network over a volume of ``padded`` (Z, Y, X) shape
+    with windows ``tile_size`` px in Y and X: the whole Z when it fits
+    ``memory_budget``, else as many as fit (a multiple of Z's size multiple), never fewer
+    than twice Z's halo plus one step."""
+    mz, hz = config.size_multiples[0], halo(config, "Z")
+    smallest = 2 * hz + mz
+    area = min(tile_size, padded[1]) * min(tile_size, padded[2])
+    fits = int(memory_budget / (inference_bytes_per_pixel(config, accelerator) * area))
+    if padded[0] <= fits:
+        return max(padded[0], smallest)
+    return max(smallest, fits // mz * mz)
+
+
+def _auto_tile_size_3d(config: UNetConfig, memory_budget: int,
+                       shape: tuple[int, ...] | None, accelerator: bool) -> int:
+    """`auto_tile_size` of a 3D network: the Y/X side whose windows (with the planes
+    `auto_z_window` gives them) compute the fewest voxels over a (Z, Y, X) ``shape``."""
+    m, context = config.size_multiple, halo(config)
+    mz, hz = config.size_multiples[0], halo(config, "Z")
+    smallest = round_up(4 * context, m)
+    planes = 2 * hz + mz if shape is None else min(2 * hz + mz, round_up(shape[0], mz))
+    per_plane = memory_budget / (inference_bytes_per_pixel(config, accelerator) * planes)
+    largest = max(int(math.sqrt(per_plane)) // m * m, smallest)
+    if shape is None:
+        return largest
+    padded = (round_up(shape[0], mz), round_up(shape[1], m), round_up(shape[2], m))
+
+    def cost(side: int) -> int:
+        windows = (auto_z_window(config, memory_budget, padded, side, accelerator), side, side)
+        total = 1
+        for n, w, h in zip(padded, windows, (hz, context, context)):
+            total *= (1 if n <= w else math.ceil(n / (w - 2 * h))) * min(w, n)
+        return total
+
+    candidates = range(min(largest, max(smallest, max(padded[1:]))), smallest - 1, -m)
+    return min(candidates, key=lambda side: (cost(side), -side))

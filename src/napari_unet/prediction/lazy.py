@@ -135,6 +135,10 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
 
     from ..model.costs import halo as halo_of
 
+    if config.ndim == 3:
+        raise ValueError("a 3D network predicts whole volumes in memory for now, not dask or "
+                         "zarr blocks: load the stack as a numpy array (np.asarray), or use "
+                         "a 2D network for lazy prediction.")
     halo = halo_of(config)
     image, axes = _rechunk(image, axes, config, halo, chunk)
     planes, _ = arrays.to_planes(image, axes)

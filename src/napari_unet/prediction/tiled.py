@@ -86,15 +86,15 @@ def iter_probabilities(
 def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
                tile_size: int | None = None, batch_size: int | None = None,
                memory_budget: int | None = None, stats: Any = None,
-               network: Network | None = None, origin: tuple[int, int] = (0, 0)
+               network: Network | None = None, origin: tuple[int, ...] | None = None
                ) -> Generator[PredictProgress, None, np.ndarray]:
-    """``network`` (default: `Probabilities` of ``unet``) over every plane of ``image``,
-    tiled and batched; yields `PredictProgress` after each batch and returns float32
-    ``(*leading spatial axes, Y, X, network.outputs)``.
+    """``network`` (default: `Probabilities` of ``unet``) over every plane of ``image``
+    (every Z stack, for a 3D network), tiled and batched; yields `PredictProgress` after
+    each batch and returns float32 ``(*leading spatial axes, Y, X, network.outputs)``.
 
     ``image``, ``axes``, ``tile_size``, ``batch_size``, ``memory_budget`` and ``stats``
     are those of `napari_unet.prediction.api.iter_predict` (there documented); ``origin``
-    (row, column) is where the image's first pixel lies in a larger one (a lazy block),
+    (row, column; (z, row, column) in 3D) is where the image's first pixel lies in a larger one (a lazy block),
     which the network is told for each window. Every option is checked first. On
     running out of memory, batches and then tiles are halved and the planes run again,
     with a `PredictProgress` message saying so.
@@ -107,15 +107,17 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
     image = arrays.check_image(image)
     axes = arrays.resolve_axes(axes, image.shape, config.in_channels)
     arrays.check_channels(axes, image.shape, config.in_channels)
-    planes, lead = arrays.to_planes(image, axes)
+    planes, lead = arrays.to_units(image, axes, config.ndim)
     free = accelerator_memory()  # asked once: on TensorFlow GPUs it runs nvidia-smi
     if memory_budget is None:
         memory_budget = budget_for(free)
     batch_size, memory_budget = check_run_options(config, tile_size, batch_size, memory_budget)
-    shape = planes.shape[1:3]
+    shape = planes.shape[1:-1]
+    origin = (0,) * len(shape) if origin is None else tuple(origin)
     tile_size, message = first_tile_size(config, tile_size, shape, memory_budget,
                                          free is not None, network.cost)
-    stats = unet.normalization.statistics(planes) if stats is None else stats
+    if stats is None:
+        stats = unet.normalization.statistics(planes.reshape((-1,) + planes.shape[-3:]))
     while True:
         plan = TilePlan.make(config, shape, tile_size, batch_size, memory_budget,
                              free is not None, network.cost)
@@ -131,13 +133,14 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
             tile_size, batch_size = plan.smaller(config, err)
             message = (f"Out of memory: retrying with tiles of {tile_size} px and "
                        f"batches of {batch_size}.")
-    return arrays.from_planes(result[:, :shape[0], :shape[1]], lead)
+    return arrays.from_planes(result[(slice(None),) + tuple(slice(0, n) for n in shape)], lead)
 
 
 def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any,
-               plan: TilePlan, origin: tuple[int, int]):
-    """Run all (plane, tile) windows of ``planes`` (N, H, W, C) in batches of ``plan.batch``;
-    yields progress and returns the network's outputs on the padded planes (N, Hp, Wp, K).
+               plan: TilePlan, origin: tuple[int, ...]):
+    """Run all (plane, tile) windows of ``planes`` (N, H, W, C), or of volumes (N, Z, H,
+    W, C), in batches of ``plan.batch``; yields progress and returns the network's
+    outputs on the padded units (N, Hp, Wp, K) or (N, Zp, Hp, Wp, K).
 
     Batch k + 1 is cut and dispatched before batch k is fetched, so the host
     prepares the next windows while the device computes.
@@ -151,8 +154,7 @@ def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any
     for start in range(0, len(jobs) + plan.batch, plan.batch):
         chunk = jobs[start:start + plan.batch]
         if chunk:
-            origins = [(origin[0] + t.window[0].start, origin[1] + t.window[1].start)
-                       for _, t in chunk]
+            origins = [tuple(o + w.start for o, w in zip(origin, t.window)) for _, t in chunk]
             in_flight.append((start, chunk, network.run(_windows(source, chunk, whole),
                                                         origins, lo, scale)))
         if len(in_flight) > 1 or (in_flight and not chunk):
@@ -175,35 +177,36 @@ _DEVICE_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.in
 
 
 def _device_input(unet: UNetModel, planes: np.ndarray, stats: Any,
-                  padded: tuple[int, int]) -> tuple[Any, np.ndarray, np.ndarray]:
-    """What the device receives: the planes mirror-padded to ``padded`` in their own dtype,
-    with the float32 ``lo`` and ``scale`` (1, 1, 1, C) that normalise them there; or, for
-    dtypes float32 cannot hold (64-bit), planes normalised here with ``lo`` 0 and ``scale`` 1.
+                  padded: tuple[int, ...]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """What the device receives: the planes (or volumes) mirror-padded to ``padded`` in
+    their own dtype, with the float32 ``lo`` and ``scale`` (1, 1, 1, C; one more 1 for
+    volumes) that normalise them there; or, for dtypes float32 cannot hold (64-bit),
+    units normalised here with ``lo`` 0 and ``scale`` 1.
 
-    Returns ``(source, lo, scale)``; ``source`` is a function of a plane index giving
-    (Hp, Wp, C), so planes are padded one at a time and only when needed.
+    Returns ``(source, lo, scale)``; ``source`` is a function of a unit index giving
+    (Hp, Wp, C) or (Zp, Hp, Wp, C), so units are padded one at a time and only when needed.
     """
-    c = planes.shape[-1]
+    c, shape = planes.shape[-1], planes.shape[1:-1]
+    stat_shape = (1,) * (len(shape) + 1) + (c,)
     if planes.dtype in _DEVICE_DTYPES:
-        lo, scale = (v.reshape(1, 1, 1, c) for v in offset_and_scale(stats, np.float32))
+        lo, scale = (v.reshape(stat_shape) for v in offset_and_scale(stats, np.float32))
         prepare = lambda plane: plane  # noqa: E731
     else:
-        lo, scale = np.zeros((1, 1, 1, c), np.float32), np.ones((1, 1, 1, c), np.float32)
+        lo, scale = np.zeros(stat_shape, np.float32), np.ones(stat_shape, np.float32)
         prepare = lambda plane: unet.normalization.apply(plane, stats)  # noqa: E731
-    h, w = planes.shape[1:3]
     cache: dict[int, np.ndarray] = {}
 
     def source(i: int) -> np.ndarray:
         if i not in cache:
             cache.clear()
             plane = prepare(planes[i:i + 1])[0]
-            if (h, w) != padded:
-                plane = np.pad(plane, ((0, padded[0] - h), (0, padded[1] - w), (0, 0)),
+            if shape != padded:
+                plane = np.pad(plane, [(0, p - n) for n, p in zip(shape, padded)] + [(0, 0)],
                                mode="symmetric")
             cache[i] = plane
         return cache[i]
 
-    source.planes = planes if planes.dtype in _DEVICE_DTYPES and (h, w) == padded else None
+    source.planes = planes if planes.dtype in _DEVICE_DTYPES and shape == padded else None
     return source, lo, scale
 
 

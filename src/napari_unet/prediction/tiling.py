@@ -2,7 +2,8 @@
 options, the tiles of a plane and the batch that fits memory (`TilePlan`).
 
 A plan cuts an image whose sides are multiples of ``m = 2**depth`` into windows
-of one fixed shape (one compiled graph, no retracing). Each window's *core* is
+of one fixed shape (one compiled graph, no retracing); a 3D network's volumes are cut
+along Z too, with that axis' own multiple and halo. Each window's *core* is
 at least ``halo`` pixels from any window edge that is not an image edge, so the
 core sees exactly the context it would see in a whole-image pass: tiled and
 untiled predictions agree to float rounding. Window starts are multiples of
@@ -11,6 +12,7 @@ untiled predictions agree to float rounding. Window starts are multiples of
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
@@ -19,8 +21,10 @@ from ..common.checks import is_whole
 from ..model.config import UNetConfig
 from ..model.costs import (
     auto_tile_size,
+    auto_z_window,
     default_memory_budget,
     halo,
+    halos,
     inference_bytes_per_pixel,
     round_up,
 )
@@ -35,14 +39,14 @@ MAX_BATCH = 32
 class Tile:
     """One window: where to read it and which part of its output to keep.
 
-    ``window`` are the (y, x) slices of the padded image fed to the network;
-    ``core`` the (y, x) slices of the output to keep, in image coordinates;
+    ``window`` are the (y, x) (or (z, y, x)) slices of the padded image fed to the
+    network; ``core`` the slices of the output to keep, in image coordinates;
     ``core_in_window`` the same region in window coordinates.
     """
 
-    window: tuple[slice, slice]
-    core: tuple[slice, slice]
-    core_in_window: tuple[slice, slice]
+    window: tuple[slice, ...]
+    core: tuple[slice, ...]
+    core_in_window: tuple[slice, ...]
 
 
 def _plan_1d(n: int, window: int, halo: int) -> list[tuple[int, int, int]]:
@@ -57,42 +61,43 @@ def _plan_1d(n: int, window: int, halo: int) -> list[tuple[int, int, int]]:
     return out
 
 
-def plan_tiles(shape: tuple[int, int], window: int, halo: int, multiple: int) -> tuple[tuple[int, int], list[Tile]]:
-    """Plan windows over an image of ``shape`` (padded to multiples of ``multiple``).
+def plan_tiles(shape: tuple[int, ...], window: Any, halo: Any, multiple: Any
+               ) -> tuple[tuple[int, ...], list[Tile]]:
+    """Plan windows over an image of ``shape`` ((Y, X) or (Z, Y, X), padded to multiples
+    of ``multiple``); ``window``, ``halo`` and ``multiple`` are one value for every axis
+    or one per axis.
 
     Returns ``(window_shape, tiles)``; ``window_shape`` is ``min(window, side)``
     per axis. ``window`` must be a multiple of ``multiple`` larger than ``2*halo``.
     """
-    h, w = shape
-    if h % multiple or w % multiple:
-        raise ValueError(f"Image shape {shape} must be padded to multiples of {multiple}.")
-    if window % multiple or window <= 2 * halo:
-        raise ValueError(
-            f"Tile size {window} must be a multiple of {multiple} and larger than "
-            f"twice the halo ({2 * halo})."
-        )
-    ys, xs = _plan_1d(h, window, halo), _plan_1d(w, window, halo)
-    wh, ww = min(window, h), min(window, w)
-    tiles = [
-        Tile(
-            window=(slice(ys0, ys0 + wh), slice(xs0, xs0 + ww)),
-            core=(slice(yc0, yc1), slice(xc0, xc1)),
-            core_in_window=(slice(yc0 - ys0, yc1 - ys0), slice(xc0 - xs0, xc1 - xs0)),
-        )
-        for (ys0, yc0, yc1), (xs0, xc0, xc1) in product(ys, xs)
-    ]
-    return (wh, ww), tiles
+    window, halo, multiple = (tuple(v) if isinstance(v, (tuple, list)) else (v,) * len(shape)
+                              for v in (window, halo, multiple))
+    if any(n % m for n, m in zip(shape, multiple)):
+        raise ValueError(f"Image shape {shape} must be padded to multiples of "
+                         f"{multiple[-1] if len(set(multiple)) == 1 else multiple}.")
+    for w, h, m in zip(window, halo, multiple):
+        if w % m or w <= 2 * h:
+            raise ValueError(f"Tile size {w} must be a multiple of {m} and larger than "
+                             f"twice the halo ({2 * h}).")
+    plans = [_plan_1d(n, w, h) for n, w, h in zip(shape, window, halo)]
+    sides = tuple(min(w, n) for w, n in zip(window, shape))
+    tiles = [Tile(window=tuple(slice(s0, s0 + side) for (s0, _, _), side in zip(axes, sides)),
+                  core=tuple(slice(c0, c1) for _, c0, c1 in axes),
+                  core_in_window=tuple(slice(c0 - s0, c1 - s0) for s0, c0, c1 in axes))
+             for axes in product(*plans)]
+    return sides, tiles
 
 
 @dataclass(frozen=True)
 class TilePlan:
-    """How planes of one (Y, X) ``shape`` are run: padded to ``padded`` (multiples of
-    ``2**depth``), cut into ``tiles`` of ``window`` shape (from windows of ``tile_size``
-    px), ``batch`` windows per network call."""
+    """How planes of one (Y, X) ``shape`` (volumes of one (Z, Y, X) shape, for a 3D
+    network) are run: padded to ``padded`` (the network's size multiples), cut into
+    ``tiles`` of ``window`` shape (from windows of ``tile_size`` px in Y and X; in Z as
+    many planes as fit the memory), ``batch`` windows per network call."""
 
-    shape: tuple[int, int]
-    padded: tuple[int, int]
-    window: tuple[int, int]
+    shape: tuple[int, ...]
+    padded: tuple[int, ...]
+    window: tuple[int, ...]
     tiles: list[Tile]
     batch: int
     tile_size: int
@@ -104,18 +109,23 @@ class TilePlan:
         """The plan for ``config``; the batch (when ``batch_size`` is None) is what fits
         ``memory_budget`` when each window costs ``cost`` windows of memory, at most
         `MAX_BATCH`."""
-        m, context = config.size_multiple, halo(config)
-        padded = (round_up(shape[0], m), round_up(shape[1], m))
-        window, tiles = plan_tiles(padded, tile_size, context, m)
-        per_window = cost * inference_bytes_per_pixel(config, accelerator) * window[0] * window[1]
+        multiples, context = config.size_multiples, halos(config)
+        padded = tuple(round_up(n, m) for n, m in zip(shape, multiples))
+        sides = (tile_size,) * 2
+        if config.ndim == 3:
+            budget = memory_budget // cost
+            sides = (auto_z_window(config, budget, padded, tile_size, accelerator), *sides)
+        window, tiles = plan_tiles(padded, sides, context, multiples)
+        per_window = (cost * inference_bytes_per_pixel(config, accelerator)
+                      * math.prod(window))
         batch = batch_size or int(max(1, min(MAX_BATCH, memory_budget // per_window)))
         return cls(tuple(shape), padded, window, tiles, batch, tile_size)
 
     @property
     def whole(self) -> bool:
         """One window covers each whole padded plane."""
-        return len(self.tiles) == 1 and self.tiles[0].window == (
-            slice(0, self.padded[0]), slice(0, self.padded[1]))
+        return len(self.tiles) == 1 and self.tiles[0].window == tuple(
+            slice(0, n) for n in self.padded)
 
     def smaller(self, config: UNetConfig, err: BaseException) -> tuple[int, int]:
         """The next ``(tile_size, batch_size)`` after running out of memory: half the batch
@@ -129,13 +139,14 @@ class TilePlan:
                           "other programs or use a smaller model.") from err
 
 
-def first_tile_size(config: UNetConfig, tile_size: int | None, shape: tuple[int, int],
+def first_tile_size(config: UNetConfig, tile_size: int | None, shape: tuple[int, ...],
                     memory_budget: int, accelerator: bool, cost: int = 1) -> tuple[int, str]:
     """``(tile side, warning)``: ``tile_size`` with a `small_tile_warning` (or ""), or when
-    None the side that fits ``memory_budget`` for windows that cost ``cost`` windows."""
+    None the side that fits ``memory_budget`` for windows that cost ``cost`` windows
+    (``shape``: (Y, X), or (Z, Y, X) for a 3D network)."""
     if tile_size is None:
         return auto_tile_size(config, memory_budget // cost, shape, accelerator), ""
-    return int(tile_size), small_tile_warning(config, int(tile_size), shape)
+    return int(tile_size), small_tile_warning(config, int(tile_size), shape[-2:])
 
 
 def check_run_options(config: UNetConfig, tile_size: Any, batch_size: Any,

@@ -158,6 +158,9 @@ class MCDropout:
     cost = _BATCH
 
     def __init__(self, unet: Any, passes: int):
+        if unet.config.ndim == 3:
+            raise ValueError("uncertainty maps (Monte-Carlo dropout) are for 2D networks "
+                             "for now; a 3D network gives probabilities and labels only.")
         self.network = mc_network(unet)
         self.passes = passes
         self.outputs = 2 + max(1, unet.config.n_classes)
