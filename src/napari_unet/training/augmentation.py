@@ -1,7 +1,9 @@
 """Random changes to training patches that real images also show.
 
 `Augmentation` says which transforms run; `Augmentation.apply` changes a batch of
-normalised float32 image patches ``(B, P, P, C)`` and their targets ``(B, P, P, 1)``
+normalised float32 image patches ``(B, P, P, C)`` (a 3D network's ``(B, D, P, P, C)``:
+rotations and flips in the plane, flips along Z, one in-plane deformation for all
+planes) and their targets ``(B, P, P, 1)``
 (class index or ``IGNORE``; a second channel, if any, is a pixel weight that moves
 with them) and returns new arrays:
 
@@ -89,11 +91,15 @@ class Augmentation:
     def _sample(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator
                 ) -> tuple[np.ndarray, np.ndarray]:
         chance = lambda: rng.random() < self.probability  # noqa: E731
+        volume = x.ndim == 4  # (Z, P, Q, C): a 3D network's patch
+        yx = (1, 2) if volume else (0, 1)
         if self.flips:
             k, flip = int(rng.integers(4)), bool(rng.integers(2))
-            x, y = np.rot90(x, k, axes=(0, 1)), np.rot90(y, k, axes=(0, 1))
+            x, y = np.rot90(x, k, axes=yx), np.rot90(y, k, axes=yx)
             if flip:
-                x, y = x[:, ::-1], y[:, ::-1]
+                x, y = np.flip(x, yx[1]), np.flip(y, yx[1])
+            if volume and rng.integers(2):
+                x, y = x[::-1], y[::-1]
         if self.elastic and chance():
             x, y = elastic_deformation(x, y, rng)
         if self.intensity and chance():
@@ -103,7 +109,7 @@ class Augmentation:
             if hi - lo > 1e-6:
                 x = lo + (hi - lo) * ((x - lo) / (hi - lo)) ** rng.uniform(0.7, 1.5)
         if self.blur and chance():
-            x = ndi.gaussian_filter(x, (rng.uniform(0.3, 1.0),) * 2 + (0,))
+            x = ndi.gaussian_filter(x, (0,) * volume + (rng.uniform(0.3, 1.0),) * 2 + (0,))
         if self.noise and chance():
             x = x + rng.normal(0.0, rng.uniform(0.0, 0.05), x.shape)
         return x.astype(np.float32, copy=False), y
@@ -113,7 +119,13 @@ def elastic_deformation(x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                         sigma: float = 10.0, grid: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Deform ``x`` (P, Q, C) and ``y`` (P, Q, K) by one smooth random field: displacements
     drawn on a ``grid`` x ``grid`` lattice with standard deviation ``sigma`` px, upsampled
-    by cubic splines. Returns new arrays; ``y`` is sampled by nearest neighbour."""
+    by cubic splines. Returns new arrays; ``y`` is sampled by nearest neighbour. A
+    volume's (Z, P, Q, C) planes all get the same in-plane field."""
+    if x.ndim == 4:
+        seed = int(rng.integers(2**63))  # one field: every plane draws the same
+        planes = [elastic_deformation(xz, yz, np.random.default_rng(seed), sigma, grid)
+                  for xz, yz in zip(x, y)]
+        return np.stack([p[0] for p in planes]), np.stack([p[1] for p in planes])
     shape = x.shape[:2]
     coarse = rng.normal(0.0, sigma, (2, grid, grid))
     zoom = (shape[0] / grid, shape[1] / grid)

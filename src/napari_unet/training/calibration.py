@@ -24,6 +24,7 @@ from .data import TrainingData, linked_stacks
 from .decoding_search import MIN_OBJECTS, Calibration, calibrate
 
 __all__ = ["Calibration", "calibrate", "calibrate_trained", "calibration_warning",
+           "finish_calibration",
            "collapse_warning", "plane_probabilities", "quality_warning", "split_estimate"]
 
 LINKED_VOXELS = 4_000_000  # at most this many voxels of 3D labels calibrate linked decoding
@@ -106,11 +107,17 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
         info["split_estimate"] = split_estimate(probs, unet.decoding.threshold)
         changes["decoding"] = replace(unet.decoding,
                                       split_distance=info["split_estimate"]["split_distance"])
+    finish_calibration(unet, info, changes)
+
+
+def finish_calibration(unet: Any, info: dict[str, Any], changes: dict[str, Any]) -> None:
+    """Add the quality and calibration warnings to a trained ``unet``'s record ``info``
+    (each also a ``RuntimeWarning``) and update it with ``info`` and ``changes``."""
     info["quality_warning"] = quality_warning(info)
     info["calibration_warning"] = calibration_warning(info)
     for key in ("quality_warning", "calibration_warning"):
         if info[key]:
-            warnings.warn(info[key], RuntimeWarning, stacklevel=4)
+            warnings.warn(info[key], RuntimeWarning, stacklevel=5)
     unet.update(info=info, **changes)
 
 

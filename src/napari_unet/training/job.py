@@ -33,6 +33,7 @@ from .provenance import record_provenance
 from .request import TrainRequest
 from .sampling import held_out_and_sampler
 from .settings import TrainSettings
+from .volumes import calibrate_volumes, prepare_volume_data, volume_held_out_and_sampler
 
 __all__ = ["TrainResult", "iter_train", "iter_train_request", "train"]
 
@@ -53,7 +54,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     Parameters
     ----------
     images, labels : one array or a list of arrays. Images are YX (or stacks,
-        see `napari_unet.training.data.prepare_training_data`); labels are
+        see `napari_unet.training.data.prepare_training_data`; a 3D network takes
+        stacks with a Z axis, `napari_unet.training.volumes`); labels are
         integer arrays of the same spatial shape. ``label_mode="dense"``: 0 =
         background, > 0 = objects (or class ids). ``label_mode="sparse"``: 0 =
         unlabelled, 1 = background, 2.. = classes.
@@ -65,23 +67,20 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     names : one name per image (e.g. its file name) for error messages.
     class_names : one name per class, background first (e.g. ``["background",
         "nucleus"]``), stored in the model; as many as it has outputs (2 for one).
-    preview : a `napari_unet.training.preview.Preview`: every few seconds the region
-        it names is labelled with the current weights and yielded as a `TrainPreview`.
-    spacing : the physical pixel sizes of the images along Z, Y, X (e.g. ``{"Z": 2.0,
-        "Y": 0.5, "X": 0.5}``, one unit), one for all or a list with one per image
-        (None: 1). Calibration then splits seeds, and links objects in 3D, measuring
-        true distances, as `napari_unet.labels.options.LabelOptions.spacing` does when
-        the model labels images of that spacing; the calibration record keeps it.
-    settings, options : a `TrainSettings`, or its fields as keyword arguments (there
-        documented).
+    preview : a `napari_unet.training.preview.Preview` (2D networks): every few seconds
+        its region is labelled with the current weights, yielded as a `TrainPreview`.
+    spacing : pixel sizes along Z, Y, X (``{"Z": 2.0, "Y": 0.5, "X": 0.5}``), one for all
+        or a list with one per image (None: 1): calibration measures true distances, as
+        `napari_unet.labels.options.LabelOptions.spacing` will; its record keeps them.
+    settings, options : a `TrainSettings`, or its fields as keywords (there documented).
 
     Training a `UNetModel` again continues it: its optimizer (and so Adam's moments)
-    is kept when it has one, the new epochs extend ``history``, and ``info["rounds"]``
-    lists every round with its annotation record (painted pixels per class and image).
+    is kept, the new epochs extend ``history``, and ``info["rounds"]`` lists every round
+    with its annotation record (painted pixels per class and image).
 
-    If the loss stops being finite, training stops: with the weights of the
-    best finite epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what
-    happened), or with a ``ValueError`` when no epoch ended finite.
+    If the loss stops being finite, training stops: with the weights of the best finite
+    epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what happened), or with a
+    ``ValueError`` when no epoch ended finite.
     """
     settings = _settings(settings, options)
     parallel = parallel_plan(settings)
@@ -89,11 +88,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     spacings = _spacings(spacing, len(images))
     unet = network_to_train(model, parallel, settings, labels, class_names)
     settings.check_for(unet.config, unet.target)
-    data = prepare_training_data(images, labels, unet.config, settings.label_mode,
-                                 unet.normalization, axes_list, names, unet.target,
-                                 settings.boundary_width)
-    held_out = held_out_and_sampler(unet, settings, data, parallel)
-    schedule = settings.schedule(held_out.targets)
+    data, held_out = _data_and_held_out(unet, settings, images, labels, axes_list, names, parallel)
+    schedule = settings.schedule(held_out.targets, held_out.sampler.shape)
     weights = class_weights(held_out.targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
     outcome = yield from fit(unet, settings, held_out, schedule, should_stop, parallel, weights,
@@ -101,9 +97,9 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     _report_divergence(outcome, settings.learning_rate)
     record_provenance(unet, outcome, settings, schedule, time.perf_counter() - started,
                       labels, names, weights)
-    yield TrainProgress(len(outcome.history["loss"]), schedule[0], schedule[1], schedule[1],
-                        "calibrate")
-    calibrate_trained(unet, settings, data, held_out.targets, spacings)
+    yield TrainProgress(len(outcome.history["loss"]), *schedule, schedule[1], "calibrate")
+    calibrate = calibrate_volumes if unet.config.ndim == 3 else calibrate_trained
+    calibrate(unet, settings, data, held_out.targets, spacings)
     del data, held_out
     release_free_memory()
     return TrainResult(unet, outcome.history)
@@ -141,8 +137,9 @@ def _settings(settings: TrainSettings | None, options: dict[str, Any]) -> TrainS
 
 
 def _preview_job(unet: UNetModel, preview: Any, images: list, axes_list: list) -> Any:
-    """The `napari_unet.training.preview.PreviewJob` for ``preview`` (None: none)."""
-    if preview is None:
+    """The `napari_unet.training.preview.PreviewJob` for ``preview`` (None: none, and for a
+    3D network, which trains without one)."""
+    if preview is None or unet.config.ndim == 3:
         return None
     from .preview import PreviewJob
 
@@ -163,6 +160,21 @@ def _as_lists(images: Any, labels: Any, axes: Any, names: Any) -> tuple[list, li
     if names is not None and len(names) != len(images):
         raise ValueError(f"names must give one name per image ({len(images)}); got {len(names)}.")
     return images, labels, axes_list
+
+
+def _data_and_held_out(unet: UNetModel, settings: TrainSettings, images: list, labels: list,
+                       axes_list: list, names: Any, parallel: Any) -> tuple[Any, Any]:
+    """The `TrainingData` (planes, or volumes for a 3D network) and its `HeldOut`
+    validation and patch sampler."""
+    if unet.config.ndim == 3:
+        data = prepare_volume_data(images, labels, unet.config, settings.label_mode,
+                                   unet.normalization, axes_list, names, unet.target,
+                                   settings.boundary_width)
+        return data, volume_held_out_and_sampler(unet, settings, data)
+    data = prepare_training_data(images, labels, unet.config, settings.label_mode,
+                                 unet.normalization, axes_list, names, unet.target,
+                                 settings.boundary_width)
+    return data, held_out_and_sampler(unet, settings, data, parallel)
 
 
 def _spacings(spacing: Any, n_images: int) -> list[Any]:

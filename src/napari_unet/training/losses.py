@@ -18,7 +18,8 @@ _EPS = 1e-7
 
 
 def _split_target(y_true):
-    """``(classes (B,H,W,1), extra pixel weights (B,H,W,1) or None)`` of a target."""
+    """``(classes (B,H,W,1), extra pixel weights (B,H,W,1) or None)`` of a target (a 3D
+    network's: (B,D,H,W,1))."""
     if y_true.shape[-1] == 2:
         return y_true[..., :1], y_true[..., 1:]
     return y_true, None
@@ -43,7 +44,7 @@ def _per_sample(value, mask):
     The loss is a mean over all annotated pixels of the batch (not a mean of
     per-image means), so images with few scribbled pixels do not dominate.
     """
-    return ops.ones_like(ops.sum(mask, axis=(1, 2, 3))) * value
+    return ops.ones_like(ops.sum(mask, axis=tuple(range(1, len(mask.shape))))) * value
 
 
 class _MaskedLoss(keras.losses.Loss):
@@ -108,8 +109,9 @@ class MaskedDice(_MaskedLoss):
         mask, target = _mask_and_onehot(y_true, y_pred)
         if y_pred.shape[-1] > 1:
             target, y_pred = target[..., 1:], y_pred[..., 1:]
-        inter = ops.sum(target * y_pred * mask, axis=(0, 1, 2))
-        denom = ops.sum((target + y_pred) * mask, axis=(0, 1, 2))
+        spatial = tuple(range(len(y_pred.shape) - 1))  # batch and spatial axes: per class
+        inter = ops.sum(target * y_pred * mask, axis=spatial)
+        denom = ops.sum((target + y_pred) * mask, axis=spatial)
         dice = ops.mean((2.0 * inter + 1.0) / (denom + 1.0))
         return _per_sample(1.0 - dice, mask)
 

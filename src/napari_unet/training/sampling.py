@@ -201,6 +201,7 @@ class PatchSampler:
                  rng: np.random.Generator, focus: Sequence[np.ndarray] | None = None,
                  weights: Sequence[np.ndarray] | None = None):
         self.patch_size, self.batch_size, self.rng = patch_size, batch_size, rng
+        self.shape = (patch_size, patch_size)
         self.augment = Augmentation.from_setting(augment)
         self.images, self.targets, self.annotated = [], [], []
         for image, target in zip(images, targets):

@@ -159,8 +159,11 @@ class TrainSettings:
                 f"{need / 2**30:,.1f} GiB to train this network, but only {free / 2**30:,.1f} "
                 "GiB are free; use smaller patches or batches (the defaults are 128 and 8).")
 
-    def schedule(self, targets: Sequence[np.ndarray]) -> tuple[int, int]:
-        """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated).
+    def schedule(self, targets: Sequence[np.ndarray],
+                 patch: tuple[int, ...] | None = None) -> tuple[int, int]:
+        """``(epochs, batches per epoch)`` for the training ``targets`` (-1 = not annotated)
+        cut into ``patch``-shaped patches (None: ``patch_size`` squared; a 3D network's
+        ``(D, P, P)``).
 
         Batches per epoch: as set, or about two passes over the annotated pixels (at
         least 10). Epochs: as set; with a ``time_budget``, `MAX_AUTO_EPOCHS` (the budget
@@ -173,7 +176,8 @@ class TrainSettings:
         hours by default (early stopping ends a run that stopped improving).
         """
         annotated = sum(int(np.count_nonzero(t >= 0)) for t in targets)
-        passes = annotated / (self.patch_size**2 * self.batch_size)  # batches per pass
+        voxels = math.prod(patch) if patch is not None else self.patch_size**2
+        passes = annotated / (voxels * self.batch_size)  # batches per pass
         steps = (int(self.steps_per_epoch) if self.steps_per_epoch is not None
                  else max(10, math.ceil(2 * passes)))
         if self.epochs is not None:

@@ -1,0 +1,223 @@
+"""Training data of a 3D network (`UNetConfig.ndim` 3): volumes instead of planes.
+
+`prepare_volume_data` turns images with a Z axis (ZYX, TZYX, with or without channels)
+and their labels into `TrainingData` whose items are volumes: normalised float32
+``(Z, H, W, C)`` images, float32 ``(Z, H, W)`` targets (a class per voxel, or
+``IGNORE``) and the labels as given. With dense labels a plane of a labelled volume
+that holds no object is not annotated (``IGNORE``): label a few planes of a stack and
+the rest are ignored, not taken for background. `volume_held_out_and_sampler` holds out
+Z columns of ``block`` x ``block`` pixels for validation (3D objects lie in them whole)
+and draws random ``(D, P, P)`` patches (`VolumeSampler`), augmented in 3D
+(`napari_unet.training.augmentation`). `calibrate_volumes` chooses the model's
+`Decoding` on the held-out columns, decoding whole volumes in 3D with the voxel size.
+
+No Qt here; the network runs only through `napari_unet.prediction.tiled`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..common import arrays
+from ..labels.targets import boundary_classes, border_weights, touching_seams
+from ..model.config import UNetConfig
+from .augmentation import Augmentation
+from .data import IGNORE, PlaneSource, TrainingData, check_targets, encode_targets
+from .sampling import HeldOut, PatchSampler, _seeded_rng, held_blocks
+
+__all__ = ["prepare_volume_data", "patch_shape", "VolumeSampler", "volume_held_out_and_sampler",
+           "calibrate_volumes"]
+
+
+def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UNetConfig,
+                        label_mode: str, normalization: Any, axes: Sequence[str | None],
+                        names: Sequence[str] | None, target: str,
+                        boundary_width: int) -> TrainingData:
+    """Check, normalise and encode image/label pairs with a Z axis into volumes (see the
+    module docstring); ``ValueError`` says what to change (no Z axis, shapes, no labels)."""
+    if len(images) != len(labels):
+        raise ValueError(f"Got {len(images)} images but {len(labels)} label arrays; give one "
+                         "labels array per image.")
+    xs, ys, truths, sources = [], [], [], []
+    for i, (image, label, ax) in enumerate(zip(images, labels, axes)):
+        what = f"image {names[i]!r}" if names is not None else f"image {i + 1}"
+        image = arrays.check_image(image, what)
+        ax = arrays.resolve_axes(ax, image.shape, config.in_channels)
+        arrays.check_channels(ax, image.shape, config.in_channels, what)
+        volumes, lead = arrays.to_units(image, ax, 3)
+        spatial = tuple(s for s, a in zip(image.shape, ax) if a != "C")
+        label = arrays.check_labels(label, spatial, f"labels of {what}")
+        label_volumes = label.reshape((-1,) + label.shape[-3:])
+        stats = normalization.statistics(volumes.reshape((-1,) + volumes.shape[-3:]))
+        for k, (volume, lab) in enumerate(zip(volumes, label_volumes)):
+            if not np.any(lab > 0):
+                continue
+            xs.append(normalization.apply(volume, stats))
+            truths.append(lab)
+            encoded = encode_targets(boundary_classes(lab, boundary_width)
+                                     if target == "boundary" else lab,
+                                     config.n_classes, label_mode)
+            if label_mode == "dense":  # planes without objects: not annotated
+                encoded[~np.any(lab > 0, axis=(1, 2))] = IGNORE
+            ys.append(encoded)
+            index = np.unravel_index(k, lead) if lead else ()
+            sources.append(PlaneSource(i, tuple(int(n) for n in index), -1))
+    if not xs:
+        raise ValueError("The labels contain no annotated voxels; label some objects in the "
+                         "stack (a few planes are enough) before training.")
+    check_targets(ys, config.n_classes, label_mode)
+    return TrainingData(xs, ys, truths, sources)
+
+
+def patch_shape(config: UNetConfig, patch_size: int, depth: int) -> tuple[int, int, int]:
+    """``(D, P, P)`` training patches of a 3D network: ``patch_size`` in Y and X and as many
+    planes as cover about the same distance (fewer on the levels that leave a coarse Z
+    alone), on Z's size multiple, at most the deepest volume's ``depth`` rounded up."""
+    mz = config.size_multiples[0]
+    planes = max(mz, math.ceil(patch_size / 2**config.z_unpooled_levels / mz) * mz)
+    return min(planes, math.ceil(depth / mz) * mz), patch_size, patch_size
+
+
+def _pad_volume(image: np.ndarray, target: np.ndarray, shape: tuple[int, ...]):
+    """Image (mirrored) and target (``IGNORE``) padded at the end to at least ``shape``."""
+    pad = [(0, max(0, s - n)) for s, n in zip(shape, target.shape)]
+    if not any(p for _, p in pad):
+        return image, target
+    return (np.pad(image, pad + [(0, 0)], mode="symmetric"),
+            np.pad(target, pad, constant_values=IGNORE))
+
+
+def _filled(array: np.ndarray, shape: tuple[int, ...], fill: Any) -> np.ndarray:
+    """``array`` padded at the end with ``fill`` to ``shape`` (as `_pad_volume` pads)."""
+    return np.pad(array, [(0, s - n) for s, n in zip(shape, array.shape)],
+                  constant_values=fill)
+
+
+class VolumeSampler:
+    """Random batches of ``(B, D, P, P, C)`` patches of normalised ``images`` (Z, H, W, C)
+    and ``(B, D, P, P, 1)`` targets (a second channel of pixel ``weights``, if given), half
+    of them centred near an annotated voxel (with ``focus`` masks, half of those on a
+    focus voxel: where touching objects meet), augmented by ``augment``
+    (`Augmentation`). `batch` and `stream` as `napari_unet.training.sampling.PatchSampler`."""
+
+    def __init__(self, images, targets, shape: tuple[int, int, int], batch_size: int,
+                 augment: Any, rng: np.random.Generator, focus=None, weights=None):
+        self.shape, self.batch_size, self.rng = tuple(shape), batch_size, rng
+        self.augment = Augmentation.from_setting(augment)
+        padded = [_pad_volume(x, t, shape) for x, t in zip(images, targets)]
+        self.images, self.targets = [p[0] for p in padded], [p[1] for p in padded]
+        self.annotated = [np.flatnonzero(t >= 0) for t in self.targets]
+        self.focus = [None if f is None else np.flatnonzero(_filled(f, t.shape, False))
+                      for f, t in zip(focus or [None] * len(images), self.targets)]
+        self.pixel_weights = None if weights is None else [
+            np.where(t >= 0, _filled(np.asarray(w, np.float32), t.shape, 0.0), np.float32(0))
+            for w, t in zip(weights, self.targets)]
+        sizes = np.array([t.size for t in self.targets], float)
+        self.weights, self.channels = sizes / sizes.sum(), self.images[0].shape[-1]
+
+    def _corner(self, j: int, rng: np.random.Generator) -> tuple[int, ...]:
+        full, annotated = self.targets[j].shape, self.annotated[j]
+        if self.focus[j] is not None and self.focus[j].size and rng.random() < 0.5:
+            annotated = self.focus[j]
+        if annotated.size and rng.random() < 0.5:
+            centre = np.unravel_index(annotated[rng.integers(annotated.size)], full)
+            return tuple(int(np.clip(c - p // 2 + rng.integers(-(p // 4), p // 4 + 1), 0, n - p))
+                         for c, p, n in zip(centre, self.shape, full))
+        return tuple(int(rng.integers(n - p + 1)) for p, n in zip(self.shape, full))
+
+    def batch(self, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+        rng = self.rng if rng is None else rng
+        channels = 1 if self.pixel_weights is None else 2
+        x = np.empty((self.batch_size, *self.shape, self.channels), np.float32)
+        y = np.empty((self.batch_size, *self.shape, channels), np.float32)
+        for i in range(self.batch_size):
+            j = int(rng.choice(len(self.images), p=self.weights))
+            box = tuple(slice(c, c + p) for c, p in zip(self._corner(j, rng), self.shape))
+            x[i], y[i, ..., 0] = self.images[j][box], self.targets[j][box]
+            if self.pixel_weights is not None:
+                y[i, ..., 1] = self.pixel_weights[j][box]
+        return self.augment.apply(x, y, rng) if self.augment.any else (x, y)
+
+    stream = PatchSampler.stream
+
+
+def grid_volumes(images, targets, shape: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping ``shape`` patches ``(N, D, P, P, C)``, ``(N, D, P, P, 1)`` of the
+    volumes where ``targets`` hold annotated voxels (the ends padded, as `VolumeSampler`)."""
+    xs, ys = [], []
+    for image, target in zip(images, targets):
+        full = tuple(math.ceil(n / s) * s for n, s in zip(target.shape, shape))
+        image, target = _pad_volume(image, target, full)
+        for corner in np.ndindex(*(n // s for n, s in zip(full, shape))):
+            box = tuple(slice(c * s, (c + 1) * s) for c, s in zip(corner, shape))
+            if np.any(target[box] >= 0):
+                xs.append(image[box])
+                ys.append(target[box][..., None])
+    return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
+
+
+def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData) -> HeldOut:
+    """`napari_unet.training.sampling.held_out_and_sampler` for volumes: Z columns of
+    ``block`` x ``block`` pixels held out (a share ``settings.validation_fraction`` of
+    the annotated ones), validated on in ``(D, P, P)`` patches (`patch_shape`), and the
+    `VolumeSampler` of the rest (with border weights and seam focus in 3D)."""
+    rng = _seeded_rng(settings.seed)
+    shape = patch_shape(unet.config, settings.patch_size, max(t.shape[0] for t in data.targets))
+    block = max(unet.config.size_multiple,
+                settings.patch_size // (2 if unet.target == "boundary" else 4))
+    targets, val_targets = [], []
+    for target in data.targets:
+        held = held_blocks(np.any(target >= 0, axis=0), settings.validation_fraction, block, rng)
+        held = np.zeros(target.shape, bool) if held is None else np.broadcast_to(held, target.shape)
+        targets.append(np.where(held, IGNORE, target).astype(np.float32))
+        val_targets.append(np.where(held, target, IGNORE).astype(np.float32))
+    validation = None
+    try:
+        check_targets(targets, unet.config.n_classes, settings.label_mode)
+        if any(np.any(v >= 0) for v in val_targets):
+            validation = grid_volumes(data.images, val_targets, shape)
+    except ValueError:  # too few annotations to spare some for validation
+        targets = list(data.targets)
+    focus = ([touching_seams(t, settings.boundary_width) & (k >= 0)
+              for t, k in zip(data.truths, targets)] if unet.target == "boundary" else None)
+    w0 = settings.border_weight_for(unet.target)
+    weights = ([border_weights(t, w0, settings.border_sigma) for t in data.truths]
+               if w0 else None)
+    sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
+                            rng, focus, weights)
+    return HeldOut(targets, validation, sampler)
+
+
+def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
+                      train_targets: Sequence[np.ndarray], spacings: Sequence[Any]) -> None:
+    """After training a 3D ``unet``: predict its training volumes, then (dense labels, unless
+    ``settings.calibrate`` is off) choose its `Decoding` on the held-out columns, decoding
+    in 3D with each image's voxel size (``spacings``); warnings and the record as
+    `napari_unet.training.calibration.calibrate_trained` gives them."""
+    from ..common.progress import drain
+    from ..labels.options import relative_sampling
+    from ..prediction.tiled import iter_probabilities
+    from .calibration import _record_spacing, collapse_warning, finish_calibration
+    from .decoding_search import calibrate
+
+    c = data.images[0].shape[-1]
+    identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
+    probs = [drain(iter_probabilities(unet, v, axes="ZYXC", stats=identity))
+             for v in data.images]
+    foreground = [p > unet.decoding.threshold if unet.target == "foreground"
+                  else np.argmax(p, axis=-1) > 0 for p in probs]
+    info = {**unet.info, "collapse_warning": collapse_warning(
+        foreground, [t > 0 for t in data.targets], [t >= 0 for t in data.targets])}
+    changes: dict[str, Any] = {"linked_decoding": None}
+    if settings.label_mode == "dense" and settings.calibrate:
+        held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
+        truths = [t if unet.target == "boundary" else (t > 0) for t in data.truths]
+        samplings = [relative_sampling(spacings[s.image], "ZYX") for s in data.sources]
+        result = calibrate(unet, probs, truths, held, [t >= 0 for t in data.targets], samplings)
+        if result is not None:
+            changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
+            _record_spacing(info["calibration"], {spacings[s.image] for s in data.sources})
+    finish_calibration(unet, info, changes)
