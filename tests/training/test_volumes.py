@@ -9,9 +9,9 @@ from napari_unet.model.normalization import PercentileNormalization
 from napari_unet.training.augmentation import Augmentation
 from napari_unet.training.data import IGNORE
 from napari_unet.training.settings import TrainSettings
+from napari_unet.model.costs import volume_patch_shape as patch_shape
 from napari_unet.training.volumes import (
     VolumeSampler,
-    patch_shape,
     prepare_volume_data,
     volume_held_out_and_sampler,
 )

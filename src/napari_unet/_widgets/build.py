@@ -22,12 +22,16 @@ from ..model.costs import (
     halo,
     receptive_field,
     training_memory_bytes,
+    volume_patch_shape,
 )
 from ..model.normalization import PercentileNormalization
 from ..model.summary import ModelSummary
 from ..version import __version__
 from ._base import SessionWidget
 from ._workers import report_error, report_info, start_worker
+
+
+PLANES, VOLUMES = "2D (planes)", "3D (volumes)"
 
 
 class BuildWidget(SessionWidget):
@@ -58,6 +62,7 @@ class BuildWidget(SessionWidget):
                                   label="precision",
                                   tooltip="auto: mixed bfloat16 on GPUs with bfloat16 units (faster, float32 "
                                           "weights), float32 elsewhere. Model files always hold float32 weights.")
+        self._make_volume_controls()
         self._make_normalisation_controls()
         self.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size",
                                   label="patch (for estimate)", tooltip="Training patch size used for the memory estimate.")
@@ -69,12 +74,14 @@ class BuildWidget(SessionWidget):
         self._make_file_controls()
         self.status = Label(value=self.session.description, name="status",
                             tooltip="The model that Train and Run use in this viewer.")
-        self.extend([self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
+        self.extend([self.network, self.z_ratio, self.start_neurons, self.depth,
+                     self.dropout_first, self.dropout, self.batch_norm,
                      self.in_channels, self.n_classes, self.kernel_size, self.precision,
                      self.norm_low, self.norm_high, self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
                      self.load_button, self.save_path, self.save_button, self.export_path,
                      self.export_button, self.status])
-        knobs = [self.start_neurons, self.depth, self.dropout_first, self.dropout, self.batch_norm,
+        knobs = [self.network, self.z_ratio, self.start_neurons, self.depth, self.dropout_first,
+                 self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.precision, self.patch_size,
                  self.batch_size]
         self.wrap_labels(self.summary, self.status)
@@ -87,7 +94,26 @@ class BuildWidget(SessionWidget):
         self.export_button.changed.connect(self.export)
         self.follow(self.session.changed, self._on_model_changed)
         self.follow(self.session.busy_changed, self._on_busy)
+        self.network.changed.connect(self._show_z_ratio)
+        self._show_z_ratio()
         self.update_summary()
+
+    def _make_volume_controls(self) -> None:
+        self.network = ComboBox(value=PLANES, choices=[PLANES, VOLUMES], name="network",
+                                label="network",
+                                tooltip="2D: the classic U-Net, one plane at a time (stacks are "
+                                        "labelled plane by plane, objects linked across Z on "
+                                        "request). 3D: the same U-Net with 3D convolutions, "
+                                        "trained and run on whole stacks (ZYX layers).")
+        self.z_ratio = FloatSpinBox(value=1.0, min=1.0, max=100.0, step=0.5, name="z_ratio",
+                                    label="Z step / pixel size",
+                                    tooltip="How much farther apart the planes are than the pixels "
+                                            "(e.g. 2 µm steps of 0.5 µm pixels: 4). Levels whose Z "
+                                            "is more than twice as coarse neither pool nor "
+                                            "convolve along Z, as nnU-Net does.")
+
+    def _show_z_ratio(self, *_: Any) -> None:
+        self.z_ratio.visible = self.network.value == VOLUMES
 
     def _make_normalisation_controls(self) -> None:
         self.norm_low = FloatSpinBox(value=PercentileNormalization.low, min=0.0, max=50.0, step=0.1,
@@ -115,11 +141,14 @@ class BuildWidget(SessionWidget):
 
     def config(self) -> UNetConfig:
         """The `UNetConfig` of the current settings (raises ValueError if invalid)."""
-        return UNetConfig(start_neurons=self.start_neurons.value, depth=self.depth.value,
-                          dropout_first=float(self.dropout_first.value), dropout=float(self.dropout.value),
-                          batch_norm=bool(self.batch_norm.value), in_channels=self.in_channels.value,
-                          n_classes=self.n_classes.value, kernel_size=int(self.kernel_size.value),
-                          precision=str(self.precision.value))
+        knobs = dict(start_neurons=self.start_neurons.value, depth=self.depth.value,
+                     dropout_first=float(self.dropout_first.value),
+                     dropout=float(self.dropout.value), batch_norm=bool(self.batch_norm.value),
+                     in_channels=self.in_channels.value, n_classes=self.n_classes.value,
+                     kernel_size=int(self.kernel_size.value), precision=str(self.precision.value))
+        if self.network.value == VOLUMES:
+            return UNetConfig.for_spacing((float(self.z_ratio.value), 1.0, 1.0), **knobs)
+        return UNetConfig(**knobs)
 
     def update_summary(self, *_: Any) -> None:
         try:
@@ -127,12 +156,22 @@ class BuildWidget(SessionWidget):
         except ValueError as err:
             self.summary.value = f"invalid: {err}"
             return
-        mem = training_memory_bytes(c, self.patch_size.value, self.batch_size.value) / 2**30
+        p, b = self.patch_size.value, self.batch_size.value
+        if c.ndim == 3:
+            shape = volume_patch_shape(c, p, 10**6)
+            patch, reach = "x".join(map(str, shape)), (
+                f"receptive field {receptive_field(c, 'Z')} planes x {receptive_field(c)} px "
+                f"(tile halo {halo(c, 'Z')} x {halo(c)}); Z left alone on "
+                f"{c.z_unpooled_levels} level(s)")
+        else:
+            shape, patch = p, f"{p}² px"
+            reach = f"receptive field {receptive_field(c)} px (tile halo {halo(c)} px)"
+        mem = training_memory_bytes(c, shape, b) / 2**30
         self.summary.value = (
             f"{count_parameters(c):,} parameters\n"
-            f"{flops_per_megapixel(c) / 1e9:.1f} GFLOP per megapixel\n"
-            f"receptive field {receptive_field(c)} px (tile halo {halo(c)} px)\n"
-            f"training memory ~{mem:.2f} GiB for {self.batch_size.value}x{self.patch_size.value}² px\n"
+            f"{flops_per_megapixel(c) / 1e9:.1f} GFLOP per {'megavoxel' if c.ndim == 3 else 'megapixel'}\n"
+            f"{reach}\n"
+            f"training memory ~{mem:.2f} GiB for {b}x{patch}\n"
             f"napari-unet {__version__}"
         )
 
@@ -180,7 +219,11 @@ class BuildWidget(SessionWidget):
 
     def _show_config(self, config: UNetConfig) -> None:
         for key, value in config.to_dict().items():
-            getattr(self, key).value = value
+            if key not in ("ndim", "z_unpooled_levels"):
+                getattr(self, key).value = value
+        self.network.value = VOLUMES if config.ndim == 3 else PLANES
+        levels = config.z_unpooled_levels  # a ratio that leaves as many levels unpooled
+        self.z_ratio.value = 1.5 * 2**levels if levels else 1.0
 
     def _start(self, method: str, *args, done, title: str) -> None:
         """Run `EngineClient` ``method`` with ``args`` in a worker; ``done`` gets its result."""

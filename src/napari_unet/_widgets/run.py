@@ -362,10 +362,11 @@ class RunWidget(SessionWidget):
         a Z axis)."""
         from ..labels.options import LabelOptions
 
-        axes = self._image_axes()
+        axes, summary = self._image_axes(), self.session.summary
+        volumes = summary is not None and summary.config.ndim == 3  # a 3D network always links
         return axes is not None and LabelOptions(
             instances=self.output.value == INSTANCES,
-            link_planes=bool(self.link_planes.value)).links(axes.replace("C", ""))
+            link_planes=volumes or bool(self.link_planes.value)).links(axes.replace("C", ""))
 
     def cancel(self, *_: Any) -> None:
         """Cancel the running Run, folder run or lazy fill after its current step (tile

@@ -284,7 +284,8 @@ class TrainWidget(SessionWidget):
             spacing = [layer_spacing(img, ax) for (img, _), ax in zip(pairs, axes)]
         self._preview_target = self._made_preview = None
         preview = None
-        if self.preview_every.value:
+        volumes = summary is not None and summary.config.ndim == 3  # trains without a preview
+        if self.preview_every.value and not volumes:
             from ..training.preview import Preview
 
             region = preview_region(self.viewer, pairs[0][0], own_axes)

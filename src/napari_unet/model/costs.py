@@ -14,7 +14,7 @@ import os
 from .config import UNetConfig
 
 __all__ = ["round_up", "count_parameters", "flops_per_megapixel", "receptive_field", "halo",
-           "halos", "level_fractions", "auto_z_window",
+           "halos", "level_fractions", "auto_z_window", "volume_patch_shape",
            "training_memory_bytes", "inference_bytes_per_pixel", "available_memory",
            "default_memory_budget", "auto_tile_size"]
 
@@ -275,3 +275,12 @@ def _auto_tile_size_3d(config: UNetConfig, memory_budget: int,
 
     candidates = range(min(largest, max(smallest, max(padded[1:]))), smallest - 1, -m)
     return min(candidates, key=lambda side: (cost(side), -side))
+
+
+def volume_patch_shape(config: UNetConfig, patch_size: int, depth: int) -> tuple[int, int, int]:
+    """``(D, P, P)`` training patches of a 3D network: ``patch_size`` in Y and X and as many
+    planes as cover about the same distance (fewer on the levels that leave a coarse Z
+    alone), on Z's size multiple, at most the deepest volume's ``depth`` rounded up."""
+    mz = config.size_multiples[0]
+    planes = max(mz, math.ceil(patch_size / 2**config.z_unpooled_levels / mz) * mz)
+    return min(planes, math.ceil(depth / mz) * mz), patch_size, patch_size

@@ -106,11 +106,12 @@ class ModelSummary:
 
     def describe_decoding(self, linked: bool = False) -> str:
         """"threshold 0.5, seed 0.9, min size 12 px": how probabilities become labels; with
-        ``linked`` (objects linked in 3D) the model's values for that, when it has them."""
+        ``linked`` (objects linked in 3D) the model's values for that, when it has them (a
+        3D network's own values count voxels)."""
         if linked and self.linked_decoding:
             return (self.linked_decoding.describe(self.target, "voxels")
                     + " (for objects linked in 3D)")
-        return self.decoding.describe(self.target)
+        return self.decoding.describe(self.target, "voxels" if self.config.ndim == 3 else "px")
 
     def metadata(self) -> dict[str, Any]:
         """The JSON-serialisable record stored next to the weights in a model file (read

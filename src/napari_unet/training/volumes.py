@@ -24,11 +24,12 @@ import numpy as np
 from ..common import arrays
 from ..labels.targets import boundary_classes, border_weights, touching_seams
 from ..model.config import UNetConfig
+from ..model.costs import volume_patch_shape
 from .augmentation import Augmentation
 from .data import IGNORE, PlaneSource, TrainingData, check_targets, encode_targets
 from .sampling import HeldOut, PatchSampler, _seeded_rng, held_blocks
 
-__all__ = ["prepare_volume_data", "patch_shape", "VolumeSampler", "volume_held_out_and_sampler",
+__all__ = ["prepare_volume_data", "VolumeSampler", "volume_held_out_and_sampler",
            "calibrate_volumes"]
 
 
@@ -70,15 +71,6 @@ def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UN
                          "stack (a few planes are enough) before training.")
     check_targets(ys, config.n_classes, label_mode)
     return TrainingData(xs, ys, truths, sources)
-
-
-def patch_shape(config: UNetConfig, patch_size: int, depth: int) -> tuple[int, int, int]:
-    """``(D, P, P)`` training patches of a 3D network: ``patch_size`` in Y and X and as many
-    planes as cover about the same distance (fewer on the levels that leave a coarse Z
-    alone), on Z's size multiple, at most the deepest volume's ``depth`` rounded up."""
-    mz = config.size_multiples[0]
-    planes = max(mz, math.ceil(patch_size / 2**config.z_unpooled_levels / mz) * mz)
-    return min(planes, math.ceil(depth / mz) * mz), patch_size, patch_size
 
 
 def _pad_volume(image: np.ndarray, target: np.ndarray, shape: tuple[int, ...]):
@@ -162,10 +154,10 @@ def grid_volumes(images, targets, shape: tuple[int, int, int]) -> tuple[np.ndarr
 def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData) -> HeldOut:
     """`napari_unet.training.sampling.held_out_and_sampler` for volumes: Z columns of
     ``block`` x ``block`` pixels held out (a share ``settings.validation_fraction`` of
-    the annotated ones), validated on in ``(D, P, P)`` patches (`patch_shape`), and the
+    the annotated ones), validated on in ``(D, P, P)`` patches (`napari_unet.model.costs.volume_patch_shape`), and the
     `VolumeSampler` of the rest (with border weights and seam focus in 3D)."""
     rng = _seeded_rng(settings.seed)
-    shape = patch_shape(unet.config, settings.patch_size, max(t.shape[0] for t in data.targets))
+    shape = volume_patch_shape(unet.config, settings.patch_size, max(t.shape[0] for t in data.targets))
     block = max(unet.config.size_multiple,
                 settings.patch_size // (2 if unet.target == "boundary" else 4))
     targets, val_targets = [], []
