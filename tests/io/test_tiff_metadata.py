@@ -161,3 +161,29 @@ def test_train_and_evaluate_take_the_axes_the_files_give(tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
     assert len(json.loads(capsys.readouterr().out)["images"]) == 2
+
+
+def test_cli_trains_a_3d_network_for_the_files_voxel_size_and_labels_a_stack(tmp_path):
+    from napari_unet.model.files import load_model
+    from napari_unet.samples.nuclei import make_nuclei_stack
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    image, labels = make_nuclei_stack((8, 48, 48), seed=4)
+    _imagej(images / "s.tif", image, "ZYX")
+    _imagej(masks / "s.tif", labels.astype(np.uint16), "ZYX")
+    model = tmp_path / "v.keras"
+    common = ["train", "--images", str(images), "--masks", str(masks), "--out", str(model),
+              "--depth", "2", "--start-neurons", "4", "--epochs", "1", "--steps", "2",
+              "--patch-size", "32", "--batch-size", "2"]
+    assert main(common + ["--z-ratio", "3"]) == 2  # a 2D network has no voxel shape
+    assert main(common + ["--3d"]) == 0
+    trained = load_model(model)
+    # Z steps 8x the pixel size: both levels leave Z alone
+    assert trained.config.ndim == 3 and trained.config.z_unpooled_levels == 2
+    assert trained.info["calibration"]["spacing"] == {"Z": Z_STEP, "Y": PIXEL, "X": PIXEL}
+    out = tmp_path / "labels.tif"
+    assert main(["predict", str(model), str(images / "s.tif"), str(out)]) == 0
+    assert _imagej_calibration(out)[:2] == ("ZYX", Z_STEP)
+    assert read_image(out).shape == image.shape

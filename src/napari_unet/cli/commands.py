@@ -75,8 +75,15 @@ def _read_config(args: argparse.Namespace, first_image, names: list[str]):
             what = "--axes" if args.axes else "the axes its file gives"
             raise ValueError(f"{what} for image {names[0]!r}: {err}") from err
         channels = first_image.shape[axes.index("C")] if "C" in axes else 1
-    return UNetConfig(start_neurons=args.start_neurons, depth=args.depth, n_classes=args.classes,
-                      in_channels=channels, batch_norm=args.batch_norm)
+    knobs = dict(start_neurons=args.start_neurons, depth=args.depth, n_classes=args.classes,
+                 in_channels=channels, batch_norm=args.batch_norm)
+    if not args.volumes:
+        if args.z_ratio is not None:
+            raise ValueError("--z-ratio sets the voxel shape of a 3D network: give --3d too.")
+        return UNetConfig(**knobs)
+    sizes = getattr(first_image, "spacing", None) or {}
+    ratio = args.z_ratio or (sizes.get("Z", 1.0) / min(sizes.get("Y", 1.0), sizes.get("X", 1.0)))
+    return UNetConfig.for_spacing((max(1.0, ratio), 1.0, 1.0), **knobs)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

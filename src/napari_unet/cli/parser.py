@@ -75,6 +75,12 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--classes", type=_whole(1), default=1,
                    help="1 = foreground/background; >= 2 = classes")
     p.add_argument("--batch-norm", action="store_true", help="batch normalisation after each conv")
+    p.add_argument("--3d", dest="volumes", action="store_true",
+                   help="a 3D network for stacks (ZYX): Conv3D layers, trained on 3D patches; "
+                        "Z is left alone on the levels where it is coarser than twice the pixel "
+                        "size (from the first image's file, or --z-ratio)")
+    p.add_argument("--z-ratio", type=_number(1, 1000, low_open=False, high_open=False),
+                   help="with --3d: the Z step over the pixel size (default: the file's own, else 1)")
     p.add_argument("--axes", help="axes of the images, e.g. YX, YXC, ZYX (default: guessed)")
     p.add_argument("--epochs", type=_whole(1),
                    help="training epochs (default: sized from the annotated pixels, 5-100; "

@@ -149,9 +149,11 @@ class TrainSettings:
         more memory to train ``config`` than the device (GPU, else this machine) has free:
         refused before anything is allocated."""
         from ..backend.devices import accelerator_memory
-        from ..model.costs import available_memory, training_memory_bytes
+        from ..model.costs import available_memory, training_memory_bytes, volume_patch_shape
 
-        need = training_memory_bytes(config, self.patch_size, self.batch_size)
+        patch = (volume_patch_shape(config, self.patch_size, 10**6) if config.ndim == 3
+                 else self.patch_size)  # a 3D network's patches: the deepest they can be
+        need = training_memory_bytes(config, patch, self.batch_size)
         free = accelerator_memory() or available_memory()
         if need > free:
             raise ValueError(
