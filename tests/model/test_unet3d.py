@@ -172,3 +172,13 @@ def test_a_3d_network_says_what_it_cannot_do_yet():
         predict(model, da.zeros((4, 16, 16), chunks=8), axes="ZYX")
     with pytest.raises(ValueError, match="2D networks"):
         uncertainty(model, np.zeros((4, 16, 16), np.float32), axes="ZYX", passes=2)
+
+
+def test_a_3d_network_is_not_exported_for_bioimage_io_yet(tmp_path):
+    from napari_unet import UNetModel
+    from napari_unet.bioimageio.export import export_bioimageio
+
+    model = UNetModel.new(UNetConfig(ndim=3, depth=1, start_neurons=2))
+    with pytest.raises(ValueError, match="2D networks"):
+        export_bioimageio(model, tmp_path / "v.zip")
+    assert not (tmp_path / "v.zip").exists()

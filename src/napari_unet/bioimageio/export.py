@@ -69,6 +69,9 @@ def export_bioimageio(model: Any, path: str | Path, *, name: str | None = None,
     check_outputs({"output": path}, {}, overwrite=overwrite)
     v0_5 = _spec()
     unet = resolve_model(model)
+    if unet.config.ndim == 3:
+        raise ValueError("bioimage.io export is for 2D networks for now: a 3D network's "
+                         "package (z in its axes) is not written yet; share its .keras file.")
     with tempfile.TemporaryDirectory(prefix="napari-unet-bioimageio-") as tmp:
         tmp = Path(tmp)
         files = _write_files(unet, tmp, test_image)
