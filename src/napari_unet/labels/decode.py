@@ -30,14 +30,15 @@ def smallest_label_dtype(max_label: int) -> np.dtype:
     raise ValueError(f"Label id {max_label} does not fit in 64 bits.")
 
 
-def remove_small(labels: np.ndarray, min_size: int) -> np.ndarray:
-    """Return a copy of ``labels`` without objects of fewer than ``min_size`` pixels."""
+def remove_small(labels: np.ndarray, min_size: int, copy: bool = True) -> np.ndarray:
+    """``labels`` without objects of fewer than ``min_size`` pixels: a copy, or with
+    ``copy=False`` (labels the caller made and owns) the same array, changed in place."""
+    out = labels.copy() if copy else labels
     if min_size <= 1 or labels.max() == 0:
-        return labels.copy()
+        return out
     sizes = np.bincount(labels.ravel())
     small = sizes < min_size
     small[0] = False
-    out = labels.copy()
     out[small[labels]] = 0
     return out
 
@@ -83,7 +84,7 @@ def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
         return split_at_necks(mask, split_ratio, sampling)
     if split_distance:
         return split_touching_objects(mask, split_distance, sampling)
-    return ndi.label(mask)[0].astype(np.int64)
+    return ndi.label(mask, output=np.int64)[0]
 
 
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
@@ -96,7 +97,7 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
     with the relative pixel sizes ``sampling`` (None: 1 per axis)."""
     distance = split_distance or (DEFAULT_SPLIT_DISTANCE if split_touching else 0)
     labels = split_objects(mask, split_ratio, distance, sampling)
-    labels = remove_small(labels, min_size)
+    labels = remove_small(labels, min_size, copy=False)  # made here: no copy needed
     return relabel_sequential(labels)
 
 
@@ -139,13 +140,14 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
         return np.zeros(mask.shape, np.int64)
     confident = (interior > decoding.seed_threshold) & mask
     seeds = split_objects(confident, decoding.split_ratio, decoding.split_distance, sampling)
-    seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS))  # specks would split objects
+    seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS, copy=False))  # specks split
     n = int(seeds.max())
     labels = watershed(-interior, seeds, mask=mask) if n else np.zeros(mask.shape, np.int64)
     orphans, n_orphans = ndi.label(mask & (labels == 0))  # foreground that no seed reached
     if n_orphans:
         labels = np.where(orphans > 0, orphans + n, labels)
-    return relabel_sequential(remove_small(labels.astype(np.int64), decoding.min_size))
+    return relabel_sequential(remove_small(labels.astype(np.int64), decoding.min_size,
+                                           copy=False))
 
 
 def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
@@ -158,8 +160,13 @@ def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Renumber ids to 1..n keeping 0 as background."""
-    ids = np.unique(labels)
+    """Renumber ids to 1..n keeping 0 as background (``labels`` itself when they are)."""
+    countable = labels.size and labels.dtype != np.uint64 and labels.min() >= 0
+    if countable and int(labels.max()) <= labels.size:  # the ids present, without a sort
+        top = int(labels.max())
+        ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=top + 1))
+    else:
+        ids = np.unique(labels)
     ids = ids[ids != 0]
     if len(ids) == 0 or ids[-1] == len(ids):
         return labels
@@ -201,7 +208,7 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
     lead = mask.shape[: mask.ndim - unit_ndim]
     source = probs if target == "boundary" else classes if target == "classes" else mask
     units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])
-    out = np.zeros((len(units),) + mask.shape[mask.ndim - unit_ndim:], np.int64)
+    out = None  # one unit (a plane, a volume) is its own output: no second copy of it
     offset = 0
     sampling = options.sampling(spatial_axes[len(spatial_axes) - unit_ndim:])
     for i, unit in enumerate(units):
@@ -214,7 +221,13 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
                              split_touching=options.split_touching,
                              split_distance=decoding.split_distance,
                              split_ratio=decoding.split_ratio, sampling=sampling)
-        out[i] = np.where(lab > 0, lab + offset, 0)
+        if len(units) == 1:
+            out = lab[None]
+        else:
+            if out is None:
+                out = np.zeros((len(units),) + lab.shape, np.int64)
+            out[i] = lab
+            np.add(out[i], offset, out=out[i], where=lab > 0)
         offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])
     return out.astype(smallest_label_dtype(offset))
