@@ -125,3 +125,10 @@ def test_a_3d_network_trains_saves_and_labels_volumes(tmp_path):
     loaded = load_model(save_model(unet, tmp_path / "v.keras"))
     assert loaded.config == unet.config and loaded.decoding == unet.decoding
     np.testing.assert_array_equal(segment(loaded, image, axes="ZYX"), labels_3d)
+
+
+def test_a_stack_thinner_than_the_network_sees_is_said():
+    image, labels = _stack(planes=8, side=48)
+    config = UNetConfig(ndim=3, depth=3, start_neurons=2, n_classes=3)
+    with pytest.warns(RuntimeWarning, match="mirrored padding"):
+        _prepare([image], [labels], config)

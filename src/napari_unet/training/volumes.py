@@ -70,7 +70,25 @@ def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UN
         raise ValueError("The labels contain no annotated voxels; label some objects in the "
                          "stack (a few planes are enough) before training.")
     check_targets(ys, config.n_classes, label_mode)
+    _warn_if_thin(max(y.shape[0] for y in ys), config)
     return TrainingData(xs, ys, truths, sources)
+
+
+def _warn_if_thin(planes: int, config: UNetConfig) -> None:
+    """A ``RuntimeWarning`` when the deepest stack has fewer planes than half of what the
+    network sees along Z: it learns mostly from mirrored padding there."""
+    import warnings
+
+    from ..model.costs import receptive_field
+
+    reach = receptive_field(config, "Z")
+    if planes < reach // 2:
+        warnings.warn(f"The stacks have at most {planes} planes, but this 3D network sees "
+                      f"{reach} planes around each voxel: most of its view along Z is "
+                      "mirrored padding. For thin stacks a 2D network (objects linked across "
+                      "Z) often does as well; or give the network fewer Z levels "
+                      "(UNetConfig.for_spacing with the real Z step).", RuntimeWarning,
+                      stacklevel=4)
 
 
 def _pad_volume(image: np.ndarray, target: np.ndarray, shape: tuple[int, ...]):
