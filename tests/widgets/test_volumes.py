@@ -36,6 +36,7 @@ def test_build_train_and_run_a_3d_network_on_a_zyx_layer(viewer_with_widgets, qt
     assert summary.config.ndim == 3 and summary.target == "boundary"
     assert summary.info["calibration"]["spacing"] == {"Z": 2.0, "Y": 0.5, "X": 0.5}
     assert len(viewer.layers) == n_layers  # no 2D preview layer for a 3D network
+    assert "volumes" in train.status.value and "voxels" in train.status.value  # not px
     run.image.value = stack
     run.start()
     qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)

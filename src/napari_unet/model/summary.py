@@ -148,7 +148,7 @@ class ModelSummary:
         score = history[monitor][best - 1] if best else float("nan")
         text = (f"{how}: {info['epochs_run']} epochs, best epoch {best} "
                 f"({monitor.replace('_', ' ')}{where} {score:.3f}); learnt {self.target}")
-        for key, unit, what in (("calibration", "px", ""),
+        for key, unit, what in (("calibration", "voxels" if self.config.ndim == 3 else "px", ""),
                                 ("calibration_linked", "voxels", "for objects linked in 3D, ")):
             if info.get(key):
                 text += "; " + _calibration_text(info[key], self.target, unit, what)
