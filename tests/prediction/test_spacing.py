@@ -127,6 +127,23 @@ def test_split_distances_count_pixels_of_the_finest_axis_along_z_too():
     assert split_touching_objects(mask, 20, (2.0, 1.0, 1.0)).max() == 1
 
 
+def test_split_distances_with_a_spacing_do_not_cut_plateaus_into_slices():
+    """Flat-topped distance transforms (a slab, true nuclei) keep one peak per plateau."""
+    from napari_unet.labels.decode import split_touching_objects
+    from napari_unet.samples.nuclei import make_nuclei_stack
+
+    slab = np.zeros((6, 12, 12), bool)
+    slab[1:5, 1:11, 1:11] = True
+    assert split_touching_objects(slab, 4, (4.0, 1.0, 1.0)).max() == 1
+    zz, yy, xx = np.mgrid[:30, :40, :60]
+    spheres = (((2 * zz - 30) ** 2 + (yy - 20) ** 2 + (xx - 20) ** 2 <= 144)
+               | ((2 * zz - 30) ** 2 + (yy - 20) ** 2 + (xx - 40) ** 2 <= 144))
+    assert split_touching_objects(spheres, 4, (2.0, 1.0, 1.0)).max() == 2
+    _, truth = make_nuclei_stack((12, 96, 96), seed=1)
+    n = len(np.unique(truth)) - 1
+    assert abs(int(split_touching_objects(truth > 0, 4, (4.0, 1.0, 1.0)).max()) - n) <= 2
+
+
 def test_calibration_splits_seeds_with_the_training_images_spacing():
     """Chosen on the Z dumbbells, neck splits fit only when measured with the spacing."""
     from napari_unet import UNetConfig, UNetModel

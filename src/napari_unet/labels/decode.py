@@ -59,12 +59,13 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
     distance = ndi.distance_transform_edt(mask, sampling=sampling)
     components, _ = ndi.label(mask)
     if sampling is None:
-        found = {"min_distance": min_distance}
-    else:  # the search window in index units along each axis
-        radii = [int(min_distance // s) for s in sampling]
-        found = {"min_distance": max(1, min(radii)),
-                 "footprint": np.ones([2 * r + 1 for r in radii], bool)}
-    peaks = peak_local_max(distance, labels=components, exclude_border=False, **found)
+        peaks = peak_local_max(distance, min_distance=min_distance, labels=components,
+                               exclude_border=False)
+    else:  # the search window in index units along each axis, then spaced in true units
+        window = np.ones([2 * int(min_distance // s) + 1 for s in sampling], bool)
+        peaks = peak_local_max(distance, footprint=window, labels=components,
+                               exclude_border=False)
+        peaks = _spaced(peaks, distance, sampling, min_distance)
     markers = np.zeros(mask.shape, np.int64)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
     # objects too small to have a peak keep one marker each
@@ -72,6 +73,26 @@ def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
     for i, comp in enumerate(missing, start=len(peaks) + 1):
         markers[tuple(np.argwhere(components == comp)[0])] = i
     return watershed(-distance, markers, mask=mask)
+
+
+def _spaced(peaks: np.ndarray, distance: np.ndarray, sampling: tuple[float, ...],
+            min_distance: float) -> np.ndarray:
+    """The ``peaks`` (N, ndim) kept highest ``distance`` first, each dropping the lower
+    peaks no farther than ``min_distance`` from it along every axis, measured with the
+    relative pixel sizes ``sampling`` (a plateau's pixels become one peak)."""
+    from scipy.spatial import cKDTree
+
+    if len(peaks) < 2:
+        return peaks
+    order = np.argsort(-distance[tuple(peaks.T)], kind="stable")
+    peaks = peaks[order]
+    scaled = peaks * np.asarray(sampling, float)
+    tree, keep = cKDTree(scaled), np.ones(len(peaks), bool)
+    for i in range(len(peaks)):
+        if keep[i]:
+            near = np.asarray(tree.query_ball_point(scaled[i], r=min_distance, p=np.inf), int)
+            keep[near[near > i]] = False
+    return peaks[keep]
 
 
 def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
