@@ -183,6 +183,9 @@ def test_cli_trains_a_3d_network_for_the_files_voxel_size_and_labels_a_stack(tmp
     # Z steps 8x the pixel size: both levels leave Z alone
     assert trained.config.ndim == 3 and trained.config.z_unpooled_levels == 2
     assert trained.info["calibration"]["spacing"] == {"Z": Z_STEP, "Y": PIXEL, "X": PIXEL}
+    further = ["train", "--images", str(images), "--masks", str(masks), "--model", str(model),
+               "--out", str(tmp_path / "w.keras"), "--3d"]
+    assert main(further) == 2  # --3d describes a new network, not one trained further
     out = tmp_path / "labels.tif"
     assert main(["predict", str(model), str(images / "s.tif"), str(out)]) == 0
     assert _imagej_calibration(out)[:2] == ("ZYX", Z_STEP)

@@ -57,6 +57,16 @@ def test_stack_labels_per_plane_or_linked():
     assert sorted(np.unique(linked)) == [0, 1]
 
 
+def test_relabel_sequential_takes_any_label_array():
+    from napari_unet.labels.decode import relabel_sequential
+
+    np.testing.assert_array_equal(relabel_sequential(np.array([[0, 5, 5], [2, 0, 9]])),
+                                  [[0, 2, 2], [1, 0, 3]])
+    floats = np.array([0.0, 1.0, 2.0])
+    assert relabel_sequential(floats) is floats  # already 1..n: returned as it is
+    np.testing.assert_array_equal(relabel_sequential(np.array([0, 7], np.uint64)), [0, 1])
+
+
 def test_remove_small_copies():
     lab = np.array([[1, 1, 0, 2]])
     out = remove_small(lab, 2)

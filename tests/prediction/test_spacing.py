@@ -155,6 +155,8 @@ def test_calibration_splits_seeds_with_the_training_images_spacing():
     physical = calibrate(model, [probs] * 2, [truth] * 2, None, sampling=(2.0, 1.0, 1.0))
     assert physical.score == 1.0 and physical.decoding.split_ratio > 0
     assert voxels.score < 1.0
+    with pytest.raises(ValueError, match="one per item"):
+        calibrate(model, [probs] * 2, [truth] * 2, None, sampling=[(2.0, 1.0, 1.0)])
 
 
 def test_the_file_s_pixel_sizes_become_the_labels_spacing():
@@ -170,6 +172,9 @@ def test_the_file_s_pixel_sizes_become_the_labels_spacing():
     mixed = ImageMeta(axes="ZYX", scale={"Z": 2.0, "Y": 0.5, "X": 0.5},
                       units={"Z": "millimeter", "Y": "micrometer", "X": "micrometer"})
     assert with_file_spacing(LabelOptions(), mixed, "ZYX", None).spacing is None
+    flat = ImageMeta(axes="ZYX", scale={"Z": 0.0, "Y": 0.5, "X": 0.5})  # ImageJ spacing 0
+    assert flat.pixel_sizes() is None
+    assert with_file_spacing(LabelOptions(), flat, "ZYX", None).spacing is None
 
 
 def test_a_napari_layer_s_scale_is_the_run_widget_s_spacing():

@@ -98,6 +98,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                   overwrite=args.overwrite)
     if args.model and args.config:
         raise ValueError("give either --model (train it further) or --config (a new network).")
+    if args.model and (args.volumes or args.z_ratio is not None):
+        raise ValueError("--3d and --z-ratio describe a new network; --model trains an "
+                         "existing one further (its network stays as it is).")
     if args.border_sigma is not None and args.border_weight == 0:
         raise ValueError("--border-sigma sets how far the border weight reaches, but "
                          "--border-weight 0 turns it off: leave one of them out.")

@@ -69,9 +69,12 @@ class ImageMeta:
     def pixel_sizes(self, axes: str = "ZYX") -> dict[str, float] | None:
         """The pixel sizes the file gives along the Z, Y, X letters of ``axes``
         (``{"Z": 2.0, "Y": 0.25, "X": 0.25}``) when they share one unit; None when it gives
-        none or their units differ (then they cannot be compared)."""
+        none, their units differ (then they cannot be compared) or one is not a positive
+        number."""
         given = {a: float(self.scale[a]) for a in "ZYX" if a in axes and a in self.scale}
         if not given or len({self.units.get(a) for a in given}) > 1:
+            return None
+        if not all(0 < v < float("inf") for v in given.values()):  # e.g. ImageJ spacing 0
             return None
         return given
 

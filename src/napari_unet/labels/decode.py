@@ -182,7 +182,8 @@ def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     """Renumber ids to 1..n keeping 0 as background (``labels`` itself when they are)."""
-    countable = labels.size and labels.dtype != np.uint64 and labels.min() >= 0
+    countable = (labels.size and labels.dtype.kind in "iu" and labels.dtype != np.uint64
+                 and labels.min() >= 0)
     if countable and int(labels.max()) <= labels.size:  # the ids present, without a sort
         top = int(labels.max())
         ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=top + 1))

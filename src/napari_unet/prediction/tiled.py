@@ -131,6 +131,8 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
             if not is_out_of_memory(err):
                 raise
             tile_size, batch_size = plan.smaller(config, err)
+            if config.ndim == 3:  # fewer planes per window too (a smaller tile takes more)
+                memory_budget = max(1, memory_budget // 2)
             message = (f"Out of memory: retrying with tiles of {tile_size} px and "
                        f"batches of {batch_size}.")
     return arrays.from_planes(result[(slice(None),) + tuple(slice(0, n) for n in shape)], lead)

@@ -109,6 +109,9 @@ def calibrate(unet: Any, probs: Sequence[np.ndarray], truths: Sequence[np.ndarra
                  else [np.asarray(a, bool) for a in annotated])
     samplings = (list(sampling) if isinstance(sampling, list)
                  else [sampling] * len(probs))
+    if len(samplings) != len(probs):
+        raise ValueError(f"sampling must be one tuple for all, or a list with one per item of "
+                         f"probs ({len(probs)}); got {len(samplings)}.")
     if regions is not None and _objects(truths, regions) >= MIN_OBJECTS:
         if unet.target == "boundary":
             return _calibrate_held_out(probs, truths, regions, annotated, samplings)

@@ -170,7 +170,7 @@ def _data_and_held_out(unet: UNetModel, settings: TrainSettings, images: list, l
         data = prepare_volume_data(images, labels, unet.config, settings.label_mode,
                                    unet.normalization, axes_list, names, unet.target,
                                    settings.boundary_width)
-        return data, volume_held_out_and_sampler(unet, settings, data)
+        return data, volume_held_out_and_sampler(unet, settings, data, parallel)
     data = prepare_training_data(images, labels, unet.config, settings.label_mode,
                                  unet.normalization, axes_list, names, unet.target,
                                  settings.boundary_width)

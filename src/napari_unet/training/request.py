@@ -64,7 +64,9 @@ class TrainRequest:
 
             images, masks, names = read_training_folder(*self.folders,
                                                         ("images folder", "masks folder"))
-            request = replace(self, images=images, labels=masks, names=names, folders=None)
+            request = replace(self, images=images, labels=masks, names=names, folders=None,
+                              spacing=self.spacing if self.spacing is not None
+                              else [image.spacing for image in images])
         axes = request.axes if isinstance(request.axes, str) or request.axes is None \
             else request.axes[0]
         if request.new_config is not None and axes and "C" in axes.upper() and request.images:

@@ -144,20 +144,22 @@ class TrainSettings:
             return float(self.border_weight)
         return AUTO_BORDER_WEIGHT if self.label_mode == "dense" and target == "boundary" else 0.0
 
-    def check_memory(self, config: UNetConfig) -> None:
-        """``ValueError`` when patches of ``patch_size`` in batches of ``batch_size`` need
-        more memory to train ``config`` than the device (GPU, else this machine) has free:
-        refused before anything is allocated."""
+    def check_memory(self, config: UNetConfig, patch: tuple[int, ...] | None = None) -> None:
+        """``ValueError`` when patches of ``patch_size`` (or of the shape ``patch``) in
+        batches of ``batch_size`` need more memory to train ``config`` than the device
+        (GPU, else this machine) has free: refused before the network trains. A 3D
+        network is checked only with its ``patch`` shape, which the stacks' depth sets."""
         from ..backend.devices import accelerator_memory
-        from ..model.costs import available_memory, training_memory_bytes, volume_patch_shape
+        from ..model.costs import available_memory, training_memory_bytes
 
-        patch = (volume_patch_shape(config, self.patch_size, 10**6) if config.ndim == 3
-                 else self.patch_size)  # a 3D network's patches: the deepest they can be
-        need = training_memory_bytes(config, patch, self.batch_size)
+        if patch is None and config.ndim == 3:  # checked once the stacks give the patch depth
+            return
+        need = training_memory_bytes(config, patch or self.patch_size, self.batch_size)
         free = accelerator_memory() or available_memory()
         if need > free:
             raise ValueError(
-                f"patch_size {self.patch_size} with batch_size {self.batch_size} needs about "
+                f"patches of {'x'.join(map(str, patch)) if patch else self.patch_size} px with "
+                f"batch_size {self.batch_size} need about "
                 f"{need / 2**30:,.1f} GiB to train this network, but only {free / 2**30:,.1f} "
                 "GiB are free; use smaller patches or batches (the defaults are 128 and 8).")
 

@@ -20,6 +20,7 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from ..common import arrays
 from ..labels.targets import boundary_classes, border_weights, touching_seams
@@ -27,7 +28,7 @@ from ..model.config import UNetConfig
 from ..model.costs import volume_patch_shape
 from .augmentation import Augmentation
 from .data import IGNORE, PlaneSource, TrainingData, check_targets, encode_targets
-from .sampling import HeldOut, PatchSampler, _seeded_rng, held_blocks
+from .sampling import HeldOut, PatchSampler, _seeded_rng, _split_evenly, held_blocks
 
 __all__ = ["prepare_volume_data", "VolumeSampler", "volume_held_out_and_sampler",
            "calibrate_volumes"]
@@ -169,13 +170,15 @@ def grid_volumes(images, targets, shape: tuple[int, int, int]) -> tuple[np.ndarr
     return np.stack(xs).astype(np.float32), np.stack(ys).astype(np.float32)
 
 
-def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData) -> HeldOut:
+def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
+                                parallel: Any = None) -> HeldOut:
     """`napari_unet.training.sampling.held_out_and_sampler` for volumes: Z columns of
     ``block`` x ``block`` pixels held out (a share ``settings.validation_fraction`` of
     the annotated ones), validated on in ``(D, P, P)`` patches (`napari_unet.model.costs.volume_patch_shape`), and the
     `VolumeSampler` of the rest (with border weights and seam focus in 3D)."""
     rng = _seeded_rng(settings.seed)
     shape = volume_patch_shape(unet.config, settings.patch_size, max(t.shape[0] for t in data.targets))
+    settings.check_memory(unet.config, shape)
     block = max(unet.config.size_multiple,
                 settings.patch_size // (2 if unet.target == "boundary" else 4))
     targets, val_targets = [], []
@@ -194,11 +197,12 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData) ->
     focus = ([touching_seams(t, settings.boundary_width) & (k >= 0)
               for t, k in zip(data.truths, targets)] if unet.target == "boundary" else None)
     w0 = settings.border_weight_for(unet.target)
-    weights = ([border_weights(t, w0, settings.border_sigma) for t in data.truths]
-               if w0 else None)
+    weights = ([border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
+                               settings.border_sigma) for t in data.truths]
+               if w0 else None)  # 0/1 masks: each connected object is one
     sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
                             rng, focus, weights)
-    return HeldOut(targets, validation, sampler)
+    return HeldOut(targets, _split_evenly(validation, parallel), sampler)
 
 
 def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
