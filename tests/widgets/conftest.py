@@ -25,9 +25,8 @@ def viewer_with_widgets(make_napari_viewer):
     from napari_unet.samples.nuclei import make_nuclei
 
     image, truth = make_nuclei((128, 128), seed=7)
-    um = ("micrometer", "micrometer")
-    viewer.add_image(image, name="nuclei", scale=(0.5, 0.5), translate=(10.0, 20.0), units=um)
-    viewer.add_labels(truth, name="truth", scale=(0.5, 0.5), translate=(10.0, 20.0), units=um)
+    viewer.add_image(image, name="nuclei", scale=(0.5, 0.5), translate=(10.0, 20.0))
+    viewer.add_labels(truth, name="truth", scale=(0.5, 0.5), translate=(10.0, 20.0))
     widgets = {}
     for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
         _, widgets[name.split(": ")[1].lower()] = viewer.window.add_plugin_dock_widget("napari-unet", name)

@@ -25,6 +25,8 @@ def _run(qtbot, run, image="nuclei"):
 
 def test_build_train_run_and_run_again(viewer_with_widgets, qtbot):
     viewer, w = viewer_with_widgets
+    for name in ("nuclei", "truth"):  # every layer in one unit (mixed units slow napari down)
+        viewer.layers[name].units = ("micrometer", "micrometer")
     build_tiny(qtbot, w["build"])
     assert w["train"].session is w["build"].session is w["run"].session
     set_fast_training(w["train"], epochs=6, steps=10)
