@@ -35,9 +35,10 @@ USABLE_SCORE = {"ap@0.5": 0.3, "foreground_iou": 0.5}  # below: the labels are n
 USEFUL_BATCHES = 200  # fewer batches than this: a likely reason for a useless model
 
 
-def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Probabilities of already normalised float32 (H, W, C) planes: (H, W) for a foreground
-    model, (H, W, K) otherwise."""
+def plane_probabilities(unet: Any, planes: Sequence[np.ndarray],
+                        axes: str = "YXC") -> list[np.ndarray]:
+    """Probabilities of already normalised float32 (H, W, C) planes (or, with ``axes``
+    ``"ZYXC"``, volumes): (H, W) for a foreground model, (H, W, K) otherwise."""
     from ..common.progress import drain
     from ..prediction.tiled import iter_probabilities
 
@@ -45,7 +46,7 @@ def plane_probabilities(unet: Any, planes: Sequence[np.ndarray]) -> list[np.ndar
     for plane in planes:
         c = plane.shape[-1]
         identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
-        out.append(drain(iter_probabilities(unet, plane, axes="YXC", stats=identity)))
+        out.append(drain(iter_probabilities(unet, plane, axes=axes, stats=identity)))
     return out
 
 
@@ -101,8 +102,7 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
     changes: dict[str, Any] = {}
     if settings.label_mode == "dense" and settings.calibrate:
         changes = _calibrate_dense(unet, data, held, planes, probs, info,
-                                   list(spacings or [None] * (1 + max(
-                                       s.image for s in data.sources))))
+                                   dict(enumerate(spacings or ())))
     elif unet.target == "foreground" and settings.calibrate:  # scribbles: no truth to score
         info["split_estimate"] = split_estimate(probs, unet.decoding.threshold)
         changes["decoding"] = replace(unet.decoding,
@@ -123,9 +123,9 @@ def finish_calibration(unet: Any, info: dict[str, Any], changes: dict[str, Any])
 
 def _calibrate_dense(unet: Any, data: TrainingData, held: list, planes: list[int],
                      probs: list[np.ndarray], info: dict[str, Any],
-                     spacings: list[Any]) -> dict[str, Any]:
+                     spacings: dict[int, Any]) -> dict[str, Any]:
     """`calibrate` on the held-out pixels of dense labels (and, for 3D instance labels, on
-    volumes) with each image's ``spacings``; records the scores in ``info`` and returns
+    volumes) with each image's ``spacings`` (by image index; missing: none); records the scores in ``info`` and returns
     the model's changes."""
     changes: dict[str, Any] = {"linked_decoding": None}  # earlier values fit other weights
     info.pop("calibration_linked", None)
@@ -133,18 +133,19 @@ def _calibrate_dense(unet: Any, data: TrainingData, held: list, planes: list[int
             for i in planes]
     result = calibrate(unet, probs, kept, [held[i] for i in planes],
                        [data.targets[i] >= 0 for i in planes],
-                       [relative_sampling(spacings[data.sources[i].image], "YX")
+                       [relative_sampling(spacings.get(data.sources[i].image), "YX")
                         for i in planes])
     if result is not None:
         changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
-        _record_spacing(info["calibration"], {spacings[data.sources[i].image] for i in planes})
+        _record_spacing(info["calibration"],
+                        {spacings.get(data.sources[i].image) for i in planes})
     runs = (_within_limit(linked_stacks(data.sources, data.truths), data.targets, LINKED_VOXELS)
             if unet.target == "boundary" else [])
     if runs:
         linked = _calibrate_linked(unet, runs, data, held, dict(zip(planes, probs)), spacings)
         changes["linked_decoding"], info["calibration_linked"] = linked.decoding, linked.to_dict()
         _record_spacing(info["calibration_linked"],
-                        {spacings[data.sources[run[0]].image] for run in runs})
+                        {spacings.get(data.sources[run[0]].image) for run in runs})
     return changes
 
 
@@ -231,7 +232,8 @@ def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: li
 
 
 def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held: list,
-                      predicted: dict[int, np.ndarray], spacings: list[Any]) -> Calibration:
+                      predicted: dict[int, np.ndarray],
+                      spacings: dict[int, Any]) -> Calibration:
     """Calibrate decoding with objects linked in 3D on the ``runs`` of Z planes that hold 3D
     instance labels (`napari_unet.training.data.linked_stacks`): each run's probabilities
     (reusing the ``predicted`` planes), truths and ``held``-out pixels become volumes,
@@ -243,7 +245,7 @@ def _calibrate_linked(unet: Any, runs: list[list[int]], data: TrainingData, held
     return calibrate(unet, volumes, [np.stack([data.truths[i] for i in run]) for run in runs],
                      [np.stack([held[i] for i in run]) for run in runs],
                      [np.stack([data.targets[i] >= 0 for i in run]) for run in runs],
-                     [relative_sampling(spacings[data.sources[run[0]].image], "ZYX")
+                     [relative_sampling(spacings.get(data.sources[run[0]].image), "ZYX")
                       for run in runs])
 
 

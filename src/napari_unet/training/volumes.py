@@ -211,20 +211,13 @@ def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
     ``settings.calibrate`` is off) choose its `Decoding` on the held-out columns, decoding
     in 3D with each image's voxel size (``spacings``); warnings and the record as
     `napari_unet.training.calibration.calibrate_trained` gives them."""
-    from ..common.progress import drain
     from ..labels.options import relative_sampling
-    from ..prediction.tiled import iter_probabilities
-    from .calibration import _record_spacing, collapse_warning, finish_calibration
+    from .calibration import _collapse, _record_spacing, finish_calibration, plane_probabilities
     from .decoding_search import calibrate
 
-    c = data.images[0].shape[-1]
-    identity = (np.zeros(c, np.float32), np.ones(c, np.float32))  # already normalised
-    probs = [drain(iter_probabilities(unet, v, axes="ZYXC", stats=identity))
-             for v in data.images]
-    foreground = [p > unet.decoding.threshold if unet.target == "foreground"
-                  else np.argmax(p, axis=-1) > 0 for p in probs]
-    info = {**unet.info, "collapse_warning": collapse_warning(
-        foreground, [t > 0 for t in data.targets], [t >= 0 for t in data.targets])}
+    probs = plane_probabilities(unet, data.images, axes="ZYXC")
+    every = list(range(len(probs)))
+    info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, every)}
     changes: dict[str, Any] = {"linked_decoding": None}
     if settings.label_mode == "dense" and settings.calibrate:
         held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
