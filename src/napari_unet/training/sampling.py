@@ -18,7 +18,7 @@ import numpy as np
 from .augmentation import Augmentation
 from .data import IGNORE, TrainingData, check_targets
 
-__all__ = ["HeldOut", "held_out_and_sampler", "split_validation", "held_blocks", "grid_patches",
+__all__ = ["HeldOut", "held_out_and_sampler", "focus_and_weights", "split_validation", "held_blocks", "grid_patches",
            "PatchSampler", "validation_split"]
 
 
@@ -38,10 +38,6 @@ def held_out_and_sampler(unet: Any, settings: Any, data: TrainingData, parallel:
     objects more often, and with a border weight (`TrainSettings.border_weight_for`) gives its batches a weight
     channel; validation stays unweighted). ``unet``: the `UNetModel` to train;
     ``settings``: its `TrainSettings`; ``parallel``: the data-parallel plan or None."""
-    from scipy import ndimage as ndi
-
-    from ..labels.targets import border_weights, touching_seams
-
     rng = _seeded_rng(settings.seed)
     block = max(unet.config.size_multiple,
                 settings.patch_size // (2 if unet.target == "boundary" else 4))
@@ -50,18 +46,31 @@ def held_out_and_sampler(unet: Any, settings: Any, data: TrainingData, parallel:
                                            settings.validation_fraction, block,
                                            settings.patch_size, unet.config.n_classes,
                                            settings.label_mode, rng, groups)
-    focus = weights = None
-    if unet.target == "boundary":
-        focus = [touching_seams(t, settings.boundary_width) & (kept >= 0)
-                 for t, kept in zip(data.truths, targets)]
-    w0 = settings.border_weight_for(unet.target)
-    if w0:  # 0/1 masks: each connected object is one (the paper's case)
-        weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
-                                  settings.border_sigma)
-                   for t in data.truths]
+    focus, weights = focus_and_weights(unet, settings, data.truths, targets)
     sampler = PatchSampler(data.images, targets, settings.patch_size, settings.batch_size,
                            settings.augment, rng, focus, weights)
     return HeldOut(targets, _split_evenly(validation, parallel), sampler)
+
+
+def focus_and_weights(unet: Any, settings: Any, truths: Sequence[np.ndarray],
+                      targets: Sequence[np.ndarray]) -> tuple[list | None, list | None]:
+    """``(focus, weights)`` of a sampler (planes or volumes): for a boundary network the
+    seams of touching objects among the pixels still trained on (``targets`` >= 0), and
+    with a border weight (`TrainSettings.border_weight_for`) the U-Net paper's weights
+    of the ``truths``; None for what does not apply."""
+    from scipy import ndimage as ndi
+
+    from ..labels.targets import border_weights, touching_seams
+
+    focus = weights = None
+    if unet.target == "boundary":
+        focus = [touching_seams(t, settings.boundary_width) & (kept >= 0)
+                 for t, kept in zip(truths, targets)]
+    w0 = settings.border_weight_for(unet.target)
+    if w0:  # 0/1 masks: each connected object is one (the paper's case)
+        weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
+                                  settings.border_sigma) for t in truths]
+    return focus, weights
 
 
 def _seeded_rng(seed: int | None) -> np.random.Generator:

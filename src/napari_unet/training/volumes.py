@@ -20,15 +20,15 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from ..common import arrays
-from ..labels.targets import boundary_classes, border_weights, touching_seams
+from ..labels.targets import boundary_classes
 from ..model.config import UNetConfig
 from ..model.costs import volume_patch_shape
 from .augmentation import Augmentation
 from .data import IGNORE, PlaneSource, TrainingData, check_targets, encode_targets
-from .sampling import HeldOut, PatchSampler, _seeded_rng, _split_evenly, held_blocks
+from .sampling import (HeldOut, PatchSampler, _hold_out, _seeded_rng, _split_evenly,
+                       focus_and_weights, held_blocks)
 
 __all__ = ["prepare_volume_data", "VolumeSampler", "volume_held_out_and_sampler",
            "calibrate_volumes"]
@@ -185,8 +185,9 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
     for target in data.targets:
         held = held_blocks(np.any(target >= 0, axis=0), settings.validation_fraction, block, rng)
         held = np.zeros(target.shape, bool) if held is None else np.broadcast_to(held, target.shape)
-        targets.append(np.where(held, IGNORE, target).astype(np.float32))
-        val_targets.append(np.where(held, target, IGNORE).astype(np.float32))
+        kept, out = _hold_out(target, held)
+        targets.append(kept)
+        val_targets.append(out)
     validation = None
     try:
         check_targets(targets, unet.config.n_classes, settings.label_mode)
@@ -194,12 +195,7 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
             validation = grid_volumes(data.images, val_targets, shape)
     except ValueError:  # too few annotations to spare some for validation
         targets = list(data.targets)
-    focus = ([touching_seams(t, settings.boundary_width) & (k >= 0)
-              for t, k in zip(data.truths, targets)] if unet.target == "boundary" else None)
-    w0 = settings.border_weight_for(unet.target)
-    weights = ([border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
-                               settings.border_sigma) for t in data.truths]
-               if w0 else None)  # 0/1 masks: each connected object is one
+    focus, weights = focus_and_weights(unet, settings, data.truths, targets)
     sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
                             rng, focus, weights)
     return HeldOut(targets, _split_evenly(validation, parallel), sampler)
