@@ -84,3 +84,29 @@ def test_lazy_labels_of_a_boundary_model_equal_the_eager_ones():
         computed = lazy_labels.compute()
         for plane, expected in zip(computed, eager):  # lazy ids name where objects lie
             assert same_objects(plane, expected)
+
+
+@pytest.mark.parametrize("config, shape, axes, chunks", [
+    (UNetConfig(ndim=3, depth=1, start_neurons=2), (62, 44, 36), "ZYX", (12, 20, 36)),
+    (UNetConfig.for_spacing((3, 1, 1), depth=2, start_neurons=2, n_classes=3), (2, 60, 40, 36),
+     "TZYX", (1, 20, 24, 20)),
+])
+def test_a_3d_network_on_dask_volumes_cut_along_z_equals_in_memory(config, shape, axes, chunks):
+    from napari_unet.model.costs import halos
+
+    unet = UNetModel.new(config)
+    image = np.random.default_rng(4).random(shape).astype(np.float32)
+    lazy = predict(unet, da.from_array(image, chunks=chunks), axes=axes)
+    iz = axes.index("Z")
+    assert len(lazy.chunks[iz]) > 1, "the volume must be cut along Z for this test"
+    assert min(lazy.chunks[iz]) >= halos(config)[0]
+    np.testing.assert_allclose(lazy.compute(), predict(unet, image, axes=axes), atol=1e-4)
+    labels = segment(unet, da.from_array(image, chunks=chunks), axes=axes)
+    assert isinstance(labels, da.Array)
+    assert same_objects(labels.compute(), segment(unet, image, axes=axes))
+
+
+def test_a_3d_network_refuses_dask_planes_without_z():
+    unet = UNetModel.new(UNetConfig(ndim=3, depth=1, start_neurons=2))
+    with pytest.raises(ValueError, match="no Z"):
+        predict(unet, da.zeros((64, 64), chunks=32), axes="YX")

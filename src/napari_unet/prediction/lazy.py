@@ -4,7 +4,8 @@
 block is read with ``halo`` pixels of context from its neighbours
 (``dask.array.overlap`` with ``boundary="none"``, so image borders are treated
 exactly as in an in-memory pass), predicted with the tiled engine, and cropped
-back. Block edges lie on the ``2**depth`` pooling grid and the normalisation
+back. A 3D network's blocks are volumes, cut and grown along Z too. Block edges lie
+on each axis' pooling grid (``2**depth`` in Y and X) and the normalisation
 statistics are computed once for the whole array, so ``compute()`` equals the
 in-memory `napari_unet.prediction` to float rounding. Any dask scheduler works,
 ``dask.distributed`` included: the model travels as its ``.keras`` bytes and
@@ -96,18 +97,26 @@ class ModelHandle:
         return _LOAD_LOCK if self._bytes is not None else self._lock
 
 
-def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
-    """Put C last, one chunk; cut Y/X in blocks on the 2**depth grid, none thinner than the halo."""
+def _spatial(config: Any) -> str:
+    """The axes a network's blocks are cut along: Y and X, and Z for a 3D network."""
+    return "ZYX" if config.ndim == 3 else "YX"
+
+
+def _rechunk(image: Any, axes: str, config: Any, halos: dict[str, int], chunk: int | None):
+    """Put C last, one chunk; cut Y/X (and Z for a 3D network) in blocks on the pooling
+    grid of that axis, none thinner than its halo. ``chunk`` sets the Y/X side; Z blocks
+    follow the input's Z chunks, at least 4 halos."""
     import dask.array as da
 
     if "C" in axes:
         image = da.moveaxis(image, axes.index("C"), -1)
         axes = axes.replace("C", "") + "C"
-    m = config.size_multiple
+    multiples = dict(zip(_spatial(config), config.size_multiples))
     chunks = {}
-    for i in (axes.index("Y"), axes.index("X")):
-        size = image.shape[i]
-        side = round_up(chunk or max(max(image.chunks[i]), 4 * halo), m)
+    for name, halo in halos.items():
+        i, size = axes.index(name), image.shape[axes.index(name)]
+        wanted = chunk if chunk and name != "Z" else max(max(image.chunks[i]), 4 * halo)
+        side = round_up(wanted, multiples[name])
         blocks = [side] * (size // side)
         rest = size - sum(blocks)
         if rest and blocks and rest < halo:  # a sliver could not lend a full halo
@@ -123,10 +132,12 @@ def _rechunk(image: Any, axes: str, config: Any, halo: int, chunk: int | None):
 def lazy_probabilities(image: Any, axes: str, config: Any, normalization: PercentileNormalization,
                        block_fn: Any, chunk: int | None = None, outputs: int | None = None) -> Any:
     """Dask array of probabilities; ``block_fn(block, axes, stats, origin)`` predicts one
-    block whose first pixel is at ``origin`` (row, column) of the whole image.
+    block whose first pixel is at ``origin`` (row, column; (z, row, column) for a 3D
+    network) of the whole image.
 
     ``image`` is a dask array with (validated) ``axes``; ``config`` the model's
-    `UNetConfig`. Computes the normalisation statistics of the whole array now
+    `UNetConfig`. A 3D network's blocks are volumes cut along Z too, each with its own Z
+    halo. Computes the normalisation statistics of the whole array now
     (one strided read) and returns the lazy result (see the module docstring).
     ``outputs``: values per pixel that ``block_fn`` returns on a trailing axis
     (default: the model's probabilities, no axis for one class).
@@ -135,18 +146,16 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
 
     from ..model.costs import halo as halo_of
 
-    if config.ndim == 3:
-        raise ValueError("a 3D network predicts whole volumes in memory for now, not dask or "
-                         "zarr blocks: load the stack as a numpy array (np.asarray), or use "
-                         "a 2D network for lazy prediction.")
-    halo = halo_of(config)
-    image, axes = _rechunk(image, axes, config, halo, chunk)
+    spatial = _spatial(config)
+    arrays.to_units(np.zeros((1,) * len(axes)), axes, config.ndim)  # ValueError: 3D, no Z
+    halos = {name: halo_of(config, name) for name in spatial}
+    image, axes = _rechunk(image, axes, config, halos, chunk)
     planes, _ = arrays.to_planes(image, axes)
     stats = normalization.statistics(planes)
-    iy, ix = axes.index("Y"), axes.index("X")
+    cut = [axes.index(name) for name in spatial]
     depth = {i: 0 for i in range(image.ndim)}
-    for i in (iy, ix):  # an axis in one block has no neighbour to borrow context from
-        depth[i] = halo if len(image.chunks[i]) > 1 else 0
+    for i, name in zip(cut, spatial):  # an axis in one block has no neighbour to lend context
+        depth[i] = halos[name] if len(image.chunks[i]) > 1 else 0
     grown = da.overlap.overlap(image, depth=depth, boundary="none")
     n_classes = config.n_classes if outputs is None else outputs
     out_chunks = [c for i, c in enumerate(image.chunks) if axes[i] != "C"]
@@ -157,9 +166,10 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
             kwargs["new_axis"] = image.ndim
     elif "C" in axes:
         kwargs["drop_axis"] = image.ndim - 1
-    starts = [np.cumsum((0,) + image.chunks[i]).tolist() for i in (iy, ix)]
-    return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats, halo=halo,
-                            iy=iy, ix=ix, starts=starts, dtype=np.float32, chunks=tuple(out_chunks),
+    starts = [np.cumsum((0,) + image.chunks[i]).tolist() for i in cut]
+    return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats,
+                            halos=[depth[i] for i in cut], cut=cut, starts=starts,
+                            dtype=np.float32, chunks=tuple(out_chunks),
                             meta=np.empty((0,) * len(out_chunks), np.float32), **kwargs)
 
 
@@ -171,7 +181,8 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     Returns a float32 dask array with the image's spatial axes (channel axis
     dropped), plus a trailing class axis for multi-class models. ``chunk``
     sets the Y/X block side (default: the input's chunks, at least 4 halos,
-    rounded up to a multiple of ``2**depth``).
+    rounded up to a multiple of ``2**depth``); a 3D network's Z blocks follow the
+    input's Z chunks, at least 4 Z halos.
     """
     from functools import partial
 
@@ -201,15 +212,16 @@ def _predict_with_handle(block: np.ndarray, axes: str, stats, origin: tuple[int,
         return drain(iter_probabilities(model, block, axes=axes, stats=stats, **options))
 
 
-def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halo: int,
-                   iy: int, ix: int, starts: list, block_info=None) -> np.ndarray:
+def _predict_block(block: np.ndarray, block_fn: Any, axes: str, stats, halos: list[int],
+                   cut: list[int], starts: list, block_info=None) -> np.ndarray:
+    """``block_fn`` on one block grown by ``halos`` along the ``cut`` axes, cropped back."""
     loc = block_info[0]["chunk-location"]
     nchunks = block_info[0]["num-chunks"]
     origin = tuple(int(first[loc[i]]) - (halo if loc[i] > 0 else 0)
-                   for first, i in zip(starts, (iy, ix)))
+                   for first, i, halo in zip(starts, cut, halos))
     probs = block_fn(block, axes, stats, origin)
     crop = [slice(None)] * probs.ndim
-    for i in (iy, ix):
+    for i, halo in zip(cut, halos):
         lo = halo if loc[i] > 0 else 0
         hi = halo if loc[i] < nchunks[i] - 1 else 0
         crop[i] = slice(lo, block.shape[i] - hi)
