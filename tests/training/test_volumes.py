@@ -132,3 +132,25 @@ def test_a_stack_thinner_than_the_network_sees_is_said():
     config = UNetConfig(ndim=3, depth=3, start_neurons=2, n_classes=3)
     with pytest.warns(RuntimeWarning, match="mirrored padding"):
         _prepare([image], [labels], config)
+
+
+def test_default_3d_patches_shrink_to_fit_memory_and_chosen_ones_stay():
+    from napari_unet.model.costs import training_memory_bytes, volume_patch_shape
+    from napari_unet.training.settings import TrainSettings
+    from napari_unet.training.volumes import settings_for_volumes
+
+    config = UNetConfig(ndim=3)  # the seed's widths in 3D: 128³ x 8 patches need tens of GiB
+    defaults = TrainSettings()
+    assert training_memory_bytes(config, volume_patch_shape(config, 128, 64), 8) > 8 * 2**30
+    fitted = settings_for_volumes(defaults, config, depth=64, free=4 * 2**30)
+    shape = volume_patch_shape(config, fitted.patch_size, 64)
+    assert training_memory_bytes(config, shape, fitted.batch_size) <= 2 * 2**30
+    assert fitted.batch_size == 2 and fitted.patch_size % config.size_multiple == 0
+    assert 16 <= fitted.patch_size < 128 and defaults.patch_size == 128  # not modified
+    on_four = settings_for_volumes(defaults, config, depth=64, devices=4, free=4 * 2**30)
+    assert on_four.batch_size == 4
+    chosen = TrainSettings(patch_size=128, batch_size=4)
+    assert settings_for_volumes(chosen, config, depth=64, free=4 * 2**30) is chosen
+    roomy = settings_for_volumes(defaults, UNetConfig(ndim=3, depth=1, start_neurons=2),
+                                 depth=8, free=64 * 2**30)
+    assert (roomy.patch_size, roomy.batch_size) == (128, 8)

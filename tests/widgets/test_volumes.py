@@ -27,6 +27,7 @@ def test_build_train_and_run_a_3d_network_on_a_zyx_layer(viewer_with_widgets, qt
         widget.reset_choices()
     train.image.value, train.labels.value = stack, truth
     train.patch_size.value, train.batch_size.value = 32, 2
+    assert "16x32x32 voxels" in train.patch_size.tooltip  # Z pooled on one level of two
     train.epochs.value, train.steps.value = 2, 3
     n_layers = len(viewer.layers)
     train.start()

@@ -111,13 +111,27 @@ def add_scribble_controls(widget: Any) -> None:
                                                       "Previews take at most 10 % of the training time.")
 
 
+def patch_size_tooltip(config: Any, side: int) -> str:
+    """The patch size box's tooltip for the `UNetConfig` ``config``: for a 3D network it
+    says how many planes a patch of ``side`` px takes (`volume_patch_shape`)."""
+    text = f"Side in pixels of the random training patches (a multiple of 2**depth = {config.size_multiple})."
+    if config.ndim != 3:
+        return text
+    from ..model.costs import volume_patch_shape
+
+    shape = "x".join(map(str, volume_patch_shape(config, side, 1 << 30)))
+    return (f"{text} A 3D network trains on patches of {shape} voxels (Z x Y x X; fewer planes "
+            "on thinner stacks). Left at 128 with batch size 8, both are made smaller until "
+            "a batch fits in half of the free memory.")
+
+
 def add_setting_controls(widget: Any) -> None:
     """The controls of `napari_unet.training.settings.TrainSettings` (patch size ... loss)."""
     widget.patch_size = SpinBox(value=128, min=16, max=1024, step=16, name="patch_size", label="patch size",
                               tooltip="Side in pixels of the random training patches (a multiple of 2**depth).")
     widget.epochs = SpinBox(value=0, min=0, max=10000, name="epochs", label="epochs",
-                          tooltip="0 = automatic: about 20 passes over the labelled pixels, 200-2000 "
-                                  "batches (but at least 5 epochs) in 5-100 epochs (with a time limit: until it, or until "
+                          tooltip="0 = automatic: about 20 passes over the labelled pixels, 600-2000 "
+                                  "batches (200 for scribbles; at least 5 epochs) in 5-100 epochs (with a time limit: until it, or until "
                                   "no better epoch for a while). Training keeps the best epoch.")
     widget.time_limit = FloatSpinBox(value=0.0, min=0.0, max=10000.0, step=0.5, name="time_limit",
                                      label="time limit (min)",

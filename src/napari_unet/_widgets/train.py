@@ -20,6 +20,7 @@ from ._controls import (
     add_scribble_controls,
     add_setting_controls,
     add_source_controls,
+    patch_size_tooltip,
 )
 from ._layers import (LayerPairs, labels_snapshot, layer_array, layer_axes, layer_spacing,
                       with_channels)
@@ -156,14 +157,13 @@ class TrainWidget(SessionWidget):
         self.status.value = (f"paint on '{layer.name}', then press Train (validation is off: "
                              "with scribbles, judge the live preview)")
 
-    def _patch_multiple(self) -> int:
-        """Patch sides must be multiples of 2**depth of the model (the default's: 16)."""
-        return (self.session.summary.config if self.session.summary else UNetConfig()).size_multiple
-
     def _snap_patch_size(self, *_: Any) -> None:
-        """Keep the patch size a multiple of 2**depth: the arrows step by it, and a typed
-        value is rounded to the nearest one (said in the status)."""
-        m = self._patch_multiple()
+        """Keep the patch size a multiple of 2**depth of the model (the default's: 16): the
+        arrows step by it, and a typed value is rounded to the nearest one (said in the
+        status). The tooltip says what a 3D network's patches hold."""
+        config = self.session.summary.config if self.session.summary else UNetConfig()
+        m = config.size_multiple
+        self.patch_size.tooltip = patch_size_tooltip(config, self.patch_size.value)
         self.patch_size.step = m
         self.patch_size.min = m
         value = self.patch_size.value

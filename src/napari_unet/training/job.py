@@ -33,7 +33,8 @@ from .provenance import record_provenance
 from .request import TrainRequest
 from .sampling import held_out_and_sampler
 from .settings import TrainSettings
-from .volumes import calibrate_volumes, prepare_volume_data, volume_held_out_and_sampler
+from .volumes import (calibrate_volumes, prepare_volume_data, settings_for_volumes,
+                      volume_held_out_and_sampler)
 
 __all__ = ["TrainResult", "iter_train", "iter_train_request", "train"]
 
@@ -88,7 +89,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     spacings = _spacings(spacing, len(images))
     unet = network_to_train(model, parallel, settings, labels, class_names)
     settings.check_for(unet.config, unet.target)
-    data, held_out = _data_and_held_out(unet, settings, images, labels, axes_list, names, parallel)
+    data, held_out, settings = _data_and_held_out(unet, settings, images, labels, axes_list,
+                                                  names, parallel)
     schedule = settings.schedule(held_out.targets, held_out.sampler.shape)
     weights = class_weights(held_out.targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
@@ -163,18 +165,22 @@ def _as_lists(images: Any, labels: Any, axes: Any, names: Any) -> tuple[list, li
 
 
 def _data_and_held_out(unet: UNetModel, settings: TrainSettings, images: list, labels: list,
-                       axes_list: list, names: Any, parallel: Any) -> tuple[Any, Any]:
-    """The `TrainingData` (planes, or volumes for a 3D network) and its `HeldOut`
-    validation and patch sampler."""
+                       axes_list: list, names: Any, parallel: Any) -> tuple[Any, Any, Any]:
+    """The `TrainingData` (planes, or volumes for a 3D network), its `HeldOut`
+    validation and patch sampler, and the settings they were cut with (a 3D network's
+    default patches made to fit memory, `settings_for_volumes`)."""
     if unet.config.ndim == 3:
         data = prepare_volume_data(images, labels, unet.config, settings.label_mode,
                                    unet.normalization, axes_list, names, unet.target,
                                    settings.boundary_width)
-        return data, volume_held_out_and_sampler(unet, settings, data, parallel)
+        settings = settings_for_volumes(settings, unet.config,
+                                        max(t.shape[0] for t in data.targets),
+                                        parallel.devices if parallel is not None else 1)
+        return data, volume_held_out_and_sampler(unet, settings, data, parallel), settings
     data = prepare_training_data(images, labels, unet.config, settings.label_mode,
                                  unet.normalization, axes_list, names, unet.target,
                                  settings.boundary_width)
-    return data, held_out_and_sampler(unet, settings, data, parallel)
+    return data, held_out_and_sampler(unet, settings, data, parallel), settings
 
 
 def _spacings(spacing: Any, n_images: int) -> list[Any]:

@@ -31,7 +31,7 @@ from .sampling import (HeldOut, PatchSampler, _hold_out, _seeded_rng, _split_eve
                        focus_and_weights, held_blocks)
 
 __all__ = ["prepare_volume_data", "VolumeSampler", "volume_held_out_and_sampler",
-           "calibrate_volumes"]
+           "calibrate_volumes", "settings_for_volumes"]
 
 
 def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UNetConfig,
@@ -199,6 +199,45 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
     sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
                             rng, focus, weights)
     return HeldOut(targets, _split_evenly(validation, parallel), sampler)
+
+
+def settings_for_volumes(settings: Any, config: UNetConfig, depth: int, devices: int = 1,
+                         free: int | None = None) -> Any:
+    """``settings`` (a `TrainSettings`) for training the 3D ``config`` on stacks at most
+    ``depth`` planes deep: as given when the user chose the patch or batch size, else the
+    2D defaults (128 px, 8 patches) made smaller until the ``(D, P, P)`` patches
+    (`napari_unet.model.costs.volume_patch_shape`) train in half of ``free`` bytes
+    (default: what the device, GPU else this machine, has free): the batch halves down to
+    2 (kept a multiple of ``devices``), then the side shrinks by the size multiple (down
+    to one multiple; what still does not fit is refused by `TrainSettings.check_memory`).
+    Returns a `TrainSettings`."""
+    from dataclasses import fields, replace
+
+    from ..backend.devices import accelerator_memory
+    from ..common.log import logger
+    from ..model.costs import available_memory, training_memory_bytes
+
+    defaults = {f.name: f.default for f in fields(settings)}
+    if (settings.patch_size, settings.batch_size) != (defaults["patch_size"],
+                                                      defaults["batch_size"]):
+        return settings
+    budget = (free if free is not None else accelerator_memory() or available_memory()) // 2
+    patch, batch, m = settings.patch_size, settings.batch_size, config.size_multiple
+    least_batch = max(2, devices)
+
+    def need() -> int:
+        return training_memory_bytes(config, volume_patch_shape(config, patch, depth), batch)
+
+    while need() > budget and (batch > least_batch or patch > m):
+        if batch // 2 >= least_batch and (batch // 2) % devices == 0:
+            batch //= 2
+        else:
+            patch -= m
+    if (patch, batch) != (settings.patch_size, settings.batch_size):
+        logger.info("3D training: patches of %s voxels in batches of %d fit %.1f GiB",
+                    "x".join(map(str, volume_patch_shape(config, patch, depth))), batch,
+                    budget / 2**30)
+    return replace(settings, patch_size=patch, batch_size=batch)
 
 
 def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
