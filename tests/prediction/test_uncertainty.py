@@ -1,5 +1,5 @@
 """Monte-Carlo dropout uncertainty: where it is high, that tiles and blocks do not change
-it, and that it vanishes without dropout."""
+it, and that it vanishes without dropout; for 2D networks and for 3D ones on volumes."""
 
 import dask.array as da
 import numpy as np
@@ -9,7 +9,7 @@ from napari_unet.common.progress import drain
 from napari_unet.model.config import UNetConfig
 from napari_unet.model.unet import UNetModel
 from napari_unet.prediction.uncertainty import iter_uncertainty, uncertainty
-from napari_unet.samples.nuclei import make_nuclei
+from napari_unet.samples.nuclei import make_nuclei, make_nuclei_stack
 
 from ..helpers import assert_unchanged
 
@@ -93,3 +93,120 @@ def test_the_image_border_is_not_brighter_than_the_inside(trained_tiny):
     rows, cols = entropy.mean(axis=1), entropy.mean(axis=0)
     inside = np.median(rows)
     assert max(rows[0], rows[-1], cols[0], cols[-1]) < 1.5 * inside
+
+
+# ----------------------------------------------------------------------------- 3D networks
+@pytest.fixture(scope="module")
+def cube_model():
+    """A tiny random 3D U-Net that pools Z at every level (Z masks on steps of 2 and 4)."""
+    return UNetModel.new(UNetConfig(ndim=3, depth=2, start_neurons=2))
+
+
+@pytest.fixture(scope="module")
+def thin_model():
+    """A tiny random 3-class 3D U-Net for a stack whose Z step is 3x its pixel size: Z is
+    left alone on its first level, so its masks step 1 plane where rows step 2 pixels."""
+    return UNetModel.new(UNetConfig.for_spacing((3, 1, 1), depth=2, start_neurons=2,
+                                                n_classes=3))
+
+
+def test_a_3d_network_gives_volume_maps_that_vary_and_repeat(cube_model):
+    image = make_nuclei_stack((8, 32, 32), seed=3)[0]
+    before = image.copy()
+    result = uncertainty(cube_model, image, passes=4, axes="ZYX")
+    for name in ("entropy", "spread", "probabilities"):
+        assert getattr(result, name).shape == (8, 32, 32)
+        assert getattr(result, name).dtype == np.float32
+    assert 0.0 <= result.entropy.min() and result.entropy.max() <= 1.0
+    assert result.entropy.max() > 0 and np.ptp(result.entropy) > 0
+    assert result.spread.max() > 0 and result.spread.std() > 0
+    assert np.ptp(result.spread, axis=(1, 2)).min() > 0  # every plane, the mirrored ones too
+    again = uncertainty(cube_model, image, passes=4, axes="ZYX")
+    np.testing.assert_array_equal(again.entropy, result.entropy)
+    np.testing.assert_array_equal(again.spread, result.spread)
+    assert_unchanged(before, image)
+
+
+def test_3d_dropout_masks_follow_the_plane_row_column_and_pass():
+    """The mask of a 3D feature map is the whole volume's, wherever the window starts (in
+    input pixels, each axis in its own steps), and differs between planes and passes."""
+    from napari_unet.backend.runtime import load_keras
+    from napari_unet.prediction.uncertainty import _coordinate_dropout_class
+
+    ops = load_keras().ops
+    layer = _coordinate_dropout_class()(0.5, (2, 4, 4), 1)  # rate, (Z, Y, X) steps, salt
+
+    def mask(shape, origin):
+        x = ops.ones((1, *shape, 3), "float32")
+        return np.asarray(ops.convert_to_numpy(layer([x, ops.convert_to_tensor(
+            np.array([origin], np.int32))])))[0]
+
+    whole = mask((6, 5, 5), (0, 0, 0, 0))
+    assert set(np.unique(whole)) == {0.0, 2.0} and 0.3 < (whole == 0).mean() < 0.7
+    np.testing.assert_array_equal(mask((4, 3, 5), (4, 8, 0, 0)), whole[2:, 2:])
+    assert not np.array_equal(whole[0], whole[1])  # each plane its own mask
+    assert not np.array_equal(mask((6, 5, 5), (0, 0, 0, 1)), whole)  # each pass too
+
+
+def _origins_seen(monkeypatch) -> list:
+    """The window origins `MCDropout.run` is given from now on (each (plane, row, column))."""
+    from napari_unet.prediction.uncertainty import MCDropout
+
+    seen, real_run = [], MCDropout.run
+
+    def run(self, windows, origins, lo, scale):
+        seen.extend(origins)
+        return real_run(self, windows, origins, lo, scale)
+
+    monkeypatch.setattr(MCDropout, "run", run)
+    return seen
+
+
+@pytest.mark.parametrize("axis", ["Z", "X"])
+def test_3d_maps_of_windows_along_z_or_x_equal_the_whole_volume(thin_model, monkeypatch, axis):
+    """The dropout masks follow each feature's plane, row and column in the whole volume,
+    in each level's own steps, so windows cut along Z or X, and lazy blocks, give the
+    one-window maps."""
+    import warnings
+
+    from napari_unet.backend.devices import accelerator_memory
+    from napari_unet.model.costs import inference_bytes_per_pixel
+
+    config = thin_model.config  # halos (12, 32, 32) px; the maps mirror 2 planes, 4 px
+    shape = (36, 16, 16) if axis == "Z" else (6, 16, 120)
+    image = make_nuclei_stack(shape, seed=4)[0]
+    seen = _origins_seen(monkeypatch)
+    whole = uncertainty(thin_model, image, passes=3, axes="ZYX", memory_budget=1 << 30)
+    assert len(seen) == 1
+    budget = 1 << 30  # X: windows of 96 px, all 10 (mirrored) planes
+    if axis == "Z":  # windows of 24 x 24 px (mirrored), 28 of the 40 planes: 4 passes' worth
+        accelerator = accelerator_memory() is not None
+        budget = int(4 * inference_bytes_per_pixel(config, accelerator) * 24 * 24 * 28)
+    seen.clear()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # small tiles waste time: said
+        tiled = uncertainty(thin_model, image, passes=3, axes="ZYX", tile_size=96,
+                            memory_budget=budget)
+    along = "ZYX".index(axis)  # really cut, along that axis only
+    assert len({o[along] for o in seen}) > 1
+    assert len({o[:along] + o[along + 1:] for o in seen}) == 1
+    assert tiled.probabilities.shape == shape + (3,)
+    maps = [tiled]
+    if axis == "X":  # and lazy blocks (volumes) of 64 px along X, with their halo
+        lazy = uncertainty(thin_model, da.from_array(image, chunks=(6, 16, 64)), passes=3,
+                           axes="ZYX", chunk=64)
+        assert len(lazy.entropy.chunks[2]) == 2
+        maps.append(lazy)
+    for result in maps:
+        for name in ("entropy", "spread", "probabilities"):
+            np.testing.assert_allclose(np.asarray(getattr(result, name)), getattr(whole, name),
+                                       atol=1e-5)
+    assert whole.spread.max() > 0
+
+
+def test_a_3d_network_refuses_a_plane_and_a_plane_origin(cube_model):
+    with pytest.raises(ValueError, match="no Z"):
+        uncertainty(cube_model, np.zeros((32, 32), np.float32), passes=2, axes="YX")
+    with pytest.raises(ValueError, match=r"origin must be 3 .*\(plane, row, column\)"):
+        drain(iter_uncertainty(cube_model, np.zeros((4, 16, 16), np.float32), 2,
+                               axes="ZYX", origin=(0, 0)))

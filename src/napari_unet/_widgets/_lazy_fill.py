@@ -99,7 +99,8 @@ class EngineBlockPredictor:
         """Probabilities of ``block``; with ``passes``, its entropy and spread stacked last."""
         import hashlib
 
-        # origin is (row, column) only: the pixels tell planes and time points apart
+        # origin is where the block starts along the axes it is cut in (Y, X; and Z for a 3D
+        # network): the pixels tell other planes and time points apart
         key = (tuple(origin) if origin is not None else None, block.shape,
                hashlib.blake2b(np.ascontiguousarray(block).data, digest_size=16).digest())
         with self._lock:

@@ -13,10 +13,13 @@ happened to use: high where it has not learnt enough, which is where to paint ne
   (1 - p(background)); exactly 0 when the network has no dropout;
 - ``probabilities``: the mean probabilities over the passes.
 
-Each dropout mask is a hash of the feature's position in the whole image, its
-channel, the pass and the layer (`_coordinate_dropout_class`), never of the
-tile it was computed in: tiled, untiled and lazy (dask block) results are the same
-to float rounding, and the same call gives the same maps twice.
+Each dropout mask is a hash of the feature's position in the whole image (row and
+column; plane, row and column for a 3D network), its channel, the pass and the layer
+(`_coordinate_dropout_class`), never of the tile it was computed in: tiled, untiled and
+lazy (dask block) results are the same to float rounding, and the same call gives the
+same maps twice. A 3D network's volumes are cut into windows along Z too; its masks
+count planes of each feature map in that map's own Z steps (`_strides`: Z is not
+pooled on the first ``z_unpooled_levels`` levels), so they follow the whole volume.
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ class Uncertainty(NamedTuple):
     probabilities: Any
 
 
-# odd multipliers (< 2**31, so every backend keeps them int32) that spread coordinates
-_MIX = (73856093, 19349663, 83492791, 1103515245, 1540483477)
+# odd multipliers (< 2**31, so every backend keeps them int32) that spread coordinates;
+# the last one mixes in a 3D network's plane
+_MIX = (73856093, 19349663, 83492791, 1103515245, 1540483477, 668265263)
 
 
 def _hash_uniform(ops: Any, keys: list) -> Any:
@@ -64,45 +68,62 @@ def _hash_uniform(ops: Any, keys: list) -> Any:
 
 @functools.cache
 def _coordinate_dropout_class() -> type:
-    """A Keras layer ``CoordinateDropout(rate, stride, salt)`` called on ``[x, origin]``:
-    ``x`` (B, h, w, c) features, ``origin`` (B, 3) int32 (row and column of the window's
-    first pixel in the whole padded image, pass number). Drops each feature with
-    probability ``rate`` by a hash of (global row, global column, channel, pass, salt)
-    and scales the rest by 1 / (1 - rate), in inference as in training."""
+    """A Keras layer ``CoordinateDropout(rate, strides, salt)`` called on ``[x, origin]``:
+    ``x`` (B, h, w, c) features, or (B, d, h, w, c) for a 3D network; ``origin`` (B, 3)
+    int32 (row and column of the window's first pixel in the whole padded image, pass
+    number), or (B, 4) (plane, row, column, pass). ``strides``: input pixels per feature
+    step along each spatial axis of ``x`` ((row, column) or (plane, row, column)). Drops
+    each feature with probability ``rate`` by a hash of (global row, global column,
+    channel, pass, salt[, global plane]) and scales the rest by 1 / (1 - rate), in
+    inference as in training."""
     from ..backend.runtime import load_keras
 
     keras = load_keras()
     ops = keras.ops
 
     class CoordinateDropout(keras.layers.Layer):
-        def __init__(self, rate: float, stride: int, salt: int, **kwargs: Any):
+        def __init__(self, rate: float, strides: tuple[int, ...], salt: int, **kwargs: Any):
             super().__init__(**kwargs)
-            self.rate, self.stride, self.salt = float(rate), int(stride), int(salt)
+            self.rate, self.salt = float(rate), int(salt)
+            self.strides = tuple(int(s) for s in strides)
 
         def call(self, inputs: Any) -> Any:
             x, origin = inputs
             if self.rate <= 0:
                 return x
-            shape = ops.shape(x)
+            n, shape = len(self.strides), ops.shape(x)
             origin = ops.cast(origin, "int32")
-            rows = ops.reshape(origin[:, 0] // self.stride, (-1, 1, 1, 1)) + ops.reshape(
-                ops.arange(shape[1], dtype="int32"), (1, -1, 1, 1))
-            cols = ops.reshape(origin[:, 1] // self.stride, (-1, 1, 1, 1)) + ops.reshape(
-                ops.arange(shape[2], dtype="int32"), (1, 1, -1, 1))
-            chans = ops.reshape(ops.arange(shape[3], dtype="int32"), (1, 1, 1, -1))
-            passes = ops.reshape(origin[:, 2], (-1, 1, 1, 1))
-            u = _hash_uniform(ops, [rows, cols, chans, passes, ops.convert_to_tensor(
-                self.salt, "int32")])
-            keep = ops.cast(u >= self.rate, x.dtype)
+
+            def along(axis: int, values: Any) -> Any:  # broadcast on x's ``axis``
+                return ops.reshape(values, [-1 if a == axis else 1 for a in range(n + 2)])
+
+            # global feature index along each spatial axis: window start + position
+            coords = [along(0, origin[:, a] // s) + along(a + 1, ops.arange(
+                shape[a + 1], dtype="int32")) for a, s in enumerate(self.strides)]
+            keys = coords[-2:] + [along(n + 1, ops.arange(shape[n + 1], dtype="int32")),
+                                  along(0, origin[:, n]),
+                                  ops.convert_to_tensor(self.salt, "int32")] + coords[:-2]
+            keep = ops.cast(_hash_uniform(ops, keys) >= self.rate, x.dtype)
             return x * keep / ops.cast(1.0 - self.rate, x.dtype)
 
     return CoordinateDropout
 
 
+def _strides(config: Any, stride: int) -> tuple[int, ...]:
+    """Input pixels per step of a feature map that is ``stride`` (2**levels) pixels per
+    step in Y and X, along each spatial axis: (stride, stride), or for a 3D network
+    (planes, stride, stride), planes = 2 ** (those of the ``levels`` that pooled Z)."""
+    if config.ndim == 2:
+        return (stride, stride)
+    levels = stride.bit_length() - 1
+    return (2 ** sum(config.pools_z(k) for k in range(levels)), stride, stride)
+
+
 def mc_network(unet: Any) -> Any:
     """A Keras model sharing ``unet``'s layers (and so its current weights) with every
     dropout layer replaced by `CoordinateDropout`; inputs ``[image (B, H, W, C) float32
-    normalised, origin (B, 3) int32]``, output the probabilities. Made once per network."""
+    normalised, origin (B, 3) int32]`` (3D network: ``[(B, Z, H, W, C), (B, 4)]``, see
+    `_coordinate_dropout_class`), output the probabilities. Made once per network."""
     km = unet.keras_model
     cached = getattr(km, "_napari_unet_mc", None)
     if cached is not None:
@@ -112,13 +133,14 @@ def mc_network(unet: Any) -> Any:
 
     keras = load_keras()
     dropout_class = _coordinate_dropout_class()
-    image = keras.Input(shape=(None, None, unet.config.in_channels), name="image")
-    origin = keras.Input(shape=(3,), dtype="int32", name="origin")
+    ndim = unet.config.ndim
+    image = keras.Input(shape=(None,) * ndim + (unet.config.in_channels,), name="image")
+    origin = keras.Input(shape=(ndim + 1,), dtype="int32", name="origin")
     salts = iter(range(1, 1000))
 
     def dropout(x: Any, name: str, rate: float, stride: int) -> Any:
-        return dropout_class(km.get_layer(name).rate, stride, next(salts), name=f"{name}_mc")(
-            [x, origin])
+        return dropout_class(km.get_layer(name).rate, _strides(unet.config, stride),
+                             next(salts), name=f"{name}_mc")([x, origin])
 
     outputs = unet_graph(unet.config, image, lambda kind, name, *a, **k: km.get_layer(name),
                          dropout)
@@ -151,16 +173,13 @@ def _check_passes(passes: Any) -> int:
 
 class MCDropout:
     """A `napari_unet.prediction.tiled.Network` of ``passes`` Monte-Carlo dropout passes
-    (`mc_network`) per window, returning per pixel the entropy, the spread and the mean
-    probabilities (`_summaries`, 2 + K values). Passes run `_BATCH` at a time, so a
-    window costs `_BATCH` windows of memory."""
+    (`mc_network`) per window (B, H, W, C), or (B, Z, H, W, C) for a 3D network, returning
+    per pixel the entropy, the spread and the mean probabilities (`_summaries`, 2 + K
+    values). Passes run `_BATCH` at a time, so a window costs `_BATCH` windows of memory."""
 
     cost = _BATCH
 
     def __init__(self, unet: Any, passes: int):
-        if unet.config.ndim == 3:
-            raise ValueError("uncertainty maps (Monte-Carlo dropout) are for 2D networks "
-                             "for now; a 3D network gives probabilities and labels only.")
         self.network = mc_network(unet)
         self.passes = passes
         self.outputs = 2 + max(1, unet.config.n_classes)
@@ -180,62 +199,90 @@ class MCDropout:
 
 def iter_uncertainty(model: Any, image: Any, passes: int = DEFAULT_PASSES, *,
                      axes: str | None = None, tile_size: int | None = None, stats: Any = None,
-                     origin: tuple[int, int] = (0, 0)
+                     origin: tuple[int, ...] | None = None, memory_budget: int | None = None
                      ) -> Generator[PredictProgress, None, Uncertainty]:
     """Monte-Carlo dropout maps of ``image`` (see the module docstring); yields
-    `PredictProgress` per batch of windows and returns an `Uncertainty` of numpy arrays.
+    `PredictProgress` per batch of windows and returns an `Uncertainty` of float32 numpy
+    arrays: ``entropy`` and ``spread`` with the image's spatial axes, ``probabilities``
+    those with a trailing class axis for multi-class models (as `predict` gives them).
 
-    ``model``: a `UNetModel` or a model file path. ``image``: numpy YX, stacks
-    (ZYX, TYX, ...), with a channel axis when the model has several input channels.
-    ``passes``: stochastic passes (2-256, default 8). ``tile_size``: windows of at
-    most that side (None: from memory). ``stats``: normalisation statistics (default:
-    of this image). ``origin``: where this image's first pixel lies in a larger image
-    (row, column; multiples of ``2**depth``), so blocks of a large image get the masks
-    the whole image would. The maps run through the one tiled pass
-    (`napari_unet.prediction.tiled.iter_tiled`), out-of-memory retry included.
+    ``model``: a `UNetModel` or a model file path. ``image``: numpy; for a 2D network YX
+    or stacks of planes (ZYX, TYX, ...), each plane on its own; for a 3D network volumes
+    ZYX (or TZYX, ...), each run as a volume, so a ZYX image gives (Z, Y, X) maps and
+    (Z, Y, X[, K]) probabilities; a single YX plane is refused (``ValueError``, no Z).
+    A channel axis (ZYXC, ...) when the model has several input channels. ``passes``:
+    stochastic passes (2-256, default 8). ``tile_size``: windows of at most that side in
+    Y and X (None: from memory; a 3D network's windows take as many planes as fit).
+    ``memory_budget``: bytes one batch of windows and its passes may use (None: from the
+    device, as for `napari_unet.prediction.api.iter_predict`). ``stats``: normalisation
+    statistics (default: of this image). ``origin``: where this image's first pixel lies
+    in a larger image, in pixels: (row, column), multiples of ``2**depth``, or for a 3D
+    network (plane, row, column), the plane a multiple of ``config.size_multiples[0]``;
+    default 0 each. Blocks of a large image so get the masks the whole image would
+    (``ValueError`` for the wrong number of offsets). The maps run through the one tiled
+    pass (`napari_unet.prediction.tiled.iter_tiled`), out-of-memory retry included.
     """
     from ..model.files import resolve_model
 
     unet = resolve_model(model)
     maps = yield from _mc_maps(unet, image, _check_passes(passes), axes=axes,
-                               tile_size=tile_size, stats=stats, origin=origin)
+                               tile_size=tile_size, stats=stats, origin=origin,
+                               memory_budget=memory_budget)
     probs = maps[..., 2:]
     return Uncertainty(maps[..., 0], maps[..., 1],
                        probs[..., 0] if unet.config.n_classes == 1 else probs)
 
 
 def _mc_maps(unet: Any, image: Any, passes: int, *, axes: str | None, tile_size: int | None,
-             stats: Any, origin: tuple[int, int]
+             stats: Any, origin: tuple[int, ...] | None, memory_budget: int | None = None
              ) -> Generator[PredictProgress, None, np.ndarray]:
-    """The `MCDropout` maps (entropy, spread, mean probabilities on a last axis) of ``image``
-    through the one tiled pass, with ``image`` mirrored by ``2**depth`` px at every side
-    first and that margin cropped after: at an image border the zero padding of the
-    network's convolutions makes it unsure of the outermost pixels, which would light
-    up the map's edges as "paint here"; the mirror gives them context. The margin keeps
-    the pooling grid and the global coordinates the dropout masks hash."""
+    """The `MCDropout` maps of ``image``: float32 (*spatial axes, 2 + K) with entropy,
+    spread and the mean probabilities on the last axis, through the one tiled pass.
+    ``image`` is mirrored first by the network's size multiple at every side of each
+    axis it runs along (Y and X; Z too for a 3D network) and that margin cropped after:
+    at an image border the zero padding of the network's convolutions makes it unsure of
+    the outermost pixels, which would light up the map's edges as "paint here"; the
+    mirror gives them context. The margin keeps the pooling grid and the global
+    coordinates the dropout masks hash (``origin``: see `iter_uncertainty`)."""
     from .tiled import iter_tiled
 
     image = arrays.check_image(image)
     axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
+    config = unet.config
+    if config.ndim == 3:  # refused before the network is built: the message of iter_tiled
+        arrays.to_units(image[tuple(slice(0, 1) for _ in axes)], axes, 3)
     if stats is None:  # of the image itself, not of the mirrored one
         stats = unet.normalization.statistics(arrays.to_planes(image, axes)[0])
-    m = unet.config.size_multiple
-    mirrored = np.pad(image, [(m, m) if a in "YX" else (0, 0) for a in axes], mode="symmetric")
+    origin, margins = _origin(config, origin), config.size_multiples  # (Z,) Y, X
+    margin = dict(zip("ZYX"[-config.ndim:], margins))
+    mirrored = np.pad(image, [(margin.get(a, 0),) * 2 for a in axes], mode="symmetric")
     maps = yield from iter_tiled(unet, mirrored, axes=axes, tile_size=tile_size, stats=stats,
-                                 network=MCDropout(unet, passes),
-                                 origin=(origin[0] - m, origin[1] - m))
-    return maps[..., m:-m, m:-m, :]
+                                 memory_budget=memory_budget, network=MCDropout(unet, passes),
+                                 origin=tuple(o - m for o, m in zip(origin, margins)))
+    return maps[(Ellipsis, *(slice(m, -m) for m in margins), slice(None))]
+
+
+def _origin(config: Any, origin: Any) -> tuple[int, ...]:
+    """``origin`` (None: zeros) as a tuple of ``config.ndim`` pixel offsets: (row, column),
+    or (plane, row, column) for a 3D network; ``ValueError`` for another length."""
+    origin = (0,) * config.ndim if origin is None else tuple(int(o) for o in origin)
+    if len(origin) != config.ndim:
+        names = "(plane, row, column)" if config.ndim == 3 else "(row, column)"
+        raise ValueError(f"origin must be {config.ndim} pixel offsets {names} for this "
+                         f"{config.ndim}D network; got {origin!r}.")
+    return origin
 
 
 def _passes(network: Any, x: np.ndarray, start: Any, passes: int,
             batch: int | None = None) -> np.ndarray:
-    """``passes`` stochastic probabilities of one window ``x`` (1, H, W, C) whose first
-    pixel is at ``start`` (row, column) of the whole image: (passes, H, W, K)."""
+    """``passes`` stochastic probabilities of one window ``x`` (1, H, W, C), or (1, Z, H,
+    W, C), whose first pixel is at ``start`` (row, column), or (plane, row, column), of
+    the whole image: (passes, H, W, K), or (passes, Z, H, W, K)."""
     out, batch = [], batch or _BATCH
     for first in range(0, passes, batch):
         # every call has the same batch shape (the last one filled up), so the passes differ
         # only by their dropout masks, not by how the backend splits the batch
-        origin = np.array([[start[0], start[1], first + k] for k in range(batch)], np.int32)
+        origin = np.array([[*start, first + k] for k in range(batch)], np.int32)
         y = network.predict_on_batch([np.repeat(x, batch, axis=0), origin])
         out.append(np.asarray(y)[:passes - first])
     return np.concatenate(out).astype(np.float32)
@@ -255,7 +302,8 @@ def uncertainty_dask(model: Any, image: Any, passes: int = DEFAULT_PASSES, *,
                      axes: str | None = None, tile_size: int | None = None,
                      chunk: int | None = None) -> Uncertainty:
     """Lazy `Uncertainty` of a dask array: each map a dask array computed block by block
-    with its halo (as `napari_unet.prediction.lazy.predict_dask`), equal to the in-memory maps."""
+    with its halo (as `napari_unet.prediction.lazy.predict_dask`; a 3D network's blocks
+    are volumes, cut along Z too), equal to the in-memory maps."""
     from functools import partial
 
     from ..model.files import resolve_model
@@ -275,11 +323,12 @@ def uncertainty_dask(model: Any, image: Any, passes: int = DEFAULT_PASSES, *,
     return Uncertainty(stacked[..., 0], stacked[..., 1], probs)
 
 
-def block_maps(model: Any, block: np.ndarray, axes: str, stats: Any, origin: tuple[int, int],
+def block_maps(model: Any, block: np.ndarray, axes: str, stats: Any, origin: tuple[int, ...],
                passes: int, tile_size: int | None, probabilities: bool = True) -> np.ndarray:
-    """One dask block's maps (block at ``origin`` of the whole image, normalised with the
-    whole image's ``stats``) stacked on a trailing axis: entropy, spread and, when
-    ``probabilities``, the mean probabilities (one per class)."""
+    """One dask block's maps (block at ``origin`` of the whole image: (row, column), or
+    (plane, row, column) for a 3D network; normalised with the whole image's ``stats``)
+    stacked on a trailing axis: entropy, spread and, when ``probabilities``, the mean
+    probabilities (one per class)."""
     from ..model.files import resolve_model
 
     unet = resolve_model(model)
@@ -288,7 +337,7 @@ def block_maps(model: Any, block: np.ndarray, axes: str, stats: Any, origin: tup
     return maps if probabilities else maps[..., :2]
 
 
-def _uncertainty_block(block: np.ndarray, axes: str, stats: Any, origin: tuple[int, int],
+def _uncertainty_block(block: np.ndarray, axes: str, stats: Any, origin: tuple[int, ...],
                        handle: Any, passes: int, tile_size: int | None) -> np.ndarray:
     """`block_maps` with the model a dask worker gets from ``handle``."""
     model = handle.get()

@@ -89,8 +89,7 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     spacings = _spacings(spacing, len(images))
     unet = network_to_train(model, parallel, settings, labels, class_names)
     settings.check_for(unet.config, unet.target)
-    data, held_out, settings = _data_and_held_out(unet, settings, images, labels, axes_list,
-                                                  names, parallel)
+    data, held_out, settings = _data_and_held_out(unet, settings, images, labels, axes_list, names, parallel)
     schedule = settings.schedule(held_out.targets, held_out.sampler.shape)
     weights = class_weights(held_out.targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
