@@ -174,16 +174,6 @@ def test_a_3d_network_on_a_plane_says_so_in_plain_words():
         uncertainty(model, np.zeros((16, 16), np.float32), axes="YX", passes=2)
 
 
-def test_a_3d_network_is_not_exported_for_bioimage_io_yet(tmp_path):
-    from napari_unet import UNetModel
-    from napari_unet.bioimageio.export import export_bioimageio
-
-    model = UNetModel.new(UNetConfig(ndim=3, depth=1, start_neurons=2))
-    with pytest.raises(ValueError, match="2D networks"):
-        export_bioimageio(model, tmp_path / "v.zip")
-    assert not (tmp_path / "v.zip").exists()
-
-
 def test_running_out_of_memory_on_a_volume_shrinks_the_3d_windows(monkeypatch):
     """After an out-of-memory error the next windows hold fewer voxels per call, though a
     smaller Y/X tile lets a window take more planes: the budget for planes halves too."""
