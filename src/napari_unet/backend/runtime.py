@@ -99,7 +99,12 @@ def _adam_class() -> type:
 
 
 def backend_name() -> str:
-    """The Keras backend that will be used (without importing Keras)."""
+    """The Keras backend in use: Keras' own answer once it is imported (other libraries,
+    such as bioimageio.core, may set ``KERAS_BACKEND`` after that, which no longer
+    changes the backend), else the one ``KERAS_BACKEND`` will choose (Keras not imported)."""
+    keras_backend = getattr(sys.modules.get("keras"), "backend", None)
+    if keras_backend is not None and hasattr(keras_backend, "backend"):
+        return keras_backend.backend()
     return os.environ.get("KERAS_BACKEND", "tensorflow")
 
 
