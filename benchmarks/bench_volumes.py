@@ -125,6 +125,8 @@ import resource, sys, time, numpy as np
 from napari_unet import UNetConfig, UNetModel
 from napari_unet.prediction.api import predict, segment
 from napari_unet.prediction.tiling import prediction_memory_budget
+from napari_unet.backend.runtime import load_keras
+load_keras().utils.set_random_seed(0)  # the same random network (and objects) every run
 model = UNetModel.new(UNetConfig.for_spacing((3, 1, 1), start_neurons=4, depth=2))
 model.keras_model.predict(np.zeros((1, 8, 64, 64, 1), np.float32), verbose=0)
 image = np.random.default_rng(0).integers(100, 400, (128, 1024, 1024), dtype=np.uint16)

@@ -9,6 +9,8 @@ that holds their largest id.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy import ndimage as ndi
 
@@ -30,17 +32,51 @@ def smallest_label_dtype(max_label: int) -> np.dtype:
     raise ValueError(f"Label id {max_label} does not fit in 64 bits.")
 
 
+def _label_dtype(shape: tuple[int, ...]) -> np.dtype:
+    """int32 for label images that int32 can count every pixel of, else int64: half the
+    memory of int64 for all but the largest arrays (a 128 x 1024 x 1024 volume's labels
+    are 0.5 GiB instead of 1)."""
+    return np.dtype(np.int32 if math.prod(shape) < 2**31 - 1 else np.int64)
+
+
+_SLAB = 1 << 22  # voxels per slab: numpy indexes with int64, so whole-volume indexing
+# by int32 labels would make an int64 copy of them (1 GiB for 128 x 1024 x 1024)
+
+
+def _slabs(labels: np.ndarray):
+    """Slices of ``_SLAB`` voxels over ``labels.ravel()`` (a view: C-contiguous labels)."""
+    return (slice(i, i + _SLAB) for i in range(0, labels.size, _SLAB))
+
+
+def _id_counts(labels: np.ndarray, top: int) -> np.ndarray:
+    """Voxels per id 0..``top`` of integer ``labels`` in that range (`np.bincount`, a slab
+    at a time)."""
+    flat = labels.ravel()
+    counts = np.zeros(top + 1, np.int64)
+    for part in _slabs(labels):
+        counts += np.bincount(flat[part], minlength=top + 1)
+    return counts
+
+
+def _lookup(table: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = table[labels]`` a slab at a time (``out`` may be ``labels``)."""
+    flat, into = labels.reshape(-1), out.reshape(-1)
+    for part in _slabs(labels):
+        into[part] = table[flat[part]]
+    return out
+
+
 def remove_small(labels: np.ndarray, min_size: int, copy: bool = True) -> np.ndarray:
     """``labels`` without objects of fewer than ``min_size`` pixels: a copy, or with
     ``copy=False`` (labels the caller made and owns) the same array, changed in place."""
     out = labels.copy() if copy else labels
     if min_size <= 1 or labels.max() == 0:
         return out
-    sizes = np.bincount(labels.ravel())
-    small = sizes < min_size
-    small[0] = False
-    out[small[labels]] = 0
-    return out
+    if not out.flags.c_contiguous:
+        out = np.ascontiguousarray(out)
+    keep = _id_counts(out, int(out.max())) >= min_size
+    keep[0] = True
+    return _lookup(np.where(keep, np.arange(len(keep)), 0).astype(out.dtype), out, out)
 
 
 def split_touching_objects(mask: np.ndarray, min_distance: int = 4,
@@ -97,7 +133,7 @@ def _spaced(peaks: np.ndarray, distance: np.ndarray, sampling: tuple[float, ...]
 
 def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
                   sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Int64 labels of ``mask``'s objects: split where they narrow to a neck under
+    """Integer labels of ``mask``'s objects: split where they narrow to a neck under
     ``split_ratio`` of their width (`split_at_necks`), else at distance-transform peaks at
     least ``split_distance`` px apart (`split_touching_objects`), else its connected
     components; distances with the relative pixel sizes ``sampling`` (None: 1)."""
@@ -105,13 +141,13 @@ def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
         return split_at_necks(mask, split_ratio, sampling)
     if split_distance:
         return split_touching_objects(mask, split_distance, sampling)
-    return ndi.label(mask, output=np.int64)[0]
+    return ndi.label(mask, output=_label_dtype(mask.shape))[0]
 
 
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
                split_distance: int = 0, split_ratio: float = 0.0,
                sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Instance labels (int64) of a 2D or 3D boolean mask: its connected components, with
+    """Instance labels (int32, or int64 for 2**31 pixels or more) of a 2D or 3D boolean mask: its connected components, with
     touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
     or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
     px apart, or 4 px with ``split_touching`` and no distance; distances are measured
@@ -119,7 +155,7 @@ def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = Fa
     distance = split_distance or (DEFAULT_SPLIT_DISTANCE if split_touching else 0)
     labels = split_objects(mask, split_ratio, distance, sampling)
     labels = remove_small(labels, min_size, copy=False)  # made here: no copy needed
-    return relabel_sequential(labels)
+    return relabel_sequential(labels, copy=False)
 
 
 SEED_MIN_PIXELS = 5
@@ -167,8 +203,8 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
     orphans, n_orphans = ndi.label(mask & (labels == 0))  # foreground that no seed reached
     if n_orphans:
         labels = np.where(orphans > 0, orphans + n, labels)
-    return relabel_sequential(remove_small(labels.astype(np.int64), decoding.min_size,
-                                           copy=False))
+    labels = labels.astype(_label_dtype(labels.shape), copy=False)
+    return relabel_sequential(remove_small(labels, decoding.min_size, copy=False), copy=False)
 
 
 def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
@@ -180,21 +216,26 @@ def _label_classes(classes: np.ndarray, min_size: int) -> np.ndarray:
     return out
 
 
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Renumber ids to 1..n keeping 0 as background (``labels`` itself when they are)."""
+def relabel_sequential(labels: np.ndarray, copy: bool = True) -> np.ndarray:
+    """Renumber ids to 1..n keeping 0 as background (``labels`` itself when they are).
+
+    Returns a new array (int32 for fewer than 2**31 ids, else int64); with
+    ``copy=False`` (labels the caller made and owns) an int32 or int64 ``labels`` is
+    renumbered in place and returned."""
     countable = (labels.size and labels.dtype.kind in "iu" and labels.dtype != np.uint64
                  and labels.min() >= 0)
     if countable and int(labels.max()) <= labels.size:  # the ids present, without a sort
-        top = int(labels.max())
-        ids = np.flatnonzero(np.bincount(labels.ravel(), minlength=top + 1))
+        ids = np.flatnonzero(_id_counts(labels, int(labels.max())))
     else:
         ids = np.unique(labels)
     ids = ids[ids != 0]
     if len(ids) == 0 or ids[-1] == len(ids):
         return labels
-    lut = np.zeros(int(ids[-1]) + 1, np.int64)
+    lut = np.zeros(int(ids[-1]) + 1, _label_dtype((len(ids) + 1,)))
     lut[ids] = np.arange(1, len(ids) + 1)
-    return lut[labels]
+    into = labels if not copy and labels.dtype in (np.int32, np.int64) \
+        and labels.dtype.itemsize >= lut.itemsize else np.empty(labels.shape, lut.dtype)
+    return _lookup(lut.astype(into.dtype), np.ascontiguousarray(labels), into)
 
 
 def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: LabelOptions,
@@ -247,9 +288,13 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
             out = lab[None]
         else:
             if out is None:
-                out = np.zeros((len(units),) + lab.shape, np.int64)
+                shape = (len(units),) + lab.shape
+                out = np.zeros(shape, _label_dtype(shape))
             out[i] = lab
             np.add(out[i], offset, out=out[i], where=lab > 0)
         offset += int(lab.max())
     out = out.reshape(lead + out.shape[1:])
-    return out.astype(smallest_label_dtype(offset))
+    dtype = smallest_label_dtype(offset)
+    if out.dtype.kind == "i" and out.dtype.itemsize == dtype.itemsize:
+        return out.view(dtype)  # ids are >= 0: the same bits, no copy of a large volume
+    return out.astype(dtype)

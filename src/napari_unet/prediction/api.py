@@ -106,7 +106,10 @@ def iter_run(run: Run, image: Any, **kwargs: Any
              ) -> Generator[PredictProgress, None, tuple[np.ndarray, np.ndarray]]:
     """Probabilities and labels of ``image`` for a planned `Run`, from one network pass;
     yields `PredictProgress`. ``kwargs`` are `iter_predict`'s run options."""
+    from ..backend.runtime import release_free_memory
+
     probs = yield from iter_probabilities(run.unet, image, axes=run.axes, **kwargs)
+    release_free_memory()  # the network's freed windows, before decoding needs its own
     labels = labels_from_probabilities(probs, run.axes.replace("C", ""), run.options,
                                        run.unet.target)
     return probs, labels
