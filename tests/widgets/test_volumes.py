@@ -1,9 +1,11 @@
 """A 3D network through the widgets: Build it for a stack's voxel size, Train it on a ZYX
 layer, Run it: 3D labels on the layer's scale."""
 
+import dask.array as da
 import numpy as np
 
 from .conftest import WORKER_TIMEOUT_MS, wait_for_worker
+from .test_widgets import _fill_after, _run
 
 
 def test_build_train_and_run_a_3d_network_on_a_zyx_layer(viewer_with_widgets, qtbot):
@@ -45,6 +47,14 @@ def test_build_train_and_run_a_3d_network_on_a_zyx_layer(viewer_with_widgets, qt
     out = viewer.layers["stack U-Net"]
     assert out.data.shape == image.shape and tuple(out.scale) == (2.0, 0.5, 0.5)
     assert "voxels" in run.status.value
+    lazy_stack = viewer.add_image(da.from_array(image, chunks=(4, 24, 24)), name="lazy stack",
+                                  scale=(2.0, 0.5, 0.5))
+    run.reset_choices()
+    _fill_after(qtbot, run, lambda: _run(qtbot, run, lazy_stack.name))  # dask: lazy 3D blocks
+    assert run.last_error == "", run.last_error
+    lazy = viewer.layers["lazy stack U-Net"]
+    assert tuple(lazy.scale) == (2.0, 0.5, 0.5) and "lazy" in run.status.value
+    assert np.mean((np.asarray(lazy.data) > 0) != (np.asarray(out.data) > 0)) < 1e-3
     run.image.value = viewer.layers["nuclei"]  # a plane: said, in plain words
     run.start()
     qtbot.waitUntil(lambda: run.worker is None, timeout=WORKER_TIMEOUT_MS)
