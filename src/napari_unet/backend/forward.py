@@ -22,17 +22,23 @@ class Forward:
     next batch is cut and sent while the device works on this one, raw 16-bit
     pixels cross the bus at half the bytes of float32, and the host never
     normalises. One compiled function per network and input dtype and shape.
+
+    ``reduce``: a function ``reduce(ops, y)`` of the probabilities (Keras ops) compiled
+    into the same pass, whose (smaller) result is what ``fetch`` copies back, as
+    ``dtype`` (e.g. the maps labels need, `napari_unet.prediction.reduced`).
     """
 
-    def __init__(self, keras_model: Any):
+    def __init__(self, keras_model: Any, reduce: Any = None, dtype: Any = np.float32):
         self.keras_model = keras_model
         self.backend = backend_name()
+        self.reduce, self.dtype = reduce, np.dtype(dtype)
         self._compiled = self._compile()
 
     def _compile(self) -> Any:
         keras = load_keras()
         km, ops = self.keras_model, keras.ops
         rank = len(km.inputs[0].shape)  # 4 for planes, 5 for volumes
+        reduce = self.reduce or (lambda ops, y: y)
 
         def normalised(x, lo, scale):
             if len(x.shape) == rank - 1:  # one channel, sent without its axis (see `run`)
@@ -45,7 +51,7 @@ class Forward:
             def pure(trainable, non_trainable, x, lo, scale):
                 y, _ = km.stateless_call(trainable, non_trainable, normalised(x, lo, scale),
                                          training=False)
-                return y
+                return reduce(ops, y)
 
             jitted = jax.jit(pure)
             return lambda x, lo, scale: jitted([v.value for v in km.trainable_variables],
@@ -55,8 +61,9 @@ class Forward:
             import tensorflow as tf
 
             xla = bool(tf.config.list_physical_devices("GPU"))
-            return tf.function(lambda x, lo, scale: km(normalised(x, lo, scale), training=False),
-                               jit_compile=xla, reduce_retracing=True)
+            return tf.function(
+                lambda x, lo, scale: reduce(ops, km(normalised(x, lo, scale), training=False)),
+                jit_compile=xla, reduce_retracing=True)
         if self.backend == "torch":
             import torch
 
@@ -64,11 +71,13 @@ class Forward:
                 if x.dtype.itemsize > 1 and x.dtype.kind == "u":  # torch lacks most uint16 ops
                     x = x.astype(np.int32)
                 with torch.no_grad():
-                    return km(normalised(ops.convert_to_tensor(x), ops.convert_to_tensor(lo),
-                                         ops.convert_to_tensor(scale)), training=False)
+                    return reduce(ops, km(normalised(ops.convert_to_tensor(x),
+                                                     ops.convert_to_tensor(lo),
+                                                     ops.convert_to_tensor(scale)),
+                                          training=False))
 
             return eager
-        return lambda x, lo, scale: km(normalised(x, lo, scale), training=False)
+        return lambda x, lo, scale: reduce(ops, km(normalised(x, lo, scale), training=False))
 
     def run(self, x: Any, lo: Any, scale: Any) -> Any:
         # a trailing axis of length 1 makes the host->device copy 6x slower on JAX/XLA GPUs
@@ -76,13 +85,15 @@ class Forward:
         return self._compiled(x[..., 0] if x.shape[-1] == 1 else x, lo, scale)
 
     def fetch(self, handle: Any) -> Any:
-        return np.asarray(load_keras().ops.convert_to_numpy(handle), dtype=np.float32)
+        return np.asarray(load_keras().ops.convert_to_numpy(handle), dtype=self.dtype)
 
 
-def forward_for(keras_model: Any) -> Forward:
-    """The `Forward` of ``keras_model``, made once and kept on the model."""
-    forward = getattr(keras_model, "_napari_unet_forward", None)
-    if forward is None:
-        forward = Forward(keras_model)
-        keras_model._napari_unet_forward = forward
-    return forward
+def forward_for(keras_model: Any, reduction: tuple | None = None, reduce: Any = None,
+                dtype: Any = np.float32) -> Forward:
+    """The `Forward` of ``keras_model`` (with ``reduce`` and ``dtype``, see `Forward`),
+    made once per ``reduction`` (a hashable name of ``reduce`` and its values; None: the
+    probabilities) and kept on the model."""
+    kept = keras_model.__dict__.setdefault("_napari_unet_forwards", {})
+    if reduction not in kept:
+        kept[reduction] = Forward(keras_model, reduce, dtype)
+    return kept[reduction]

@@ -62,7 +62,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     bar = TileBar()
     probs, labels = probabilities_and_labels(model, image, options, axes=axes,
                                              tile_size=args.tile_size,
-                                             batch_size=args.batch_size, callback=bar)
+                                             batch_size=args.batch_size, callback=bar,
+                                             probabilities=bool(args.probabilities))
     bar.close()
     outputs = {args.output: labels}
     if args.probabilities:

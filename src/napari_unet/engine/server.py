@@ -91,8 +91,8 @@ class EngineState:
         from ..prediction.api import iter_run, plan_run
 
         run = plan_run(self._model_for(model_path), image.shape, options, axes)
-        probs, labels = yield from iter_run(run, image, tile_size=tile_size)
-        return labels, (probs if probabilities else None), run.axes
+        probs, labels = yield from iter_run(run, image, probabilities, tile_size=tile_size)
+        return labels, probs, run.axes
 
     def uncertainty(self, image, axes: str | None, passes: int, *, tile_size: int | None = None,
                     model_path: str | None = None):

@@ -185,16 +185,24 @@ def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
     pixel sizes ``sampling`` (None: 1 per axis; e.g. ``(4, 1, 1)`` for Z planes 4x the
     pixel size apart).
     """
-    from skimage.segmentation import watershed
-
     probs = np.asarray(probs)
     if probs.shape[-1] != 3:
         raise ValueError(f"Boundary decoding needs 3 classes (background, interior, boundary) "
                          f"on the last axis; got shape {probs.shape}.")
-    interior = probs[..., INTERIOR]
-    mask = (1.0 - probs[..., BACKGROUND]) > decoding.threshold
+    return decode_masked_interior(label_maps(probs, "boundary", decoding, True), decoding,
+                                  sampling)
+
+
+def decode_masked_interior(interior: np.ndarray, decoding: Decoding = Decoding(),
+                           sampling: tuple[float, ...] | None = None) -> np.ndarray:
+    """`decode_boundaries` of one plane or stack from its map (`label_maps`): the interior
+    probability where the pixel is foreground, `MASKED` elsewhere. Returns int32 labels
+    (int64 for 2**31 pixels or more), ids 1..n."""
+    from skimage.segmentation import watershed
+
+    mask = interior != MASKED
     if not mask.any():
-        return np.zeros(mask.shape, np.int64)
+        return np.zeros(mask.shape, _label_dtype(mask.shape))
     confident = (interior > decoding.seed_threshold) & mask
     seeds = split_objects(confident, decoding.split_ratio, decoding.split_distance, sampling)
     seeds = relabel_sequential(remove_small(seeds, SEED_MIN_PIXELS, copy=False))  # specks split
@@ -254,33 +262,58 @@ def labels_from_probabilities(probs: np.ndarray, spatial_axes: str, options: Lab
 
     Returns the smallest unsigned dtype that holds the largest id.
     """
-    decoding = options.decoding  # ValueError unless filled in
-    if target == "classes" and not options.instances:
-        classes = np.argmax(probs, axis=-1)
-        return classes.astype(smallest_label_dtype(probs.shape[-1] - 1))
+    return labels_from_maps(label_maps(probs, target, options.decoding, options.instances),
+                            spatial_axes, options, target)
+
+
+MASKED = -1.0  # a boundary network's interior map outside the foreground (`label_maps`)
+
+
+def label_maps(probs: np.ndarray, target: str, decoding: Decoding, instances: bool
+               ) -> np.ndarray:
+    """The one map per pixel labels are decoded from (`labels_from_maps`), from ``probs``
+    as `labels_from_probabilities` takes them, with the thresholds of ``decoding``:
+
+    - a 0/1 uint8 mask: foreground networks, and boundary networks without ``instances``
+      (foreground is ``1 - p(background) > threshold``);
+    - boundary networks with ``instances``: the interior probability where the pixel is
+      foreground, `MASKED` elsewhere (the probabilities' float dtype);
+    - classes networks: the class index (argmax), smallest unsigned dtype.
+
+    `napari_unet.prediction.reduced` computes the same on the device, so that only this
+    map, not every class's probability, is copied back."""
+    if target == "classes":
+        return np.argmax(probs, axis=-1).astype(smallest_label_dtype(probs.shape[-1] - 1))
     if target == "foreground":
-        mask = probs > decoding.threshold
-    elif target == "boundary":
-        mask = (1.0 - probs[..., BACKGROUND]) > decoding.threshold
-    else:
-        classes = np.argmax(probs, axis=-1)
-        mask = classes > 0
-    if not options.instances:
+        return (probs > decoding.threshold).astype(np.uint8)
+    mask = (1.0 - probs[..., BACKGROUND]) > decoding.threshold
+    if not instances:
         return mask.astype(np.uint8)
+    interior = probs[..., INTERIOR]
+    return np.where(mask, interior, interior.dtype.type(MASKED))
+
+
+def labels_from_maps(maps: np.ndarray, spatial_axes: str, options: LabelOptions,
+                     target: str = "foreground") -> np.ndarray:
+    """`labels_from_probabilities` from the maps `label_maps` gives (``spatial_axes``, no
+    class axis), made with the same ``options`` and ``target``: the mask or class map
+    itself without ``options.instances``, else instance labels (smallest unsigned dtype)."""
+    decoding = options.decoding  # ValueError unless filled in
+    if not options.instances:
+        return maps
     unit_ndim = 3 if options.links(spatial_axes) else 2
-    lead = mask.shape[: mask.ndim - unit_ndim]
-    source = probs if target == "boundary" else classes if target == "classes" else mask
-    units = source.reshape((-1,) + source.shape[mask.ndim - unit_ndim:])
+    lead = maps.shape[: maps.ndim - unit_ndim]
+    units = maps.reshape((-1,) + maps.shape[maps.ndim - unit_ndim:])
     out = None  # one unit (a plane, a volume) is its own output: no second copy of it
     offset = 0
     sampling = options.sampling(spatial_axes[len(spatial_axes) - unit_ndim:])
     for i, unit in enumerate(units):
         if target == "boundary":
-            lab = decode_boundaries(unit, decoding, sampling)
+            lab = decode_masked_interior(unit, decoding, sampling)
         elif target == "classes":
             lab = _label_classes(unit, decoding.min_size)
         else:
-            lab = label_mask(unit, min_size=decoding.min_size,
+            lab = label_mask(unit.view(np.bool_), min_size=decoding.min_size,
                              split_touching=options.split_touching,
                              split_distance=decoding.split_distance,
                              split_ratio=decoding.split_ratio, sampling=sampling)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..common import arrays
 from ..common.progress import PredictProgress, drain
-from ..labels.decode import labels_from_probabilities
+from ..labels.decode import label_maps, labels_from_maps
 from ..labels.options import LabelOptions
 from ..model.files import resolve_model
 from ..model.unet import UNetModel
@@ -102,17 +102,27 @@ def plan_run(model: Any, shape: tuple[int, ...], options: Any = None,
     return Run(unet, options.for_unet(unet, axes.replace("C", "")), axes)
 
 
-def iter_run(run: Run, image: Any, **kwargs: Any
-             ) -> Generator[PredictProgress, None, tuple[np.ndarray, np.ndarray]]:
+def iter_run(run: Run, image: Any, probabilities: bool = True, **kwargs: Any
+             ) -> Generator[PredictProgress, None, tuple[np.ndarray | None, np.ndarray]]:
     """Probabilities and labels of ``image`` for a planned `Run`, from one network pass;
-    yields `PredictProgress`. ``kwargs`` are `iter_predict`'s run options."""
+    yields `PredictProgress`. ``kwargs`` are `iter_predict`'s run options. Without
+    ``probabilities`` (returned as None) the device sends back only the map labels are
+    decoded from (`napari_unet.prediction.reduced`): the same labels, fewer bytes."""
     from ..backend.runtime import release_free_memory
+    from .reduced import Reduced
+    from .tiled import iter_tiled
 
-    probs = yield from iter_probabilities(run.unet, image, axes=run.axes, **kwargs)
+    spatial = run.axes.replace("C", "")
+    if probabilities:
+        probs = yield from iter_probabilities(run.unet, image, axes=run.axes, **kwargs)
+        maps = label_maps(probs, run.unet.target, run.options.decoding, run.options.instances)
+    else:
+        probs = None
+        maps = yield from iter_tiled(run.unet, image, axes=run.axes,
+                                     network=Reduced(run.unet, run.options), **kwargs)
+        maps = maps[..., 0]
     release_free_memory()  # the network's freed windows, before decoding needs its own
-    labels = labels_from_probabilities(probs, run.axes.replace("C", ""), run.options,
-                                       run.unet.target)
-    return probs, labels
+    return probs, labels_from_maps(maps, spatial, run.options, run.unet.target)
 
 
 def iter_segment(model: Any, image: Any, options: Any = None, *, axes: str | None = None,
@@ -134,10 +144,13 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     """Probabilities and labels of ``image`` from one network pass (see `iter_segment`).
 
     For a dask ``image`` both are lazy dask arrays sharing one graph, so
-    computing both runs the network once (see `napari_unet.prediction.lazy`).
+    computing both runs the network once (see `napari_unet.prediction.lazy`). For a
+    numpy ``image``, ``probabilities=False`` among ``kwargs`` gives None for them and
+    copies back only what labels need (`iter_run`).
     """
     if not _is_dask(image):
         return drain(iter_segment(model, image, options, axes=axes, **kwargs), callback)
+    kwargs.pop("probabilities", None)
     from .lazy import predict_dask
     from .lazy_labels import lazy_labels
 
@@ -177,5 +190,7 @@ def segment(
     """
     options = LabelOptions(threshold, instances, min_size, split_touching, link_planes,
                            seed_threshold)
-    return probabilities_and_labels(model, image, options, axes=axes, callback=callback,
-                                    **kwargs)[1]
+    if _is_dask(image):
+        return probabilities_and_labels(model, image, options, axes=axes, **kwargs)[1]
+    run = plan_run(model, np.shape(image), options, axes)
+    return drain(iter_run(run, image, probabilities=False, **kwargs), callback)[1]

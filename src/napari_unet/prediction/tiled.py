@@ -29,8 +29,8 @@ __all__ = ["iter_tiled", "iter_probabilities", "Network", "Probabilities"]
 class Network(Protocol):
     """What `iter_tiled` runs on batches of windows.
 
-    ``outputs``: values per pixel it returns; ``cost``: how many windows of memory one
-    window takes (so the batch is sized to fit). ``run(windows, origins, lo, scale)``
+    ``outputs``: values per pixel it returns (of ``dtype``, if it has one, else float32);
+    ``cost``: how many windows of memory one window takes (so the batch is sized to fit). ``run(windows, origins, lo, scale)``
     starts the work on windows (B, H, W, C) of raw pixels that ``(windows - lo) /
     scale`` normalises (``lo``, ``scale`` (1, 1, 1, C) float32), whose first pixels lie
     at ``origins`` [(row, column), ...] of the whole image, and returns a handle;
@@ -151,7 +151,8 @@ def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any
     source, lo, scale = _device_input(unet, planes, stats, plan.padded)
     jobs = [(i, t) for i in range(n) for t in plan.tiles]
     whole = plan.whole
-    out = [] if whole else np.empty((n, *plan.padded, network.outputs), np.float32)
+    dtype = getattr(network, "dtype", np.float32)  # `Reduced` maps: uint8 or float32
+    out = [] if whole else np.empty((n, *plan.padded, network.outputs), dtype)
     in_flight: list = []
     for start in range(0, len(jobs) + plan.batch, plan.batch):
         chunk = jobs[start:start + plan.batch]

@@ -1,0 +1,60 @@
+"""Labels from maps reduced on the device (`napari_unet.prediction.reduced`) equal the labels
+decoded from the float32 probabilities, exactly, for every target; the maps are smaller."""
+
+import numpy as np
+import pytest
+
+from napari_unet import predict, segment
+from napari_unet.labels.decode import MASKED, label_maps, labels_from_probabilities
+from napari_unet.labels.options import LabelOptions
+from napari_unet.model.config import UNetConfig
+from napari_unet.model.unet import UNetModel
+from napari_unet.prediction.reduced import Reduced
+from napari_unet.prediction.tiled import iter_tiled
+from napari_unet.common.progress import drain
+
+
+def _model(target):
+    classes = {"foreground": 1, "boundary": 3, "classes": 4}[target]
+    return UNetModel.new(UNetConfig(depth=2, start_neurons=4, n_classes=classes), target=target)
+
+
+def _options(model, probs, instances):
+    """Thresholds where an untrained network's probabilities give objects of every kind:
+    a third of the pixels foreground, seeds in half of those."""
+    if model.target == "foreground":
+        threshold = float(np.quantile(probs, 0.66))
+        return LabelOptions(threshold, instances, 3), threshold
+    if model.target == "boundary":
+        threshold = float(np.quantile(1 - probs[..., 0], 0.66))
+        seed = float(np.quantile(probs[..., 1][1 - probs[..., 0] > threshold], 0.5))
+        return LabelOptions(threshold, instances, 3, seed_threshold=seed), threshold
+    return LabelOptions(None, instances, 3), None
+
+
+@pytest.mark.parametrize("target", ["foreground", "boundary", "classes"])
+@pytest.mark.parametrize("instances", [True, False])
+def test_labels_from_device_maps_equal_labels_from_probabilities(target, instances):
+    model = _model(target)
+    image = np.random.default_rng(0).integers(0, 4000, (2, 70, 90), dtype=np.uint16)
+    probs = predict(model, image, axes="ZYX")
+    options, threshold = _options(model, probs, instances)
+    kwargs = {} if threshold is None else {"threshold": threshold}
+    if target == "boundary":
+        kwargs["seed_threshold"] = options.seed_threshold
+    labels = segment(model, image, axes="ZYX", instances=instances, min_size=3, **kwargs)
+    filled = options.for_unet(model, "ZYX")
+    expected = labels_from_probabilities(probs, "ZYX", filled, target)
+    assert labels.dtype == expected.dtype
+    np.testing.assert_array_equal(labels, expected)
+    assert len(np.unique(labels)) > (20 if instances and target != "classes" else 1)
+
+    maps = drain(iter_tiled(model, image, axes="ZYX", network=Reduced(model, filled),
+                            tile_size=68))[..., 0]  # windows with halos, as predict's
+    tiled = predict(model, image, axes="ZYX", tile_size=68)
+    host = label_maps(tiled, target, filled.decoding, instances)
+    assert maps.dtype == host.dtype and maps.nbytes * (3 if target == "boundary" else 4) \
+        <= tiled.nbytes
+    np.testing.assert_array_equal(maps, host)
+    if target == "boundary" and instances:
+        assert (maps == MASKED).any() and (maps > filled.decoding.seed_threshold).any()
