@@ -7,8 +7,10 @@ whole images, masked loss) against `model.fit` on pre-made in-memory patch array
 the same loss, optimizer, batch size and patch size (128 px, default U-Net). The first
 batches (graph tracing) are excluded from both. Prediction: Mpx/s of `predict()` on a
 stack of 128x128 planes (normalisation, padding and tiling included) against
-`model.predict` on the already-normalised array. Prints both ratios (goal: training
->= 0.95, prediction >= 1.0); each figure is the median of --repeats runs.
+`model.predict` on the already-normalised array. Labels: Mpx/s of `segment()` (instance
+labels, only the maps labels need copied back) against `model.predict` followed by the
+same labelling of its probabilities. Prints the ratios (goal: training >= 0.95,
+prediction and labels >= 1.0); each figure is the median of --repeats runs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from napari_unet import UNetConfig, make_nuclei, predict, train  # noqa: E402
+from napari_unet import UNetConfig, make_nuclei, predict, segment, train  # noqa: E402
+from napari_unet.labels.decode import labels_from_probabilities  # noqa: E402
+from napari_unet.labels.options import LabelOptions  # noqa: E402
 from napari_unet.model.normalization import PercentileNormalization  # noqa: E402
 from napari_unet.model.unet import UNetModel  # noqa: E402
 from napari_unet.training.data import IGNORE  # noqa: E402
@@ -78,6 +82,26 @@ def time_keras_predict(model, stack):
     return stack.size / 1e6 / (time.perf_counter() - t)
 
 
+def time_segment(model, stack):
+    """Mpx/s of `segment()`: instance labels, only the 0/1 maps copied back (#26)."""
+    segment(model, stack[:2], axes="ZYX", min_size=0, threshold=0.5)  # trace
+    t = time.perf_counter()
+    segment(model, stack, axes="ZYX", min_size=0, threshold=0.5)
+    return stack.size / 1e6 / (time.perf_counter() - t)
+
+
+def time_keras_segment(model, stack):
+    """Mpx/s of `model.predict` on the normalised stack, then the same labels from its
+    probabilities on the host."""
+    options = LabelOptions(0.5, True, 0).for_unet(model, "ZYX")
+    x = PercentileNormalization().apply(stack[..., None])
+    model.keras_model.predict(x[:2], verbose=0)
+    t = time.perf_counter()
+    probs = model.keras_model.predict(x, batch_size=32, verbose=0)[..., 0]
+    labels_from_probabilities(probs, "ZYX", options, model.target)
+    return stack.size / 1e6 / (time.perf_counter() - t)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
@@ -106,10 +130,12 @@ def main():
 
     model = UNetModel.new(UNetConfig())
     stack = np.stack([make_nuclei((PATCH, PATCH), seed=100 + i)[0] for i in range(args.planes)])
-    ours_p, ref_p = [], []
+    ours_p, ref_p, ours_l, ref_l = [], [], [], []
     for _ in range(args.repeats):
         ref_p.append(time_keras_predict(model, stack))
         ours_p.append(time_predict(model, stack))
+        ref_l.append(time_keras_segment(model, stack))
+        ours_l.append(time_segment(model, stack))
 
     med = statistics.median
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -118,6 +144,8 @@ def main():
           f"ratio {med(ours_t) / med(ref_t):.3f} (goal >= 0.95)")
     print(f"prediction predict(): {med(ours_p):6.3f} Mpx/s  model.predict: {med(ref_p):6.3f} Mpx/s  "
           f"ratio {med(ours_p) / med(ref_p):.3f} (goal >= 1.0)")
+    print(f"labels     segment(): {med(ours_l):6.3f} Mpx/s  model.predict + labels: "
+          f"{med(ref_l):6.3f} Mpx/s  ratio {med(ours_l) / med(ref_l):.3f} (goal >= 1.0)")
 
 
 if __name__ == "__main__":
