@@ -17,7 +17,8 @@ from pathlib import Path
 import napari
 from qtpy.QtWidgets import QApplication
 
-from make_screenshots import _dock, _raise_dock, _scroll_to_end, wait
+import make_screenshots
+from make_screenshots import _raise_dock, _scroll_to_end, wait
 
 OUT = Path(__file__).parent / "images"
 
@@ -29,12 +30,8 @@ def main() -> None:
     app = QApplication.instance()
     viewer.open_sample("napari-unet", "nuclei_3d")
     image, truth = viewer.layers["nuclei 3D"], viewer.layers["nuclei 3D ground truth"]
-    widgets = {}
-    for name in ("U-Net: Build", "U-Net: Train", "U-Net: Run"):
-        _, widgets[name] = viewer.window.add_plugin_dock_widget("napari-unet", name)
-    build, train, run = widgets.values()
-    for widget in (train, run):
-        viewer.window._qt_window.tabifyDockWidget(_dock(build), _dock(widget))
+    _, make_screenshots._TABS = viewer.window.add_plugin_dock_widget("napari-unet", "U-Net")
+    build, train, run = make_screenshots._TABS.widgets
     build.start_neurons.value = 8
     build.depth.value = 3
     build.build()
