@@ -24,6 +24,10 @@ MODULES = ["model/test_model.py", "training/test_training.py", "prediction/test_
            "training/test_losses.py", "prediction/test_lazy.py", "model/test_normalization.py",
            "test_argument_checks.py", "bioimageio/test_bioimageio.py", "prediction/test_reduced.py"]
 
+# what takes longest under JAX without a backend-specific path of its own: a dask cluster's
+# worker processes (the model travels as bytes) and the TZYX layouts of lazy prediction
+DESELECTED = "not distributed_cluster and not TZYX"
+
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_core_tests_pass_under(backend):
@@ -31,7 +35,7 @@ def test_core_tests_pass_under(backend):
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xvfb",
-         *[str(TESTS / m) for m in MODULES]],
+         "-k", DESELECTED, *[str(TESTS / m) for m in MODULES]],
         env=env, capture_output=True, text=True, timeout=1800, cwd=TESTS.parent)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     assert proc.returncode == 0, f"{backend}: {summary}\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
