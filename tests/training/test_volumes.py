@@ -148,7 +148,9 @@ def test_default_3d_patches_shrink_to_fit_memory_and_chosen_ones_stay():
     assert fitted.batch_size == 2 and fitted.patch_size % config.size_multiple == 0
     assert 16 <= fitted.patch_size < 128 and defaults.patch_size == 128  # not modified
     on_four = settings_for_volumes(defaults, config, depth=64, devices=4, free=4 * 2**30)
-    assert on_four.batch_size == 4
+    assert on_four.batch_size == 4  # a multiple of the devices, each holding one patch
+    tiny = settings_for_volumes(defaults, config, depth=64, devices=3, free=2**20)
+    assert (tiny.patch_size, tiny.batch_size) == (config.size_multiple, 8)  # ends; then refused
     chosen = TrainSettings(patch_size=128, batch_size=4)
     assert settings_for_volumes(chosen, config, depth=64, free=4 * 2**30) is chosen
     roomy = settings_for_volumes(defaults, UNetConfig(ndim=3, depth=1, start_neurons=2),

@@ -23,9 +23,10 @@ class Forward:
     pixels cross the bus at half the bytes of float32, and the host never
     normalises. One compiled function per network and input dtype and shape.
 
-    ``reduce``: a function ``reduce(ops, y)`` of the probabilities (Keras ops) compiled
-    into the same pass, whose (smaller) result is what ``fetch`` copies back, as
-    ``dtype`` (e.g. the maps labels need, `napari_unet.prediction.reduced`).
+    ``reduce``: a function ``reduce(ops, y, values)`` of the probabilities (Keras ops)
+    compiled into the same pass, whose (smaller) result is what ``fetch`` copies back, as
+    ``dtype`` (e.g. the maps labels need, `napari_unet.prediction.reduced`); ``values``
+    is the float32 array given to ``run`` (thresholds: changing them compiles nothing).
     """
 
     def __init__(self, keras_model: Any, reduce: Any = None, dtype: Any = np.float32):
@@ -38,7 +39,7 @@ class Forward:
         keras = load_keras()
         km, ops = self.keras_model, keras.ops
         rank = len(km.inputs[0].shape)  # 4 for planes, 5 for volumes
-        reduce = self.reduce or (lambda ops, y: y)
+        reduce = self.reduce or (lambda ops, y, values: y)
 
         def normalised(x, lo, scale):
             if len(x.shape) == rank - 1:  # one channel, sent without its axis (see `run`)
@@ -48,51 +49,57 @@ class Forward:
         if self.backend == "jax":
             import jax
 
-            def pure(trainable, non_trainable, x, lo, scale):
+            def pure(trainable, non_trainable, x, lo, scale, values):
                 y, _ = km.stateless_call(trainable, non_trainable, normalised(x, lo, scale),
                                          training=False)
-                return reduce(ops, y)
+                return reduce(ops, y, values)
 
             jitted = jax.jit(pure)
-            return lambda x, lo, scale: jitted([v.value for v in km.trainable_variables],
-                                               [v.value for v in km.non_trainable_variables],
-                                               x, lo, scale)
+            return lambda x, lo, scale, values: jitted(
+                [v.value for v in km.trainable_variables],
+                [v.value for v in km.non_trainable_variables], x, lo, scale, values)
         if self.backend == "tensorflow":
             import tensorflow as tf
 
             xla = bool(tf.config.list_physical_devices("GPU"))
             return tf.function(
-                lambda x, lo, scale: reduce(ops, km(normalised(x, lo, scale), training=False)),
+                lambda x, lo, scale, values: reduce(
+                    ops, km(normalised(x, lo, scale), training=False), values),
                 jit_compile=xla, reduce_retracing=True)
         if self.backend == "torch":
             import torch
 
-            def eager(x, lo, scale):
+            def eager(x, lo, scale, values):
                 if x.dtype.itemsize > 1 and x.dtype.kind == "u":  # torch lacks most uint16 ops
                     x = x.astype(np.int32)
                 with torch.no_grad():
                     return reduce(ops, km(normalised(ops.convert_to_tensor(x),
                                                      ops.convert_to_tensor(lo),
                                                      ops.convert_to_tensor(scale)),
-                                          training=False))
+                                          training=False), ops.convert_to_tensor(values))
 
             return eager
-        return lambda x, lo, scale: reduce(ops, km(normalised(x, lo, scale), training=False))
+        return lambda x, lo, scale, values: reduce(
+            ops, km(normalised(x, lo, scale), training=False), values)
 
-    def run(self, x: Any, lo: Any, scale: Any) -> Any:
+    def run(self, x: Any, lo: Any, scale: Any, values: Any = None) -> Any:
         # a trailing axis of length 1 makes the host->device copy 6x slower on JAX/XLA GPUs
         # (58 ms instead of 10 ms for 4096² uint16, benchmarks/transfer_layouts.py)
-        return self._compiled(x[..., 0] if x.shape[-1] == 1 else x, lo, scale)
+        values = _NO_VALUES if values is None else np.asarray(values, np.float32)
+        return self._compiled(x[..., 0] if x.shape[-1] == 1 else x, lo, scale, values)
 
     def fetch(self, handle: Any) -> Any:
         return np.asarray(load_keras().ops.convert_to_numpy(handle), dtype=self.dtype)
 
 
+_NO_VALUES = np.zeros(1, np.float32)  # ``values`` of a pass without a reduction
+
+
 def forward_for(keras_model: Any, reduction: tuple | None = None, reduce: Any = None,
                 dtype: Any = np.float32) -> Forward:
     """The `Forward` of ``keras_model`` (with ``reduce`` and ``dtype``, see `Forward`),
-    made once per ``reduction`` (a hashable name of ``reduce`` and its values; None: the
-    probabilities) and kept on the model."""
+    made once per ``reduction`` (a hashable name of what ``reduce`` computes, not of the
+    values it is run with; None: the probabilities) and kept on the model."""
     kept = keras_model.__dict__.setdefault("_napari_unet_forwards", {})
     if reduction not in kept:
         kept[reduction] = Forward(keras_model, reduce, dtype)

@@ -2,9 +2,12 @@
 small-object removal, watershed splitting of touching objects, and the seeded watershed
 that decodes a boundary model (`decode_boundaries`).
 
-`labels_from_probabilities` is the one decoding every path uses. All functions take and
-return new arrays (no Keras, no Qt). Label images use the smallest unsigned integer dtype
-that holds their largest id.
+`labels_from_probabilities` is the one decoding every path uses: `label_maps` reduces the
+probabilities to the one map per pixel labels come from (the device computes the same,
+`napari_unet.prediction.reduced`) and `labels_from_maps` decodes it. The caller's
+arrays are never changed (functions with ``copy=False`` change only arrays the caller
+made for them; no Keras, no Qt). Label images use the smallest unsigned integer dtype
+that holds their largest id; intermediate labels are int32 below 2**31 pixels.
 """
 
 from __future__ import annotations
@@ -59,7 +62,8 @@ def _id_counts(labels: np.ndarray, top: int) -> np.ndarray:
 
 
 def _lookup(table: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out[...] = table[labels]`` a slab at a time (``out`` may be ``labels``)."""
+    """``out[...] = table[labels]`` a slab at a time; ``out`` is C-contiguous (and may be
+    ``labels``)."""
     flat, into = labels.reshape(-1), out.reshape(-1)
     for part in _slabs(labels):
         into[part] = table[flat[part]]
@@ -68,7 +72,8 @@ def _lookup(table: np.ndarray, labels: np.ndarray, out: np.ndarray) -> np.ndarra
 
 def remove_small(labels: np.ndarray, min_size: int, copy: bool = True) -> np.ndarray:
     """``labels`` without objects of fewer than ``min_size`` pixels: a copy, or with
-    ``copy=False`` (labels the caller made and owns) the same array, changed in place."""
+    ``copy=False`` (labels the caller made and owns) the same array changed in place (a
+    C-contiguous copy when it is not C-contiguous)."""
     out = labels.copy() if copy else labels
     if min_size <= 1 or labels.max() == 0:
         return out
@@ -147,7 +152,7 @@ def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
                split_distance: int = 0, split_ratio: float = 0.0,
                sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Instance labels (int32, or int64 for 2**31 pixels or more) of a 2D or 3D boolean mask: its connected components, with
+    """Instance labels (int32 or int64) of a 2D or 3D boolean mask: its connected components, with
     touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
     or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
     px apart, or 4 px with ``split_touching`` and no distance; distances are measured
@@ -164,8 +169,8 @@ DEFAULT_SPLIT_DISTANCE = 4  # px, for split_touching when no distance is known
 
 def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
                       sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Instance labels (int64, ids 1..n) from (..., 3) background/interior/boundary
-    probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
+    """Instance labels (int32, or int64 for 2**31 pixels or more; ids 1..n) from (..., 3)
+    background/interior/boundary probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
     as predicted by a network trained on `napari_unet.labels.targets.boundary_classes`.
 
     Seeds are the connected regions of confident interior (those of fewer than
@@ -228,8 +233,8 @@ def relabel_sequential(labels: np.ndarray, copy: bool = True) -> np.ndarray:
     """Renumber ids to 1..n keeping 0 as background (``labels`` itself when they are).
 
     Returns a new array (int32 for fewer than 2**31 ids, else int64); with
-    ``copy=False`` (labels the caller made and owns) an int32 or int64 ``labels`` is
-    renumbered in place and returned."""
+    ``copy=False`` (labels the caller made and owns) a C-contiguous int32 or int64
+    ``labels`` is renumbered in place and returned."""
     countable = (labels.size and labels.dtype.kind in "iu" and labels.dtype != np.uint64
                  and labels.min() >= 0)
     if countable and int(labels.max()) <= labels.size:  # the ids present, without a sort
@@ -241,8 +246,9 @@ def relabel_sequential(labels: np.ndarray, copy: bool = True) -> np.ndarray:
         return labels
     lut = np.zeros(int(ids[-1]) + 1, _label_dtype((len(ids) + 1,)))
     lut[ids] = np.arange(1, len(ids) + 1)
-    into = labels if not copy and labels.dtype in (np.int32, np.int64) \
-        and labels.dtype.itemsize >= lut.itemsize else np.empty(labels.shape, lut.dtype)
+    in_place = (not copy and labels.dtype in (np.int32, np.int64) and labels.flags.c_contiguous
+                and labels.dtype.itemsize >= lut.itemsize)
+    into = labels if in_place else np.empty(labels.shape, lut.dtype)
     return _lookup(lut.astype(into.dtype), np.ascontiguousarray(labels), into)
 
 

@@ -241,7 +241,8 @@ def _predict_file(unet: Any, source: Path, target: Path, probs_target: Path | No
     image, meta = read_image_and_meta(source)
     axes = input_axes(meta, axes, image.shape, unet.config.in_channels, source.name)
     options = with_file_spacing(options, meta, axes, physical)
-    probs, labels = probabilities_and_labels(unet, image, options, axes=axes, **kwargs)
+    probs, labels = probabilities_and_labels(unet, image, options, axes=axes,
+                                             probabilities=probs_target is not None, **kwargs)
     outputs = {target: labels}
     if probs_target is not None:
         outputs[probs_target] = probs.astype(np.float32)

@@ -22,25 +22,27 @@ from ..labels.targets import BACKGROUND, INTERIOR
 __all__ = ["Reduced", "device_reduction"]
 
 
-def device_reduction(target: str, n_classes: int, threshold: float, instances: bool
+def device_reduction(target: str, n_classes: int, instances: bool
                      ) -> tuple[tuple, Any, np.dtype]:
     """``(key, reduce, dtype)`` of `label_maps` for a ``target`` network of ``n_classes``
-    outputs with the foreground ``threshold``: ``reduce(ops, y)`` maps the probabilities
-    ``y`` (B, ..., K) to (B, ...) of ``dtype``; ``key`` names it (for `forward_for`)."""
-    key = (target, n_classes, float(threshold), bool(instances))
+    outputs: ``reduce(ops, y, values)`` maps the probabilities ``y`` (B, ..., K) to (B,
+    ...) of ``dtype``, with the foreground threshold in ``values[0]`` (float32, as the
+    host compares float32 probabilities with it); ``key`` names it (for `forward_for`)."""
     if target == "classes":
         dtype = smallest_label_dtype(n_classes - 1)
-        return key, lambda ops, y: ops.cast(ops.argmax(y, axis=-1), dtype.name), dtype
+        return (target, n_classes), (lambda ops, y, values: ops.cast(
+            ops.argmax(y, axis=-1), dtype.name)), dtype
     if target == "foreground":
-        return key, lambda ops, y: ops.cast(y[..., 0] > threshold, "uint8"), np.dtype(np.uint8)
+        return (target,), (lambda ops, y, values: ops.cast(y[..., 0] > values[0], "uint8")), \
+            np.dtype(np.uint8)
 
-    def boundary(ops, y):
-        mask = (1.0 - y[..., BACKGROUND]) > threshold
+    def boundary(ops, y, values):
+        mask = (1.0 - y[..., BACKGROUND]) > values[0]
         if not instances:
             return ops.cast(mask, "uint8")
         return ops.where(mask, y[..., INTERIOR], ops.cast(MASKED, y.dtype))
 
-    return key, boundary, np.dtype(np.float32 if instances else np.uint8)
+    return (target, bool(instances)), boundary, np.dtype(np.float32 if instances else np.uint8)
 
 
 class Reduced:
@@ -55,13 +57,13 @@ class Reduced:
         from ..backend.forward import forward_for
 
         key, reduce, self.dtype = device_reduction(
-            unet.target, max(1, unet.config.n_classes), options.decoding.threshold,
-            options.instances)
+            unet.target, max(1, unet.config.n_classes), options.instances)
         self.forward = forward_for(unet.keras_model, key, reduce, self.dtype)
+        self.values = np.array([options.decoding.threshold], np.float32)
 
     def run(self, windows: np.ndarray, origins: Sequence[tuple[int, ...]], lo: np.ndarray,
             scale: np.ndarray) -> Any:
-        return self.forward.run(windows, lo, scale)
+        return self.forward.run(windows, lo, scale, self.values)
 
     def fetch(self, handle: Any) -> np.ndarray:
         return self.forward.fetch(handle)[..., None]

@@ -34,7 +34,7 @@ class Network(Protocol):
     starts the work on windows (B, H, W, C) of raw pixels that ``(windows - lo) /
     scale`` normalises (``lo``, ``scale`` (1, 1, 1, C) float32), whose first pixels lie
     at ``origins`` [(row, column), ...] of the whole image, and returns a handle;
-    ``fetch(handle)`` waits for it and returns float32 (B, H, W, outputs).
+    ``fetch(handle)`` waits for it and returns (B, H, W, outputs) of its ``dtype``.
     """
 
     outputs: int
@@ -90,7 +90,8 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
                ) -> Generator[PredictProgress, None, np.ndarray]:
     """``network`` (default: `Probabilities` of ``unet``) over every plane of ``image``
     (every Z stack, for a 3D network), tiled and batched; yields `PredictProgress` after
-    each batch and returns float32 ``(*leading spatial axes, Y, X, network.outputs)``.
+    each batch and returns ``(*leading spatial axes, Y, X, network.outputs)`` (float32, or
+    the network's ``dtype``).
 
     ``image``, ``axes``, ``tile_size``, ``batch_size``, ``memory_budget`` and ``stats``
     are those of `napari_unet.prediction.api.iter_predict` (there documented); ``origin``

@@ -207,8 +207,9 @@ def settings_for_volumes(settings: Any, config: UNetConfig, depth: int, devices:
     ``depth`` planes deep: as given when the user chose the patch or batch size, else the
     2D defaults (128 px, 8 patches) made smaller until the ``(D, P, P)`` patches
     (`napari_unet.model.costs.volume_patch_shape`) train in half of ``free`` bytes
-    (default: what the device, GPU else this machine, has free): the batch halves down to
-    2 (kept a multiple of ``devices``), then the side shrinks by the size multiple (down
+    (default: what one device, GPU else this machine, has free; each of ``devices`` holds
+    its share of a batch): the batch halves down to 2 (kept a multiple of ``devices``),
+    then the side shrinks by the size multiple (down
     to one multiple; what still does not fit is refused by `TrainSettings.check_memory`).
     Returns a `TrainSettings`."""
     from dataclasses import fields, replace
@@ -225,14 +226,17 @@ def settings_for_volumes(settings: Any, config: UNetConfig, depth: int, devices:
     patch, batch, m = settings.patch_size, settings.batch_size, config.size_multiple
     least_batch = max(2, devices)
 
-    def need() -> int:
-        return training_memory_bytes(config, volume_patch_shape(config, patch, depth), batch)
+    def need() -> int:  # per device: data-parallel training splits each batch
+        shape = volume_patch_shape(config, patch, depth)
+        return training_memory_bytes(config, shape, max(1, batch // devices))
 
-    while need() > budget and (batch > least_batch or patch > m):
+    while need() > budget:
         if batch // 2 >= least_batch and (batch // 2) % devices == 0:
             batch //= 2
-        else:
+        elif patch - m >= m:
             patch -= m
+        else:
+            break
     if (patch, batch) != (settings.patch_size, settings.batch_size):
         logger.info("3D training: patches of %s voxels in batches of %d fit %.1f GiB",
                     "x".join(map(str, volume_patch_shape(config, patch, depth))), batch,
