@@ -49,12 +49,17 @@ def test_package_validates_and_bioimageio_core_reproduces_its_test_output(packag
     assert any("tensorflow_saved_model_bundle" in n for n in reproduced) == tensorflow
 
 
-def test_the_packages_test_output_is_what_napari_unet_predicts(package, trained_tiny):
+def _test_tensors(package):
+    """The package's test input and expected output arrays."""
     with zipfile.ZipFile(package) as zf:
         with zf.open("test_input.npy") as f:
             raw = np.load(f)
         with zf.open("test_output.npy") as f:
-            expected = np.load(f)
+            return raw, np.load(f)
+
+
+def test_the_packages_test_output_is_what_napari_unet_predicts(package, trained_tiny):
+    raw, expected = _test_tensors(package)
     ours = predict(trained_tiny, raw[0, ..., 0])
     np.testing.assert_allclose(expected[0], ours.reshape(expected.shape[1:]), atol=1e-3)
 
@@ -148,11 +153,7 @@ def test_a_3d_package_has_z_with_its_own_step_and_halo_and_bioimageio_core_runs_
 
 
 def test_a_3d_packages_test_output_is_what_napari_unet_predicts(volume_package, volume_model):
-    with zipfile.ZipFile(volume_package) as zf:
-        with zf.open("test_input.npy") as f:
-            raw = np.load(f)
-        with zf.open("test_output.npy") as f:
-            expected = np.load(f)
+    raw, expected = _test_tensors(volume_package)
     ours = predict(volume_model, raw[0, ..., 0], axes="ZYX")
     np.testing.assert_allclose(expected[0], ours.reshape(expected.shape[1:]), atol=1e-3)
     assert import_bioimageio(volume_package).config == volume_model.config
