@@ -55,3 +55,16 @@ def test_border_weights_are_the_unet_papers_where_objects_come_close():
     assert stack.shape == (2, 40, 60) and np.isclose(stack[0, 10, 12], expected, rtol=1e-5)
     with pytest.raises(ValueError, match="integers"):
         border_weights(labels.astype(float))
+
+
+def test_border_weights_measure_z_in_true_units():
+    """Two slabs one plane apart: with Z planes 3 px apart the gap is 3 px wide, not 1."""
+    labels = np.zeros((9, 40, 40), np.int32)
+    labels[1:4, 10:30, 10:30] = 1
+    labels[5:8, 10:30, 10:30] = 2
+    gap = (4, 20, 20)
+    flat = border_weights(labels, w0=10.0, sigma=5.0)
+    true = border_weights(labels, w0=10.0, sigma=5.0, sampling=(3, 1, 1))
+    np.testing.assert_allclose(flat[gap], 10 * np.exp(-(1 + 1) ** 2 / 50), rtol=1e-5)
+    np.testing.assert_allclose(true[gap], 10 * np.exp(-(3 + 3) ** 2 / 50), rtol=1e-5)
+    assert true[2, 20, 20] < flat[2, 20, 20]  # a slab's middle plane is 3 px from its faces

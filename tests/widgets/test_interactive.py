@@ -46,7 +46,7 @@ def test_scribble_layer_live_preview_and_continue_training(viewer_with_widgets, 
     assert tuple(preview.scale) == (0.5, 0.5)
     assert viewer.layers.selection.active is layer  # the user paints on where they were
     assert np.all(np.asarray(preview.translate) >= (10.0, 20.0))
-    assert ticks.longest_gap < 0.25, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
+    assert ticks.longest_gap < 0.5, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
     summary = train.session.summary
     assert summary.class_names == ("background", "nucleus")
     first = len(summary.history["loss"])
@@ -65,7 +65,7 @@ def test_scribble_layer_live_preview_and_continue_training(viewer_with_widgets, 
     assert len(train.plot.history["loss"]) == len(summary.history["loss"])
     painted = summary.info["rounds"][1]["annotations"][0]
     assert painted["image"] == "nuclei" and painted["annotated"] == int((layer.data > 0).sum())
-    assert ticks.longest_gap < 0.25, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
+    assert ticks.longest_gap < 0.5, f"the GUI was blocked for {ticks.longest_gap:.2f} s"
 
 
 def test_scribble_layer_for_rgb_and_channel_first_layers(viewer_with_widgets, qtbot):

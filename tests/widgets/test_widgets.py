@@ -462,13 +462,19 @@ def test_train_and_run_interrupt_a_lazy_fill(viewer_with_widgets, qtbot, monkeyp
     monkeypatch.setattr(RunWidget, "on_fill_finished",
                         lambda self, done, outcome: outcomes.append(outcome))
     run.image.value = viewer.layers["nuclei"]
+    fills = run.fill.fills
     run.start()  # gives way, then runs
     run.start()  # a double click: queued once
     assert len(run.session._waiting) == 1
     qtbot.waitUntil(lambda: "nuclei U-Net" in viewer.layers, timeout=60_000)
     wait_for_worker(qtbot, run)
     assert run.last_error == "" and outcomes[0] == "gave way"
-    qtbot.waitUntil(lambda: run.fill.running, timeout=30_000)  # the lazy layer goes on
+    try:  # the lazy layer goes on: a fill after the one that gave way (it may have ended)
+        qtbot.waitUntil(lambda: run.fill.running or run.fill.fills >= fills + 2, timeout=60_000)
+    except Exception as err:  # say what state the fill was left in
+        state = (run.status.value, run.fill.fills, [len(a.pending) for a in run.fill.arrays],
+                 [a.paused for a in run.fill.arrays], run.session.busy, run.session._waiting)
+        raise AssertionError(f"the lazy fill did not go on after the Run: {state}") from err
     set_fast_training(train, epochs=1, steps=2)
     train.start()
     qtbot.waitUntil(lambda: train.worker is not None, timeout=30_000)

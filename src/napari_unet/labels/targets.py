@@ -80,7 +80,8 @@ def touching_seams(labels: np.ndarray, width: int = 2) -> np.ndarray:
     return (labels > 0) & _near_others(labels, width)[0]
 
 
-def border_weights(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> np.ndarray:
+def border_weights(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0,
+                   sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """The U-Net paper's separation weights of instance ``labels`` (2D or 3D, 0 = background).
 
     For every pixel, ``d1`` and ``d2`` are its distances in pixels to the outlines of the
@@ -91,21 +92,25 @@ def border_weights(labels: np.ndarray, w0: float = 10.0, sigma: float = 5.0) -> 
     there are fewer than two objects). The loss adds it to a pixel's class weight.
     Returns float32 of ``labels``' shape. Distances to an object are computed only
     within ``3 * sigma`` px of it (beyond, the weight is under ``w0 * exp(-4.5)``).
+    ``sampling``: each axis' pixel size relative to the finest (e.g. ``(3, 1, 1)`` for Z
+    planes 3 px apart), so distances, ``sigma`` and the reach are in finest pixels
+    (None: 1 per axis; then a stack's thin objects are near their outlines everywhere).
     """
     labels = np.asarray(labels)
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise ValueError(f"Instance labels must be integers; got dtype {labels.dtype}.")
-    reach = max(1, int(np.ceil(3 * sigma)))
+    sampling = (1.0,) * labels.ndim if sampling is None else tuple(float(v) for v in sampling)
+    reach = [max(1, int(np.ceil(3 * sigma / v))) for v in sampling]
     nearest = np.full(labels.shape, np.inf, np.float32)
     second = np.full(labels.shape, np.inf, np.float32)
     for index, box in enumerate(ndi.find_objects(labels.astype(np.int64))):
         if box is None:
             continue
-        window = tuple(slice(max(0, s.start - reach), min(n, s.stop + reach))
-                       for s, n in zip(box, labels.shape))
+        window = tuple(slice(max(0, s.start - r), min(n, s.stop + r))
+                       for s, n, r in zip(box, labels.shape, reach))
         inside = labels[window] == index + 1
-        distance = (ndi.distance_transform_edt(~inside)
-                    + ndi.distance_transform_edt(inside)).astype(np.float32)
+        distance = (ndi.distance_transform_edt(~inside, sampling=sampling)
+                    + ndi.distance_transform_edt(inside, sampling=sampling)).astype(np.float32)
         d1, d2 = nearest[window], second[window]
         second[window] = np.minimum(d2, np.maximum(d1, distance))
         nearest[window] = np.minimum(d1, distance)

@@ -75,9 +75,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
         `napari_unet.labels.options.LabelOptions.spacing` will; its record keeps them.
     settings, options : a `TrainSettings`, or its fields as keywords (there documented).
 
-    Training a `UNetModel` again continues it: its optimizer (and so Adam's moments)
-    is kept, the new epochs extend ``history``, and ``info["rounds"]`` lists every round
-    with its annotation record (painted pixels per class and image).
+    Training a `UNetModel` again continues it: its optimizer (Adam's moments) is kept, new
+    epochs extend ``history``; ``info["rounds"]`` records each round's painted pixels.
 
     If the loss stops being finite, training stops: with the weights of the best finite
     epoch and a ``RuntimeWarning`` (``info["diverged"]`` says what happened), or with a
@@ -89,7 +88,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     spacings = _spacings(spacing, len(images))
     unet = network_to_train(model, parallel, settings, labels, class_names)
     settings.check_for(unet.config, unet.target)
-    data, held_out, settings = _data_and_held_out(unet, settings, images, labels, axes_list, names, parallel)
+    data, held_out, settings = _data_and_held_out(
+        unet, settings, (images, labels, axes_list, names, spacings), parallel)
     schedule = settings.schedule(held_out.targets, held_out.sampler.shape)
     weights = class_weights(held_out.targets, 3) if unet.target == "boundary" else None
     started = time.perf_counter()
@@ -163,11 +163,13 @@ def _as_lists(images: Any, labels: Any, axes: Any, names: Any) -> tuple[list, li
     return images, labels, axes_list
 
 
-def _data_and_held_out(unet: UNetModel, settings: TrainSettings, images: list, labels: list,
-                       axes_list: list, names: Any, parallel: Any) -> tuple[Any, Any, Any]:
+def _data_and_held_out(unet: UNetModel, settings: TrainSettings, given: tuple,
+                       parallel: Any) -> tuple[Any, Any, Any]:
     """The `TrainingData` (planes, or volumes for a 3D network), its `HeldOut`
     validation and patch sampler, and the settings they were cut with (a 3D network's
-    default patches made to fit memory, `settings_for_volumes`)."""
+    default patches made to fit memory, `settings_for_volumes`), from what was ``given``:
+    images, labels, their axes, names and spacings (lists, one per image)."""
+    images, labels, axes_list, names, spacings = given
     if unet.config.ndim == 3:
         data = prepare_volume_data(images, labels, unet.config, settings.label_mode,
                                    unet.normalization, axes_list, names, unet.target,
@@ -175,7 +177,8 @@ def _data_and_held_out(unet: UNetModel, settings: TrainSettings, images: list, l
         settings = settings_for_volumes(settings, unet.config,
                                         max(t.shape[0] for t in data.targets),
                                         parallel.devices if parallel is not None else 1)
-        return data, volume_held_out_and_sampler(unet, settings, data, parallel), settings
+        held_out = volume_held_out_and_sampler(unet, settings, data, parallel, spacings)
+        return data, held_out, settings
     data = prepare_training_data(images, labels, unet.config, settings.label_mode,
                                  unet.normalization, axes_list, names, unet.target,
                                  settings.boundary_width)

@@ -53,11 +53,13 @@ def held_out_and_sampler(unet: Any, settings: Any, data: TrainingData, parallel:
 
 
 def focus_and_weights(unet: Any, settings: Any, truths: Sequence[np.ndarray],
-                      targets: Sequence[np.ndarray]) -> tuple[list | None, list | None]:
+                      targets: Sequence[np.ndarray], samplings: Sequence[Any] | None = None
+                      ) -> tuple[list | None, list | None]:
     """``(focus, weights)`` of a sampler (planes or volumes): for a boundary network the
     seams of touching objects among the pixels still trained on (``targets`` >= 0), and
     with a border weight (`TrainSettings.border_weight_for`) the U-Net paper's weights
-    of the ``truths``; None for what does not apply."""
+    of the ``truths``, with distances in each truth's relative pixel sizes ``samplings``
+    (None: 1 per axis); None for what does not apply."""
     from scipy import ndimage as ndi
 
     from ..labels.targets import border_weights, touching_seams
@@ -68,8 +70,10 @@ def focus_and_weights(unet: Any, settings: Any, truths: Sequence[np.ndarray],
                  for t, kept in zip(truths, targets)]
     w0 = settings.border_weight_for(unet.target)
     if w0:  # 0/1 masks: each connected object is one (the paper's case)
+        samplings = samplings or [None] * len(truths)
         weights = [border_weights(t if t.max() > 1 else ndi.label(t > 0)[0], w0,
-                                  settings.border_sigma) for t in truths]
+                                  settings.border_sigma, sampling)
+                   for t, sampling in zip(truths, samplings)]
     return focus, weights
 
 

@@ -171,11 +171,13 @@ def grid_volumes(images, targets, shape: tuple[int, int, int]) -> tuple[np.ndarr
 
 
 def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
-                                parallel: Any = None) -> HeldOut:
+                                parallel: Any = None, spacings: Sequence[Any] | None = None
+                                ) -> HeldOut:
     """`napari_unet.training.sampling.held_out_and_sampler` for volumes: Z columns of
     ``block`` x ``block`` pixels held out (a share ``settings.validation_fraction`` of
     the annotated ones), validated on in ``(D, P, P)`` patches (`napari_unet.model.costs.volume_patch_shape`), and the
-    `VolumeSampler` of the rest (with border weights and seam focus in 3D)."""
+    `VolumeSampler` of the rest (with border weights and seam focus in 3D; border weights
+    with each image's voxel size from ``spacings``, one per image, when given)."""
     rng = _seeded_rng(settings.seed)
     shape = volume_patch_shape(unet.config, settings.patch_size, max(t.shape[0] for t in data.targets))
     settings.check_memory(unet.config, shape)
@@ -195,7 +197,12 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
             validation = grid_volumes(data.images, val_targets, shape)
     except ValueError:  # too few annotations to spare some for validation
         targets = list(data.targets)
-    focus, weights = focus_and_weights(unet, settings, data.truths, targets)
+    samplings = None
+    if spacings is not None:  # border weights measured in true units along Z too
+        from ..labels.options import relative_sampling
+
+        samplings = [relative_sampling(spacings[s.image], "ZYX") for s in data.sources]
+    focus, weights = focus_and_weights(unet, settings, data.truths, targets, samplings)
     sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
                             rng, focus, weights)
     return HeldOut(targets, _split_evenly(validation, parallel), sampler)
