@@ -152,8 +152,8 @@ def split_objects(mask: np.ndarray, split_ratio: float, split_distance: int,
 def label_mask(mask: np.ndarray, *, min_size: int = 0, split_touching: bool = False,
                split_distance: int = 0, split_ratio: float = 0.0,
                sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Instance labels (int32 or int64) of a 2D or 3D boolean mask: its connected components, with
-    touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
+    """Instance labels (int32 or int64) of a 2D or 3D boolean mask: its connected
+    components, with touching objects separated where they narrow (`split_at_necks`, with a ``split_ratio``)
     or (`split_touching_objects`) at distance-transform peaks at least ``split_distance``
     px apart, or 4 px with ``split_touching`` and no distance; distances are measured
     with the relative pixel sizes ``sampling`` (None: 1 per axis)."""
@@ -170,8 +170,8 @@ DEFAULT_SPLIT_DISTANCE = 4  # px, for split_touching when no distance is known
 def decode_boundaries(probs: np.ndarray, decoding: Decoding = Decoding(),
                       sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Instance labels (int32, or int64 for 2**31 pixels or more; ids 1..n) from (..., 3)
-    background/interior/boundary probabilities of one 2D plane or one 3D stack (the leading axes are spatial),
-    as predicted by a network trained on `napari_unet.labels.targets.boundary_classes`.
+    background/interior/boundary probabilities of one 2D plane or one 3D stack (the
+    leading axes are spatial), as predicted by a network trained on `napari_unet.labels.targets.boundary_classes`.
 
     Seeds are the connected regions of confident interior (those of fewer than
     `SEED_MIN_PIXELS` pixels are dropped, so specks of confidence inside a large

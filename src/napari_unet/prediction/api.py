@@ -190,7 +190,5 @@ def segment(
     """
     options = LabelOptions(threshold, instances, min_size, split_touching, link_planes,
                            seed_threshold)
-    if _is_dask(image):
-        return probabilities_and_labels(model, image, options, axes=axes, **kwargs)[1]
-    run = plan_run(model, np.shape(image), options, axes)
-    return drain(iter_run(run, image, probabilities=False, **kwargs), callback)[1]
+    return probabilities_and_labels(model, image, options, axes=axes, callback=callback,
+                                    probabilities=False, **kwargs)[1]

@@ -197,11 +197,7 @@ def volume_held_out_and_sampler(unet: Any, settings: Any, data: TrainingData,
             validation = grid_volumes(data.images, val_targets, shape)
     except ValueError:  # too few annotations to spare some for validation
         targets = list(data.targets)
-    samplings = None
-    if spacings is not None:  # border weights measured in true units along Z too
-        from ..labels.options import relative_sampling
-
-        samplings = [relative_sampling(spacings[s.image], "ZYX") for s in data.sources]
+    samplings = _samplings(data, spacings) if spacings is not None else None
     focus, weights = focus_and_weights(unet, settings, data.truths, targets, samplings)
     sampler = VolumeSampler(data.images, targets, shape, settings.batch_size, settings.augment,
                             rng, focus, weights)
@@ -216,9 +212,8 @@ def settings_for_volumes(settings: Any, config: UNetConfig, depth: int, devices:
     (`napari_unet.model.costs.volume_patch_shape`) train in half of ``free`` bytes
     (default: what one device, GPU else this machine, has free; each of ``devices`` holds
     its share of a batch): the batch halves down to 2 (kept a multiple of ``devices``),
-    then the side shrinks by the size multiple (down
-    to one multiple; what still does not fit is refused by `TrainSettings.check_memory`).
-    Returns a `TrainSettings`."""
+    then the side shrinks by the size multiple (down to one multiple; what still does not
+    fit is refused by `TrainSettings.check_memory`). Returns a `TrainSettings`."""
     from dataclasses import fields, replace
 
     from ..backend.devices import accelerator_memory
@@ -251,13 +246,19 @@ def settings_for_volumes(settings: Any, config: UNetConfig, depth: int, devices:
     return replace(settings, patch_size=patch, batch_size=batch)
 
 
+def _samplings(data: TrainingData, spacings: Sequence[Any]) -> list:
+    """Each volume's relative voxel sizes (`relative_sampling`) from its image's spacing."""
+    from ..labels.options import relative_sampling
+
+    return [relative_sampling(spacings[s.image], "ZYX") for s in data.sources]
+
+
 def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
                       train_targets: Sequence[np.ndarray], spacings: Sequence[Any]) -> None:
     """After training a 3D ``unet``: predict its training volumes, then (dense labels, unless
     ``settings.calibrate`` is off) choose its `Decoding` on the held-out columns, decoding
     in 3D with each image's voxel size (``spacings``); warnings and the record as
     `napari_unet.training.calibration.calibrate_trained` gives them."""
-    from ..labels.options import relative_sampling
     from .calibration import _collapse, _record_spacing, finish_calibration, plane_probabilities
     from .decoding_search import calibrate
 
@@ -268,7 +269,7 @@ def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
     if settings.label_mode == "dense" and settings.calibrate:
         held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
         truths = [t if unet.target == "boundary" else (t > 0) for t in data.truths]
-        samplings = [relative_sampling(spacings[s.image], "ZYX") for s in data.sources]
+        samplings = _samplings(data, spacings)
         result = calibrate(unet, probs, truths, held, [t >= 0 for t in data.targets], samplings)
         if result is not None:
             changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
