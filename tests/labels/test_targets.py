@@ -4,7 +4,7 @@ U-Net paper's border weights."""
 import numpy as np
 import pytest
 
-from napari_unet.labels.targets import border_weights, boundary_classes, touching_seams
+from napari_unet.labels.targets import INTERIOR, border_weights, boundary_classes, touching_seams
 
 from ..helpers import touching_instances
 
@@ -68,3 +68,18 @@ def test_border_weights_measure_z_in_true_units():
     np.testing.assert_allclose(flat[gap], 10 * np.exp(-(1 + 1) ** 2 / 50), rtol=1e-5)
     np.testing.assert_allclose(true[gap], 10 * np.exp(-(3 + 3) ** 2 / 50), rtol=1e-5)
     assert true[2, 20, 20] < flat[2, 20, 20]  # a slab's middle plane is 3 px from its faces
+
+
+def test_the_boundary_band_of_a_stack_is_measured_in_true_units():
+    # two nuclei stacked in Z (planes 3 px apart), 4 planes each: with the band counted in
+    # planes both would be boundary all through; in true units each keeps interior planes
+    labels = np.zeros((10, 14, 14), np.int32)
+    labels[1:5, 2:12, 2:12] = 1
+    labels[5:9, 2:12, 2:12] = 2
+    flat = boundary_classes(labels, 2)
+    true = boundary_classes(labels, 2, sampling=(3.0, 1.0, 1.0))
+    assert not np.any(flat[:, 7, 7] == INTERIOR)
+    assert list(true[:, 7, 7]) == [0, 2, 1, 1, 2, 2, 1, 1, 2, 0]
+    # within a plane the band is a plane's, and isotropic sampling changes nothing
+    np.testing.assert_array_equal(true[3], boundary_classes(labels[3], 2))
+    np.testing.assert_array_equal(boundary_classes(labels, 2, (1.0, 1.0, 1.0)), flat)

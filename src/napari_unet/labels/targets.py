@@ -28,24 +28,32 @@ BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 BOUNDARY_CLASS_NAMES = ["background", "interior", "boundary"]
 
 
-def _disk(width: int, ndim: int) -> np.ndarray:
-    """A ball footprint of radius ``width`` (a 3x3 square for width 1: 8-connected)."""
+def _disk(width: int, ndim: int, sampling: tuple[float, ...] | None = None) -> np.ndarray:
+    """A ball footprint of radius ``width`` (a 3x3 square for width 1: 8-connected); with
+    ``sampling`` (each axis' pixel size relative to the finest) an ellipsoid of radius
+    ``width`` finest pixels, at least one pixel along every axis (a Z plane 3 px away
+    is the nearest one there is)."""
     if width == 1:
         return np.ones((3,) * ndim, bool)
-    grid = np.indices((2 * width + 1,) * ndim) - width
-    return (grid**2).sum(axis=0) <= width**2
+    radii = np.array([float(width)] * ndim if sampling is None
+                     else [max(1.0, width / s) for s in sampling])
+    reach = np.floor(radii).astype(int)
+    grid = np.indices(tuple(2 * reach + 1)) - reach.reshape((-1,) + (1,) * ndim)
+    return (((grid / radii.reshape((-1,) + (1,) * ndim)) ** 2).sum(axis=0) <= 1.0 + 1e-9)
 
 
-def _near_others(labels: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _near_others(labels: np.ndarray, width: int, sampling: tuple[float, ...] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(near_object, near_background)``: pixels with another object, or background,
-    within ``width`` (pixels outside the image do not count). ``ValueError`` for labels
-    that are not integers or a width other than 1-3."""
+    within ``width`` (finest pixels along each axis with ``sampling``, see `_disk`; pixels
+    outside the image do not count). ``ValueError`` for labels that are not integers or a
+    width other than 1-3."""
     if not np.issubdtype(labels.dtype, np.integer) and labels.dtype != bool:
         raise ValueError(f"Instance labels must be integers; got dtype {labels.dtype}.")
     if int(width) != width or not 1 <= width <= 3:
         raise ValueError(f"boundary_width must be 1, 2 or 3 pixels; got {width!r}.")
     labels = labels.astype(np.int64)
-    footprint = _disk(int(width), labels.ndim)
+    footprint = _disk(int(width), labels.ndim, sampling)
     top = int(labels.max()) + 1
     high = ndi.maximum_filter(labels, footprint=footprint, mode="nearest")
     low_object = ndi.minimum_filter(np.where(labels > 0, labels, top), footprint=footprint,
@@ -55,17 +63,21 @@ def _near_others(labels: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray
     return near_object, near_background
 
 
-def boundary_classes(labels: np.ndarray, width: int = 2) -> np.ndarray:
+def boundary_classes(labels: np.ndarray, width: int = 2,
+                     sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Background (0) / interior (1) / boundary (2) classes of instance ``labels``.
 
     ``labels`` is a 2D (Y, X) or 3D integer array of object ids; ``width`` (1-3
     pixels) is how far into each object the boundary band reaches. A pixel is
     boundary when a pixel of another id (background or another object) lies
     within ``width`` of it; pixels outside the image do not count, so objects
-    cut by the image border keep their interior there. Returns uint8.
+    cut by the image border keep their interior there. ``sampling``: each axis' pixel
+    size relative to the finest (e.g. ``(3, 1, 1)`` for Z planes 3 px apart), so the band
+    is ``width`` finest pixels deep along every axis, but at least one pixel (a thin
+    stack's objects keep interior planes). Returns uint8.
     """
     labels = np.asarray(labels)
-    near_object, near_background = _near_others(labels, width)
+    near_object, near_background = _near_others(labels, width, sampling)
     inside = labels > 0
     out = np.zeros(labels.shape, np.uint8)
     out[inside] = INTERIOR

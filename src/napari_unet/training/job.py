@@ -173,7 +173,7 @@ def _data_and_held_out(unet: UNetModel, settings: TrainSettings, given: tuple,
     if unet.config.ndim == 3:
         data = prepare_volume_data(images, labels, unet.config, settings.label_mode,
                                    unet.normalization, axes_list, names, unet.target,
-                                   settings.boundary_width)
+                                   settings.boundary_width, spacings)
         settings = settings_for_volumes(settings, unet.config,
                                         max(t.shape[0] for t in data.targets),
                                         parallel.devices if parallel is not None else 1)

@@ -37,9 +37,14 @@ __all__ = ["prepare_volume_data", "VolumeSampler", "volume_held_out_and_sampler"
 def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UNetConfig,
                         label_mode: str, normalization: Any, axes: Sequence[str | None],
                         names: Sequence[str] | None, target: str,
-                        boundary_width: int) -> TrainingData:
+                        boundary_width: int, spacings: Sequence[Any] | None = None
+                        ) -> TrainingData:
     """Check, normalise and encode image/label pairs with a Z axis into volumes (see the
-    module docstring); ``ValueError`` says what to change (no Z axis, shapes, no labels)."""
+    module docstring); ``ValueError`` says what to change (no Z axis, shapes, no labels).
+    ``spacings``: each image's voxel size (None: isotropic), so a boundary target's band
+    is ``boundary_width`` finest pixels deep along Z too (`boundary_classes`)."""
+    from ..labels.options import relative_sampling
+
     if len(images) != len(labels):
         raise ValueError(f"Got {len(images)} images but {len(labels)} label arrays; give one "
                          "labels array per image.")
@@ -54,12 +59,13 @@ def prepare_volume_data(images: Sequence[Any], labels: Sequence[Any], config: UN
         label = arrays.check_labels(label, spatial, f"labels of {what}")
         label_volumes = label.reshape((-1,) + label.shape[-3:])
         stats = normalization.statistics(volumes.reshape((-1,) + volumes.shape[-3:]))
+        sampling = relative_sampling(spacings[i] if spacings else None, "ZYX")
         for k, (volume, lab) in enumerate(zip(volumes, label_volumes)):
             if not np.any(lab > 0):
                 continue
             xs.append(normalization.apply(volume, stats))
             truths.append(lab)
-            encoded = encode_targets(boundary_classes(lab, boundary_width)
+            encoded = encode_targets(boundary_classes(lab, boundary_width, sampling)
                                      if target == "boundary" else lab,
                                      config.n_classes, label_mode)
             if label_mode == "dense":  # planes without objects: not annotated
