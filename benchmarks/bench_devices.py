@@ -9,6 +9,9 @@ One run, one backend, one device. Prints, with each ratio:
 - prediction: Mpx/s of `predict()` (statistics, normalisation, tiling included)
   and of `model.predict` on the already-normalised array, for 64 planes of 512²
   and one 4096² uint16 image;
+- labels: Mpx/s of `segment()` (the forward pass ends on the device with the map labels
+  are decoded from; instance labels of the untrained network at threshold 0.5) and of
+  `predict()` with probabilities copied back as bfloat16 or uint8;
 - the ceiling: the compiled forward pass alone on input already on the device;
 - all of it again with ``precision="mixed_bfloat16"`` where a GPU supports it.
 ``--quick`` shrinks every size for a smoke test on a CPU. Each figure is the best
@@ -32,7 +35,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "src"))
 import numpy as np  # noqa: E402
 from bench_core import BatchClock  # noqa: E402  (this folder is on sys.path when run)
 
-from napari_unet import UNetConfig, make_nuclei, predict, train  # noqa: E402
+from napari_unet import UNetConfig, make_nuclei, predict, segment, train  # noqa: E402
 from napari_unet.backend.devices import describe_device, resolve_precision  # noqa: E402
 from napari_unet.backend.runtime import load_keras, make_adam
 from napari_unet.model.costs import halo  # noqa: E402
@@ -87,10 +90,13 @@ def time_fit(images, labels, config, batch, steps):
     return steps * batch / (clock.times[-1] - clock.times[WARMUP - 1])
 
 
-def time_predict(model, image, **options):
-    predict(model, image, **options)  # compiles for these shapes
+def time_predict(model, image, labels=False, **options):
+    """Mpx/s of `predict` (with ``labels``: `segment`, instance labels from the maps
+    reduced on the device) on ``image``, compiled first."""
+    run = segment if labels else predict
+    run(model, image, **options)  # compiles for these shapes
     start = time.perf_counter()
-    predict(model, image, **options)
+    run(model, image, **options)
     return image.size / 1e6 / (time.perf_counter() - start)
 
 
@@ -229,6 +235,13 @@ def run_precision(precision, args, images, labels, stack, big):
         label = f"{image.shape[0]}x{image.shape[1]}²" if image.ndim == 3 else f"{image.shape[0]}²"
         attempt(f"predict {name}", lambda: record(
             f"{tag} predict() {label} Mpx/s", best(lambda: time_predict(model, image), args.repeats), "Mpx/s"))
+        attempt(f"labels {name}", lambda: record(
+            f"{tag} segment() {label} Mpx/s", best(lambda: time_predict(
+                model, image, labels=True), args.repeats), "Mpx/s"))
+        for kind in ("bfloat16", "uint8"):
+            attempt(f"predict {kind} {name}", lambda: record(
+                f"{tag} predict() as {kind} {label} Mpx/s", best(lambda: time_predict(
+                    model, image, probabilities_as=kind), args.repeats), "Mpx/s"))
         attempt(f"keras predict {name}", lambda: record(
             f"{tag} model.predict {label} Mpx/s", best(lambda: time_keras_predict(model, image, batch), args.repeats), "Mpx/s"))
         attempt(f"ceiling {name}", lambda: record(
@@ -250,6 +263,8 @@ def run_precision(precision, args, images, labels, stack, big):
               f"{tag} model.predict {label} Mpx/s", "(goal >= 1.0)")
         ratio(f"{tag} predict()/ceiling {label}", f"{tag} predict() {label} Mpx/s",
               f"{tag} forward ceiling {label} Mpx/s")
+        ratio(f"{tag} segment()/model.predict {label}", f"{tag} segment() {label} Mpx/s",
+              f"{tag} model.predict {label} Mpx/s", "(goal >= 1.0; labels, not probabilities)")
 
 
 def main():

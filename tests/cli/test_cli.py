@@ -48,6 +48,11 @@ def test_train_predict_evaluate_on_files(tmp_path, capsys):
     labels = read_image(out)
     assert labels.shape == (64, 64) and labels.dtype.kind == "u"
     assert read_image(probs).dtype == np.float32
+    small = tmp_path / "probs8.tif"
+    assert main(["predict", str(model), str(images / "cell0.tif"), str(tmp_path / "l8.tif"),
+                 "--probabilities", str(small), "--probabilities-as", "uint8"]) == 0
+    assert read_image(small).dtype == np.uint8
+    assert np.abs(read_image(small) / 255.0 - read_image(probs)).max() <= 0.5 / 255 + 1e-6
     assert main(["evaluate", str(model), "--images", str(images), "--masks", str(masks)]) == 0
     assert main(["info", str(model)]) == 0
     report = capsys.readouterr().out

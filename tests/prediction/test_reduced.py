@@ -78,3 +78,44 @@ def test_a_3d_boundary_network_gives_the_same_labels_from_its_device_maps():
     expected = labels_from_probabilities(probs, "ZYX", options.for_unet(model, "ZYX"), "boundary")
     np.testing.assert_array_equal(labels, expected)
     assert len(np.unique(labels)) > 5  # objects decoded in 3D, from the masked interior
+
+
+@pytest.mark.parametrize("target", ["foreground", "classes"])
+def test_probabilities_as_uint8_and_bfloat16_are_within_their_stated_tolerance(target):
+    model = _model(target)
+    image = np.random.default_rng(2).integers(0, 4000, (2, 70, 90), dtype=np.uint16)
+    exact = predict(model, image, axes="ZYX", tile_size=68)
+    as_uint8 = predict(model, image, axes="ZYX", tile_size=68, probabilities_as="uint8")
+    assert as_uint8.dtype == np.uint8 and as_uint8.shape == exact.shape
+    assert np.abs(as_uint8 / 255.0 - exact).max() <= 0.5 / 255 + 1e-6
+    assert len(np.unique(as_uint8)) > 5  # not a constant
+    as_bf16 = predict(model, image, axes="ZYX", tile_size=68, probabilities_as="bfloat16")
+    assert as_bf16.dtype == np.float32
+    assert np.all(np.abs(as_bf16 - exact) <= 2.0**-8 * np.abs(exact) + 1e-7)
+    assert not np.array_equal(as_bf16, exact)  # rounded: fewer bits went through
+
+
+def test_probabilities_as_uint8_keeps_the_float32_labels_numpy_and_dask():
+    import dask.array as da
+
+    from napari_unet import probabilities_and_labels
+
+    model = _model("boundary")
+    image = np.random.default_rng(3).integers(0, 4000, (96, 96), dtype=np.uint16)
+    probs, labels = probabilities_and_labels(model, image, LabelOptions(0.5), axes="YX")
+    small, same = probabilities_and_labels(model, image, LabelOptions(0.5), axes="YX",
+                                           probabilities_as="uint8")
+    assert small.dtype == np.uint8 and small.shape == probs.shape
+    np.testing.assert_array_equal(same, labels)
+    np.testing.assert_array_equal(small, np.round(probs * np.float32(255)).astype(np.uint8))
+    lazy = predict(model, da.from_array(image, chunks=48), axes="YX", probabilities_as="uint8")
+    assert lazy.dtype == np.uint8
+    assert np.abs(lazy.compute() / 255.0 - probs).max() <= 0.5 / 255 + 1e-6
+
+
+def test_probabilities_as_an_unknown_type_is_refused_before_any_work():
+    model = _model("foreground")
+    image = np.zeros((32, 32), np.uint16)
+    for call in (predict, segment):
+        with pytest.raises(ValueError, match="probabilities_as must be one of"):
+            call(model, image, axes="YX", probabilities_as="float16")

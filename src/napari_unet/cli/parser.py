@@ -129,6 +129,9 @@ def _add_predict_parser(sub) -> None:
                    "into (created if missing)")
     p.add_argument("--probabilities", help="also write the probability map here (.tif, or .zarr; "
                    "a folder for an input folder)")
+    p.add_argument("--probabilities-as", choices=("float32", "uint8"), default="float32",
+                   help="type of the probability map: float32 (default) or uint8 (probability "
+                        "x 255, within 0.5/255; a quarter of the size)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace outputs that exist (for a folder: predict files again "
                         "instead of skipping those already done)")

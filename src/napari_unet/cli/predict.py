@@ -63,11 +63,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     probs, labels = probabilities_and_labels(model, image, options, axes=axes,
                                              tile_size=args.tile_size,
                                              batch_size=args.batch_size, callback=bar,
-                                             probabilities=bool(args.probabilities))
+                                             probabilities=bool(args.probabilities),
+                                             probabilities_as=args.probabilities_as)
     bar.close()
     outputs = {args.output: labels}
     if args.probabilities:
-        outputs[args.probabilities] = probs.astype("float32")
+        outputs[args.probabilities] = probs
     if args.uncertainty:
         outputs.update(_uncertainty_maps(args, model, image, axes, spread))
     # all replaced together, once everything is computed, with the input's axes and sizes
@@ -119,6 +120,7 @@ def _predict_folder(args: argparse.Namespace, options) -> int:
                                       probabilities_dir=args.probabilities,
                                       overwrite=args.overwrite, axes=args.axes,
                                       tile_size=args.tile_size, batch_size=args.batch_size,
+                                      probabilities_as=args.probabilities_as,
                                       min_physical_size=args.min_physical_size,
                                       scheduler=args.scheduler):
         if bar is None:
@@ -197,6 +199,7 @@ def _write_zarr_outputs(args: argparse.Namespace, options, into: bool = False) -
         shape, dtype = predict_zarr(args.model, args.input, None if into else args.output,
                                     options, probabilities_out=args.probabilities,
                                     axes=args.axes, tile_size=args.tile_size,
+                                    probabilities_as=args.probabilities_as,
                                     batch_size=args.batch_size,
                                     label_name=args.output if into else None,
                                     min_physical_size=args.min_physical_size)

@@ -33,6 +33,7 @@ def iter_predict(
     batch_size: int | None = None,
     memory_budget: int | None = None,
     stats: tuple[np.ndarray, np.ndarray] | None = None,
+    probabilities_as: str = "float32",
 ) -> Generator[PredictProgress, None, np.ndarray]:
     """Predict probabilities, yielding `PredictProgress`; returns the probability array.
 
@@ -50,6 +51,10 @@ def iter_predict(
         available memory, at most 1 GiB).
     stats : per-channel normalisation (lo, hi) to use instead of this image's
         own percentiles (the lazy path passes those of the whole array).
+    probabilities_as : ``"float32"`` (default); ``"bfloat16"``: float32 values rounded
+        to bfloat16 on the device, within 2**-8 of the float32 ones (relative), half the
+        bytes copied back from a GPU; ``"uint8"``: a uint8 array, probability x 255
+        rounded (within 0.5 / 255), a quarter of the bytes, also in host memory.
 
     Returns float32 probabilities with the image's spatial shape and axis order
     (channel axis dropped) for a binary model, or with a trailing class axis of
@@ -60,7 +65,8 @@ def iter_predict(
     """
     return (yield from iter_probabilities(resolve_model(model), image, axes=axes,
                                           tile_size=tile_size, batch_size=batch_size,
-                                          memory_budget=memory_budget, stats=stats))
+                                          memory_budget=memory_budget, stats=stats,
+                                          probabilities_as=probabilities_as))
 
 
 def predict(model: Any, image: Any, *, callback: Callable[[PredictProgress], None] | None = None,
@@ -107,15 +113,20 @@ def iter_run(run: Run, image: Any, probabilities: bool = True, **kwargs: Any
     """Probabilities and labels of ``image`` for a planned `Run`, from one network pass;
     yields `PredictProgress`. ``kwargs`` are `iter_predict`'s run options. Without
     ``probabilities`` (returned as None) the device sends back only the map labels are
-    decoded from (`napari_unet.prediction.reduced`): the same labels, fewer bytes."""
+    decoded from (`napari_unet.prediction.reduced`): the same labels, fewer bytes. The
+    labels always come from float32 probabilities: with ``probabilities_as`` (see
+    `iter_predict`) the probabilities are converted on the host after decoding."""
     from ..backend.runtime import release_free_memory
-    from .reduced import Reduced
+    from .reduced import Reduced, probabilities_as, probability_reduction
     from .tiled import iter_tiled
 
     spatial = run.axes.replace("C", "")
+    kind = kwargs.pop("probabilities_as", "float32")
+    probability_reduction(kind)  # ValueError before any work
     if probabilities:
         probs = yield from iter_probabilities(run.unet, image, axes=run.axes, **kwargs)
         maps = label_maps(probs, run.unet.target, run.options.decoding, run.options.instances)
+        probs = probabilities_as(probs, kind)
     else:
         probs = None
         maps = yield from iter_tiled(run.unet, image, axes=run.axes,
@@ -151,12 +162,17 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     if not _is_dask(image):
         return drain(iter_segment(model, image, options, axes=axes, **kwargs), callback)
     kwargs.pop("probabilities", None)
+    kind = kwargs.pop("probabilities_as", "float32")
     from .lazy import predict_dask
     from .lazy_labels import lazy_labels
+    from .reduced import probabilities_as, probability_reduction
 
     run = plan_run(model, image.shape, options, axes)
     probs = predict_dask(run.unet, image, axes=run.axes, **kwargs)
-    return probs, lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target)
+    labels = lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target)
+    if kind != "float32":  # labels from float32; the probabilities converted per block
+        probs = probs.map_blocks(probabilities_as, kind, dtype=probability_reduction(kind)[2])
+    return probs, labels
 
 
 def segment(

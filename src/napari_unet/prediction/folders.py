@@ -132,7 +132,7 @@ def iter_predict_folder(model: Any, in_dir: str | Path, out_dir: str | Path, opt
     ``model``: a `UNetModel` or a model file (loaded once). ``options``: a
     `LabelOptions` (default: instance labels at the model's threshold). Labels
     are written as ``<name>.tif`` (``<name>.zarr`` for zarr inputs, computed
-    block by block); with ``probabilities_dir``, float32 probabilities too.
+    block by block); with ``probabilities_dir``, the probabilities too.
     ``out_dir`` (and ``probabilities_dir``) are created if missing (their parent
     must exist); neither may be ``in_dir``. ``predict_options`` are those of `iter_predict`,
     and ``min_physical_size``: the smallest object in each file's own units (area per plane,
@@ -245,7 +245,7 @@ def _predict_file(unet: Any, source: Path, target: Path, probs_target: Path | No
                                              probabilities=probs_target is not None, **kwargs)
     outputs = {target: labels}
     if probs_target is not None:
-        outputs[probs_target] = probs.astype(np.float32)
+        outputs[probs_target] = probs  # float32, or uint8 (``probabilities_as``)
     write_images(outputs, output_metas(meta, axes, outputs))
     return labels
 

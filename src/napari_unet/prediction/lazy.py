@@ -130,7 +130,8 @@ def _rechunk(image: Any, axes: str, config: Any, halos: dict[str, int], chunk: i
 
 
 def lazy_probabilities(image: Any, axes: str, config: Any, normalization: PercentileNormalization,
-                       block_fn: Any, chunk: int | None = None, outputs: int | None = None) -> Any:
+                       block_fn: Any, chunk: int | None = None, outputs: int | None = None,
+                       dtype: Any = np.float32) -> Any:
     """Dask array of probabilities; ``block_fn(block, axes, stats, origin)`` predicts one
     block whose first pixel is at ``origin`` (row, column; (z, row, column) for a 3D
     network) of the whole image.
@@ -140,7 +141,7 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
     halo. Computes the normalisation statistics of the whole array now
     (one strided read) and returns the lazy result (see the module docstring).
     ``outputs``: values per pixel that ``block_fn`` returns on a trailing axis
-    (default: the model's probabilities, no axis for one class).
+    (default: the model's probabilities, no axis for one class), of ``dtype``.
     """
     import dask.array as da
 
@@ -169,16 +170,17 @@ def lazy_probabilities(image: Any, axes: str, config: Any, normalization: Percen
     starts = [np.cumsum((0,) + image.chunks[i]).tolist() for i in cut]
     return grown.map_blocks(_predict_block, block_fn=block_fn, axes=axes, stats=stats,
                             halos=[depth[i] for i in cut], cut=cut, starts=starts,
-                            dtype=np.float32, chunks=tuple(out_chunks),
-                            meta=np.empty((0,) * len(out_chunks), np.float32), **kwargs)
+                            dtype=dtype, chunks=tuple(out_chunks),
+                            meta=np.empty((0,) * len(out_chunks), dtype), **kwargs)
 
 
 def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: int | None = None,
                  batch_size: int | None = None, memory_budget: int | None = None,
-                 chunk: int | None = None) -> Any:
+                 chunk: int | None = None, probabilities_as: str = "float32") -> Any:
     """Lazy probabilities of a dask array (see the module docstring).
 
-    Returns a float32 dask array with the image's spatial axes (channel axis
+    Returns a float32 dask array (uint8 with ``probabilities_as="uint8"``, see
+    `napari_unet.prediction.api.iter_predict`) with the image's spatial axes (channel axis
     dropped), plus a trailing class axis for multi-class models. ``chunk``
     sets the Y/X block side (default: the input's chunks, at least 4 halos,
     rounded up to a multiple of ``2**depth``); a 3D network's Z blocks follow the
@@ -188,6 +190,7 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
 
     from ..common.checks import check_whole
     from ..model.files import resolve_model
+    from .reduced import probability_reduction
     from .tiled import check_run_options
 
     unet = resolve_model(model)
@@ -195,11 +198,14 @@ def predict_dask(model: Any, image: Any, *, axes: str | None = None, tile_size: 
     axes = arrays.resolve_axes(axes, image.shape, unet.config.in_channels)
     arrays.check_channels(axes, image.shape, unet.config.in_channels)
     check_run_options(unet.config, tile_size, batch_size, memory_budget)
+    dtype = probability_reduction(probabilities_as)[2]
     if chunk is not None:
         chunk = check_whole("chunk", chunk, 1, unit=" of pixels")
-    options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget}
+    options = {"tile_size": tile_size, "batch_size": batch_size, "memory_budget": memory_budget,
+               "probabilities_as": probabilities_as}
     block_fn = partial(_predict_with_handle, handle=ModelHandle(unet), options=options)
-    return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk)
+    return lazy_probabilities(image, axes, unet.config, unet.normalization, block_fn, chunk,
+                              dtype=dtype)
 
 
 def _predict_with_handle(block: np.ndarray, axes: str, stats, origin: tuple[int, int],

@@ -19,7 +19,13 @@ import numpy as np
 from ..labels.decode import MASKED, smallest_label_dtype
 from ..labels.targets import BACKGROUND, INTERIOR
 
-__all__ = ["Reduced", "device_reduction"]
+__all__ = ["Reduced", "device_reduction", "PROBABILITIES_AS", "probability_reduction",
+           "probabilities_as"]
+
+# what probabilities can be handed back as: float32; float32 values rounded to bfloat16
+# on the device (half the bytes copied back; within 2**-8 of float32, relative); uint8
+# 0-255 (a quarter of the bytes, also on the host; p x 255 rounded, within 0.5 / 255)
+PROBABILITIES_AS = ("float32", "bfloat16", "uint8")
 
 
 def device_reduction(target: str, n_classes: int, instances: bool
@@ -43,6 +49,33 @@ def device_reduction(target: str, n_classes: int, instances: bool
         return ops.where(mask, y[..., INTERIOR], ops.cast(MASKED, y.dtype))
 
     return (target, bool(instances)), boundary, np.dtype(np.float32 if instances else np.uint8)
+
+
+def probability_reduction(kind: str) -> tuple[tuple | None, Any, np.dtype]:
+    """``(key, reduce, dtype)`` (as `device_reduction`) handing probabilities back as
+    ``kind`` (one of `PROBABILITIES_AS`): ``(None, None, float32)`` for float32."""
+    if kind not in PROBABILITIES_AS:
+        raise ValueError(f"probabilities_as must be one of {PROBABILITIES_AS}; got {kind!r}.")
+    if kind == "uint8":
+        return ("probabilities", kind), (lambda ops, y, values: ops.cast(
+            ops.round(ops.cast(y, "float32") * 255.0), "uint8")), np.dtype(np.uint8)
+    if kind == "bfloat16":  # copied back as bfloat16, widened to float32 on the host
+        return ("probabilities", kind), (lambda ops, y, values: ops.cast(y, "bfloat16")), \
+            np.dtype(np.float32)
+    return None, None, np.dtype(np.float32)
+
+
+def probabilities_as(probs: np.ndarray, kind: str) -> np.ndarray:
+    """float32 ``probs`` as the host would receive them from `probability_reduction`
+    ``kind``: the same values (uint8 0-255, or float32 rounded to bfloat16)."""
+    if kind == "uint8":
+        return np.round(probs * np.float32(255.0)).astype(np.uint8)
+    if kind == "bfloat16":
+        import ml_dtypes
+
+        return probs.astype(ml_dtypes.bfloat16).astype(np.float32)
+    probability_reduction(kind)  # checks the name
+    return probs
 
 
 class Reduced:

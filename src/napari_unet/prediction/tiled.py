@@ -49,14 +49,17 @@ class Network(Protocol):
 class Probabilities:
     """The network's probabilities (one per class; one foreground value for a sigmoid
     model), through its compiled forward pass (`napari_unet.backend.forward.Forward`):
-    batch k + 1 is dispatched before batch k is fetched."""
+    batch k + 1 is dispatched before batch k is fetched. ``probabilities_as``: what is
+    copied back (`napari_unet.prediction.reduced.PROBABILITIES_AS`)."""
 
     cost = 1
 
-    def __init__(self, unet: UNetModel):
+    def __init__(self, unet: UNetModel, probabilities_as: str = "float32"):
         from ..backend.forward import forward_for
+        from .reduced import probability_reduction
 
-        self.forward = forward_for(unet.keras_model)
+        key, reduce, self.dtype = probability_reduction(probabilities_as)
+        self.forward = forward_for(unet.keras_model, key, reduce, self.dtype)
         self.outputs = max(1, unet.config.n_classes)
 
     def run(self, windows: np.ndarray, origins: Sequence[tuple[int, int]], lo: np.ndarray,
@@ -70,16 +73,17 @@ class Probabilities:
 def iter_probabilities(
     unet: UNetModel, image: Any, *, axes: str | None = None, tile_size: int | None = None,
     batch_size: int | None = None, memory_budget: int | None = None,
-    stats: tuple[np.ndarray, np.ndarray] | None = None,
+    stats: tuple[np.ndarray, np.ndarray] | None = None, probabilities_as: str = "float32",
 ) -> Generator[PredictProgress, None, np.ndarray]:
     """Probabilities of ``image`` under ``unet``, yielding `PredictProgress` after each batch.
 
     Takes the arguments of `napari_unet.prediction.api.iter_predict` (there
-    documented) with a loaded `UNetModel`, and returns the same float32 array.
+    documented) with a loaded `UNetModel`, and returns the same array.
     """
+    network = Probabilities(unet, probabilities_as)
     probs = yield from iter_tiled(unet, image, axes=axes, tile_size=tile_size,
                                   batch_size=batch_size, memory_budget=memory_budget,
-                                  stats=stats)
+                                  stats=stats, network=network)
     return probs[..., 0] if unet.config.n_classes == 1 else probs
 
 
@@ -145,8 +149,11 @@ def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any
     W, C), in batches of ``plan.batch``; yields progress and returns the network's
     outputs on the padded units (N, Hp, Wp, K) or (N, Zp, Hp, Wp, K).
 
-    Batch k + 1 is cut and dispatched before batch k is fetched, so the host
-    prepares the next windows while the device computes.
+    Batches k + 1 and k + 2 are cut and dispatched before batch k is fetched (at most
+    ``IN_FLIGHT`` batches' outputs wait on the device), so the host prepares windows and
+    stores results while the device computes, and the device's copy of batch k back
+    (started as soon as it is computed, `napari_unet.backend.forward.Forward.run`)
+    overlaps the compute of the next.
     """
     n = planes.shape[0]
     source, lo, scale = _device_input(unet, planes, stats, plan.padded)
@@ -155,13 +162,13 @@ def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any
     dtype = getattr(network, "dtype", np.float32)  # `Reduced` maps: uint8 or float32
     out = [] if whole else np.empty((n, *plan.padded, network.outputs), dtype)
     in_flight: list = []
-    for start in range(0, len(jobs) + plan.batch, plan.batch):
+    for start in range(0, len(jobs) + IN_FLIGHT * plan.batch, plan.batch):
         chunk = jobs[start:start + plan.batch]
         if chunk:
             origins = [tuple(o + w.start for o, w in zip(origin, t.window)) for _, t in chunk]
             in_flight.append((start, chunk, network.run(_windows(source, chunk, whole),
                                                         origins, lo, scale)))
-        if len(in_flight) > 1 or (in_flight and not chunk):
+        if len(in_flight) > IN_FLIGHT - 1 or (in_flight and not chunk):
             done, chunk, handle = in_flight.pop(0)
             y = network.fetch(handle)
             if whole:
@@ -173,6 +180,9 @@ def _run_tiles(unet: UNetModel, network: Network, planes: np.ndarray, stats: Any
     if whole:
         return out[0] if len(out) == 1 else np.concatenate(out)
     return out
+
+
+IN_FLIGHT = 3  # batches dispatched and not yet fetched, at most
 
 
 # dtypes the device casts to float32 itself, exactly as the host would normalise them
