@@ -114,7 +114,8 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     the last. The weights of the best finite epoch (highest ``val_iou``, else
     ``iou``; the lower loss breaks ties) are left in ``km``. With ``patience``,
     the learning rate is halved after ``patience // 2`` (at least 2) epochs
-    without a better epoch, and training ends after ``patience``. An exception inside
+    without a better epoch, and training ends after ``patience``; neither before
+    `MIN_BATCHES_BEFORE_PLATEAU` batches. An exception inside
     ``fit`` is raised here; closing the generator stops ``fit`` and waits for its
     thread. ``scope``: the context (a data-parallel distribution) ``fit`` runs in.
     ``side_job`` (e.g. a `napari_unet.training.preview.PreviewJob`) runs on the training
@@ -124,7 +125,7 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
                      side_job, clock)
-    callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience)
+    callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience, steps)
 
     def work() -> None:
         try:
@@ -225,21 +226,37 @@ class _Record:
             self.history[key].append(value)
         if score > self.best:
             self.best, self.best_weights, self.best_epoch = score, weights, epoch + 1
-        elif self.patience and epoch + 1 - self.best_epoch >= self.patience:
+        elif (self.patience and epoch + 1 - self.best_epoch >= self.patience
+              and (epoch + 1) * self.steps >= MIN_BATCHES_BEFORE_PLATEAU):
             self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
                                                 "epoch", logs, self.clock())))
 
 
-def _plateau(monitor: str, patience: int | None) -> list:
-    """With ``patience``: a callback halving the learning rate when ``monitor`` stalls."""
+# batches trained before a plateau may halve the learning rate or end training: a 3D
+# network's epochs are few batches (10 on three small stacks), and one that starts slowly
+# sat at its first validation IoU for 90 batches, then was stopped (docs/benchmarks.md)
+MIN_BATCHES_BEFORE_PLATEAU = 300
+
+
+def _plateau(monitor: str, patience: int | None, steps: int = MIN_BATCHES_BEFORE_PLATEAU
+             ) -> list:
+    """With ``patience``: a callback halving the learning rate when ``monitor`` stalls,
+    from the epoch that ends `MIN_BATCHES_BEFORE_PLATEAU` batches (``steps`` per epoch) on."""
     if not patience:
         return []
     from ..backend.runtime import load_keras
 
-    return [load_keras().callbacks.ReduceLROnPlateau(
-        monitor=monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
-        min_delta=1e-4, verbose=0)]
+    callbacks = load_keras().callbacks
+    first = max(0, math.ceil(MIN_BATCHES_BEFORE_PLATEAU / max(1, steps)) - 1)
+
+    class Plateau(callbacks.ReduceLROnPlateau):
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch >= first:
+                super().on_epoch_end(epoch, logs)
+
+    return [Plateau(monitor=monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
+                    min_delta=1e-4, verbose=0)]
 
 
 @functools.cache
