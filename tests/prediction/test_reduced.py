@@ -88,7 +88,7 @@ def test_probabilities_as_uint8_and_bfloat16_are_within_their_stated_tolerance(t
     as_uint8 = predict(model, image, axes="ZYX", tile_size=68, probabilities_as="uint8")
     assert as_uint8.dtype == np.uint8 and as_uint8.shape == exact.shape
     assert np.abs(as_uint8 / 255.0 - exact).max() <= 0.5 / 255 + 1e-6
-    assert len(np.unique(as_uint8)) > 5  # not a constant
+    assert len(np.unique(as_uint8)) > 2  # not a constant (an untrained network: near 0.5)
     as_bf16 = predict(model, image, axes="ZYX", tile_size=68, probabilities_as="bfloat16")
     assert as_bf16.dtype == np.float32
     assert np.all(np.abs(as_bf16 - exact) <= 2.0**-8 * np.abs(exact) + 1e-7)
