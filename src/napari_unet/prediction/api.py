@@ -167,11 +167,12 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     from .lazy_labels import lazy_labels
     from .reduced import probabilities_as, probability_reduction
 
+    dtype = probability_reduction(kind)[2]  # ValueError before any work
     run = plan_run(model, image.shape, options, axes)
     probs = predict_dask(run.unet, image, axes=run.axes, **kwargs)
     labels = lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target)
     if kind != "float32":  # labels from float32; the probabilities converted per block
-        probs = probs.map_blocks(probabilities_as, kind, dtype=probability_reduction(kind)[2])
+        probs = probs.map_blocks(probabilities_as, kind, dtype=dtype)
     return probs, labels
 
 

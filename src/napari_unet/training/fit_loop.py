@@ -227,7 +227,7 @@ class _Record:
         if score > self.best:
             self.best, self.best_weights, self.best_epoch = score, weights, epoch + 1
         elif (self.patience and epoch + 1 - self.best_epoch >= self.patience
-              and (epoch + 1) * self.steps >= MIN_BATCHES_BEFORE_PLATEAU):
+              and _past_minimum(epoch, self.steps)):
             self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
                                                 "epoch", logs, self.clock())))
@@ -239,20 +239,22 @@ class _Record:
 MIN_BATCHES_BEFORE_PLATEAU = 300
 
 
-def _plateau(monitor: str, patience: int | None, steps: int = MIN_BATCHES_BEFORE_PLATEAU
-             ) -> list:
+def _past_minimum(epoch: int, steps: int) -> bool:
+    """Whether epoch ``epoch`` (from 0) of ``steps`` batches ends at least
+    `MIN_BATCHES_BEFORE_PLATEAU` batches into training."""
+    return (epoch + 1) * steps >= MIN_BATCHES_BEFORE_PLATEAU
+
+
+def _plateau(monitor: str, patience: int | None, steps: int) -> list:
     """With ``patience``: a callback halving the learning rate when ``monitor`` stalls,
     from the epoch that ends `MIN_BATCHES_BEFORE_PLATEAU` batches (``steps`` per epoch) on."""
     if not patience:
         return []
     from ..backend.runtime import load_keras
 
-    callbacks = load_keras().callbacks
-    first = max(0, math.ceil(MIN_BATCHES_BEFORE_PLATEAU / max(1, steps)) - 1)
-
-    class Plateau(callbacks.ReduceLROnPlateau):
+    class Plateau(load_keras().callbacks.ReduceLROnPlateau):
         def on_epoch_end(self, epoch, logs=None):
-            if epoch >= first:
+            if _past_minimum(epoch, steps):
                 super().on_epoch_end(epoch, logs)
 
     return [Plateau(monitor=monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
