@@ -83,6 +83,19 @@ def test_elastic_deformation_moves_image_and_target_together():
     assert np.array_equal(x, _discs()[0])  # inputs untouched
 
 
+@pytest.mark.parametrize("shape", [(128, 128), (64, 96), (37, 100)])
+def test_elastic_field_is_the_cubic_zoom_of_the_coarse_grid(shape):
+    from scipy import ndimage as ndi
+
+    from napari_unet.training.augmentation import _upsampling
+
+    coarse = np.random.default_rng(0).normal(0.0, 10.0, (3, 3))
+    zoomed = ndi.zoom(coarse, (shape[0] / 3, shape[1] / 3), order=3, mode="nearest",
+                      grid_mode=True)[:shape[0], :shape[1]]
+    np.testing.assert_allclose(_upsampling(shape[0], 3) @ coarse @ _upsampling(shape[1], 3).T,
+                               zoomed, atol=1e-9)
+
+
 def test_photometric_augmentations_change_the_image_only():
     from napari_unet.training.augmentation import Augmentation
 
