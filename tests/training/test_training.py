@@ -5,6 +5,7 @@ from napari_unet.common.progress import TrainProgress, drain
 from napari_unet.model.config import UNetConfig
 from napari_unet.model.unet import UNetModel
 from napari_unet.samples.nuclei import make_nuclei
+from napari_unet.training.fit_loop import batches_per_call
 from napari_unet.training.job import iter_train, train
 
 from ..helpers import TINY, assert_unchanged
@@ -29,10 +30,11 @@ def test_generator_yields_batches_then_epochs_and_returns_result(nuclei):
     result = drain(gen, events.append)
     assert all(isinstance(e, TrainProgress) for e in events)
     phases = [(e.epoch, e.batch, e.phase) for e in events]
-    assert phases == [(1, 1, "batch"), (1, 2, "batch"), (1, 3, "batch"), (1, 3, "epoch"),
-                      (2, 1, "batch"), (2, 2, "batch"), (2, 3, "batch"), (2, 3, "epoch"),
-                      (2, 3, "calibrate")]
-    assert "val_loss" in events[3].logs
+    k = batches_per_call(3)  # one batch event per call of the compiled step (3 on TensorFlow)
+    per_epoch = [(b, "batch") for b in range(k, 4, k)] + [(3, "epoch")]
+    assert phases == [(1, *p) for p in per_epoch] + [(2, *p) for p in per_epoch] + [
+        (2, 3, "calibrate")]
+    assert "val_loss" in events[len(per_epoch) - 1].logs
     model, history = result
     assert isinstance(model, UNetModel) and len(history["loss"]) == 2
 
@@ -51,18 +53,20 @@ def test_stop_ends_after_the_current_batch_and_keeps_best_weights(nuclei):
     km.evaluate = evaluate_and_remember
     calls = []
 
+    k = batches_per_call(3)  # batches per call of the compiled step
+
     def should_stop():
         calls.append(1)
-        return len(calls) >= 7  # stop during epoch 3 (3 batches per epoch)
+        return len(calls) >= 7 // k  # stop in epoch 3 (3 batches per epoch)
 
     seen = []
     result = train(image, labels, unet, should_stop=should_stop, callback=seen.append,
                    verbose=False, **{**FAST, "epochs": 5})
     assert result.model.info["stopped_early"] is True
     assert len(result.history["loss"]) == 3 and len(snapshots) == 3
-    # should_stop is asked before every batch but the first; the batch starting when it
-    # answers True (the 7th call, before batch 8) is the last, on every backend
-    assert [e.phase for e in seen].count("batch") == 8
+    # should_stop is asked before every call but the first; the call starting when it
+    # answers True (before batch 8 when each call is one batch) is the last, on every backend
+    assert [e.phase for e in seen].count("batch") == 7 // k + 1
     best = int(np.argmin([loss for loss, _ in snapshots]))
     assert result.model.info["best_epoch"] == best + 1
     for kept, expected in zip(km.get_weights(), snapshots[best][1]):
@@ -157,7 +161,8 @@ def test_logged_losses_are_running_means_over_the_epoch(nuclei, monkeypatch):
     unet.keras_model.set_weights(initial)
     raw = [unet.keras_model.evaluate(x, y, verbose=0, return_dict=True)["loss"] for x, y in seen[:4]]
     batch = [e.logs["loss"] for e in events if e.phase == "batch"]
-    np.testing.assert_allclose(batch, np.cumsum(raw) / np.arange(1, 5), rtol=1e-4)
+    k = batches_per_call(4)  # the logs after each call's last batch
+    np.testing.assert_allclose(batch, (np.cumsum(raw) / np.arange(1, 5))[k - 1::k], rtol=1e-4)
     assert [e for e in events if e.phase == "epoch"][0].logs["loss"] == pytest.approx(batch[-1])
 
 

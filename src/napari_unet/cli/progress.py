@@ -26,8 +26,8 @@ def train_callback(bar_desc: str):
         if event.phase == "calibrate":
             bar.write("choosing the label settings (calibration)", file=sys.stderr)
             return
-        if event.phase == "batch":
-            bar.update(1)
+        if event.phase == "batch":  # a call of the compiled step may train several batches
+            bar.update((event.epoch - 1) * event.batches + event.batch - bar.n)
             bar.set_postfix(epoch=f"{event.epoch}/{event.epochs}", loss=f"{event.logs['loss']:.3f}")
             return
         values = " ".join(f"{k} {v:.4f}" for k, v in event.logs.items())

@@ -13,7 +13,8 @@ __all__ = ["TrainProgress", "TrainPreview", "PredictProgress", "drain"]
 class TrainProgress:
     """One training event. ``epoch`` and ``batch`` count from 1.
 
-    ``phase`` is ``"batch"`` after a training step, ``"epoch"`` after the
+    ``phase`` is ``"batch"`` after a call of the compiled training step (one batch, or
+    a few on TensorFlow: ``batch`` counts those done in the epoch), ``"epoch"`` after the
     epoch's validation, and ``"calibrate"`` once when training has ended and the
     label settings are being chosen (which predicts the annotated planes and may take
     a while; ``logs`` is then empty); ``logs`` holds the epoch's running means of ``loss`` and

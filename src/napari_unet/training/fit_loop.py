@@ -27,7 +27,7 @@ import numpy as np
 
 from ..common.progress import TrainProgress
 
-__all__ = ["FitOutcome", "fit", "fit_events", "Deadline"]
+__all__ = ["FitOutcome", "fit", "fit_events", "Deadline", "batches_per_call"]
 
 
 class FitOutcome(NamedTuple):
@@ -77,7 +77,7 @@ def fit(unet: Any, settings: Any, held_out: Any, schedule: tuple[int, int],
 
     frozen = freeze_encoder(unet.keras_model, settings.freeze_encoder)
     with parallel.scope() if parallel else contextlib.nullcontext():
-        compile_network(unet, settings, weights)
+        compile_network(unet, settings, weights, batches_per_call(schedule[1], parallel))
     batches = held_out.sampler.stream(workers=patch_workers())
     deadline = Deadline(should_stop, settings.time_budget)
     try:
@@ -90,6 +90,24 @@ def fit(unet: Any, settings: Any, held_out: Any, schedule: tuple[int, int],
         for layer in frozen:
             layer.trainable = True
     return outcome._replace(time_limited=deadline.reached)
+
+
+# most batches one call of TensorFlow's compiled training step runs: the per-call cost
+# (tf.data, the function call, the callbacks) was ~6 % of the default U-Net's step on a
+# 2-core CPU (docs/benchmarks.md, bench_core); on JAX Keras unrolls the steps into one
+# program (compile time x4), and on PyTorch it loops in Python (nothing to gain)
+MAX_BATCHES_PER_CALL = 4
+
+
+def batches_per_call(steps: int, parallel: Any = None) -> int:
+    """Batches each call of the compiled training step runs (Keras' ``steps_per_execution``):
+    on TensorFlow on one device the largest divisor of ``steps`` (batches per epoch) up to
+    `MAX_BATCHES_PER_CALL`, so every epoch ends on a call's last batch; else 1."""
+    from ..backend.runtime import backend_name
+
+    if parallel is not None or backend_name() != "tensorflow":
+        return 1
+    return max(k for k in range(1, MAX_BATCHES_PER_CALL + 1) if steps % k == 0)
 
 
 def patch_workers() -> int:
@@ -105,12 +123,14 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     """Train the compiled ``km`` on ``batches`` for ``epochs`` x ``steps`` batches.
 
     ``batches`` yields ``(x, y)`` without end; ``validation`` is ``(x_val,
-    y_val)`` or None. Yields a `TrainProgress` per batch and per epoch; returns
-    a `FitOutcome`. When ``should_stop()`` turns true, or the loss stops being
-    finite, training ends after the batch in flight (and its epoch's
+    y_val)`` or None. Yields a `TrainProgress` per call of the compiled step (``km``'s
+    ``steps_per_execution`` batches, see `batches_per_call`; its ``batch`` counts the
+    batches done in the epoch, its logs are those after the call's last batch) and per
+    epoch; returns a `FitOutcome`. When ``should_stop()`` turns true, or the loss stops
+    being finite, training ends after the call in flight (and its epoch's
     validation). ``should_stop`` is called on the training thread before every
-    batch but the first, so it must be safe to call from another thread (e.g.
-    ``threading.Event.is_set``); when it answers True, the batch then starting is
+    call but the first, so it must be safe to call from another thread (e.g.
+    ``threading.Event.is_set``); when it answers True, the call then starting is
     the last. The weights of the best finite epoch (highest ``val_iou``, else
     ``iou``; the lower loss breaks ties) are left in ``km``. With ``patience``,
     the learning rate is halved after ``patience // 2`` (at least 2) epochs
@@ -124,7 +144,7 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     """
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
-                     side_job, clock)
+                     side_job, clock, getattr(km, "steps_per_execution", 1) or 1)
     callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience, steps)
 
     def work() -> None:
@@ -162,12 +182,14 @@ class _Record:
 
     ``events`` receives ``("batch" | "epoch", TrainProgress)``; ``halt`` turns true when
     the caller stops or the loss is no longer finite, and the callback then stops ``fit``.
+    Keras reports batch ends once per call of ``per_call`` batches, at the call's last.
     """
 
     def __init__(self, events: queue.Queue, epochs: int, steps: int, validating: bool,
                  should_stop: Callable[[], bool] | None = None, patience: int | None = None,
-                 side_job: Any = None, clock: Callable[[], float] | None = None):
-        self.events, self.epochs, self.steps = events, epochs, steps
+                 side_job: Any = None, clock: Callable[[], float] | None = None,
+                 per_call: int = 1):
+        self.events, self.epochs, self.steps, self.per_call = events, epochs, steps, per_call
         self.clock = clock or (lambda: 0.0)
         self.should_stop, self.stopped, self.patience = should_stop, False, patience
         self.monitor = "val_iou" if validating else "iou"
@@ -194,9 +216,10 @@ class _Record:
         # on Keras' callback threads batch ends can finish out of order: pass them on in order
         with self.lock:
             self.waiting[batch] = {key: float(logs[key]) for key in ("loss", "iou")}
-            while self.batch in self.waiting:
-                self._batch_done(self.batch, self.waiting.pop(self.batch))
-                self.batch += 1
+            while self.batch + self.per_call - 1 in self.waiting:
+                last = self.batch + self.per_call - 1
+                self._batch_done(last, self.waiting.pop(last))
+                self.batch += self.per_call
 
     def _batch_done(self, batch: int, logs: dict[str, float]) -> None:
         if self.diverged:

@@ -83,10 +83,11 @@ def parallel_plan(settings: TrainSettings) -> Any:
 
 
 def compile_network(unet: UNetModel, settings: TrainSettings,
-                    weights: list[float] | None) -> None:
+                    weights: list[float] | None, steps_per_execution: int = 1) -> None:
     """Compile the network with Adam (the one it trained with, when it did, so a second
     round continues its moments), the masked loss (class ``weights``, if any) and the
-    masked IoU metric."""
+    masked IoU metric; each call of the compiled step trains ``steps_per_execution``
+    batches (`napari_unet.training.fit_loop.batches_per_call`)."""
     from ..backend.devices import resolve_precision
     from ..backend.runtime import load_keras, make_adam
     from .losses import MaskedIoU, make_loss
@@ -100,7 +101,8 @@ def compile_network(unet: UNetModel, settings: TrainSettings,
             optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
     unet.keras_model.compile(optimizer=optimizer,
                              loss=make_loss(settings.loss, weights),
-                             metrics=[MaskedIoU(threshold=unet.decoding.threshold)])
+                             metrics=[MaskedIoU(threshold=unet.decoding.threshold)],
+                             steps_per_execution=steps_per_execution)
 
 
 def freeze_encoder(km: Any, freeze: bool) -> list:
