@@ -2,6 +2,7 @@
 
     python benchmarks/bench_volumes.py [--seconds 240] [--z-steps 1 3] [--json out.json]
     python benchmarks/bench_volumes.py --memory-only
+    python benchmarks/bench_volumes.py --z-steps 3 --seed 2 --accuracy-only
 
 Synthetic nuclei volumes made the way a microscope sees them: ellipsoids (a third of them
 elongated 2.5-3.5x, every one turned at random) rendered on an isotropic grid, blurred
@@ -163,16 +164,20 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=96, help="isotropic side of each volume")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--memory-only", action="store_true")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="skip the prediction speed and memory measurements")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     results: dict = {}
     if not args.memory_only:
         results["accuracy"] = [compare(z, args.seconds, args.side, args.seed)
                                for z in args.z_steps]
+    if not (args.memory_only or args.accuracy_only):
         results["speed"] = speed()
         print("prediction speed:", results["speed"], flush=True)
-    results["memory"] = [memory(what) for what in ("probabilities", "labels")]
-    for row in results["memory"]:
+    if not args.accuracy_only:
+        results["memory"] = [memory(what) for what in ("probabilities", "labels")]
+    for row in results.get("memory", []):
         print("memory:", row, flush=True)
     if args.json:
         with open(args.json, "w") as f:
