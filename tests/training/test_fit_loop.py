@@ -24,3 +24,26 @@ def test_a_plateau_ends_training_only_after_the_minimum_of_batches():
     # a 3D network's 10-batch epochs: not before MIN_BATCHES_BEFORE_PLATEAU batches
     assert _epochs_until_stopped(steps=10) == MIN_BATCHES_BEFORE_PLATEAU // 10
     assert _epochs_until_stopped(steps=10, patience=None) == 200
+
+
+def test_batches_per_call_divide_the_epoch_on_tensorflow_only():
+    from napari_unet.backend.runtime import backend_name
+    from napari_unet.training.fit_loop import MAX_BATCHES_PER_CALL, batches_per_call
+
+    tensorflow = backend_name() == "tensorflow"
+    for steps, expected in [(44, 4), (43, 1), (10, 2), (9, 3), (12, 4), (1, 1)]:
+        got = batches_per_call(steps)
+        assert got == (expected if tensorflow else 1)
+        assert steps % got == 0 and got <= MAX_BATCHES_PER_CALL
+    assert batches_per_call(44, parallel=object()) == 1  # data-parallel: one batch per call
+
+
+def test_batch_events_of_several_batches_per_call_are_passed_on_in_order():
+    events = queue.Queue()
+    record = _Record(events, 1, 8, False, per_call=4)
+    record.epoch_begins(0)
+    record.batch_ends(7, {"loss": 0.5, "iou": 0.6})  # the second call ends first
+    assert events.empty()
+    record.batch_ends(3, {"loss": 0.7, "iou": 0.4})
+    got = [events.get_nowait()[1] for _ in range(2)]
+    assert [(e.batch, e.logs["loss"]) for e in got] == [(4, 0.7), (8, 0.5)]
