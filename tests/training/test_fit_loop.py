@@ -4,14 +4,22 @@ import queue
 
 import numpy as np
 
-from napari_unet.training.fit_loop import MIN_BATCHES_BEFORE_PLATEAU, _Record
+from napari_unet.training.fit_loop import (
+    MIN_BATCHES_BEFORE_PLATEAU,
+    MIN_PATIENCE_BATCHES,
+    _Record,
+    patience_epochs,
+)
 
 
-def _epochs_until_stopped(steps: int, patience: int = 8, epochs: int = 200) -> int:
-    """Epochs a `_Record` lets run when the validation IoU never improves after epoch 1."""
+def _epochs_until_stopped(steps: int, patience: int = 8, epochs: int = 200,
+                          improving: int = 1) -> int:
+    """Epochs a `_Record` lets run when the validation IoU improves until epoch
+    ``improving``, then never again."""
     record = _Record(queue.Queue(), epochs, steps, True, patience=patience)
     for epoch in range(epochs):
-        record.epoch_ends(epoch, {"loss": 1.0, "iou": 0.1, "val_loss": 1.0, "val_iou": 0.1},
+        iou = 0.1 + 0.01 * min(epoch, improving - 1)
+        record.epoch_ends(epoch, {"loss": 1.0, "iou": iou, "val_loss": 1.0, "val_iou": iou},
                           lambda: [np.zeros(2, np.float32)])
         if record.halt:
             return epoch + 1
@@ -24,6 +32,15 @@ def test_a_plateau_ends_training_only_after_the_minimum_of_batches():
     # a 3D network's 10-batch epochs: not before MIN_BATCHES_BEFORE_PLATEAU batches
     assert _epochs_until_stopped(steps=10) == MIN_BATCHES_BEFORE_PLATEAU // 10
     assert _epochs_until_stopped(steps=10, patience=None) == 200
+
+
+def test_patience_counts_at_least_min_patience_batches():
+    # 2D-sized epochs: 8 epochs after the best (the 20th) end training
+    assert _epochs_until_stopped(steps=48, improving=20) == 28
+    # 10-batch epochs: 8 epochs would be 80 batches; MIN_PATIENCE_BATCHES decides
+    assert patience_epochs(8, 10) == MIN_PATIENCE_BATCHES // 10
+    assert _epochs_until_stopped(steps=10, improving=40) == 40 + MIN_PATIENCE_BATCHES // 10
+    assert patience_epochs(8, 48) == 8 and patience_epochs(8, 1) == MIN_PATIENCE_BATCHES
 
 
 def test_batches_per_call_divide_the_epoch_on_tensorflow_only():

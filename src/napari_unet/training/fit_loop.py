@@ -27,7 +27,7 @@ import numpy as np
 
 from ..common.progress import TrainProgress
 
-__all__ = ["FitOutcome", "fit", "fit_events", "Deadline", "batches_per_call"]
+__all__ = ["FitOutcome", "fit", "fit_events", "Deadline", "batches_per_call", "patience_epochs"]
 
 
 class FitOutcome(NamedTuple):
@@ -133,9 +133,9 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     ``threading.Event.is_set``); when it answers True, the call then starting is
     the last. The weights of the best finite epoch (highest ``val_iou``, else
     ``iou``; the lower loss breaks ties) are left in ``km``. With ``patience``,
-    the learning rate is halved after ``patience // 2`` (at least 2) epochs
-    without a better epoch, and training ends after ``patience``; neither before
-    `MIN_BATCHES_BEFORE_PLATEAU` batches. An exception inside
+    training ends after `patience_epochs` epochs without a better epoch (``patience``, at
+    least `MIN_PATIENCE_BATCHES` batches) and the learning rate is halved after half as
+    many (at least 2); neither before `MIN_BATCHES_BEFORE_PLATEAU` batches. An exception inside
     ``fit`` is raised here; closing the generator stops ``fit`` and waits for its
     thread. ``scope``: the context (a data-parallel distribution) ``fit`` runs in.
     ``side_job`` (e.g. a `napari_unet.training.preview.PreviewJob`) runs on the training
@@ -249,7 +249,8 @@ class _Record:
             self.history[key].append(value)
         if score > self.best:
             self.best, self.best_weights, self.best_epoch = score, weights, epoch + 1
-        elif (self.patience and epoch + 1 - self.best_epoch >= self.patience
+        elif (self.patience
+              and epoch + 1 - self.best_epoch >= patience_epochs(self.patience, self.steps)
               and _past_minimum(epoch, self.steps)):
             self.early_stopped = self.halt = True
         self.events.put(("epoch", TrainProgress(epoch + 1, self.epochs, self.batch, self.steps,
@@ -260,6 +261,19 @@ class _Record:
 # network's epochs are few batches (10 on three small stacks), and one that starts slowly
 # sat at its first validation IoU for 90 batches, then was stopped (docs/benchmarks.md)
 MIN_BATCHES_BEFORE_PLATEAU = 300
+
+
+# fewest batches without a better epoch that end training (half of them halve the learning
+# rate), whatever the patience in epochs: a 3D network's 10-batch epochs made a patience of 8
+# epochs 80 batches, while its validation IoU on two held-out volumes moves +-0.05 between
+# epochs; it was stopped still improving (docs/benchmarks.md, Volumes, session 15)
+MIN_PATIENCE_BATCHES = 200
+
+
+def patience_epochs(patience: int, steps: int) -> int:
+    """Epochs without a better one that end training: ``patience``, or for epochs of few
+    ``steps`` (batches) enough of them to make `MIN_PATIENCE_BATCHES` batches."""
+    return max(int(patience), math.ceil(MIN_PATIENCE_BATCHES / max(1, steps)))
 
 
 def _past_minimum(epoch: int, steps: int) -> bool:
@@ -280,7 +294,8 @@ def _plateau(monitor: str, patience: int | None, steps: int) -> list:
             if _past_minimum(epoch, steps):
                 super().on_epoch_end(epoch, logs)
 
-    return [Plateau(monitor=monitor, mode="max", factor=0.5, patience=max(2, patience // 2),
+    return [Plateau(monitor=monitor, mode="max", factor=0.5,
+                    patience=max(2, patience_epochs(patience, steps) // 2),
                     min_delta=1e-4, verbose=0)]
 
 

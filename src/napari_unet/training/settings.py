@@ -48,8 +48,8 @@ class TrainSettings:
     paper's 10; None (default): `AUTO_BORDER_WEIGHT` for a boundary network trained on
     dense instance labels, else 0, see `border_weight_for`; ``border_sigma`` in px, the
     paper's 5; dense instance labels only),
-    ``patience`` (epochs without a better validation IoU before training ends, not
-    before 300 batches in all;
+    ``patience`` (epochs without a better validation IoU before training ends, at
+    least 200 batches' worth and not before 300 batches in all;
     the learning rate halves after half as many; None: never), ``time_budget``
     (seconds, then training ends as if stopped), ``calibrate`` (choose the
     label thresholds on the validation blocks, `napari_unet.training.calibration`) and
