@@ -19,8 +19,8 @@ class TrainProgress:
     label settings are being chosen (which predicts the annotated planes and may take
     a while; ``logs`` is then empty); ``logs`` holds the epoch's running means of ``loss`` and
     ``iou`` (and at epoch end ``val_loss``, ``val_iou``). ``seconds``: training time so
-    far, counted as the time limit counts it (from the second batch: the engine's start
-    and the network's compilation are not training).
+    far, counted as the time limit counts it (from the second call of the compiled
+    step: the engine's start and the network's compilation are not training).
     """
 
     epoch: int

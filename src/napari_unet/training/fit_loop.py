@@ -41,9 +41,9 @@ class FitOutcome(NamedTuple):
 
 class Deadline:
     """A ``should_stop`` that also answers True once ``budget`` seconds (None: never) have
-    passed since it was first asked, which `fit_events` does before the second batch: the
-    time limit counts training, not the engine's start or the network's compilation
-    (both happen before or during the first batch). ``reached`` says whether it ended
+    passed since it was first asked, which `fit_events` does before the second call of
+    the compiled step: the time limit counts training, not the engine's start or the
+    network's compilation (both happen before or during the first call). ``reached`` says whether it ended
     training."""
 
     def __init__(self, should_stop: Callable[[], bool] | None, budget: float | None):
@@ -52,7 +52,7 @@ class Deadline:
         self.reached = False
 
     def elapsed(self) -> float:
-        """Seconds since the clock started (0 before the second batch)."""
+        """Seconds since the clock started (0 before the second call of the compiled step)."""
         return 0.0 if self.started is None else time.perf_counter() - self.started
 
     def __call__(self) -> bool:
