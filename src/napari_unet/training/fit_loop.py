@@ -43,8 +43,8 @@ class Deadline:
     """A ``should_stop`` that also answers True once ``budget`` seconds (None: never) have
     passed since it was first asked, which `fit_events` does before the second call of
     the compiled step: the time limit counts training, not the engine's start or the
-    network's compilation (both happen before or during the first call). ``reached`` says whether it ended
-    training."""
+    network's compilation (both happen before or during the first call). ``reached``
+    says whether it ended training."""
 
     def __init__(self, should_stop: Callable[[], bool] | None, budget: float | None):
         self.should_stop, self.budget = should_stop, budget
