@@ -235,3 +235,13 @@ def test_border_weights_train_a_boundary_network(nuclei, monkeypatch):
     assert shapes and all(s == (2, 32, 32, 2) for s in shapes) and max(heaviest) > 1.0
     assert np.isfinite(result.history["loss"]).all()
     assert np.isfinite(result.history["val_loss"]).all()
+
+
+def test_events_report_the_training_time_the_time_limit_counts(nuclei):
+    # the Train widget's time-limited progress bar is this clock: it must advance
+    image, labels = nuclei
+    events = []
+    train(image, labels, TINY, callback=events.append, verbose=False,
+          **{**FAST, "time_budget": 600})
+    seconds = [e.seconds for e in events if e.phase in ("batch", "epoch")]
+    assert seconds == sorted(seconds) and seconds[-1] > 0

@@ -84,7 +84,7 @@ def fit(unet: Any, settings: Any, held_out: Any, schedule: tuple[int, int],
         outcome = yield from fit_events(unet.keras_model, batches, held_out.validation,
                                         *schedule, settings.batch_size, deadline,
                                         parallel.scope if parallel else None, settings.patience,
-                                        side_job)
+                                        side_job, clock=deadline.elapsed)
     finally:
         batches.close()
         for layer in frozen:
