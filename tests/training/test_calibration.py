@@ -266,3 +266,36 @@ def test_linked_calibration_keeps_whole_runs_within_the_pixel_limit():
     assert _within_limit([[0, 1, 2, 3], [4, 5, 6]], ys, limit=500) == [[0, 1, 2, 3]]
     assert _within_limit([[0, 1, 2, 3], [4, 5, 6]], ys, limit=700) == [[0, 1, 2, 3], [4, 5, 6]]
     assert _within_limit([[0, 1, 2, 3, 4, 5]], ys, limit=250) == [[0, 1, 2]]  # 3 planes at least
+
+
+def test_the_collapse_warning_takes_the_foreground_as_the_calibrated_labels_do(nuclei):
+    # a boundary network whose argmax is background everywhere, but whose objects have
+    # p(background) 0.6: the calibrated threshold 0.3 labels them (1 - 0.6 > 0.3)
+    from types import SimpleNamespace
+
+    from napari_unet.model.decoding import Decoding
+    from napari_unet.training.calibration import _collapse
+
+    _, labels = nuclei
+    probs = np.zeros(labels.shape + (3,), np.float32)
+    probs[..., 0] = np.where(labels > 0, 0.6, 0.95)
+    probs[..., 1] = np.where(labels > 0, 0.25, 0.03)
+    probs[..., 2] = 1.0 - probs[..., 0] - probs[..., 1]
+    unet = SimpleNamespace(target="boundary", decoding=Decoding(threshold=0.5))
+    data = SimpleNamespace(targets=[(labels > 0).astype(np.float32)])
+    assert "almost every pixel as background" in _collapse(unet, [probs], data, [0])
+    assert _collapse(unet, [probs], data, [0], Decoding(threshold=0.3)) == ""
+
+
+def test_the_quality_warning_counts_the_batches_of_every_round():
+    from napari_unet.training.calibration import quality_warning, trained_batches
+
+    low = {"calibration": {"metric": "ap@0.5", "score": 0.0, "measured_on": "held-out"},
+           "steps_per_epoch": 7}
+    rounds = [{"epochs": 3, "batches": 30}, {"epochs": 2, "batches": 14}]
+    assert trained_batches({**low, "rounds": rounds}) == 44
+    assert "trained only 44 batches" in quality_warning({**low, "rounds": rounds})
+    older = [{"epochs": 3}, {"epochs": 2}]  # rounds recorded before they kept their batches
+    assert trained_batches({**low, "rounds": older}) == 35
+    good = {**low, "calibration": {**low["calibration"], "score": 0.9}, "rounds": rounds}
+    assert quality_warning(good) == ""

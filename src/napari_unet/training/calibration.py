@@ -98,7 +98,7 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
     held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
     planes = _calibration_planes(data.targets, held)
     probs = plane_probabilities(unet, [data.images[i] for i in planes])
-    info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, planes)}
+    info = dict(unet.info)
     changes: dict[str, Any] = {}
     if settings.label_mode == "dense" and settings.calibrate:
         changes = _calibrate_dense(unet, data, held, planes, probs, info,
@@ -107,6 +107,7 @@ def calibrate_trained(unet: Any, settings: Any, data: TrainingData,
         info["split_estimate"] = split_estimate(probs, unet.decoding.threshold)
         changes["decoding"] = replace(unet.decoding,
                                       split_distance=info["split_estimate"]["split_distance"])
+    info["collapse_warning"] = _collapse(unet, probs, data, planes, changes.get("decoding"))
     finish_calibration(unet, info, changes)
 
 
@@ -171,8 +172,7 @@ def quality_warning(info: dict[str, Any]) -> str:
         f"The trained model's labels are not usable yet: {calibration['metric']} "
         f"{calibration['score']:.2f} on the {calibration['measured_on']} pixels.")
     reasons = []
-    batches = int(info.get("rounds", [{}])[-1].get("epochs", 0)) * int(
-        info.get("steps_per_epoch", 0))
+    batches = trained_batches(info)
     if batches < USEFUL_BATCHES:
         reasons.append(f"it trained only {batches} batches (a useful run takes a few hundred)")
     if info.get("time_limited"):
@@ -181,6 +181,15 @@ def quality_warning(info: dict[str, Any]) -> str:
     return (f"{what.rstrip('.')}.{why} Train longer (a larger time limit, or more epochs), "
             "annotate more objects, or lower the learning rate; then check the result with "
             "Run and Evaluate.")
+
+
+def trained_batches(info: dict[str, Any]) -> int:
+    """Batches a model's record ``info`` says it trained, over all rounds (a round recorded
+    before rounds kept their batches counts its epochs at the last round's batches per
+    epoch)."""
+    steps = int(info.get("steps_per_epoch", 0))
+    return sum(int(r.get("batches", int(r.get("epochs", 0)) * steps))
+               for r in info.get("rounds", []))
 
 
 def calibration_warning(info: dict[str, Any]) -> str:
@@ -221,10 +230,16 @@ def split_estimate(probs: Sequence[np.ndarray], threshold: float) -> dict[str, A
             "objects": len(radii)}
 
 
-def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: list[int]) -> str:
-    """`collapse_warning` of the predicted ``planes``."""
+def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: list[int],
+              decoding: Any = None) -> str:
+    """`collapse_warning` of the predicted ``planes``, their foreground taken as labels take
+    it with ``decoding`` (None: the model's; give the calibrated one): ``p > threshold``,
+    for a boundary network ``1 - p(background) > threshold``, for classes the argmax."""
+    threshold = (decoding or unet.decoding).threshold
     if unet.target == "foreground":
-        foreground = [p > unet.decoding.threshold for p in probs]
+        foreground = [p > threshold for p in probs]
+    elif unet.target == "boundary":
+        foreground = [1.0 - p[..., 0] > threshold for p in probs]
     else:
         foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
     return collapse_warning(foreground, [data.targets[i] > 0 for i in planes],

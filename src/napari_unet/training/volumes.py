@@ -270,7 +270,7 @@ def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
 
     probs = plane_probabilities(unet, data.images, axes="ZYXC")
     every = list(range(len(probs)))
-    info = {**unet.info, "collapse_warning": _collapse(unet, probs, data, every)}
+    info = dict(unet.info)
     changes: dict[str, Any] = {"linked_decoding": None}
     if settings.label_mode == "dense" and settings.calibrate:
         held = [(y >= 0) & (t < 0) for y, t in zip(data.targets, train_targets)]
@@ -280,4 +280,5 @@ def calibrate_volumes(unet: Any, settings: Any, data: TrainingData,
         if result is not None:
             changes["decoding"], info["calibration"] = result.decoding, result.to_dict()
             _record_spacing(info["calibration"], {spacings[s.image] for s in data.sources})
+    info["collapse_warning"] = _collapse(unet, probs, data, every, changes.get("decoding"))
     finish_calibration(unet, info, changes)
