@@ -23,6 +23,9 @@ def test_bad_images_raise(image, fragment):
 def test_label_checks():
     with pytest.raises(ValueError, match="same size"):
         A.check_labels(np.zeros((4, 5), int), (4, 4))
+    # a channels-first image read as 3 Z planes: the message names the axes to set
+    with pytest.raises(ValueError, match="set its axes to CYX"):
+        A.check_labels(np.zeros((8, 8), int), (3, 8, 8))
     with pytest.raises(ValueError, match="whole numbers"):
         A.check_labels(np.full((4, 4), 0.5), (4, 4))
     assert A.check_labels(np.ones((2, 2), bool), (2, 2)).dtype == np.uint8

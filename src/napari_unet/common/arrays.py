@@ -62,9 +62,14 @@ def check_labels(labels: Any, shape: tuple[int, ...], what: str = "labels") -> n
     """Return ``labels`` as an integer ndarray matching ``shape`` or raise ``ValueError``."""
     arr = np.asarray(labels)
     if arr.shape != tuple(shape):
+        hint = ""
+        if len(shape) == arr.ndim + 1 and tuple(shape[1:]) == arr.shape:
+            hint = (f" If the image's first axis ({shape[0]}) is its channels, not Z planes, "
+                    f"set its axes to C{'YX' if arr.ndim == 2 else 'ZYX'}.")
         raise ValueError(
             f"The {what} have shape {arr.shape} but the image has spatial shape "
             f"{tuple(shape)}; paint the labels on a layer of the same size as the image."
+            + hint
         )
     if arr.dtype == bool:
         return arr.astype(np.uint8)
