@@ -117,3 +117,19 @@ def test_channel_axis_layers_train_and_run_as_one_three_channel_image(viewer_wit
     run.channels.value = [other]
     run.start()
     assert "one shape" in run.last_error
+
+
+def test_a_three_plane_layer_run_by_guess_says_how_to_read_it_as_channels(viewer_with_widgets,
+                                                                          qtbot):
+    from .conftest import build_and_train_tiny
+
+    viewer, w = viewer_with_widgets
+    build_and_train_tiny(qtbot, w)
+    image = viewer.layers["nuclei"].data
+    viewer.add_image(np.stack([image] * 3), name="cyx")
+    run = w["run"]
+    run.reset_choices()
+    run.image.value = viewer.layers["cyx"]
+    run.start()
+    wait_for_worker(qtbot, run)
+    assert "read as Z planes" in run.status.value and "CYX" in run.status.value
