@@ -64,3 +64,25 @@ def test_batch_events_of_several_batches_per_call_are_passed_on_in_order():
     record.batch_ends(3, {"loss": 0.7, "iou": 0.4})
     got = [events.get_nowait()[1] for _ in range(2)]
     assert [(e.batch, e.logs["loss"]) for e in got] == [(4, 0.7), (8, 0.5)]
+
+
+def test_a_network_compiled_for_calls_that_do_not_divide_the_epoch_is_refused():
+    import pytest
+
+    from napari_unet.training.fit_loop import fit_events
+
+    class Compiled:  # what fit_events reads of a network compiled elsewhere
+        steps_per_execution = 4
+
+    with pytest.raises(ValueError, match="does not divide the 10 batches"):
+        next(fit_events(Compiled(), iter(()), None, 1, 10, 2, None))
+
+
+def test_the_outcome_counts_the_batches_trained():
+    record = _Record(queue.Queue(), 2, 8, False, per_call=4)
+    for epoch in range(2):
+        record.epoch_begins(epoch)
+        record.batch_ends(3, {"loss": 0.7, "iou": 0.4})
+        if epoch == 0:
+            record.batch_ends(7, {"loss": 0.5, "iou": 0.6})
+    assert record.trained == 12  # the second epoch was stopped after one call

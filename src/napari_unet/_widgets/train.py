@@ -75,7 +75,7 @@ class TrainWidget(SessionWidget):
         add_setting_controls(self)
         self.train_button = PushButton(text="Train", name="train", tooltip="Start training in the background.")
         self.stop_button = PushButton(text="Stop", name="stop", enabled=False,
-                                      tooltip="Stop after the current batch; the best weights so far are kept.")
+                                      tooltip="Stop after the batches in progress (at most 4); the best weights so far are kept.")
         self.progress = ProgressBar(value=0, min=0, max=1, name="progress", label="progress",
                                     tooltip="Batches done in this training run.")
         self.device = Label(value="shown when training starts", name="device",
@@ -316,7 +316,7 @@ class TrainWidget(SessionWidget):
         self._stopping = True
         self.session.engine.stop()
         self.stop_button.enabled = False
-        self.status.value = "stopping after the current batch…"
+        self.status.value = "stopping after the batches in progress…"
 
     def _on_progress(self, event: Any) -> None:
         if self.closed:

@@ -38,7 +38,7 @@ def train_callback(bar_desc: str):
 
 
 class StopOnInterrupt:
-    """While active, a first Ctrl-C asks training to stop after the current batch (so the
+    """While active, a first Ctrl-C asks training to stop after the batches in progress (so the
     best weights so far are kept and saved); a second one interrupts at once."""
 
     def __init__(self) -> None:

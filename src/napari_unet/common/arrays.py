@@ -63,7 +63,7 @@ def check_labels(labels: Any, shape: tuple[int, ...], what: str = "labels") -> n
     arr = np.asarray(labels)
     if arr.shape != tuple(shape):
         hint = ""
-        if len(shape) == arr.ndim + 1 and tuple(shape[1:]) == arr.shape:
+        if len(shape) == arr.ndim + 1 and tuple(shape[1:]) == arr.shape and 2 <= shape[0] <= 4:
             hint = (f" If the image's first axis ({shape[0]}) is its channels, not Z planes, "
                     f"set its axes to C{'YX' if arr.ndim == 2 else 'ZYX'}.")
         raise ValueError(

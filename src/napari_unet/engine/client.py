@@ -269,7 +269,7 @@ class _Connection:
         return _ended_unexpectedly(child.exitcode())
 
     def stop(self) -> None:
-        """Ask a running training to stop after its current batch (keeping its best
+        """Ask a running training to stop after the batches in progress (keeping its best
         weights), or cancel any other running job after its current step (its call then
         raises `EngineCancelled`)."""
         if self._child is not None:
@@ -278,7 +278,7 @@ class _Connection:
     def close(self, timeout: float = 5.0) -> None:
         """End the engine process (its model is lost).
 
-        A running training is asked to stop after its current batch; the engine
+        A running training is asked to stop after the batches in progress; the engine
         then gets ``timeout`` seconds to finish and exit by itself before it is
         terminated. A call running in another thread raises `EngineClosed`.
         """

@@ -59,7 +59,7 @@ class Engine(Protocol):
     def train(self, request: TrainRequest) -> Generator[TrainProgress | Any, None, ModelSummary]:
         """Train the engine's model further (a new one from ``request.new_config`` when it
         has none), yielding `TrainProgress` and `TrainPreview`s; returns the summary.
-        Stopping ends it after the current batch, keeping the best weights."""
+        Stopping ends it after the batches in progress, keeping the best weights."""
 
     def segment(self, image: Any, axes: str | None, options: LabelOptions, *,
                 tile_size: int | None = None, probabilities: bool = False,

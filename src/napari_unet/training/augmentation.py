@@ -149,4 +149,6 @@ def _upsampling(size: int, grid: int) -> np.ndarray:
     eye = np.eye(grid)
     columns = [ndi.zoom(e, size / grid, order=3, mode="nearest", grid_mode=True)[:size]
                for e in eye]
-    return np.stack(columns, axis=1)
+    matrix = np.stack(columns, axis=1)
+    matrix.setflags(write=False)  # cached and shared by the patch threads
+    return matrix

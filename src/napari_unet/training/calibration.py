@@ -20,6 +20,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..labels.options import relative_sampling
+from ..labels.targets import BACKGROUND
 from .data import TrainingData, linked_stacks
 from .decoding_search import MIN_OBJECTS, Calibration, calibrate
 
@@ -239,7 +240,7 @@ def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: li
     if unet.target == "foreground":
         foreground = [p > threshold for p in probs]
     elif unet.target == "boundary":
-        foreground = [1.0 - p[..., 0] > threshold for p in probs]
+        foreground = [1.0 - p[..., BACKGROUND] > threshold for p in probs]
     else:
         foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
     return collapse_warning(foreground, [data.targets[i] > 0 for i in planes],

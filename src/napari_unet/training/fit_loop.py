@@ -37,6 +37,7 @@ class FitOutcome(NamedTuple):
     diverged: str  # "" or what went non-finite, e.g. "the loss became nan at epoch 2, batch 3"
     early_stopped: bool = False  # no better epoch for `patience` epochs
     time_limited: bool = False  # the time budget, not the caller, stopped it
+    batches: int = 0  # batches trained (a stopped epoch counts the batches it ran)
 
 
 class Deadline:
@@ -142,9 +143,14 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     thread before a batch when ``side_job.due()``; ``side_job.run(epoch, batch)`` is yielded.
     ``clock()`` gives the seconds each event reports (`TrainProgress.seconds`).
     """
+    per_call = getattr(km, "steps_per_execution", 1) or 1
+    if steps % per_call:
+        raise ValueError(f"The network was compiled to train {per_call} batches per call, which "
+                         f"does not divide the {steps} batches of an epoch; compile it with "
+                         f"steps_per_execution={batches_per_call(steps)} (batches_per_call).")
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
-                     side_job, clock, getattr(km, "steps_per_execution", 1) or 1)
+                     side_job, clock, per_call)
     callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience, steps)
 
     def work() -> None:
@@ -173,7 +179,7 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     if record.best_weights is not None:
         km.set_weights(record.best_weights)
     return FitOutcome(record.history, record.best_epoch, record.stopped, record.diverged,
-                      record.early_stopped)
+                      record.early_stopped, batches=record.trained)
 
 
 class _Record:
@@ -199,6 +205,7 @@ class _Record:
         self.best, self.best_weights, self.best_epoch = (-math.inf, math.inf), None, 0
         self.early_stopped = False
         self.halt, self.diverged, self.epoch, self.batch = False, "", 1, 0
+        self.trained = 0  # batches reported done, over all epochs
         self.lock, self.waiting = threading.Lock(), {}
         self.side_job = side_job
 
@@ -206,8 +213,8 @@ class _Record:
         self.epoch, self.batch, self.waiting = epoch + 1, 0, {}
 
     def batch_begins(self, first: bool) -> None:
-        """Before every batch but the ``first`` of the training, ask ``should_stop``; the
-        batch about to start is then the last (Keras cannot skip it)."""
+        """Before every call of the compiled step but the ``first`` of the training, ask
+        ``should_stop``; the call about to start is then the last (Keras cannot skip it)."""
         if self.should_stop is not None and not first and not self.stopped:
             self.stopped = bool(self.should_stop())
             self.halt = self.halt or self.stopped
@@ -220,6 +227,7 @@ class _Record:
                 last = self.batch + self.per_call - 1
                 self._batch_done(last, self.waiting.pop(last))
                 self.batch += self.per_call
+                self.trained += self.per_call
 
     def _batch_done(self, batch: int, logs: dict[str, float]) -> None:
         if self.diverged:

@@ -6,8 +6,9 @@ module: the network to train (`napari_unet.training.network`), the settings
 validation and patches (`napari_unet.training.sampling`), Keras' ``fit`` with the best
 weights kept (`napari_unet.training.fit_loop`), the provenance
 (`napari_unet.training.provenance`) and the label settings
-(`napari_unet.training.calibration`). It yields a `TrainProgress` after every batch and
-epoch, checks ``should_stop`` between batches, and returns a `TrainResult`. `train`
+(`napari_unet.training.calibration`). It yields a `TrainProgress` after every call of the
+compiled step (1-4 batches) and epoch, checks ``should_stop`` between those calls, and
+returns a `TrainResult`. `train`
 drains it; the engine process behind the napari widgets drains the same generator
 (`iter_train_request`).
 """

@@ -36,7 +36,7 @@ def record_provenance(unet: UNetModel, outcome: FitOutcome, settings: TrainSetti
     before = len(next(iter(unet.history.values()), [])) if unet.history else 0
     rounds = list(unet.info.get("rounds", [])) + [{
         "first_epoch": before + 1, "epochs": len(outcome.history["loss"]),
-        "batches": len(outcome.history["loss"]) * schedule[1],
+        "batches": outcome.batches,
         "learning_rate": settings.learning_rate, "label_mode": settings.label_mode,
         "freeze_encoder": settings.freeze_encoder, "annotations": record}]
     options = {k: v for k, v in asdict(settings).items() if k not in ("seed", "steps_per_epoch")}
