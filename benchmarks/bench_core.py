@@ -8,8 +8,9 @@ same network with the same loss, optimizer, batch size and patch size (128 px), 
 two networks `train()` makes of instance labels: the foreground network
 (``target="foreground"``: one sigmoid output, 0/1 targets) and the default boundary
 network (3 softmax outputs, the boundary classes with the border weights as a second
-target channel, class weights in the loss). The first 4 batches (graph tracing) are
-excluded from both. Prediction: Mpx/s of `predict()` on a
+target channel, class weights in the loss). The reference runs Keras' default of one
+batch per call; `train()` runs up to 4 on TensorFlow (`fit_loop.batches_per_call`). The
+first 4 batches (graph tracing) are excluded from both. Prediction: Mpx/s of `predict()` on a
 stack of 128x128 planes (normalisation, padding and tiling included) against
 `model.predict` on the already-normalised array. Labels: Mpx/s of `segment()` (instance
 labels, only the maps labels need copied back) against `model.predict` followed by the
