@@ -32,6 +32,15 @@ def layer_axes(layer: Any, n_channels_model: int | None = None, text: str = "") 
     return default_axes(shape, n_channels_model or 1, rgb=rgb)
 
 
+def few_planes_note(shape: tuple[int, ...], axes_text: str) -> str:
+    """A hint for the status when a result of ``shape`` came from a layer of 2-4 planes read
+    as a Z stack by guess (``axes_text`` empty): it may be a channels-first picture (CYX)."""
+    if axes_text.strip() or len(shape) != 3 or not 2 <= shape[0] <= 4:
+        return ""
+    return (f"; its first axis ({shape[0]}) was read as Z planes: if it holds channels, "
+            "set the axes to CYX")
+
+
 def spatial_placement(layer: Any) -> dict[str, Any]:
     """``scale`` and ``translate`` of an image layer (napari leaves out an RGB axis), and its
     ``units`` (e.g. ``("micrometer", "micrometer")``) when any axis has one other than pixels."""

@@ -27,8 +27,8 @@ from ._controls import (
 )
 from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._jobs import as_lazy, folder_job, lazy_run_job, run_job
-from ._layers import (layer_array, layer_axes, layer_spacing, physical_size, spatial_placement,
-                      with_channels)
+from ._layers import (few_planes_note, layer_array, layer_axes, layer_spacing, physical_size,
+                      spatial_placement, with_channels)
 from ._lazy_fill import LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
@@ -284,17 +284,9 @@ class RunWidget(SessionWidget):
             kept = (f"; '{tuples[0][1]['name']}' has hand edits, so they stay and the new labels "
                     f"are '{labels.name}'" if labels.name != tuples[0][1]["name"] else "")
             self.status.value = (f"{labels.name}: {int(labels.data.max())} objects/classes "
-                                 f"({self._model_used()}){kept}{self._few_planes_note(labels)}")
+                                 f"({self._model_used()}){kept}"
+                                 f"{few_planes_note(labels.data.shape, self.axes.value)}")
             self.scores.value = ""  # the last scores were of the labels this Run replaced
-
-    def _few_planes_note(self, labels: Any) -> str:
-        """A hint when a layer of 2-4 planes was read as a Z stack by guess: it may be a
-        channels-first picture (CYX)."""
-        shape = labels.data.shape
-        if self.axes.value.strip() or len(shape) != 3 or not 2 <= shape[0] <= 4:
-            return ""
-        return (f"; its first axis ({shape[0]}) was read as Z planes: if it holds channels, "
-                "set the axes to CYX")
 
     def _on_lazy_done(self, result: tuple) -> None:
         """Show the lazy result at once, empty; `LazyFill` computes what napari shows."""

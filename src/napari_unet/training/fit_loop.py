@@ -111,6 +111,17 @@ def batches_per_call(steps: int, parallel: Any = None) -> int:
     return max(k for k in range(1, MAX_BATCHES_PER_CALL + 1) if steps % k == 0)
 
 
+def _compiled_per_call(km: Any, steps: int) -> int:
+    """The batches per call ``km`` was compiled for; ``ValueError`` unless they divide the
+    ``steps`` batches of an epoch (Keras would run whole calls past the epoch's end)."""
+    per_call = getattr(km, "steps_per_execution", 1) or 1
+    if steps % per_call:
+        raise ValueError(f"The network was compiled to train {per_call} batches per call, which "
+                         f"does not divide the {steps} batches of an epoch; compile it with "
+                         f"steps_per_execution={batches_per_call(steps)} (batches_per_call).")
+    return per_call
+
+
 def patch_workers() -> int:
     """Threads that cut training patches ahead of the device: a quarter of the cores, 1 to 4."""
     return max(1, min(4, (os.cpu_count() or 1) // 4))
@@ -143,14 +154,9 @@ def fit_events(km: Any, batches: Iterator[tuple[np.ndarray, np.ndarray]],
     thread before a batch when ``side_job.due()``; ``side_job.run(epoch, batch)`` is yielded.
     ``clock()`` gives the seconds each event reports (`TrainProgress.seconds`).
     """
-    per_call = getattr(km, "steps_per_execution", 1) or 1
-    if steps % per_call:
-        raise ValueError(f"The network was compiled to train {per_call} batches per call, which "
-                         f"does not divide the {steps} batches of an epoch; compile it with "
-                         f"steps_per_execution={batches_per_call(steps)} (batches_per_call).")
     events: queue.Queue = queue.Queue()
     record = _Record(events, epochs, steps, validation is not None, should_stop, patience,
-                     side_job, clock, per_call)
+                     side_job, clock, _compiled_per_call(km, steps))
     callbacks = [_relay_class()(record)] + _plateau(record.monitor, patience, steps)
 
     def work() -> None:

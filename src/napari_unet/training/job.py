@@ -64,9 +64,8 @@ def iter_train(images: Any, labels: Any, model: UNetConfig | UNetModel | None = 
     model : a `UNetConfig` (a new network is built), a `UNetModel` (training
         continues from its weights, in place) or None (the default config).
     axes : one axes string for all images, or one per image (None: guessed).
-    should_stop : called between calls of the compiled step (1-4 batches); when it
-        returns True training ends after the current call, validates, and keeps the
-        best weights.
+    should_stop : called between calls of the compiled step (1-4 batches); True ends
+        training after the call in progress (validated; the best weights are kept).
     names : one name per image (e.g. its file name) for error messages.
     class_names : one name per class, background first (e.g. ``["background",
         "nucleus"]``), stored in the model; as many as it has outputs (2 for one).
