@@ -19,8 +19,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..labels.decode import label_maps
 from ..labels.options import relative_sampling
-from ..labels.targets import BACKGROUND
 from .data import TrainingData, linked_stacks
 from .decoding_search import MIN_OBJECTS, Calibration, calibrate
 
@@ -234,15 +234,10 @@ def split_estimate(probs: Sequence[np.ndarray], threshold: float) -> dict[str, A
 def _collapse(unet: Any, probs: list[np.ndarray], data: TrainingData, planes: list[int],
               decoding: Any = None) -> str:
     """`collapse_warning` of the predicted ``planes``, their foreground taken as labels take
-    it with ``decoding`` (None: the model's; give the calibrated one): ``p > threshold``,
-    for a boundary network ``1 - p(background) > threshold``, for classes the argmax."""
-    threshold = (decoding or unet.decoding).threshold
-    if unet.target == "foreground":
-        foreground = [p > threshold for p in probs]
-    elif unet.target == "boundary":
-        foreground = [1.0 - p[..., BACKGROUND] > threshold for p in probs]
-    else:
-        foreground = [np.argmax(p, axis=-1) > 0 for p in probs]
+    it (`napari_unet.labels.decode.label_maps`) with ``decoding`` (None: the model's; give
+    the calibrated one)."""
+    decoding = decoding or unet.decoding
+    foreground = [label_maps(p, unet.target, decoding, instances=False) > 0 for p in probs]
     return collapse_warning(foreground, [data.targets[i] > 0 for i in planes],
                             [data.targets[i] >= 0 for i in planes])
 
