@@ -1,6 +1,6 @@
 """Throughput of train() and predict() against plain Keras on the same network, one run.
 
-    .venv/bin/python benchmarks/bench_core.py [--steps 40] [--planes 64] [--repeats 3]
+    .venv/bin/python benchmarks/bench_core.py [--steps 40] [--planes 64] [--repeats 5]
 
 Training: images/s of `train()` (random patches sampled and augmented on the fly from
 whole images, masked loss) against `model.fit` on pre-made in-memory patch arrays of the
@@ -14,8 +14,9 @@ first 4 batches (graph tracing) are excluded from both. Prediction: Mpx/s of `pr
 stack of 128x128 planes (normalisation, padding and tiling included) against
 `model.predict` on the already-normalised array. Labels: Mpx/s of `segment()` (instance
 labels, only the maps labels need copied back) against `model.predict` followed by the
-same labelling of its probabilities. Prints the ratios (goal >= 1.0 for each, issue #26);
-each figure is the median of --repeats runs.
+same labelling of its probabilities. Prints the ratios (goal >= 1.0 for each, issue #26):
+each repeat runs the reference and ours back to back, and a ratio is the median of the
+repeats' ratios with their range (this machine drifts by 5-10 % within a run).
 """
 
 from __future__ import annotations
@@ -139,11 +140,19 @@ def time_keras_segment(model, stack):
     return stack.size / 1e6 / (time.perf_counter() - t)
 
 
+def paired(ours: list[float], ref: list[float]) -> str:
+    """``median ratio [lowest-highest]`` of the repeats' ratios, each repeat's two runs back
+    to back (so the machine's drift over a run hits both sides of a ratio alike)."""
+    ratios = [a / b for a, b in zip(ours, ref)]
+    return (f"ratio {statistics.median(ratios):.3f} [{min(ratios):.3f}-{max(ratios):.3f}] "
+            "(goal >= 1.0)")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--planes", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
     pairs = [make_nuclei((256, 256), seed=s) for s in range(8)]
@@ -155,7 +164,7 @@ def main():
         for _ in range(args.repeats):  # interleaved so drift hits both alike
             ref_t.append(time_fit(x, y, args.steps, weights))
             ours_t.append(time_train(images, labels, args.steps, target))
-        training[target] = (statistics.median(ours_t), statistics.median(ref_t))
+        training[target] = (ours_t, ref_t)
 
     model = UNetModel.new(UNetConfig())
     stack = np.stack([make_nuclei((PATCH, PATCH), seed=100 + i)[0] for i in range(args.planes)])
@@ -168,14 +177,15 @@ def main():
 
     med = statistics.median
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"keras {keras.__version__} ({keras.backend.backend()})")
+          f"keras {keras.__version__} ({keras.backend.backend()}), {args.repeats} repeats; "
+          "figures are medians, ratios the median [range] of the repeats' ratios")
     for target, (ours, ref) in training.items():
-        print(f"training ({target}) train(): {ours:7.2f} img/s   model.fit: {ref:7.2f} img/s   "
-              f"ratio {ours / ref:.3f} (goal >= 1.0)")
+        print(f"training ({target}) train(): {med(ours):7.2f} img/s   model.fit: {med(ref):7.2f} "
+              f"img/s   {paired(ours, ref)}")
     print(f"prediction predict(): {med(ours_p):6.3f} Mpx/s  model.predict: {med(ref_p):6.3f} Mpx/s  "
-          f"ratio {med(ours_p) / med(ref_p):.3f} (goal >= 1.0)")
+          f"{paired(ours_p, ref_p)}")
     print(f"labels     segment(): {med(ours_l):6.3f} Mpx/s  model.predict + labels: "
-          f"{med(ref_l):6.3f} Mpx/s  ratio {med(ours_l) / med(ref_l):.3f} (goal >= 1.0)")
+          f"{med(ref_l):6.3f} Mpx/s  {paired(ours_l, ref_l)}")
 
 
 if __name__ == "__main__":
