@@ -18,8 +18,9 @@ class Forward:
     a batch ``x`` (B, H, W, C) of float32 or raw integer pixels (B, Z, H, W, C for a
     3D network), with ``lo`` and ``scale`` shaped (1, 1, 1, C) float32 (one more 1), and returns a handle at once where the
     backend computes asynchronously (JAX, and TensorFlow or PyTorch on a GPU);
-    ``fetch(handle)`` waits for it and returns float32 numpy (B, H, W, K); on JAX the
-    copy back is started by ``run`` and runs while the device computes the next batch. So the
+    ``fetch(handle)`` waits for it and returns float32 numpy (B, H, W, K); on JAX, and on
+    PyTorch on a GPU (through pinned memory, `napari_unet.backend.torch_copies`), the copy
+    back is queued by ``run``, so neither direction waits for the batches in flight. So the
     next batch is cut and sent while the device works on this one, raw 16-bit
     pixels cross the bus at half the bytes of float32, and the host never
     normalises. One compiled function per network and input dtype and shape.
@@ -70,14 +71,17 @@ class Forward:
         if self.backend == "torch":
             import torch
 
+            from .torch_copies import TorchCopies
+
+            copies = self._torch_copies = TorchCopies(km.weights[0].value.device)
+
             def eager(x, lo, scale, values):
                 if x.dtype.itemsize > 1 and x.dtype.kind == "u":  # torch lacks most uint16 ops
                     x = x.astype(np.int32)
+                x, lo, scale, values = (copies.to_device(a) for a in (x, lo, scale, values))
                 with torch.no_grad():
-                    return reduce(ops, km(normalised(ops.convert_to_tensor(x),
-                                                     ops.convert_to_tensor(lo),
-                                                     ops.convert_to_tensor(scale)),
-                                          training=False), ops.convert_to_tensor(values))
+                    y = reduce(ops, km(normalised(x, lo, scale), training=False), values)
+                return copies.to_host(y)
 
             return eager
         return lambda x, lo, scale, values: reduce(
@@ -93,6 +97,8 @@ class Forward:
         return y
 
     def fetch(self, handle: Any) -> Any:
+        if self.backend == "torch":  # a `napari_unet.backend.torch_copies.HostCopy`
+            handle = self._torch_copies.wait(handle)
         return np.asarray(load_keras().ops.convert_to_numpy(handle), dtype=self.dtype)
 
 
