@@ -81,11 +81,16 @@ def test_the_training_report_names_both_calibrations():
     summary = ModelSummary(UNetConfig(n_classes=3), target="boundary", info=info,
                            history={"val_iou": [0.5, 0.8, 0.7]})
     text = summary.report()
-    assert text.startswith("trained: 3 epochs, best epoch 2 (val iou 0.800); learnt boundary")
+    assert text.startswith("trained: 3 epochs, best epoch 2 (val iou of the interior and boundary "
+                           "classes by argmax 0.800); learnt boundary")
     assert "seeds split 6 px apart, min size 12 px (ap@0.5 0.950" in text
     assert ("for objects linked in 3D, calibrated on the validation volumes: threshold 0.6, "
             "seed 0.9, min size 40 voxels (ap@0.5 0.910, defaults 0.900)") in text
     assert ModelSummary(UNetConfig()).report() == "untrained foreground network"
+    foreground = ModelSummary(UNetConfig(), info={**info, "monitor": "iou"},
+                              history={"iou": [0.5, 0.8, 0.7]})
+    assert foreground.report().startswith("trained: 3 epochs, best epoch 2 (iou 0.800); learnt "
+                                          "foreground")
 
 
 def test_a_unet_model_reads_its_summary_and_updates_it_whole(random_tiny):

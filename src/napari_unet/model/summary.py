@@ -147,7 +147,7 @@ class ModelSummary:
         where = " on scribbles only" if info.get("label_mode") == "sparse" else ""
         score = history[monitor][best - 1] if best else float("nan")
         text = (f"{how}: {info['epochs_run']} epochs, best epoch {best} "
-                f"({monitor.replace('_', ' ')}{where} {score:.3f}); learnt {self.target}")
+                f"({_iou_name(monitor, self.target)}{where} {score:.3f}); learnt {self.target}")
         for key, unit, what in (("calibration", "voxels" if self.config.ndim == 3 else "px", ""),
                                 ("calibration_linked", "voxels", "for objects linked in 3D, ")):
             if info.get(key):
@@ -163,9 +163,23 @@ class ModelSummary:
 
     @property
     def warning(self) -> str:
-        """Why the model's labels are not usable yet, and what to do (``""``: no warning)."""
-        return (self.info.get("quality_warning") or self.info.get("collapse_warning")
-                or self.info.get("calibration_warning") or "")
+        """Why the model's labels are not usable yet, and what to do (``""``: no warning);
+        then, if its last round learnt from 0/1 masks, that it will not split touching objects."""
+        usable = (self.info.get("quality_warning") or self.info.get("collapse_warning")
+                  or self.info.get("calibration_warning") or "")
+        return " ".join(w for w in (usable, self.info.get("labels_warning", "")) if w)
+
+
+def _iou_name(monitor: str, target: str) -> str:
+    """What the monitored IoU measures: "val iou" of a foreground network; of a boundary
+    or classes network the IoU of the argmax classes, which stays near 0 while labels,
+    decoded from 1 - p(background), can already be good (their AP is said after it)."""
+    name = monitor.replace("_", " ")
+    if target == "boundary":
+        return f"{name} of the interior and boundary classes by argmax"
+    if target == "classes":
+        return f"{name}, mean over the classes by argmax"
+    return name
 
 
 def _calibration_text(record: dict[str, Any], target: str, unit: str, what: str) -> str:
