@@ -245,3 +245,18 @@ def test_events_report_the_training_time_the_time_limit_counts(nuclei):
           **{**FAST, "time_budget": 600})
     seconds = [e.seconds for e in events if e.phase in ("batch", "epoch")]
     assert seconds == sorted(seconds) and seconds[-1] > 0
+
+
+def test_a_boundary_network_trained_on_a_0_1_mask_warns_that_it_will_not_split(nuclei):
+    from napari_unet.training.data import labels_warning
+
+    image, labels = nuclei
+    mask = (labels > 0).astype(np.uint8)
+    assert labels_warning("boundary", "dense", [labels]) == ""
+    assert labels_warning("foreground", "dense", [mask]) == ""
+    assert labels_warning("boundary", "sparse", [mask]) == ""
+    config = UNetConfig(depth=1, start_neurons=2, n_classes=3)
+    unet = train(image, mask, UNetModel.new(config, target="boundary"), **FAST).model
+    assert "0/1 masks" in unet.summary.warning and "0/1 masks" in unet.summary.report()
+    unet = train(image, labels, unet, **FAST).model  # a later round on instances: no warning
+    assert "0/1 masks" not in unet.summary.warning

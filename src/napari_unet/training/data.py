@@ -113,6 +113,19 @@ def choose_target(target: str, n_classes: int, label_mode: str, labels: Sequence
     return target
 
 
+def labels_warning(target: str, label_mode: str, labels: Sequence[Any]) -> str:
+    """A sentence when a ``"boundary"`` network learns from dense ``labels`` that are all 0/1
+    masks (e.g. continuing one, or ``target="boundary"`` asked for): objects that touch in
+    them are one object, so it learns not to split them; ``""`` otherwise."""
+    if target != "boundary" or label_mode != "dense" or any(
+            np.max(np.asarray(lab), initial=0) > 1 for lab in labels):
+        return ""
+    return ("The labels it learnt from are 0/1 masks (every object has id 1): objects that "
+            "touch in them count as one, so it learns not to split touching objects. Give "
+            "each object its own id (instance labels; skimage.measure.label makes them from "
+            "a mask whose objects do not touch) and train again.")
+
+
 def class_weights(targets: Sequence[np.ndarray], n_classes: int) -> list[float]:
     """Per-class loss weights that lift rare classes: ``freq ** -0.5``, scaled so the
     annotated pixels keep a mean weight of 1 (absent classes get weight 1)."""

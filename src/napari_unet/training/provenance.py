@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.unet import UNetModel
+from .data import labels_warning
 from .fit_loop import FitOutcome
 from .settings import TrainSettings
 
@@ -58,6 +59,7 @@ def record_provenance(unet: UNetModel, outcome: FitOutcome, settings: TrainSetti
         "time_limited": outcome.time_limited,
         "early_stopping": outcome.early_stopped,
         "diverged": outcome.diverged,
+        "labels_warning": labels_warning(unet.target, settings.label_mode, labels),
         **options,
         "epochs": schedule[0],
         "epochs_auto": settings.epochs is None,
