@@ -133,3 +133,23 @@ def test_a_three_plane_layer_run_by_guess_says_how_to_read_it_as_channels(viewer
     run.start()
     wait_for_worker(qtbot, run)
     assert "read as Z planes" in run.status.value and "CYX" in run.status.value
+
+
+def test_each_status_stays_in_view_under_the_scrolling_controls(viewer_with_widgets):
+    """Build's status sat below the fold of an 800 px window: an error of Load or Save was
+    then only in the toast. Each status is now in a strip under the scroll area."""
+    from qtpy.QtCore import QEvent
+    from qtpy.QtWidgets import QApplication, QScrollArea
+
+    _, w = viewer_with_widgets
+    for widget in w.values():
+        strip = widget.native.findChild(QScrollArea, "status_strip")
+        assert strip is not None and strip.widget() is widget.status.native
+        assert not widget.body.root_native_widget.isAncestorOf(widget.status.native)
+        assert widget.native.isAncestorOf(widget.status.native)
+        widget.status.value = "a long error message that says what to change " * 12
+        assert strip.minimumHeight() == strip.maximumHeight() < 120  # four lines, fixed
+        assert widget.status.native.heightForWidth(300) > strip.maximumHeight()
+        # what a shown label's new text posts (the window is not shown in tests: OpenGL)
+        QApplication.sendEvent(strip.viewport(), QEvent(QEvent.Type.LayoutRequest))
+        assert widget.status.native.minimumHeight() > strip.maximumHeight()  # it scrolls

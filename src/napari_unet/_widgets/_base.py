@@ -15,6 +15,7 @@ from ._workers import report_error
 
 # image layers the plugin adds itself: not offered as images to train on or segment
 RESULT_IMAGES = ("U-Net probability", "U-Net uncertainty", "U-Net spread")
+STATUS_LINES = 4  # the status strip under each widget's controls
 
 
 class SessionWidget(Container):
@@ -90,6 +91,35 @@ class SessionWidget(Container):
             report_error(self, title, self.session.busy_error())
         return True
 
+    def pin_status(self, status: Any) -> None:
+        """Show the ``status`` label under the scrolling controls, so what happened (an error
+        of Build, Train's progress) is in view however far they are scrolled: a strip of
+        `STATUS_LINES` lines that wraps, and scrolls for longer messages."""
+        from qtpy.QtCore import Qt
+        from qtpy.QtWidgets import QFrame, QScrollArea
+
+        self.wrap_labels(status)
+        status.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        strip = QScrollArea()
+        strip.setObjectName("status_strip")
+        strip.setWidgetResizable(True)
+        strip.setFrameShape(QFrame.Shape.NoFrame)
+        strip.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        strip.setWidget(status.native)
+        margins = status.native.contentsMargins()
+        strip.setFixedHeight(STATUS_LINES * status.native.fontMetrics().lineSpacing()
+                             + margins.top() + margins.bottom() + 16)
+        self.native.layout().addWidget(strip)
+        label = status.native
+
+        def fit() -> None:  # a word-wrapped label does not tell the strip its height
+            label.setMinimumHeight(max(0, label.heightForWidth(strip.viewport().width())))
+
+        # after a resize, a new text (the label asks its parent for a layout) or a tab shown
+        self._status_fit = _OnEvents(fit, QEvent.Type.Resize, QEvent.Type.LayoutRequest,
+                                     QEvent.Type.Show)
+        strip.viewport().installEventFilter(self._status_fit)
+
     def wrap_labels(self, *labels: Any) -> None:
         """Let long messages in ``labels`` wrap instead of widening the dock for good."""
         from qtpy.QtWidgets import QSizePolicy
@@ -119,6 +149,19 @@ class SessionWidget(Container):
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, napari.layers.Labels)
                 and not layer.metadata.get("napari_unet", {}).get("preview")]
+
+
+class _OnEvents(QObject):
+    """Calls ``callback()`` when the watched widget receives an event of one of ``types``."""
+
+    def __init__(self, callback: Any, *types: Any) -> None:
+        super().__init__()
+        self._callback, self._types = callback, types
+
+    def eventFilter(self, obj: Any, event: Any) -> bool:  # noqa: N802 - Qt's name
+        if event.type() in self._types:
+            self._callback()
+        return False
 
 
 class _UndockWatch(QObject):
