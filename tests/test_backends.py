@@ -22,6 +22,7 @@ TESTS = Path(__file__).parent
 MODULES = ["model/test_model.py", "training/test_training.py", "prediction/test_prediction.py",
            "backend/test_devices.py", "model/test_model_files.py", "model/test_legacy_files.py",
            "training/test_losses.py", "prediction/test_lazy.py", "model/test_normalization.py",
+           "backend/test_forward.py",
            "test_argument_checks.py", "bioimageio/test_bioimageio.py", "prediction/test_reduced.py"]
 
 # what takes longest under JAX without a backend-specific path of its own: a dask cluster's

@@ -23,7 +23,10 @@ class Forward:
     back is queued by ``run``, so neither direction waits for the batches in flight. So the
     next batch is cut and sent while the device works on this one, raw 16-bit
     pixels cross the bus at half the bytes of float32, and the host never
-    normalises. One compiled function per network and input dtype and shape.
+    normalises. One compiled function per network and input dtype and shape. PyTorch
+    runs a channels-first twin of the network with its weights
+    (`napari_unet.backend.channels_first`): Keras' channels-last layout costs it a copy of
+    every feature map at every layer.
 
     ``reduce``: a function ``reduce(ops, y, values)`` of the probabilities (Keras ops)
     compiled into the same pass, whose (smaller) result is what ``fetch`` copies back, as
@@ -71,16 +74,18 @@ class Forward:
         if self.backend == "torch":
             import torch
 
+            from .channels_first import ChannelsFirst
             from .torch_copies import TorchCopies
 
             copies = self._torch_copies = TorchCopies(km.weights[0].value.device)
+            network = self.torch_network = ChannelsFirst(km)
 
             def eager(x, lo, scale, values):
                 if x.dtype.itemsize > 1 and x.dtype.kind == "u":  # torch lacks most uint16 ops
                     x = x.astype(np.int32)
                 x, lo, scale, values = (copies.to_device(a) for a in (x, lo, scale, values))
                 with torch.no_grad():
-                    y = reduce(ops, km(normalised(x, lo, scale), training=False), values)
+                    y = reduce(ops, network(normalised(x, lo, scale)), values)
                 return copies.to_host(y)
 
             return eager
