@@ -7,6 +7,7 @@ from napari_unet.model.unet import UNetModel
 from napari_unet.samples.nuclei import make_nuclei
 from napari_unet.training.fit_loop import batches_per_call
 from napari_unet.training.job import iter_train, train
+from napari_unet.training.network import trained_network
 
 from ..helpers import TINY, assert_unchanged
 
@@ -42,12 +43,12 @@ def test_generator_yields_batches_then_epochs_and_returns_result(nuclei):
 def test_stop_ends_after_the_current_batch_and_keeps_best_weights(nuclei):
     image, labels = nuclei
     unet = UNetModel.new(TINY)
-    km, snapshots = unet.keras_model, []
+    km, snapshots = trained_network(unet.keras_model), []  # PyTorch trains a channels-first twin
     original = km.evaluate
 
     def evaluate_and_remember(*args, **kwargs):  # each epoch's validation, and its weights
         out = original(*args, **kwargs)
-        snapshots.append((out["loss"], km.get_weights()))
+        snapshots.append(((out["iou"], -out["loss"]), km.get_weights()))
         return out
 
     km.evaluate = evaluate_and_remember
@@ -67,9 +68,9 @@ def test_stop_ends_after_the_current_batch_and_keeps_best_weights(nuclei):
     # should_stop is asked before every call but the first; the call starting when it
     # answers True (before batch 8 when each call is one batch) is the last, on every backend
     assert [e.phase for e in seen].count("batch") == 7 // k + 1
-    best = int(np.argmin([loss for loss, _ in snapshots]))
+    best = max(range(3), key=lambda i: snapshots[i][0])  # highest IoU, then lowest loss
     assert result.model.info["best_epoch"] == best + 1
-    for kept, expected in zip(km.get_weights(), snapshots[best][1]):
+    for kept, expected in zip(unet.keras_model.get_weights(), snapshots[best][1]):
         np.testing.assert_array_equal(kept, expected)
 
 
@@ -159,7 +160,8 @@ def test_logged_losses_are_running_means_over_the_epoch(nuclei, monkeypatch):
     train(image, labels, unet, callback=events.append, verbose=False, learning_rate=1e-12,
           **{**FAST, "epochs": 1, "steps_per_epoch": 4})
     unet.keras_model.set_weights(initial)
-    raw = [unet.keras_model.evaluate(x, y, verbose=0, return_dict=True)["loss"] for x, y in seen[:4]]
+    trained = trained_network(unet.keras_model)  # compiled by train(): the network or its twin
+    raw = [trained.evaluate(x, y, verbose=0, return_dict=True)["loss"] for x, y in seen[:4]]
     batch = [e.logs["loss"] for e in events if e.phase == "batch"]
     k = batches_per_call(4)  # the logs after each call's last batch
     np.testing.assert_allclose(batch, (np.cumsum(raw) / np.arange(1, 5))[k - 1::k], rtol=1e-4)

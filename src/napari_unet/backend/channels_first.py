@@ -10,7 +10,9 @@ U-Net's forward pass then took 0.27 s instead of 0.50 s per 32 planes of 128², 
 identical outputs. `ChannelsFirst` builds it only for the layers it knows how to turn,
 checks it against the network on a small input, and copies the network's weights into
 it whenever they changed (training, `set_weights`, a new round); otherwise the network
-itself runs.
+itself runs. `training_twin` is the same for training (channels-last inputs and outputs,
+so the data and the loss are unchanged): the default boundary network trained at 33
+instead of 27 images/s on the same CPU.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChannelsFirst"]
+__all__ = ["ChannelsFirst", "training_twin", "copy_weights"]
 
 # layers whose channels-first version only needs ``data_format`` or ``axis`` changed
 _TURNABLE = {"InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose",
@@ -130,3 +132,38 @@ def _activate(y: Any, activation: str) -> Any:
     if activation == "softmax":
         return torch.softmax(y, dim=-1)
     return y
+
+
+def training_twin(keras_model: Any) -> Any | None:
+    """A Keras model with ``keras_model``'s channels-last inputs and outputs whose layers run
+    channels-first (its one nested model has the network's layer names), for PyTorch's
+    training; made once per network and kept on it, so its optimizer carries its moments
+    from one round to the next. None when the twin cannot be built or does not agree."""
+    kept = keras_model.__dict__.get("_napari_unet_training_twin", False)
+    if kept is not False:
+        return kept
+    import keras
+
+    twin = None
+    inference = ChannelsFirst(keras_model)
+    if inference.active:
+        rank = len(keras_model.inputs[0].shape)
+        inputs = keras.Input(shape=tuple(keras_model.inputs[0].shape[1:]),
+                             dtype=keras_model.inputs[0].dtype)
+        x = keras.layers.Permute((rank - 1, *range(1, rank - 1)))(inputs)
+        y = inference.twin(x)
+        y = keras.layers.Permute((*range(2, rank), 1))(y)
+        y = keras.layers.Activation(inference.activation, dtype="float32")(y)
+        twin = keras.Model(inputs, y, name=f"{keras_model.name}_channels_first")
+    keras_model.__dict__["_napari_unet_training_twin"] = twin
+    return twin
+
+
+def copy_weights(source: Any, target: Any) -> None:
+    """Copy ``source``'s weights into ``target`` (a network and its twin, either way round:
+    the same weights in the same order)."""
+    import torch
+
+    with torch.no_grad():
+        for mine, theirs in zip(target.weights, source.weights):
+            mine.value.copy_(theirs.value)

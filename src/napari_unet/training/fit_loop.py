@@ -74,15 +74,19 @@ def fit(unet: Any, settings: Any, held_out: Any, schedule: tuple[int, int],
     ahead by `patch_workers` threads, validating on ``held_out.validation``; returns the
     `FitOutcome`. ``schedule`` is (epochs, batches per epoch); ``settings.time_budget``
     ends training as `Deadline` says. The encoder is trainable again afterwards."""
-    from .network import compile_network, freeze_encoder
+    from .network import compile_network, freeze_encoder, trained_network
 
-    frozen = freeze_encoder(unet.keras_model, settings.freeze_encoder)
+    km = trained_network(unet.keras_model, parallel)
+    frozen = freeze_encoder(km, settings.freeze_encoder)
     with parallel.scope() if parallel else contextlib.nullcontext():
-        compile_network(unet, settings, weights, batches_per_call(schedule[1], parallel))
+        compile_network(unet, settings, weights, batches_per_call(schedule[1], parallel), km)
+    sync = _weights_into(unet.keras_model, km)
+    if side_job is not None and km is not unet.keras_model:
+        side_job = _AfterSync(side_job, sync)
     batches = held_out.sampler.stream(workers=patch_workers())
     deadline = Deadline(should_stop, settings.time_budget)
     try:
-        outcome = yield from fit_events(unet.keras_model, batches, held_out.validation,
+        outcome = yield from fit_events(km, batches, held_out.validation,
                                         *schedule, settings.batch_size, deadline,
                                         parallel.scope if parallel else None, settings.patience,
                                         side_job, clock=deadline.elapsed)
@@ -90,7 +94,32 @@ def fit(unet: Any, settings: Any, held_out: Any, schedule: tuple[int, int],
         batches.close()
         for layer in frozen:
             layer.trainable = True
+        sync()
     return outcome._replace(time_limited=deadline.reached)
+
+
+def _weights_into(network: Any, trained: Any) -> Callable[[], None]:
+    """What copies the weights of ``trained`` (the network's twin) into ``network``."""
+    if trained is network:
+        return lambda: None
+    from ..backend.channels_first import copy_weights
+
+    return functools.partial(copy_weights, trained, network)
+
+
+class _AfterSync:
+    """A side job (the live preview) run after ``sync()``: the network it predicts with
+    gets the weights of the twin being trained."""
+
+    def __init__(self, job: Any, sync: Callable[[], None]):
+        self.job, self.sync = job, sync
+
+    def due(self) -> bool:
+        return self.job.due()
+
+    def run(self, epoch: int, batch: int) -> Any:
+        self.sync()
+        return self.job.run(epoch, batch)
 
 
 # most batches one call of TensorFlow's compiled training step runs: the per-call cost

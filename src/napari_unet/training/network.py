@@ -82,35 +82,68 @@ def parallel_plan(settings: TrainSettings) -> Any:
     return plan
 
 
+def trained_network(km: Any, parallel: Any = None) -> Any:
+    """The Keras model training runs: ``km`` itself, or on PyTorch on one device its
+    channels-first twin holding ``km``'s weights (`napari_unet.backend.channels_first`;
+    copy them back with ``copy_weights``), which trains faster with the same result."""
+    from ..backend.runtime import backend_name
+
+    if parallel is not None or backend_name() != "torch":
+        return km
+    from ..backend.channels_first import copy_weights, training_twin
+
+    twin = training_twin(km)
+    if twin is None:
+        return km
+    copy_weights(km, twin)
+    return twin
+
+
+def training_optimizer(km: Any) -> Any:
+    """The optimizer ``km`` trains with (its PyTorch twin's, see `trained_network`), or None
+    before its first training."""
+    twin = km.__dict__.get("_napari_unet_training_twin") or km
+    return getattr(twin, "optimizer", None)
+
+
 def compile_network(unet: UNetModel, settings: TrainSettings,
-                    weights: list[float] | None, steps_per_execution: int = 1) -> None:
-    """Compile the network with Adam (the one it trained with, when it did, so a second
-    round continues its moments), the masked loss (class ``weights``, if any) and the
-    masked IoU metric; each call of the compiled step trains ``steps_per_execution``
-    batches (`napari_unet.training.fit_loop.batches_per_call`)."""
+                    weights: list[float] | None, steps_per_execution: int = 1,
+                    model: Any = None) -> None:
+    """Compile ``model`` (default: the network; else `trained_network`'s twin of it) with
+    Adam (the one it trained with, when it did, so a second round continues its moments),
+    the masked loss (class ``weights``, if any) and the masked IoU metric; each call of
+    the compiled step trains ``steps_per_execution`` batches
+    (`napari_unet.training.fit_loop.batches_per_call`)."""
     from ..backend.devices import resolve_precision
     from ..backend.runtime import load_keras, make_adam
     from .losses import MaskedIoU, make_loss
 
-    optimizer = getattr(unet.keras_model, "optimizer", None)
+    model = unet.keras_model if model is None else model
+    optimizer = getattr(model, "optimizer", None)
     if optimizer is not None and getattr(optimizer, "built", False):
         optimizer.learning_rate = settings.learning_rate  # continue: Adam's moments are kept
     else:
         optimizer = make_adam(settings.learning_rate)
         if resolve_precision(unet.config.precision) == "mixed_float16":  # float16 grads underflow
             optimizer = load_keras().optimizers.LossScaleOptimizer(optimizer)
-    unet.keras_model.compile(optimizer=optimizer,
-                             loss=make_loss(settings.loss, weights),
-                             metrics=[MaskedIoU(threshold=unet.decoding.threshold)],
-                             steps_per_execution=steps_per_execution)
+    model.compile(optimizer=optimizer,
+                  loss=make_loss(settings.loss, weights),
+                  metrics=[MaskedIoU(threshold=unet.decoding.threshold)],
+                  steps_per_execution=steps_per_execution)
 
 
 def freeze_encoder(km: Any, freeze: bool) -> list:
     """Make the encoder and bottleneck layers untrainable when ``freeze``; returns them."""
     if not freeze:
         return []
-    layers = [layer for layer in km.layers if layer.name.startswith(("enc", "bottleneck"))
+    layers = [layer for layer in _flat_layers(km) if layer.name.startswith(("enc", "bottleneck"))
               and layer.trainable and layer.weights]
     for layer in layers:
         layer.trainable = False
     return layers
+
+
+def _flat_layers(km: Any) -> list:
+    """``km``'s layers, those of a nested model (a `trained_network` twin's) in its place."""
+    return [inner for layer in km.layers
+            for inner in (_flat_layers(layer) if hasattr(layer, "layers") else [layer])]
