@@ -44,9 +44,10 @@ class SessionWidget(Container):
         self._undock_watch = _UndockWatch(self._on_destroyed)
         self.native.installEventFilter(self._undock_watch)
 
-    def extend(self, widgets: Any) -> None:
+    def extend(self, widgets: Any, status: Any = None) -> None:
         """Add controls (into the scrolling ``body``, which scrolls up and down only: it
-        is kept as wide as its widest control, so nothing is cut off on the right)."""
+        is kept as wide as its widest control, so nothing is cut off on the right), and
+        the ``status`` label, if any, under them (`pin_status`)."""
         from qtpy.QtWidgets import QComboBox
 
         self.body.extend(widgets)
@@ -57,6 +58,8 @@ class SessionWidget(Container):
                 control.native.setMinimumContentsLength(12)
         width = self.body.native.minimumSizeHint().width() + 20  # room for the scroll bar
         self.body.root_native_widget.setMinimumWidth(width)
+        if status is not None:
+            self.pin_status(status)
 
     def __iter__(self) -> Any:
         return iter(self.body)

@@ -79,13 +79,12 @@ class BuildWidget(SessionWidget):
                      self.in_channels, self.n_classes, self.kernel_size, self.precision,
                      self.norm_low, self.norm_high, self.patch_size, self.batch_size, self.summary, self.build_button, self.load_path,
                      self.load_button, self.save_path, self.save_button, self.export_path,
-                     self.export_button])
+                     self.export_button], status=self.status)
         knobs = [self.network, self.z_ratio, self.start_neurons, self.depth, self.dropout_first,
                  self.dropout, self.batch_norm,
                  self.in_channels, self.n_classes, self.kernel_size, self.precision, self.patch_size,
                  self.batch_size]
         self.wrap_labels(self.summary)
-        self.pin_status(self.status)
         self.remember("build", knobs + [self.norm_low, self.norm_high, self.load_path, self.save_path, self.export_path])
         for knob in knobs:
             knob.changed.connect(self.update_summary)

@@ -71,9 +71,8 @@ class RunWidget(SessionWidget):
                      self.tile_size, self.probabilities, self.uncertainty, self.passes,
                      self.run_button, self.cancel_button, self.folder_in,
                      self.folder_out, self.folder_button, self.truth, self.evaluate_button,
-                     self.scores, self.progress])
+                     self.scores, self.progress], status=self.status)
         self.wrap_labels(self.scores)
-        self.pin_status(self.status)
         self.image.changed.connect(lambda *_: setattr(self.axes, "value", ""))  # a new guess
         self.image.changed.connect(lambda *_: self.channels.reset_choices())
         self.calibrated.changed.connect(self._on_calibrated)

@@ -88,9 +88,9 @@ class TrainWidget(SessionWidget):
                      self.class_names, self.new_scribbles, self.legend, self.patch_size,
                      self.epochs, self.time_limit, self.steps, self.batch_size, self.learning_rate, self.validation,
                      self.target, self.augment, self.loss, self.freeze_encoder, self.preview_every,
-                     self.train_button, self.stop_button, self.progress, self.device, self.plot])
+                     self.train_button, self.stop_button, self.progress, self.device, self.plot],
+                    status=self.status)
         self.wrap_labels(self.pairs_label, self.legend, self.device)
-        self.pin_status(self.status)
         self.source.changed.connect(self._show_source)
         self._show_source()
         self._snap_patch_size()

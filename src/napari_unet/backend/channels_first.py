@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChannelsFirst", "training_twin", "copy_weights"]
+__all__ = ["ChannelsFirst", "channels_first", "training_twin", "copy_weights"]
 
 # layers whose channels-first version only needs ``data_format`` or ``axis`` changed
 _TURNABLE = {"InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose",
@@ -134,6 +134,15 @@ def _activate(y: Any, activation: str) -> Any:
     return y
 
 
+def channels_first(keras_model: Any) -> ChannelsFirst:
+    """The `ChannelsFirst` of ``keras_model``, made once and kept on it (every forward pass
+    and the training twin share its weights)."""
+    kept = keras_model.__dict__.get("_napari_unet_channels_first")
+    if kept is None:
+        kept = keras_model.__dict__["_napari_unet_channels_first"] = ChannelsFirst(keras_model)
+    return kept
+
+
 def training_twin(keras_model: Any) -> Any | None:
     """A Keras model with ``keras_model``'s channels-last inputs and outputs whose layers run
     channels-first (its one nested model has the network's layer names), for PyTorch's
@@ -145,7 +154,7 @@ def training_twin(keras_model: Any) -> Any | None:
     import keras
 
     twin = None
-    inference = ChannelsFirst(keras_model)
+    inference = channels_first(keras_model)
     if inference.active:
         rank = len(keras_model.inputs[0].shape)
         inputs = keras.Input(shape=tuple(keras_model.inputs[0].shape[1:]),

@@ -74,11 +74,11 @@ class Forward:
         if self.backend == "torch":
             import torch
 
-            from .channels_first import ChannelsFirst
+            from .channels_first import channels_first
             from .torch_copies import TorchCopies
 
             copies = self._torch_copies = TorchCopies(km.weights[0].value.device)
-            network = self.torch_network = ChannelsFirst(km)
+            network = self.torch_network = channels_first(km)
 
             def eager(x, lo, scale, values):
                 if x.dtype.itemsize > 1 and x.dtype.kind == "u":  # torch lacks most uint16 ops
