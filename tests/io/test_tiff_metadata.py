@@ -78,7 +78,10 @@ def test_outputs_keep_axes_and_sizes_and_dtypes_imagej_cannot_hold(tmp_path):
         back, back_meta = read_image_and_meta(tmp_path / name)
         np.testing.assert_array_equal(back, array)
         assert back_meta.axes == "ZYX", name
-    assert read_image_and_meta(tmp_path / "l.ome.tif")[1].spacing("ZYX") == (Z_STEP, PIXEL, PIXEL)
+    for name in ("l.ome.tif", "l32.tif"):  # uint32 labels as OME-TIFF: Z spacing and unit kept
+        back_meta = read_image_and_meta(tmp_path / name)[1]
+        assert back_meta.spacing("ZYX") == (Z_STEP, PIXEL, PIXEL), name
+        assert back_meta.unit() == "micrometer", name
 
 
 @pytest.mark.parametrize("axes", ["ZYX", "ZCYX"])

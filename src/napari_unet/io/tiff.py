@@ -1,6 +1,7 @@
 """TIFF files with their metadata: axes and pixel sizes from ImageJ hyperstacks, OME-TIFF
 and tifffile's own shaped files; outputs written as ImageJ hyperstacks (or OME-TIFF for
-a ``.ome.tif`` name) with the input's axes, pixel sizes and unit, so they overlay in Fiji.
+a ``.ome.tif`` name, and for dtypes ImageJ cannot hold) with the input's axes, pixel sizes
+and unit, so they overlay in Fiji.
 
 Axes (`ImageMeta.axes`) come from tifffile's ``series.axes`` when the file names them
 (ImageJ, OME, or a shaped file with ``axes``): ImageJ and OME ``C`` and RGB samples
@@ -105,8 +106,8 @@ def _ome_sizes(xml: str, meta: ImageMeta) -> ImageMeta:
 def write_tiff(path: Path, array: np.ndarray, meta: ImageMeta | None, ome: bool = False) -> None:
     """Write ``array`` (axes ``meta.axes``) to ``path``: OME-TIFF when ``ome``, else an
     ImageJ hyperstack (uint8, uint16, float32; other dtypes, which ImageJ cannot hold,
-    as a tifffile shaped file with the same axes and resolution). Without ``meta`` (or
-    its axes) a plain zlib-compressed TIFF."""
+    as OME-TIFF, which keeps the axes, pixel sizes, Z spacing and units). Without
+    ``meta`` (or its axes) a plain zlib-compressed TIFF."""
     import tifffile
 
     if meta is None or meta.axes is None:
@@ -114,17 +115,13 @@ def write_tiff(path: Path, array: np.ndarray, meta: ImageMeta | None, ome: bool 
         return
     if len(meta.axes) != array.ndim:
         raise ValueError(f"Axes {meta.axes!r} do not fit an array of shape {array.shape}.")
-    if ome:
+    if ome or np.dtype(array.dtype) not in _IMAGEJ_DTYPES:
         tifffile.imwrite(path, array, ome=True, photometric="minisblack", compression="zlib",
                          metadata={"axes": meta.axes, **_ome_metadata(meta)})
         return
     array, axes = _imagej_order(array, meta.axes)
     resolution = tuple(1.0 / meta.scale[a] for a in "XY") if {"X", "Y"} <= set(meta.scale) \
         else None
-    if np.dtype(array.dtype) not in _IMAGEJ_DTYPES:
-        tifffile.imwrite(path, array, photometric="minisblack", compression="zlib",
-                         resolution=resolution, metadata={"axes": axes})
-        return
     tifffile.imwrite(path, array, imagej=True, photometric="minisblack", compression="zlib",
                      resolution=resolution, metadata={"axes": axes, **_imagej_metadata(meta)})
 
