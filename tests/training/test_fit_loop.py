@@ -86,3 +86,14 @@ def test_the_outcome_counts_the_batches_trained():
         if epoch == 0:
             record.batch_ends(7, {"loss": 0.5, "iou": 0.6})
     assert record.trained == 12  # the second epoch was stopped after one call
+
+
+def test_a_non_finite_loss_names_the_batches_of_the_call_it_came_from():
+    one = _Record(queue.Queue(), 2, 8, False)
+    one.batch_ends(0, {"loss": 0.5, "iou": 0.1})
+    one.batch_ends(1, {"loss": float("nan"), "iou": 0.1})
+    assert one.halt and one.diverged == "the loss became nan at epoch 1, batch 2"
+    four = _Record(queue.Queue(), 2, 8, False, per_call=4)  # logs after a call's 4th batch
+    four.batch_ends(3, {"loss": 0.5, "iou": 0.1})
+    four.batch_ends(7, {"loss": float("inf"), "iou": 0.1})
+    assert four.diverged == "the loss became inf at epoch 1, batches 5-8"

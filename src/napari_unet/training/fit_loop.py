@@ -268,7 +268,9 @@ class _Record:
         if self.diverged:
             return
         if not math.isfinite(logs["loss"]):
-            self.diverged = f"the loss became {logs['loss']} at epoch {self.epoch}, batch {batch + 1}"
+            where = (f"batch {batch + 1}" if self.per_call == 1  # a call's logs: its last batch
+                     else f"batches {batch + 2 - self.per_call}-{batch + 1}")
+            self.diverged = f"the loss became {logs['loss']} at epoch {self.epoch}, {where}"
             self.halt = True
             return
         self.events.put(("batch", TrainProgress(self.epoch, self.epochs, batch + 1, self.steps,
