@@ -88,7 +88,10 @@ class ChannelsFirst:
             x = x.to(km.weights[0].value.device)
             want = km(x, training=False).float().cpu().numpy()
             got = self(x).float().cpu().numpy()
-        return got.shape == want.shape and bool(np.allclose(got, want, rtol=1e-3, atol=1e-4))
+        mixed = any("16" in str(getattr(layer, "compute_dtype", "")) for layer in km.layers)
+        tolerance = 3e-2 if mixed else 1e-4  # (b)float16 layers round each layout differently
+        return got.shape == want.shape and bool(np.allclose(got, want, rtol=10 * tolerance,
+                                                            atol=tolerance))
 
 
 def _build_twin(km: Any) -> tuple[Any, str]:
