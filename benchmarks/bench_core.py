@@ -10,7 +10,8 @@ two networks `train()` makes of instance labels: the foreground network
 network (3 softmax outputs, the boundary classes with the border weights as a second
 target channel, class weights in the loss). The reference runs Keras' default of one
 batch per call; `train()` runs up to 4 on TensorFlow (`fit_loop.batches_per_call`). The
-first 4 batches (graph tracing) are excluded from both. Prediction: Mpx/s of `predict()` on a
+first 4 batches (graph tracing) are excluded from both; each prediction is timed after an
+untimed run of the same stack (JAX compiles once per batch shape). Prediction: Mpx/s of `predict()` on a
 stack of 128x128 planes (normalisation, padding and tiling included) against
 `model.predict` on the already-normalised array. Labels: Mpx/s of `segment()` (instance
 labels, only the maps labels need copied back) against `model.predict` followed by the
@@ -106,7 +107,7 @@ def premade_patches(images, labels, n, target):
 
 
 def time_predict(model, stack):
-    predict(model, stack[:2])  # trace
+    predict(model, stack)  # trace (JAX compiles once per batch shape: the same shapes as timed)
     t = time.perf_counter()
     predict(model, stack)
     return stack.size / 1e6 / (time.perf_counter() - t)
@@ -114,7 +115,7 @@ def time_predict(model, stack):
 
 def time_keras_predict(model, stack):
     x = PercentileNormalization().apply(stack[..., None])
-    model.keras_model.predict(x[:2], verbose=0)
+    model.keras_model.predict(x, batch_size=32, verbose=0)  # trace, with the timed shapes
     t = time.perf_counter()
     model.keras_model.predict(x, batch_size=32, verbose=0)
     return stack.size / 1e6 / (time.perf_counter() - t)
@@ -122,7 +123,7 @@ def time_keras_predict(model, stack):
 
 def time_segment(model, stack):
     """Mpx/s of `segment()`: instance labels, only the 0/1 maps copied back (#26)."""
-    segment(model, stack[:2], axes="ZYX", min_size=0, threshold=0.5)  # trace
+    segment(model, stack, axes="ZYX", min_size=0, threshold=0.5)  # trace, the timed shapes
     t = time.perf_counter()
     segment(model, stack, axes="ZYX", min_size=0, threshold=0.5)
     return stack.size / 1e6 / (time.perf_counter() - t)
@@ -133,7 +134,7 @@ def time_keras_segment(model, stack):
     probabilities on the host."""
     options = LabelOptions(0.5, True, 0).for_unet(model, "ZYX")
     x = PercentileNormalization().apply(stack[..., None])
-    model.keras_model.predict(x[:2], verbose=0)
+    model.keras_model.predict(x, batch_size=32, verbose=0)  # trace, with the timed shapes
     t = time.perf_counter()
     probs = model.keras_model.predict(x, batch_size=32, verbose=0)[..., 0]
     labels_from_probabilities(probs, "ZYX", options, model.target)
