@@ -44,10 +44,10 @@ def test_segment_refuses_thresholds_outside_0_1(random_tiny, threshold):
         segment(random_tiny, np.zeros((64, 64), np.float32), threshold=threshold)
 
 
-@pytest.mark.parametrize("key", ["probabilities", "probabilities_as"])
-def test_segment_asked_for_probabilities_points_to_probabilities_and_labels(random_tiny, key):
+@pytest.mark.parametrize("value", [True, False])
+def test_segment_asked_for_probabilities_points_to_probabilities_and_labels(random_tiny, value):
     with pytest.raises(ValueError, match="probabilities_and_labels"):
-        segment(random_tiny, np.zeros((64, 64), np.float32), **{key: True})
+        segment(random_tiny, np.zeros((64, 64), np.float32), probabilities=value)
 
 
 @pytest.mark.parametrize("kwargs, name", [({"min_size": -5}, "min_size"),

@@ -205,10 +205,9 @@ def segment(
     lazy labels. Other keyword arguments are those of `iter_predict`; every
     option is checked before any work.
     """
-    asked = sorted({"probabilities", "probabilities_as"} & set(kwargs))
-    if asked:
-        raise ValueError(f"segment() returns the labels only, so it takes no {asked[0]}; for the "
-                         "probabilities too, use napari_unet.probabilities_and_labels(model, "
+    if "probabilities" in kwargs:
+        raise ValueError("segment() returns the labels only, so it takes no probabilities; for "
+                         "the probabilities too, use napari_unet.probabilities_and_labels(model, "
                          "image, ...), which gives both from one pass of the network.")
     options = LabelOptions(threshold, instances, min_size, split_touching, link_planes,
                            seed_threshold)
