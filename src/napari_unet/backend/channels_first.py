@@ -21,7 +21,10 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ChannelsFirst", "channels_first", "training_twin", "copy_weights"]
+__all__ = ["ChannelsFirst", "channels_first", "training_twin", "kept_training_twin",
+           "copy_weights"]
+
+_TRAINING_TWIN = "_napari_unet_training_twin"  # where a network keeps its training twin
 
 # layers whose channels-first version only needs ``data_format`` or ``axis`` changed
 _TURNABLE = {"InputLayer", "Conv1D", "Conv2D", "Conv3D", "Conv2DTranspose", "Conv3DTranspose",
@@ -61,16 +64,10 @@ class ChannelsFirst:
     def _sync(self) -> None:
         """Copy the network's weights into the twin when any of them changed since the
         last copy (PyTorch counts every in-place change of a tensor)."""
-        values = [v.value for v in self.keras_model.weights]
-        versions = [(id(v), v._version) for v in values]
-        if versions == self._versions:
-            return
-        import torch
-
-        with torch.no_grad():
-            for mine, theirs in zip(self.twin.weights, values):
-                mine.value.copy_(theirs)
-        self._versions = versions
+        versions = [(id(v.value), v.value._version) for v in self.keras_model.weights]
+        if versions != self._versions:
+            copy_weights(self.keras_model, self.twin)
+            self._versions = versions
 
     def _agrees(self) -> bool:
         """Whether the twin gives the network's output on a small random batch."""
@@ -151,7 +148,7 @@ def training_twin(keras_model: Any) -> Any | None:
     channels-first (its one nested model has the network's layer names), for PyTorch's
     training; made once per network and kept on it, so its optimizer carries its moments
     from one round to the next. None when the twin cannot be built or does not agree."""
-    kept = keras_model.__dict__.get("_napari_unet_training_twin", False)
+    kept = keras_model.__dict__.get(_TRAINING_TWIN, False)
     if kept is not False:
         return kept
     import keras
@@ -167,8 +164,14 @@ def training_twin(keras_model: Any) -> Any | None:
         y = keras.layers.Permute((*range(2, rank), 1))(y)
         y = keras.layers.Activation(inference.activation, dtype="float32")(y)
         twin = keras.Model(inputs, y, name=f"{keras_model.name}_channels_first")
-    keras_model.__dict__["_napari_unet_training_twin"] = twin
+    keras_model.__dict__[_TRAINING_TWIN] = twin
     return twin
+
+
+def kept_training_twin(keras_model: Any) -> Any | None:
+    """The training twin `training_twin` made for ``keras_model`` (None: none made, or none
+    could be); makes nothing."""
+    return keras_model.__dict__.get(_TRAINING_TWIN) or None
 
 
 def copy_weights(source: Any, target: Any) -> None:

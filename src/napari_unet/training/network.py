@@ -102,8 +102,9 @@ def trained_network(km: Any, parallel: Any = None) -> Any:
 def training_optimizer(km: Any) -> Any:
     """The optimizer ``km`` trains with (its PyTorch twin's, see `trained_network`), or None
     before its first training."""
-    twin = km.__dict__.get("_napari_unet_training_twin") or km
-    return getattr(twin, "optimizer", None)
+    from ..backend.channels_first import kept_training_twin
+
+    return getattr(kept_training_twin(km) or km, "optimizer", None)
 
 
 def compile_network(unet: UNetModel, settings: TrainSettings,
