@@ -53,6 +53,33 @@ def test_a_large_gpu_runs_a_4096_image_as_one_window_and_64_planes_in_batches_of
     assert small_gpu < auto_tile_size(config, 4 * GiB, (4096, 4096))  # GPUs need more per pixel
 
 
+def test_on_this_cpu_jax_and_torch_calls_hold_their_fastest_size_tensorflow_the_budget():
+    """JAX's and PyTorch's CPU convolutions ran slower per pixel in large calls
+    (docs/benchmarks.md): 128² planes go 4 (JAX) or 16 (PyTorch) per call for the default
+    U-Net, 32 on TensorFlow; an explicit batch_size, and the memory budget, still rule."""
+    from napari_unet.backend.runtime import backend_name
+    from napari_unet.model.costs import auto_tile_size
+
+    call_bytes = devices.cpu_call_bytes()
+    assert call_bytes == devices.CPU_CALL_BYTES.get(backend_name())
+    config = UNetConfig()
+    tile = auto_tile_size(config, GiB, (128, 128))
+    plan = TilePlan.make(config, (128, 128), tile, None, GiB, call_bytes=call_bytes)
+    assert plan.batch == {"jax": 4, "torch": 16}.get(backend_name(), 32)
+    assert TilePlan.make(config, (128, 128), tile, 32, GiB, call_bytes=call_bytes).batch == 32
+    one_window = int(devices.CPU_CALL_BYTES["jax"] // 4)
+    assert TilePlan.make(config, (128, 128), tile, None, one_window, call_bytes=GiB).batch == 1
+    assert TilePlan.make(config, (1024, 1024), 1024, None, GiB, call_bytes=1).batch == 1
+
+
+@pytest.mark.parametrize("cuda", [True, False])
+def test_a_pytorch_gpu_lifts_the_cpu_call_size(monkeypatch, cuda):
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(devices, "backend_name", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert devices.cpu_call_bytes() == (None if cuda else devices.CPU_CALL_BYTES["torch"])
+
+
 @pytest.mark.parametrize("capability, expected", [(None, "float32"), ((7, 5), "float32"),
                                                   ((8, 0), "mixed_bfloat16"),
                                                   ((9, 0), "mixed_bfloat16")])

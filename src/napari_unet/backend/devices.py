@@ -107,6 +107,34 @@ def gpu_compute_capability() -> tuple[int, int] | None:
     return None
 
 
+# Most bytes of activations (as `napari_unet.model.costs.inference_bytes_per_pixel` estimates
+# them) one call of the forward pass should hold on a CPU. Larger calls ran slower per pixel
+# with XLA's and PyTorch's CPU convolutions (JAX: batch 32 of 128² windows 1.4 Mpx/s against
+# 2.0-2.4 at batch 4); TensorFlow's did not slow down from 8 windows up. Measured on a 2-core
+# EPYC (2 MiB L2 per core, 32 MiB L3) with 8, 16 and 32 first-level filters, whose best batches
+# all held about these bytes (docs/benchmarks.md, "Windows per call on a CPU").
+CPU_CALL_BYTES = {"jax": 25 << 20, "torch": 100 << 20}
+
+
+def cpu_call_bytes() -> int | None:
+    """The most activation bytes one forward call should hold where the backend computes
+    on the CPU (`CPU_CALL_BYTES`), or None: on an accelerator, or a backend whose CPU
+    convolutions keep their speed in large calls (TensorFlow)."""
+    backend = backend_name()
+    if backend not in CPU_CALL_BYTES:
+        return None
+    load_keras()
+    if backend == "jax":
+        import jax
+
+        on_cpu = jax.devices()[0].platform == "cpu"
+    else:
+        import torch
+
+        on_cpu = not torch.cuda.is_available()
+    return CPU_CALL_BYTES[backend] if on_cpu else None
+
+
 def accelerator_memory() -> int | None:
     """Bytes free on the first accelerator the backend computes on, or None on a CPU.
 

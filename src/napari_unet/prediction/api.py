@@ -45,7 +45,9 @@ def iter_predict(
     axes : axes string; guessed from the shape and the model's channels if None.
     tile_size : side in pixels of the square windows fed to the network
         (including the halo); chosen from ``memory_budget`` if None.
-    batch_size : windows per network call; chosen from the budget if None.
+    batch_size : windows per network call; chosen from the budget if None (on JAX's
+        and PyTorch's CPU also no more than their fastest call size, see
+        `napari_unet.backend.devices.cpu_call_bytes`).
     memory_budget : bytes the network's activations may use (default: half of
         the free memory of the GPU the backend uses; on a CPU a quarter of the
         available memory, at most 1 GiB).

@@ -104,7 +104,7 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
     running out of memory, batches and then tiles are halved and the planes run again,
     with a `PredictProgress` message saying so.
     """
-    from ..backend.devices import accelerator_memory
+    from ..backend.devices import accelerator_memory, cpu_call_bytes
     from ..backend.runtime import is_out_of_memory
 
     config = unet.config
@@ -114,6 +114,7 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
     arrays.check_channels(axes, image.shape, config.in_channels)
     planes, lead = arrays.to_units(image, axes, config.ndim)
     free = accelerator_memory()  # asked once: on TensorFlow GPUs it runs nvidia-smi
+    call_bytes = cpu_call_bytes()
     if memory_budget is None:
         memory_budget = budget_for(free)
     batch_size, memory_budget = check_run_options(config, tile_size, batch_size, memory_budget)
@@ -125,7 +126,7 @@ def iter_tiled(unet: UNetModel, image: Any, *, axes: str | None = None,
         stats = unet.normalization.statistics(planes.reshape((-1,) + planes.shape[-3:]))
     while True:
         plan = TilePlan.make(config, shape, tile_size, batch_size, memory_budget,
-                             free is not None, network.cost)
+                             free is not None, network.cost, call_bytes)
         if message:
             warnings.warn(message, RuntimeWarning, stacklevel=3)
             yield PredictProgress(0, len(planes) * len(plan.tiles), message)

@@ -105,10 +105,12 @@ class TilePlan:
     @classmethod
     def make(cls, config: UNetConfig, shape: tuple[int, int], tile_size: int,
              batch_size: int | None, memory_budget: int, accelerator: bool = False,
-             cost: int = 1) -> TilePlan:
+             cost: int = 1, call_bytes: int | None = None) -> TilePlan:
         """The plan for ``config``; the batch (when ``batch_size`` is None) is what fits
         ``memory_budget`` when each window costs ``cost`` windows of memory, at most
-        `MAX_BATCH`."""
+        `MAX_BATCH`, and with ``call_bytes`` at most what keeps one call's activations
+        within those bytes (a CPU backend's fastest size,
+        `napari_unet.backend.devices.cpu_call_bytes`); at least 1."""
         multiples, context = config.size_multiples, halos(config)
         padded = tuple(round_up(n, m) for n, m in zip(shape, multiples))
         sides = (tile_size,) * 2
@@ -118,7 +120,8 @@ class TilePlan:
         window, tiles = plan_tiles(padded, sides, context, multiples)
         per_window = (cost * inference_bytes_per_pixel(config, accelerator)
                       * math.prod(window))
-        batch = batch_size or int(max(1, min(MAX_BATCH, memory_budget // per_window)))
+        fits = min(memory_budget, call_bytes or memory_budget) // per_window
+        batch = batch_size or int(max(1, min(MAX_BATCH, fits)))
         return cls(tuple(shape), padded, window, tiles, batch, tile_size)
 
     @property
