@@ -74,3 +74,28 @@ def test_masks_stay_per_block():
         threshold=0.5, instances=False).filled(Decoding()))
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(mask.compute(), probs > 0.5)
+
+
+def test_an_object_wider_than_the_halo_is_whole_with_the_halo_of_a_model_trained_on_it():
+    """A slanted band 241 px wide whose first pixel (its id's anchor) lies 196 px left of a
+    block border: cut with the 128 px default halo (the right block does not see that
+    pixel), whole and equal to the eager labels with `label_halo` of a model whose
+    training labels held an object that wide."""
+    from skimage.draw import polygon
+
+    from napari_unet.prediction.lazy_labels import LABEL_HALO, MAX_LABEL_HALO, label_halo
+
+    probs = np.zeros((256, 512), np.float32)
+    probs[polygon([30, 50, 200, 180], [60, 60, 300, 300], probs.shape)] = 0.9  # cols 60-300
+    probs[disk((60, 420), 10, shape=probs.shape)] = 0.9
+    options = LabelOptions(threshold=0.5, min_size=5).filled(Decoding())
+    eager = labels_from_probabilities(probs, "YX", options)
+    widest = np.ptp(np.nonzero(eager == eager[40, 62])[1]) + 1
+    lazy = da.from_array(probs, chunks=256)
+    cut = lazy_labels(lazy, "YX", options, halo=label_halo({})).compute()
+    assert np.count_nonzero(np.unique(cut[:, :320])) == 2  # one object, two ids
+    halo = label_halo({"largest_object_px": int(widest)})
+    assert 200 < halo == widest and label_halo({"largest_object_px": None}) == LABEL_HALO
+    assert label_halo({"largest_object_px": 10**6}) == MAX_LABEL_HALO
+    whole = lazy_labels(lazy, "YX", options, halo=halo).compute()
+    assert np.count_nonzero(np.unique(whole)) == 2 and same_objects(whole, eager)

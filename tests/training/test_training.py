@@ -262,3 +262,23 @@ def test_a_boundary_network_trained_on_a_0_1_mask_warns_that_it_will_not_split(n
     assert "0/1 masks" in unet.summary.warning and "0/1 masks" in unet.summary.report()
     unet = train(image, labels, unet, **FAST).model  # a later round on instances: no warning
     assert "0/1 masks" not in unet.summary.warning
+
+
+def test_the_widest_training_object_is_recorded_for_lazy_labels(nuclei):
+    from napari_unet.training.data import largest_object
+
+    labels = np.zeros((64, 96), np.int32)
+    labels[5:15, 10:40] = 7  # 30 px wide
+    labels[30:60, 50:60] = 2  # 30 px tall
+    labels[20:22, 0:3] = 10**9  # a sparse id: the mask's regions, not an index per id
+    assert largest_object("boundary", "dense", [labels]) == 30
+    assert largest_object("foreground", "dense", [labels > 0, np.zeros((8, 8))]) == 30
+    touching = np.zeros((16, 40), np.uint8)
+    touching[2:8, 2:12], touching[2:8, 12:30] = 1, 2  # two classes side by side: one region
+    assert largest_object("classes", "dense", [touching]) == 28
+    assert largest_object("foreground", "dense", [np.zeros((3, 8, 8))]) == 0
+    assert largest_object("foreground", "sparse", [labels]) is None
+    image, truth = nuclei
+    unet = train(image, truth, TINY, **FAST).model
+    widest = largest_object("boundary", "dense", [truth])
+    assert unet.info["largest_object_px"] == widest > 0

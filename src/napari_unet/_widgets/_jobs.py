@@ -93,7 +93,7 @@ def lazy_run_job(engine: Engine, image: Any, axes: str | None, name: str, placem
     computed here; `LazyFill` computes the blocks napari shows."""
     from ..common.arrays import resolve_axes
     from ..prediction.lazy import lazy_probabilities
-    from ..prediction.lazy_labels import lazy_labels
+    from ..prediction.lazy_labels import label_halo, lazy_labels
 
     summary = engine.model_summary(model_path)
     config, normalization = summary.config, summary.normalization
@@ -101,7 +101,8 @@ def lazy_run_job(engine: Engine, image: Any, axes: str | None, name: str, placem
     predictor = EngineBlockPredictor(engine, model_path, options.get("tile_size"))
     probs = lazy_probabilities(image, axes, config, normalization, predictor)
     label_options = options["labels"].for_unet(summary, axes)
-    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target)
+    labels = lazy_labels(probs, axes.replace("C", ""), label_options, summary.target,
+                         label_halo(summary.info))
     placement = without_channel(placement, axes)
     tuples = result_layers(labels, probs if options["probabilities"] else None, name, placement,
                            {**options["provenance"], "axes": axes, "lazy": True})

@@ -166,13 +166,14 @@ def probabilities_and_labels(model: Any, image: Any, options: Any = None, *,
     kwargs.pop("probabilities", None)
     kind = kwargs.pop("probabilities_as", "float32")
     from .lazy import predict_dask
-    from .lazy_labels import lazy_labels
+    from .lazy_labels import label_halo, lazy_labels
     from .reduced import probabilities_as, probability_reduction
 
     dtype = probability_reduction(kind)[2]  # ValueError before any work
     run = plan_run(model, image.shape, options, axes)
     probs = predict_dask(run.unet, image, axes=run.axes, **kwargs)
-    labels = lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target)
+    labels = lazy_labels(probs, run.axes.replace("C", ""), run.options, run.unet.target,
+                         label_halo(run.unet.info))
     if kind != "float32":  # labels from float32; the probabilities converted per block
         probs = probs.map_blocks(probabilities_as, kind, dtype=dtype)
     return probs, labels

@@ -10,18 +10,31 @@ that see the same whole object give it the same id without talking to each other
 the labels of a big plane are computed and shown block by block, none larger than a
 block of probabilities, and ids are unique across the array (not consecutive: use
 `skimage.segmentation.relabel_sequential` on the computed result for 1..n). An object
-wider than the halo that crosses a block border may be cut there.
+that crosses a block border is whole when it is no wider than the halo, which
+`label_halo` grows to the widest object a model was trained on (at most
+`MAX_LABEL_HALO`, and never past the neighbouring blocks); a wider one may be cut there.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-__all__ = ["LABEL_HALO", "lazy_labels", "anchor_ids"]
+__all__ = ["LABEL_HALO", "MAX_LABEL_HALO", "label_halo", "lazy_labels", "anchor_ids"]
 
 LABEL_HALO = 128  # pixels of context around a block of instance labels (per side)
+MAX_LABEL_HALO = 1024  # at most: a 512² block is then labelled on 2560²
+
+
+def label_halo(info: Mapping[str, Any]) -> int:
+    """Pixels of context per side for blocks of instance labels of a model with training
+    record ``info`` (`napari_unet.model.summary.ModelSummary.info`): `LABEL_HALO`, or the
+    widest object of its training labels (``info["largest_object_px"]``, see
+    `napari_unet.training.data.largest_object`) when that is wider, at most
+    `MAX_LABEL_HALO`."""
+    widest = info.get("largest_object_px") or 0
+    return int(min(MAX_LABEL_HALO, max(LABEL_HALO, widest)))
 
 
 def lazy_labels(probs: Any, spatial_axes: str, options: Any, target: str = "foreground",

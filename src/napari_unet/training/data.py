@@ -126,6 +126,29 @@ def labels_warning(target: str, label_mode: str, labels: Sequence[Any]) -> str:
             "a mask whose objects do not touch) and train again.")
 
 
+def largest_object(target: str, label_mode: str, labels: Sequence[Any]) -> int | None:
+    """The widest object of dense ``labels`` in pixels: the longest side, in Y or X, of any
+    object's bounding box (objects: the ids; the connected regions of 0/1 masks, and of
+    class maps for a ``"classes"`` ``target``); None for sparse scribbles, which outline
+    no whole objects, and 0 without any object. Lazy instance labels take at least this
+    much context around each block (`napari_unet.prediction.lazy_labels.label_halo`)."""
+    from scipy import ndimage as ndi
+
+    if label_mode != "dense":
+        return None
+    widest = 0
+    for lab in labels:
+        lab = np.asarray(lab)
+        if lab.ndim < 2 or not lab.any():
+            continue
+        if target == "classes" or lab.max() <= 1 or lab.max() > lab.size:
+            lab = ndi.label(lab > 0)[0]  # regions; ids too sparse to index: merged, wider
+        for box in ndi.find_objects(lab):
+            if box is not None:
+                widest = max(widest, *(s.stop - s.start for s in box[-2:]))
+    return widest
+
+
 def class_weights(targets: Sequence[np.ndarray], n_classes: int) -> list[float]:
     """Per-class loss weights that lift rare classes: ``freq ** -0.5``, scaled so the
     annotated pixels keep a mean weight of 1 (absent classes get weight 1)."""

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model.unet import UNetModel
-from .data import labels_warning
+from .data import labels_warning, largest_object
 from .fit_loop import FitOutcome
 from .settings import TrainSettings
 
@@ -60,12 +60,20 @@ def record_provenance(unet: UNetModel, outcome: FitOutcome, settings: TrainSetti
         "early_stopping": outcome.early_stopped,
         "diverged": outcome.diverged,
         "labels_warning": labels_warning(unet.target, settings.label_mode, labels),
+        "largest_object_px": _widest(unet.info.get("largest_object_px"),
+                                     largest_object(unet.target, settings.label_mode, labels)),
         **options,
         "epochs": schedule[0],
         "epochs_auto": settings.epochs is None,
         "steps_per_epoch": schedule[1],
         "class_weights": class_weights,
     })
+
+
+def _widest(before: int | None, now: int | None) -> int | None:
+    """The widest object over the rounds (None: none of them had dense labels)."""
+    known = [w for w in (before, now) if w is not None]
+    return max(known) if known else None
 
 
 def _extend_history(old: dict, new: dict, before: int) -> dict[str, list[float]]:
