@@ -24,7 +24,7 @@ import numpy as np
 __all__ = ["LABEL_HALO", "MAX_LABEL_HALO", "label_halo", "lazy_labels", "anchor_ids"]
 
 LABEL_HALO = 128  # pixels of context around a block of instance labels (per side)
-MAX_LABEL_HALO = 1024  # at most: a 512² block is then labelled on 2560²
+MAX_LABEL_HALO = 1024  # px; never more than a neighbouring block is wide (dask.array.overlap)
 
 
 def label_halo(info: Mapping[str, Any]) -> int:
