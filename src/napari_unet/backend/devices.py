@@ -131,7 +131,8 @@ def cpu_call_bytes() -> int | None:
     else:
         import torch
 
-        on_cpu = not torch.cuda.is_available()
+        mps = getattr(torch.backends, "mps", None)
+        on_cpu = not (torch.cuda.is_available() or (mps is not None and mps.is_available()))
     return CPU_CALL_BYTES[backend] if on_cpu else None
 
 
