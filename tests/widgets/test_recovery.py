@@ -84,3 +84,66 @@ def test_a_loaded_model_shows_its_history_and_the_run_names_its_model(viewer_wit
     run.start()
     wait_for_worker(qtbot, run)
     assert "m.keras" in run.status.value
+
+
+def _lazy_run(viewer, w, qtbot, name, engine_calls):
+    """Run the tiny model lazily on a new 512² dask layer ``name`` (32 px chunks), each
+    engine call going through ``engine_calls``; returns once its fill computed 2 chunks."""
+    import dask.array as da
+
+    from napari_unet.samples.nuclei import make_nuclei
+
+    viewer.add_image(da.from_array(make_nuclei((512, 512), seed=3)[0], chunks=32), name=name)
+    viewer.reset_view()
+    run = w["run"]
+    run.reset_choices()
+    run.output.value = "semantic mask"
+    run.image.value = viewer.layers[name]
+    run.start()
+    wait_for_worker(qtbot, run)
+    layer = viewer.layers[f"{name} U-Net"]
+    qtbot.waitUntil(lambda: run.fill.running and layer.data.chunks_done >= 2,
+                    timeout=WORKER_TIMEOUT_MS)
+    return layer
+
+
+def test_a_lazy_result_deleted_or_left_half_done_by_a_closed_dock(viewer_with_widgets, qtbot,
+                                                                  monkeypatch):
+    """Deleting a filling lazy result stops its fill, and a block that fails meanwhile is
+    not reported (its result is gone); closing the dock marks a lazy result not computed
+    whole as incomplete, by its name and a warning, so empty parts are not taken for
+    background."""
+    import time
+
+    from napari.utils import notifications
+
+    viewer, w = viewer_with_widgets
+    build_tiny(qtbot, w["build"])
+    engine, run = w["run"].session.engine, w["run"]
+    real_predict_block, deleted = engine.predict_block, []
+
+    def slow_predict_block(*args, **kwargs):
+        time.sleep(0.1)
+        if deleted:
+            raise IndexError("a block of a deleted result failed")
+        return real_predict_block(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "predict_block", slow_predict_block)
+    layer = _lazy_run(viewer, w, qtbot, "a", slow_predict_block)
+    deleted.append(True)
+    viewer.layers.remove(layer)
+    qtbot.waitUntil(lambda: not run.fill.running, timeout=WORKER_TIMEOUT_MS)
+    assert run.last_error == "" and "deleted, so nothing more is computed" in run.status.value
+    assert _idle(w)
+
+    deleted.clear()
+    warnings = []
+    monkeypatch.setattr(notifications, "show_warning", warnings.append)
+    layer = _lazy_run(viewer, w, qtbot, "b", slow_predict_block)
+    viewer.window.remove_dock_widget(w["run"].native)
+    qtbot.waitUntil(lambda: not run.fill.running, timeout=WORKER_TIMEOUT_MS)
+    total = int(layer.data.lazy.numblocks[0] * layer.data.lazy.numblocks[1])
+    assert layer.name == "b U-Net (incomplete)" and layer.data.chunks_done < total
+    assert len(warnings) == 1 and f"of its {total} chunks" in warnings[0]
+    assert "press Run" in warnings[0]
+    assert not w["build"].session.busy and w["build"].build_button.enabled

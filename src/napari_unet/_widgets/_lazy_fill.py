@@ -24,6 +24,11 @@ _IN_FILL = threading.local()  # .active: this thread runs a fill (its Cancel app
 LEVELS_ABOVE = 2048  # px: a plane wider or taller is shown at several resolutions
 COARSEST = 1024  # px: the side the smallest level napari draws from shrinks to
 THUMBNAIL = 64  # px: the side of the last level, which napari reads whole for the thumbnail
+AFTER_FILL = {  # what comes next, by how a fill ended (`LazyFill.outcome`)
+    "": "the rest is computed as you view it",
+    "cancelled": "cancelled; press Run again, or view another plane, to go on",
+    "gave way": "paused for another job; it goes on when the model is free",
+    "removed": "its layers were deleted, so nothing more is computed"}
 
 
 def levels(lazy: Any) -> list[Any]:
@@ -148,7 +153,7 @@ class LazyFill:
         self.activity = None
         self.blocks = 0
         self.fills = 0  # fill workers that ended (for tests and diagnostics)
-        self.outcome = ""  # how the running fill ends: "", "cancelled", "gave way", "failed"
+        self.outcome = ""  # how the running fill ends: a key of AFTER_FILL, or "failed"
         self._refreshed = 0.0
 
     @property
@@ -197,13 +202,41 @@ class LazyFill:
         self._refresh()
 
     def _on_layer_removed(self, event: Any) -> None:
-        """A lazy layer the user deleted is no longer filled (and its memory goes)."""
+        """A lazy layer the user deleted is no longer filled (and its memory goes); with
+        the last of them gone, the fill stops after its current network call."""
         if event.value in self.layers:
             self.layers.remove(event.value)
             for array in progressive_arrays(event.value.data):
                 if array in self.arrays:
                     array.forget_pending()
                     self.arrays.remove(array)
+            if not self.layers:
+                self._stop("removed", pause=True)
+
+    def incomplete(self) -> list[tuple[Any, int, int]]:
+        """``(layer, chunks computed, chunks in all)`` of each lazy layer whose full
+        resolution is not computed whole yet."""
+        out = []
+        for layer in self.layers:
+            full = progressive_arrays(layer.data)[0]
+            total = int(np.prod(full.lazy.numblocks))
+            if full.chunks_done < total:
+                out.append((layer, full.chunks_done, total))
+        return out
+
+    def close(self) -> None:
+        """The Run dock closed: stop, and mark each lazy layer that is
+        not computed whole as incomplete (its name says so, and a warning says how to
+        finish it), so an empty part is not taken for background."""
+        from napari.utils.notifications import show_warning
+
+        for layer, done, total in self.incomplete():
+            layer.name = f"{layer.name} (incomplete)"
+            show_warning(f"'{layer.name}' holds {done} of its {total} chunks at full "
+                         "resolution: the U-Net dock was closed, so the rest is not computed "
+                         "(it shows as empty). Open the dock again and press Run to compute "
+                         "it all.")
+        self.detach()
 
     def detach(self) -> None:
         """Stop filling the current layers (they keep what they show) and forget them."""
@@ -285,6 +318,8 @@ class LazyFill:
     def _on_error(self, err: BaseException) -> None:
         if self.widget.closed and isinstance(err, EngineClosed):
             return  # the dock (or the viewer) closed, and with it the engine
+        if self.outcome == "removed":
+            return  # its layers were deleted: nothing is left to fail
         if not isinstance(err, EngineCancelled):
             self.outcome = "failed"
             self.cancel()  # no retry loop: viewing another part tries again

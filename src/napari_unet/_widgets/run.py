@@ -29,7 +29,7 @@ from ._evaluate import evaluate_job, evaluation_inputs, scores_text
 from ._jobs import as_lazy, folder_job, lazy_run_job, run_job
 from ._layers import (few_planes_note, layer_array, layer_axes, layer_spacing, physical_size,
                       spatial_placement, with_channels)
-from ._lazy_fill import LazyFill
+from ._lazy_fill import AFTER_FILL, LazyFill
 from ._workers import ActivityProgress, apply_layer_tuples, report_error, start_worker
 
 
@@ -107,7 +107,7 @@ class RunWidget(SessionWidget):
 
     def _on_destroyed(self, *args: Any) -> None:
         super()._on_destroyed(*args)
-        self.fill.detach()  # the lazy layers keep what they computed
+        self.fill.close()  # the lazy layers keep what they computed, marked if incomplete
 
     def _model_choice(self) -> tuple[bool, str | None]:
         """(ok, model file or None for the viewer's model); reports what is missing."""
@@ -317,16 +317,14 @@ class RunWidget(SessionWidget):
         report_error(self, "Lazy result failed", err)
 
     def on_fill_finished(self, done: int, outcome: str) -> None:
-        """The fill ended: ``done`` chunks computed so far; ``outcome`` "", "cancelled",
-        "gave way" or "failed" (already reported)."""
+        """The fill ended: ``done`` chunks computed so far; ``outcome`` a key of
+        `AFTER_FILL`, or "failed" (already reported)."""
         if self.closed:
             return
         self.cancel_button.enabled = False
         if outcome != "failed":
-            then = {"cancelled": "cancelled; press Run again, or view another plane, to go on",
-                    "gave way": "paused for another job; it goes on when the model is free"
-                    }.get(outcome, "the rest is computed as you view it")
-            self.status.value = f"{self.lazy_label}: lazy, {done} chunks computed; {then}"
+            self.status.value = (f"{self.lazy_label}: lazy, {done} chunks computed; "
+                                 f"{AFTER_FILL[outcome]}")
 
     def _settings_used(self) -> str:
         """", threshold 0.5, seed 0.9, min size 12 px" for the viewer's model with its own
