@@ -91,6 +91,10 @@ def test_the_training_report_names_both_calibrations():
                               history={"iou": [0.5, 0.8, 0.7]})
     assert foreground.report().startswith("trained: 3 epochs, best epoch 2 (iou 0.800); learnt "
                                           "foreground")
+    collapsed = ModelSummary(UNetConfig(), info={**info, "monitor": "iou",
+                                                 "collapse_warning": "It has collapsed."},
+                             history={"iou": [0.5, 0.8, 0.7]})
+    assert collapsed.report().startswith("WARNING: It has collapsed. trained: 3 epochs")
 
 
 def test_a_unet_model_reads_its_summary_and_updates_it_whole(random_tiny):

@@ -132,7 +132,7 @@ class ModelSummary:
     def report(self) -> str:
         """One paragraph on how the model was trained: how training ended, the best epoch
         and its IoU, what the network learnt, the calibrated label settings and any
-        collapse warning (``"untrained"`` for a new network)."""
+        collapse warning, which comes first (``"untrained"`` for a new network)."""
         info, history = self.info, self.history
         if "monitor" not in info:
             return f"untrained {self.target} network"
@@ -157,9 +157,8 @@ class ModelSummary:
             text += (f"; touching objects split {estimate['split_distance']} px apart (0.7 of "
                      f"the median radius, {estimate['median_radius']:g} px, of the "
                      f"{estimate['objects']} objects it finds on the annotated planes)")
-        if self.warning:
-            text += ". WARNING: " + self.warning
-        return text
+        # the warning first: a status shows a paragraph's first lines without scrolling
+        return f"WARNING: {self.warning} {text}" if self.warning else text
 
     @property
     def warning(self) -> str:
