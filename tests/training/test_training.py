@@ -277,6 +277,12 @@ def test_the_widest_training_object_is_recorded_for_lazy_labels(nuclei):
     touching[2:8, 2:12], touching[2:8, 12:30] = 1, 2  # two classes side by side: one region
     assert largest_object("classes", "dense", [touching]) == 28
     assert largest_object("foreground", "dense", [np.zeros((3, 8, 8))]) == 0
+    volume = np.zeros((3, 20, 20), np.uint8)
+    volume[0, 2:5, 2:9], volume[2, 4:16, 3:6] = 1, 1  # a mask: regions per plane
+    assert largest_object("foreground", "dense", [volume]) == 12
+    volume[2, 4:16, 3:6] = 5  # ids: whole objects over the planes
+    volume[1, 0:1, 10:20] = 5
+    assert largest_object("boundary", "dense", [volume]) == 17
     assert largest_object("foreground", "sparse", [labels]) is None
     image, truth = nuclei
     unet = train(image, truth, TINY, **FAST).model

@@ -129,7 +129,7 @@ def labels_warning(target: str, label_mode: str, labels: Sequence[Any]) -> str:
 def largest_object(target: str, label_mode: str, labels: Sequence[Any]) -> int | None:
     """The widest object of dense ``labels`` in pixels: the longest side, in Y or X, of any
     object's bounding box (objects: the ids; the connected regions of 0/1 masks, and of
-    class maps for a ``"classes"`` ``target``); None for sparse scribbles, which outline
+    class maps for a ``"classes"`` ``target``, in each plane); None for sparse scribbles, which outline
     no whole objects, and 0 without any object. Lazy instance labels take at least this
     much context around each block (`napari_unet.prediction.lazy_labels.label_halo`)."""
     from scipy import ndimage as ndi
@@ -142,10 +142,15 @@ def largest_object(target: str, label_mode: str, labels: Sequence[Any]) -> int |
         if lab.ndim < 2 or not lab.any():
             continue
         if target == "classes" or lab.max() <= 1 or lab.max() > lab.size:
-            lab = ndi.label(lab > 0)[0]  # regions; ids too sparse to index: merged, wider
-        for box in ndi.find_objects(lab):
-            if box is not None:
-                widest = max(widest, *(s.stop - s.start for s in box[-2:]))
+            # regions (ids too sparse to index: merged, so wider), plane by plane: an int32
+            # label image of a whole uint8 volume would take 4 times its memory
+            parts = (ndi.label(plane > 0)[0] for plane in lab.reshape(-1, *lab.shape[-2:]))
+        else:
+            parts = (lab,)
+        for part in parts:
+            for box in ndi.find_objects(part):
+                if box is not None:
+                    widest = max(widest, *(s.stop - s.start for s in box[-2:]))
     return widest
 
 
