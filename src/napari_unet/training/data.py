@@ -129,9 +129,10 @@ def labels_warning(target: str, label_mode: str, labels: Sequence[Any]) -> str:
 def largest_object(target: str, label_mode: str, labels: Sequence[Any]) -> int | None:
     """The widest object of dense ``labels`` in pixels: the longest side, in Y or X, of any
     object's bounding box (objects: the ids; the connected regions of 0/1 masks, and of
-    class maps for a ``"classes"`` ``target``, in each plane); None for sparse scribbles, which outline
-    no whole objects, and 0 without any object. Lazy instance labels take at least this
-    much context around each block (`napari_unet.prediction.lazy_labels.label_halo`)."""
+    class maps for a ``"classes"`` ``target``, in each plane); None for sparse scribbles,
+    which outline no whole objects, and 0 without any object. Lazy instance labels take at
+    least this much context around each block
+    (`napari_unet.prediction.lazy_labels.label_halo`)."""
     from scipy import ndimage as ndi
 
     if label_mode != "dense":
@@ -139,9 +140,10 @@ def largest_object(target: str, label_mode: str, labels: Sequence[Any]) -> int |
     widest = 0
     for lab in labels:
         lab = np.asarray(lab)
-        if lab.ndim < 2 or not lab.any():
+        top = lab.max(initial=0)  # dense labels are >= 0: one pass says empty, mask or ids
+        if lab.ndim < 2 or not top:
             continue
-        if target == "classes" or lab.max() <= 1 or lab.max() > lab.size:
+        if target == "classes" or top <= 1 or top > lab.size:
             # regions (ids too sparse to index: merged, so wider), plane by plane: an int32
             # label image of a whole uint8 volume would take 4 times its memory
             parts = (ndi.label(plane > 0)[0] for plane in lab.reshape(-1, *lab.shape[-2:]))
